@@ -93,6 +93,14 @@ class Pushback(ServiceError):
         self.retry_after = retry_after
 
 
+class TimestampError(EvidenceError):
+    """Getting an RFC 3161 token failed: TSA unreachable, HTTP error, rejected or mismatched reply.
+
+    Transient from the caller's point of view: the worker retries. (A token that fails the offline
+    check is ``TimestampInvalid``, SPEC §6 step 7.)
+    """
+
+
 class ConfigError(EvidenceError):
     """Settings from the environment are missing or invalid (all problems reported at once)."""
 
