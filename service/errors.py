@@ -105,6 +105,17 @@ class ConfigError(EvidenceError):
     """Settings from the environment are missing or invalid (all problems reported at once)."""
 
 
+# --- documents: certificate and report PDFs (service.certificate, service.fonts) ---------------
+
+
+class FontMissing(EvidenceError):
+    """No usable CJK font on this machine; the message names the Debian package to install."""
+
+
+class NotACertificate(FormatError):
+    """The bytes are not a PDF, or the PDF carries no attached ``receipt.json``."""
+
+
 # --- receipt verification (SPEC §6: one class per step) ---------------------------------------
 
 
