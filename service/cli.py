@@ -1,0 +1,67 @@
+"""The ``evidence`` command line (SPEC §8): the group, lazy command loading and the one top-level error handler.
+
+Owns: which commands exist and how errors become exit codes (0 ok, 1 invalid/inconsistent, 2 usage/unreadable).
+Must not import: Flask, SQLAlchemy or Celery at module level: ``evidence verify`` and ``--help`` stay light, so
+each command lives in ``service.commands.*`` and is imported only when it is invoked.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from typing import Any
+
+import click
+
+from service.errors import EvidenceError
+
+# name -> "module:attribute"; registered explicitly (no auto-discovery), loaded lazily.
+COMMANDS: dict[str, str] = {
+    "verify": "service.commands.verify:verify",
+}
+
+
+class LazyGroup(click.Group):
+    """A click group whose subcommands are imported on first use (click's documented lazy-loading pattern)."""
+
+    def __init__(self, *args: Any, lazy: dict[str, str], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.lazy = lazy
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.lazy})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.lazy:
+            module_name, attr = self.lazy[cmd_name].split(":")
+            command = getattr(importlib.import_module(module_name), attr)
+            assert isinstance(command, click.Command)
+            return command
+        return super().get_command(ctx, cmd_name)
+
+
+@click.group(cls=LazyGroup, lazy=COMMANDS, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="evidence-ledger", prog_name="evidence")
+def cli() -> None:
+    """Evidence Ledger: deposit file digests, seal them in a signed append-only ledger, verify receipts offline."""
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the ``evidence`` console script: catches our errors once, here."""
+    try:
+        cli.main(args=argv, prog_name="evidence", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.Abort:
+        click.echo("Aborted.", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except EvidenceError as exc:
+        click.echo(f"error: {exc.reason}", err=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        click.echo("Interrupted.", err=True)
+        sys.exit(130)
+    sys.exit(0)

@@ -1,0 +1,211 @@
+"""``evidence verify``: offline receipt verification (SPEC §6, §8).
+
+Needs no server, no database and no settings. Exit 0 valid, 1 invalid, 2 usage or unreadable input.
+Trusted keys come from ``--key`` (a verifier key string, or a file with one per line) and from the environment
+variable ``EVIDENCE_TRUSTED_KEYS`` (the same items separated by spaces, commas or newlines). A receipt's own
+``keys`` field is only a hint and never makes it valid.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from service.errors import EvidenceError, FormatError, UnreadableReceipt
+from service.formats import format_time, parse_sha256_hex, utc_now
+from service.hashing import sha256_file
+from service.note import Verifier, parse_vkeys
+from service.receipt import load_json
+from service.verify import STEP_TITLES, VerificationResult, verify_receipt
+
+TRUSTED_KEYS_ENV = "EVIDENCE_TRUSTED_KEYS"
+
+NO_KEY_HELP = (
+    "no trusted key: pass the operator's verifier key with --key VKEY (or a file of keys), or set "
+    f"{TRUSTED_KEYS_ENV}. Get the key from the operator's published list (GET <server>/v1/keys) or from a source "
+    "you trust, and compare its fingerprint with the one printed on the certificate. The receipt's own 'keys' "
+    "field is never trusted."
+)
+
+
+class UsageFailure(click.UsageError):
+    """Exit 2 with a message (bad arguments, unreadable paths, unreadable receipt)."""
+
+
+def load_trusted_keys(values: tuple[str, ...], environ: dict[str, str] | os._Environ[str]) -> list[Verifier]:
+    """Collect verifier keys from --key values and the environment; each item is a vkey or a file of vkeys."""
+    items = list(values)
+    env = environ.get(TRUSTED_KEYS_ENV, "")
+    items += [part for part in re.split(r"[\s,]+", env) if part]
+    keys: list[Verifier] = []
+    for item in items:
+        path = Path(item)
+        try:
+            if "+" not in item or path.is_file():
+                try:
+                    text = path.read_text(encoding="utf-8")
+                except OSError as exc:
+                    raise UsageFailure(f"cannot read the key file {item!r}: {exc.strerror}") from None
+                except UnicodeDecodeError:
+                    raise UsageFailure(f"the key file {item!r} is not UTF-8 text") from None
+                found = parse_vkeys(text)
+                if not found:
+                    raise UsageFailure(f"the key file {item!r} holds no verifier key")
+                keys.extend(found)
+            else:
+                keys.append(Verifier.from_vkey(item))
+        except FormatError as exc:
+            raise UsageFailure(f"bad verifier key {item!r}: {exc.reason}") from None
+    # one entry per distinct key, in the order given
+    unique: dict[str, Verifier] = {}
+    for k in keys:
+        unique.setdefault(k.vkey, k)
+    return list(unique.values())
+
+
+def load_tsa_roots(paths: tuple[str, ...]) -> list[Any]:
+    if not paths:
+        return []
+    from cryptography import x509
+
+    roots: list[Any] = []
+    for p in paths:
+        try:
+            data = Path(p).read_bytes()
+        except OSError as exc:
+            raise UsageFailure(f"cannot read the TSA certificate {p!r}: {exc.strerror}") from None
+        try:
+            if b"-----BEGIN" in data:
+                roots.extend(x509.load_pem_x509_certificates(data))
+            else:
+                roots.append(x509.load_der_x509_certificate(data))
+        except ValueError:
+            raise UsageFailure(f"{p!r} is not a PEM or DER X.509 certificate") from None
+    return roots
+
+
+def read_receipt(path: str) -> tuple[Any, bytes]:
+    """Return (parsed JSON document, receipt bytes); a certificate PDF yields its attached receipt."""
+    try:
+        raw = sys.stdin.buffer.read() if path == "-" else Path(path).read_bytes()
+    except OSError as exc:
+        raise UsageFailure(f"cannot read the receipt {path!r}: {exc.strerror}") from None
+    if raw.startswith(b"%PDF-"):
+        from service.certificate import extract_receipt
+
+        try:
+            raw = extract_receipt(raw)
+        except EvidenceError as exc:
+            raise UsageFailure(f"{path!r} is a PDF without a readable attached receipt: {exc.reason}") from None
+    try:
+        return load_json(raw), raw
+    except UnreadableReceipt as exc:
+        raise UsageFailure(f"{path!r} is not a readable receipt: {exc.reason}") from None
+
+
+def render_text(result: VerificationResult, receipt_path: str, file_path: str | None) -> str:
+    lines = [f"Verifying receipt {receipt_path}" + (f" against file {file_path}" if file_path else "")]
+    seen_steps = set()
+    for check in result.checks:
+        mark = "PASS" if check.ok and check.checked else ("FAIL" if not check.ok else "----")
+        title = STEP_TITLES.get(check.step, "")
+        prefix = f"  [{mark}] step {check.step}"
+        if check.step not in seen_steps:
+            lines.append(f"{prefix}: {title}")
+            seen_steps.add(check.step)
+        lines.append(f"         {check.detail}")
+    if result.valid:
+        lines.append("")
+        lines.append("VALID. " + (result.statement or ""))
+        lines.append("What this proves: the digest above was committed to the operator's signed, append-only "
+                     "ledger no later than the time stated; any change to the file changes its SHA-256.")
+        lines.append("What it does not prove: who made the file, how, whether its content is true, or its legal "
+                     "effect.")
+        if result.key is not None:
+            lines.append(f"Trusted key used: {result.key.vkey}")
+            lines.append(f"Its fingerprint: {result.key.fingerprint}")
+    else:
+        lines.append("")
+        lines.append(f"INVALID at step {result.step} ({STEP_TITLES.get(result.step or 0, '')}): {result.reason}")
+        lines.append("The later steps were not checked.")
+    return "\n".join(lines)
+
+
+@click.command()
+@click.argument("receipt", metavar="RECEIPT")
+@click.argument("file", required=False, metavar="[FILE]")
+@click.option("--sha256", "sha256_hex", metavar="HEX", help="The file's SHA-256 (instead of FILE).")
+@click.option("--key", "keys", multiple=True, metavar="VKEY",
+              help=f"A trusted verifier key string, or a file with one per line (repeatable; also ${TRUSTED_KEYS_ENV}).")
+@click.option("--tsa-ca", "tsa_cas", multiple=True, metavar="PEM",
+              help="A trusted Time-Stamp Authority certificate (PEM or DER; repeatable).")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON (SPEC §8 shape).")
+@click.option("--report", "report_path", metavar="FILE.pdf", type=click.Path(dir_okay=False),
+              help="Also write a bilingual verification report (PDF) a person can file.")
+def verify(receipt: str, file: str | None, sha256_hex: str | None, keys: tuple[str, ...],
+           tsa_cas: tuple[str, ...], as_json: bool, report_path: str | None) -> None:
+    """Verify RECEIPT (a receipt JSON or a certificate PDF) offline, optionally against FILE.
+
+    Exit status: 0 valid, 1 invalid, 2 usage error or unreadable input.
+    """
+    if file is not None and sha256_hex is not None:
+        raise UsageFailure("give either FILE or --sha256, not both")
+    digest: bytes | None = None
+    if sha256_hex is not None:
+        try:
+            digest = parse_sha256_hex(sha256_hex.strip().lower())
+        except FormatError as exc:
+            raise UsageFailure(f"--sha256: {exc.reason}") from None
+    if file is not None:
+        try:
+            digest = sha256_file(file)
+        except OSError as exc:
+            raise UsageFailure(f"cannot read the file {file!r}: {exc.strerror}") from None
+    trusted = load_trusted_keys(keys, os.environ)
+    if not trusted:
+        raise UsageFailure(NO_KEY_HELP)
+    roots = load_tsa_roots(tsa_cas)
+    document, _raw = read_receipt(receipt)
+
+    result = verify_receipt(document, sha256=digest, trusted_keys=trusted, tsa_roots=roots)
+
+    if report_path is not None:
+        from service.certificate import render_report
+
+        inputs = {
+            "receipt": receipt,
+            "file": file,
+            "file_sha256": digest.hex() if digest is not None else None,
+            "trusted_keys": [{"vkey": k.vkey, "fingerprint": k.fingerprint} for k in trusted],
+            "tsa_certificates": [r.subject.rfc4514_string() for r in roots],
+            "verified_at": format_time(utc_now()),
+            "tool": _tool_version(),
+        }
+        pdf = render_report(result.to_json(), receipt=document if isinstance(document, dict) else {},
+                            inputs=inputs, local_tz=os.environ.get("EVIDENCE_LOCAL_TZ", "Asia/Shanghai"))
+        try:
+            Path(report_path).write_bytes(pdf)
+        except OSError as exc:
+            raise UsageFailure(f"cannot write the report {report_path!r}: {exc.strerror}") from None
+
+    if as_json:
+        click.echo(json.dumps(result.to_json(), indent=2, ensure_ascii=False))
+    else:
+        click.echo(render_text(result, receipt, file))
+    if not result.valid:
+        raise click.exceptions.Exit(1)
+
+
+def _tool_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return f"evidence-ledger {version('evidence-ledger')}"
+    except PackageNotFoundError:
+        return "evidence-ledger (source tree)"

@@ -1,0 +1,210 @@
+"""The evidence-receipt/v1 document (SPEC §6): strict reading and building.
+
+Owns: turning receipt bytes into a JSON object (strict JSON, nothing else), building the JSON document from
+the sealed rows' values, and the typed field accessors the verifier uses step by step.
+Must not import: anything outside the standard library and ``service.errors`` / ``service.formats``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Sequence
+from typing import Any, NoReturn
+
+from service.errors import UnreadableReceipt, VerificationError
+from service.formats import Leaf, format_time
+
+FORMAT = "evidence-receipt/v1"
+MEDIA_TYPE = "application/json"
+
+JSONObject = dict[str, Any]
+
+
+# --- reading ------------------------------------------------------------------------------------
+
+
+def _reject_duplicates(pairs: list[tuple[str, Any]]) -> JSONObject:
+    obj: JSONObject = {}
+    for key, value in pairs:
+        if key in obj:
+            raise UnreadableReceipt(f"the JSON has the key {key!r} twice in one object")
+        obj[key] = value
+    return obj
+
+
+def _reject_constant(name: str) -> NoReturn:
+    raise UnreadableReceipt(f"the JSON contains {name}, which strict JSON does not allow")
+
+
+def load_json(raw: bytes | str) -> Any:
+    """Parse strict JSON: UTF-8 without BOM, no duplicate keys, no NaN or Infinity.
+
+    Returns whatever JSON value the document holds (the verifier decides whether it is a receipt).
+
+    :raise UnreadableReceipt: the bytes are not strict UTF-8 JSON.
+    """
+    if isinstance(raw, bytes | bytearray):
+        if raw.startswith(b"\xef\xbb\xbf"):
+            raise UnreadableReceipt("the file starts with a UTF-8 byte order mark; strict JSON has none")
+        try:
+            text = bytes(raw).decode("utf-8", errors="strict")
+        except UnicodeDecodeError as exc:
+            raise UnreadableReceipt(f"the file is not UTF-8 text (byte {exc.start} is not valid UTF-8)") from None
+    else:
+        text = raw
+    try:
+        return json.loads(text, object_pairs_hook=_reject_duplicates, parse_constant=_reject_constant)
+    except UnreadableReceipt:
+        raise
+    except json.JSONDecodeError as exc:
+        raise UnreadableReceipt(f"the file is not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    except (ValueError, RecursionError) as exc:  # e.g. integers too long to convert, absurd nesting
+        raise UnreadableReceipt(f"the file is not usable JSON: {exc}") from None
+
+
+def dump_json(document: JSONObject) -> bytes:
+    """Serialise a receipt the way the service emits it: UTF-8, two-space indent, trailing newline."""
+    return (json.dumps(document, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+
+
+# --- building -----------------------------------------------------------------------------------
+
+
+def b64(data: bytes) -> str:
+    """Standard base64 with padding (the only base64 SPEC uses)."""
+    return base64.b64encode(data).decode("ascii")
+
+
+def build_receipt(
+    *,
+    leaf: Leaf,
+    batch_seq: int,
+    batch_size: int,
+    leaf_index: int,
+    batch_root: bytes,
+    batch_proof: Sequence[bytes],
+    entry: bytes,
+    ledger_proof: Sequence[bytes],
+    checkpoint: bytes,
+    timestamps: Sequence[bytes] = (),
+    keys: Sequence[str] = (),
+) -> JSONObject:
+    """Return the evidence-receipt/v1 JSON object for one sealed leaf (SPEC §6)."""
+    return {
+        "format": FORMAT,
+        "evidence": {
+            "id": leaf.id,
+            "sha256": leaf.sha256.hex(),
+            "received_at": format_time(leaf.received),
+            "leaf": b64(leaf.to_bytes()),
+        },
+        "batch": {
+            "seq": batch_seq,
+            "size": batch_size,
+            "index": leaf_index,
+            "root": b64(batch_root),
+            "proof": [b64(h) for h in batch_proof],
+        },
+        "ledger": {
+            "entry": b64(entry),
+            "proof": [b64(h) for h in ledger_proof],
+            "checkpoint": checkpoint.decode("utf-8"),
+        },
+        "timestamps": [{"type": "rfc3161", "token": b64(t)} for t in timestamps],
+        "keys": list(keys),
+    }
+
+
+# --- typed access for the verifier --------------------------------------------------------------
+
+
+class Fields:
+    """Typed, reasoned access to a receipt's fields.
+
+    Every accessor takes the error class of the step that needs the field, so a missing or ill-typed field fails
+    the first step that needs it (SPEC §6 step 0).
+    """
+
+    def __init__(self, document: JSONObject) -> None:
+        self.doc = document
+
+    def _get(self, path: str, error: type[VerificationError]) -> Any:
+        node: Any = self.doc
+        walked: list[str] = []
+        for part in path.split("."):
+            if not isinstance(node, dict):
+                raise error(f"the receipt field {'.'.join(walked)!r} must be an object")
+            walked.append(part)
+            if part not in node:
+                raise error(f"the receipt has no {path!r} field")
+            node = node[part]
+        return node
+
+    def string(self, path: str, error: type[VerificationError]) -> str:
+        value = self._get(path, error)
+        if not isinstance(value, str):
+            raise error(f"the receipt field {path!r} must be a string, found {_json_type(value)}")
+        return value
+
+    def integer(self, path: str, error: type[VerificationError]) -> int:
+        value = self._get(path, error)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise error(f"the receipt field {path!r} must be an integer, found {_json_type(value)}")
+        if value < 0:
+            raise error(f"the receipt field {path!r} must not be negative, found {value}")
+        return value
+
+    def base64(self, path: str, error: type[VerificationError], *, length: int | None = None) -> bytes:
+        return decode_b64(self.string(path, error), path, error, length=length)
+
+    def hash_list(self, path: str, error: type[VerificationError]) -> list[bytes]:
+        value = self._get(path, error)
+        if not isinstance(value, list):
+            raise error(f"the receipt field {path!r} must be a list of base64 hashes, found {_json_type(value)}")
+        hashes = []
+        for i, item in enumerate(value):
+            where = f"{path}[{i}]"
+            if not isinstance(item, str):
+                raise error(f"the receipt field {where!r} must be a base64 string, found {_json_type(item)}")
+            hashes.append(decode_b64(item, where, error, length=32))
+        return hashes
+
+    def optional_list(self, path: str, error: type[VerificationError]) -> list[Any]:
+        try:
+            value = self._get(path, error)
+        except error:
+            return []
+        if not isinstance(value, list):
+            raise error(f"the receipt field {path!r} must be a list, found {_json_type(value)}")
+        return value
+
+
+def decode_b64(text: str, where: str, error: type[VerificationError], *, length: int | None = None) -> bytes:
+    """Decode canonical standard base64 (with padding) or raise ``error`` naming the field."""
+    try:
+        data = base64.b64decode(text.encode("ascii"), validate=True)
+    except (binascii.Error, UnicodeEncodeError, ValueError):
+        raise error(f"the receipt field {where!r} is not valid standard base64") from None
+    if base64.b64encode(data).decode("ascii") != text:
+        raise error(f"the receipt field {where!r} is not canonical standard base64 (with padding)")
+    if length is not None and len(data) != length:
+        raise error(f"the receipt field {where!r} must decode to {length} bytes, found {len(data)}")
+    return data
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__

@@ -1,0 +1,46 @@
+"""Wiring for a running process: settings -> engine -> signing key -> published key and genesis checkpoint.
+
+Owns: what every entrypoint (``evidence serve``, gunicorn's app factory, Celery workers, admin commands) needs
+before it serves, so they all start the same way. Must not import: Flask or Celery.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+from sqlalchemy.engine import Engine
+
+from service import db, ledger
+from service.config import Settings
+from service.formats import utc_now
+from service.keys import load_or_create_signer, load_signer
+from service.note import Signer
+from service.sealing import ensure_genesis, to_us
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    engine: Engine
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Runtime:
+        return cls(settings, db.make_engine(settings))
+
+    @cached_property
+    def signer(self) -> Signer:
+        """The checkpoint signing key. The embedded default creates it on first start; production only loads it."""
+        path = self.settings.signing_key_file
+        if self.settings.embedded:
+            return load_or_create_signer(path, self.settings.origin)
+        return load_signer(path, self.settings.origin)
+
+    def prepare_signing(self) -> Signer:
+        """Load (or create) the key, publish it in the database and sign the size-0 checkpoint if needed."""
+        signer = self.signer
+        now = utc_now()
+        with self.engine.begin() as conn:
+            ledger.insert_signing_key(conn, signer.verifier.vkey, signer.name, signer.key_hash, to_us(now))
+            ensure_genesis(conn, signer, now)
+        return signer

@@ -1,0 +1,305 @@
+"""Use cases over the ledger: record evidence, seal batches, build receipts, serve the ledger log.
+
+Owns: the one sealing function every deployment runs (in-process on the embedded default, as a Celery task in
+production), and assembling receipts from stored rows.
+Must not import: Flask or Celery. Functions take a Connection and never commit: the caller owns the transaction
+(``with engine.begin() as conn:``). Keys and clocks are passed in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy.engine import Connection
+
+from service import ledger, merkle
+from service.errors import InvalidInput, NotFound
+from service.formats import Checkpoint, Leaf, LedgerEntry, format_time, new_evidence_id
+from service.note import Signer, sign_note
+from service.receipt import JSONObject, build_receipt
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def to_us(dt: datetime) -> int:
+    """Microseconds since the Unix epoch (how times are stored)."""
+    delta = dt - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def from_us(us: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=us)
+
+
+def split_hashes(blob: bytes) -> list[bytes]:
+    return [blob[i : i + 32] for i in range(0, len(blob), 32)]
+
+
+# --- deposits -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Deposit:
+    id: str
+    sha256: bytes
+    received: datetime
+    label: str | None = None
+
+    def to_json(self) -> JSONObject:
+        out: JSONObject = {
+            "id": self.id,
+            "sha256": self.sha256.hex(),
+            "received_at": format_time(self.received),
+            "status": "pending",
+        }
+        if self.label is not None:
+            out["label"] = self.label
+        return out
+
+
+def record_evidence(
+    conn: Connection, tenant_id: int, items: Sequence[tuple[bytes, str | None]], now: datetime
+) -> list[Deposit]:
+    """Store pending evidence (one row each, one round trip) and return what was acknowledged.
+
+    Every item gets its own random id (SPEC §2: ≥ 96 random bits) and the same received time.
+    """
+    received_us = to_us(now)
+    received = from_us(received_us)
+    deposits = [Deposit(new_evidence_id(), digest, received, label) for digest, label in items]
+    ledger.insert_evidence(
+        conn,
+        [
+            {"id": d.id, "tenant_id": tenant_id, "sha256": d.sha256, "label": d.label, "received_us": received_us}
+            for d in deposits
+        ],
+    )
+    return deposits
+
+
+# --- sealing ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SealResult:
+    seq: int
+    size: int
+    root: bytes
+    sealed: datetime
+    ledger_size: int
+    ledger_root: bytes
+    oldest_received: datetime
+
+
+def ensure_genesis(conn: Connection, signer: Signer, now: datetime) -> None:
+    """Sign and store the checkpoint of size 0 if the ledger has no checkpoint yet (SPEC §4)."""
+    if ledger.checkpoint_at(conn, 0) is not None:
+        return
+    ledger.lock_ledger(conn)
+    if ledger.checkpoint_at(conn, 0) is not None:
+        return
+    note = sign_note(Checkpoint(signer.name, 0, merkle.EMPTY_ROOT).to_bytes(), [signer])
+    ledger.insert_checkpoint(conn, 0, merkle.EMPTY_ROOT, note, signer.key_hash, to_us(now))
+
+
+def seal_due(conn: Connection, now: datetime, max_leaves: int, max_age: float) -> bool:
+    """True when a batch should be sealed: ``max_leaves`` are pending or the oldest is ``max_age`` seconds old."""
+    oldest = ledger.oldest_pending_us(conn)
+    if oldest is None:
+        return False
+    if to_us(now) - oldest >= max_age * 1_000_000:
+        return True
+    return ledger.pending_count(conn, limit=max_leaves) >= max_leaves
+
+
+def seal_batch(conn: Connection, signer: Signer, now: datetime, max_leaves: int) -> SealResult | None:
+    """Seal up to ``max_leaves`` pending evidence into one batch; return it, or None when nothing is pending.
+
+    In the caller's single transaction: take the ledger lock, pick the oldest pending leaves, build the batch
+    tree, append the ledger entry (with the perfect-subtree nodes it completes), store every leaf's proof, delete
+    the pending rows, and sign the checkpoint of the new ledger size. If anything fails, the transaction rolls
+    back and every leaf stays pending: nothing is sealed twice or lost.
+    """
+    ledger.lock_ledger(conn)
+    rows = ledger.select_pending(conn, max_leaves)
+    if not rows:
+        return None
+    last = ledger.last_batch(conn)
+    seq = 0 if last is None else last.seq + 1
+    leaves = [Leaf(r.id, bytes(r.sha256), from_us(r.received_us)) for r in rows]
+    tree = merkle.BatchTree([merkle.leaf_hash(leaf.to_bytes()) for leaf in leaves])
+
+    # SPEC §3: sealed is never earlier than any received in the batch nor the previous entry's sealed.
+    sealed_us = max(to_us(now), max(r.received_us for r in rows), last.sealed_us if last is not None else 0)
+    sealed = from_us(sealed_us)
+    entry = LedgerEntry(seq, tree.size, tree.root, sealed).to_bytes()
+    entry_hash = merkle.leaf_hash(entry)
+
+    # The ledger log: the new entry is leaf `seq` of the log of size seq+1. Its inclusion proof is the
+    # frontier of the log of size seq (the perfect subtrees covering [0, seq)), smallest first.
+    frontier_keys = merkle.perfect_subtrees(0, seq)
+    frontier = ledger.get_nodes(conn, frontier_keys)
+    if len(frontier) != len(frontier_keys):
+        raise RuntimeError(f"the ledger log is missing nodes {sorted(set(frontier_keys) - set(frontier))}")
+    ledger_proof = [frontier[k] for k in reversed(frontier_keys)]
+    new_nodes = merkle.append_nodes(seq, entry_hash, frontier)
+    all_nodes = {**frontier, **dict(new_nodes)}
+    new_root = merkle.hash_range(0, seq + 1, all_nodes)
+
+    ledger.insert_batch(conn, seq, tree.size, tree.root, sealed_us, entry, b"".join(ledger_proof))
+    ledger.insert_nodes(conn, new_nodes)
+    ledger.insert_batch_leaves(
+        conn,
+        [
+            {"evidence_pk": r.pk, "batch_seq": seq, "leaf_index": i, "proof": b"".join(tree.inclusion_proof(i))}
+            for i, r in enumerate(rows)
+        ],
+    )
+    ledger.delete_pending(conn, [r.pk for r in rows])
+    note = sign_note(Checkpoint(signer.name, seq + 1, new_root).to_bytes(), [signer])
+    ledger.insert_checkpoint(conn, seq + 1, new_root, note, signer.key_hash, sealed_us)
+    return SealResult(seq, tree.size, tree.root, sealed, seq + 1, new_root, from_us(min(r.received_us for r in rows)))
+
+
+# --- reading ------------------------------------------------------------------------------------
+
+
+def evidence_status(conn: Connection, tenant_id: int, evidence_id: str) -> JSONObject:
+    """Status of one evidence of this tenant: pending, or sealed with its batch.
+
+    :raise NotFound: no such evidence for this tenant (another tenant's evidence is not found either).
+    """
+    row = ledger.get_evidence(conn, tenant_id, evidence_id)
+    if row is None:
+        raise NotFound(f"no evidence with id {evidence_id!r}")
+    out: JSONObject = {
+        "id": row.id,
+        "sha256": bytes(row.sha256).hex(),
+        "received_at": format_time(from_us(row.received_us)),
+        "status": "pending" if row.batch_seq is None else "sealed",
+    }
+    if row.label is not None:
+        out["label"] = row.label
+    if row.batch_seq is not None:
+        out["batch_seq"] = row.batch_seq
+        out["leaf_index"] = row.leaf_index
+    return out
+
+
+def receipt_for(
+    conn: Connection, tenant_id: int, evidence_id: str, *, keys: Sequence[str] = ()
+) -> JSONObject | None:
+    """The evidence-receipt/v1 of a sealed evidence, from stored rows only; None while it is pending.
+
+    The ledger proof is against the checkpoint signed when its batch was sealed (size seq+1), so a receipt never
+    changes once issued. Time-stamp tokens obtained since are included.
+
+    :raise NotFound: no such evidence for this tenant.
+    """
+    row = ledger.get_evidence(conn, tenant_id, evidence_id)
+    if row is None:
+        raise NotFound(f"no evidence with id {evidence_id!r}")
+    if row.batch_seq is None:
+        return None
+    batch = ledger.get_batch(conn, row.batch_seq)
+    checkpoint = ledger.checkpoint_at(conn, row.batch_seq + 1)
+    if batch is None or checkpoint is None:
+        raise RuntimeError(f"sealed evidence {evidence_id} has no batch {row.batch_seq} or its checkpoint")
+    leaf = Leaf(row.id, bytes(row.sha256), from_us(row.received_us))
+    return build_receipt(
+        leaf=leaf,
+        batch_seq=batch.seq,
+        batch_size=batch.size,
+        leaf_index=row.leaf_index,
+        batch_root=bytes(batch.root),
+        batch_proof=split_hashes(bytes(row.proof)),
+        entry=bytes(batch.entry),
+        ledger_proof=split_hashes(bytes(batch.ledger_proof)),
+        checkpoint=bytes(checkpoint.note),
+        timestamps=[bytes(t) for t in ledger.tokens_for_batch(conn, batch.seq)],
+        keys=keys,
+    )
+
+
+def latest_checkpoint(conn: Connection) -> bytes:
+    row = ledger.latest_checkpoint(conn)
+    if row is None:
+        raise NotFound("the ledger has no checkpoint yet")
+    return bytes(row.note)
+
+
+MAX_ENTRIES_PAGE = 1000
+
+
+def ledger_entries(conn: Connection, start: int, end: int | None) -> tuple[int, list[bytes]]:
+    """Entries [start, end) of the ledger log, at most 1,000 (SPEC §7)."""
+    size = ledger.ledger_size(conn)
+    if start < 0:
+        raise InvalidInput(f"start must be 0 or more, got {start}")
+    if end is None:
+        end = min(size, start + MAX_ENTRIES_PAGE)
+    if end < start:
+        raise InvalidInput(f"end ({end}) must not be below start ({start})")
+    if start > size:
+        raise InvalidInput(f"start ({start}) is beyond the ledger size ({size})")
+    end = min(end, size, start + MAX_ENTRIES_PAGE)
+    return start, ledger.entries_range(conn, start, end)
+
+
+def consistency_proof(conn: Connection, old: int, new: int) -> list[bytes]:
+    """RFC 9162 consistency proof between ledger sizes ``old`` and ``new`` (0 < old <= new <= size)."""
+    size = ledger.ledger_size(conn)
+    if not (0 < old <= new <= size):
+        raise InvalidInput(f"need 0 < from <= to <= ledger size ({size}); got from={old}, to={new}")
+    if old == new:
+        return []
+    ranges = merkle.consistency_ranges(old, new)
+    nodes = ledger.get_nodes(conn, merkle.nodes_needed_for_ranges(ranges))
+    return [merkle.hash_range(a, b, nodes) for a, b in ranges]
+
+
+def ledger_root(conn: Connection, size: int) -> bytes:
+    """Root of the ledger log at ``size`` recomputed from the stored perfect-subtree nodes."""
+    if size == 0:
+        return merkle.EMPTY_ROOT
+    nodes = ledger.get_nodes(conn, merkle.perfect_subtrees(0, size))
+    return merkle.hash_range(0, size, nodes)
+
+
+def key_list(conn: Connection) -> list[dict[str, Any]]:
+    """Every checkpoint signing key ever used, with its validity window (SPEC §7 /v1/keys)."""
+    return [
+        {
+            "vkey": r.vkey,
+            "origin": r.origin,
+            "valid_from": format_time(from_us(r.valid_from_us)),
+            "valid_until": None if r.valid_until_us is None else format_time(from_us(r.valid_until_us)),
+        }
+        for r in ledger.list_signing_keys(conn)
+    ]
+
+
+def seal_pending(engine: Any, signer: Signer, *, max_leaves: int, max_age: float,
+                 clock: Any = None, force: bool = False) -> list[SealResult]:
+    """Seal every batch that is due, each in its own transaction; return what was sealed.
+
+    The one entry point used by the in-process sealer (embedded default) and the Celery task (production).
+    ``force`` seals whatever is pending even if no batch is due yet (tests, shutdown, ``evidence seal``).
+    """
+    from service.formats import utc_now
+
+    now_fn = clock or utc_now
+    sealed: list[SealResult] = []
+    while True:
+        with engine.connect() as conn:
+            due = seal_due(conn, now_fn(), max_leaves, max_age) or (force and ledger.pending_count(conn, limit=1) > 0)
+        if not due:
+            return sealed
+        with engine.begin() as conn:
+            result = seal_batch(conn, signer, now_fn(), max_leaves)
+        if result is None:
+            return sealed
+        sealed.append(result)

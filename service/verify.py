@@ -1,0 +1,310 @@
+"""The offline verifier: SPEC §6 steps 0-7, nothing else.
+
+Owns: checking one evidence-receipt/v1 document against a file digest, trusted checkpoint keys and trusted TSA
+certificates, and saying what that proves.
+Must not import: Flask, SQLAlchemy, Celery, requests or any setting. Trust is passed in; no network, no database.
+``service.timestamps`` (which needs rfc3161-client) is imported only when a token is actually checked.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from service import merkle
+from service.errors import (
+    BatchProofInvalid,
+    CheckpointSignatureInvalid,
+    DigestMismatch,
+    EntryMismatch,
+    FormatError,
+    LeafMismatch,
+    LedgerProofInvalid,
+    MalformedReceipt,
+    NoteError,
+    ProofError,
+    TimestampInvalid,
+    VerificationError,
+)
+from service.formats import Checkpoint, Leaf, LedgerEntry, format_time
+from service.note import Verifier, open_note
+from service.receipt import FORMAT, Fields, decode_b64
+
+if TYPE_CHECKING:
+    from cryptography import x509
+
+STEP_TITLES: dict[int, str] = {
+    0: "The document is an evidence-receipt/v1",
+    1: "The file's SHA-256 matches the receipt",
+    2: "The evidence leaf matches the receipt",
+    3: "The leaf is in the batch tree (batch proof)",
+    4: "The ledger entry matches the batch",
+    5: "The ledger entry is in the signed ledger log (ledger proof)",
+    6: "The checkpoint is signed by a trusted key",
+    7: "RFC 3161 time-stamp tokens",
+}
+
+
+@dataclass(frozen=True)
+class Check:
+    step: int
+    ok: bool
+    detail: str
+    checked: bool = True
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"step": self.step, "ok": self.ok, "detail": self.detail}
+        if not self.checked:
+            out["checked"] = False
+        return out
+
+
+@dataclass(frozen=True)
+class TimestampResult:
+    authority: str
+    gen_time: datetime
+
+
+@dataclass
+class VerificationResult:
+    """The outcome of verifying one receipt (SPEC §8 result shape via ``to_json``)."""
+
+    valid: bool = False
+    step: int | None = None
+    reason: str | None = None
+    checks: list[Check] = field(default_factory=list)
+    statement: str | None = None
+    # what the verifier learnt, for reports and certificates
+    evidence_id: str | None = None
+    sha256: str | None = None
+    origin: str | None = None
+    sealed: datetime | None = None
+    received: datetime | None = None
+    key: Verifier | None = None
+    timestamps: list[TimestampResult] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "valid": self.valid,
+            "step": self.step,
+            "reason": self.reason,
+            "checks": [c.to_json() for c in self.checks],
+            "statement": self.statement,
+        }
+
+
+def verify_receipt(
+    document: Any,
+    *,
+    sha256: bytes | None = None,
+    trusted_keys: Sequence[Verifier] = (),
+    tsa_roots: Sequence[x509.Certificate] = (),
+) -> VerificationResult:
+    """Verify a parsed receipt document (any JSON value) and return the result; never raises for bad input.
+
+    ``sha256`` is the digest of the file in hand (step 1 is not checked without it). Only ``trusted_keys`` can make
+    step 6 pass: the receipt's own ``keys`` field is never trusted. Tokens are checked against ``tsa_roots``; with
+    none given they are reported as not checked.
+    """
+    result = VerificationResult()
+    try:
+        _run_steps(document, sha256, trusted_keys, tsa_roots, result)
+    except VerificationError as exc:
+        result.valid = False
+        result.step = exc.step
+        result.reason = exc.reason
+        result.checks.append(Check(exc.step, False, exc.reason))
+        result.statement = None
+        return result
+    result.valid = True
+    result.statement = _statement(result, file_checked=sha256 is not None)
+    return result
+
+
+def _run_steps(
+    document: Any,
+    sha256: bytes | None,
+    trusted_keys: Sequence[Verifier],
+    tsa_roots: Sequence[x509.Certificate],
+    result: VerificationResult,
+) -> None:
+    ok = result.checks.append
+
+    # Step 0: the document is a JSON object with the right format.
+    if not isinstance(document, dict):
+        raise MalformedReceipt("the document is not a JSON object, so it is not an evidence receipt")
+    f = Fields(document)
+    fmt = f.string("format", MalformedReceipt)
+    if fmt != FORMAT:
+        raise MalformedReceipt(f"the receipt format is {fmt!r}; this verifier reads {FORMAT!r}")
+    ok(Check(0, True, f"the document is an {FORMAT} receipt"))
+
+    # Step 1: the file's digest equals evidence.sha256.
+    claimed_hex = f.string("evidence.sha256", DigestMismatch if sha256 is not None else LeafMismatch)
+    result.sha256 = claimed_hex
+    if sha256 is not None:
+        if not hmac.compare_digest(sha256.hex(), claimed_hex):
+            raise DigestMismatch(f"the file's SHA-256 is {sha256.hex()}; the receipt is for {claimed_hex}")
+        ok(Check(1, True, f"the file's SHA-256 is {sha256.hex()}, the digest the receipt is for"))
+    else:
+        ok(Check(1, True, f"not checked: no file or digest was given; the receipt is for SHA-256 {claimed_hex}",
+                 checked=False))
+
+    # Step 2: the leaf parses and agrees with evidence.{id, sha256, received_at}.
+    leaf_bytes = f.base64("evidence.leaf", LeafMismatch)
+    evidence_id = f.string("evidence.id", LeafMismatch)
+    received_at = f.string("evidence.received_at", LeafMismatch)
+    try:
+        leaf = Leaf.from_bytes(leaf_bytes)
+    except FormatError as exc:
+        raise LeafMismatch(f"the evidence leaf is not a valid v1 leaf: {exc.reason}") from None
+    if leaf.id != evidence_id:
+        raise LeafMismatch(f"the leaf is for evidence id {leaf.id!r}; the receipt says {evidence_id!r}")
+    if leaf.sha256.hex() != claimed_hex:
+        raise LeafMismatch(f"the leaf is for SHA-256 {leaf.sha256.hex()}; the receipt says {claimed_hex}")
+    if format_time(leaf.received) != received_at:
+        raise LeafMismatch(
+            f"the leaf says received {format_time(leaf.received)}; the receipt says {received_at!r}"
+        )
+    result.evidence_id = leaf.id
+    result.received = leaf.received
+    leaf_hash = merkle.leaf_hash(leaf_bytes)
+    ok(Check(2, True, f"leaf of evidence {leaf.id}, received {received_at}, leaf hash {leaf_hash.hex()}"))
+
+    # Step 3: the leaf hash with batch.proof at (index, size) gives batch.root.
+    index = f.integer("batch.index", BatchProofInvalid)
+    size = f.integer("batch.size", BatchProofInvalid)
+    batch_root = f.base64("batch.root", BatchProofInvalid, length=32)
+    batch_proof = f.hash_list("batch.proof", BatchProofInvalid)
+    try:
+        merkle.verify_inclusion(leaf_hash, index, size, batch_proof, batch_root)
+    except ProofError as exc:
+        raise BatchProofInvalid(f"the batch proof does not lead to the batch root: {exc.reason}") from None
+    ok(Check(3, True, f"leaf {index} of a batch of {size}: {len(batch_proof)} proof hashes lead to batch root "
+                      f"{batch_root.hex()}"))
+
+    # Step 4: the ledger entry parses and agrees with the batch; sealed >= received.
+    seq = f.integer("batch.seq", EntryMismatch)
+    entry_bytes = f.base64("ledger.entry", EntryMismatch)
+    try:
+        entry = LedgerEntry.from_bytes(entry_bytes)
+    except FormatError as exc:
+        raise EntryMismatch(f"the ledger entry is not a valid v1 entry: {exc.reason}") from None
+    if entry.seq != seq:
+        raise EntryMismatch(f"the ledger entry is number {entry.seq}; the receipt says batch {seq}")
+    if entry.size != size:
+        raise EntryMismatch(f"the ledger entry records a batch of {entry.size} leaves; the receipt says {size}")
+    if not hmac.compare_digest(entry.root, batch_root):
+        raise EntryMismatch(
+            f"the ledger entry records batch root {entry.root.hex()}; the receipt's batch root is {batch_root.hex()}"
+        )
+    if entry.sealed < leaf.received:
+        raise EntryMismatch(
+            f"the batch is sealed at {format_time(entry.sealed)}, before the evidence was received "
+            f"({format_time(leaf.received)})"
+        )
+    result.sealed = entry.sealed
+    ok(Check(4, True, f"ledger entry {entry.seq} records this batch (size {entry.size}), sealed "
+                      f"{format_time(entry.sealed)}"))
+
+    # Step 5: the entry's leaf hash with ledger.proof at (seq, checkpoint size) gives the checkpoint root.
+    note_text = f.string("ledger.checkpoint", LedgerProofInvalid)
+    ledger_proof = f.hash_list("ledger.proof", LedgerProofInvalid)
+    note_bytes = note_text.encode("utf-8")
+    checkpoint = _checkpoint_of(note_bytes)
+    result.origin = checkpoint.origin
+    try:
+        merkle.verify_inclusion(merkle.leaf_hash(entry_bytes), seq, checkpoint.size, ledger_proof, checkpoint.root)
+    except ProofError as exc:
+        raise LedgerProofInvalid(
+            f"the ledger proof does not lead to the checkpoint root of {checkpoint.origin} at size "
+            f"{checkpoint.size}: {exc.reason}"
+        ) from None
+    ok(Check(5, True, f"entry {seq} is in the ledger log of {checkpoint.origin} at size {checkpoint.size}, root "
+                      f"{checkpoint.root.hex()}"))
+
+    # Step 6: the checkpoint is signed by a trusted key whose name is the origin.
+    candidates = [k for k in trusted_keys if k.name == checkpoint.origin]
+    if not candidates:
+        names = ", ".join(sorted({k.name for k in trusted_keys})) or "none"
+        raise CheckpointSignatureInvalid(
+            f"no trusted key is named after the checkpoint origin {checkpoint.origin!r} (trusted key names: {names})"
+        )
+    try:
+        opened = open_note(note_bytes, candidates)
+    except NoteError as exc:
+        raise CheckpointSignatureInvalid(f"the checkpoint signature does not verify: {exc.reason}") from None
+    key = opened.verified[0]
+    result.key = key
+    ok(Check(6, True, f"signed by trusted key {key.vkey} (fingerprint {key.fingerprint})"))
+
+    # Step 7: RFC 3161 tokens over SHA-256(entry bytes).
+    _check_timestamps(f, entry_bytes, tsa_roots, result)
+
+
+def _checkpoint_of(note: bytes) -> Checkpoint:
+    """The checkpoint body of a signed note, without judging its signatures (that is step 6)."""
+    split = note.rfind(b"\n\n")
+    if split < 0:
+        raise LedgerProofInvalid("the checkpoint is not a signed note: there is no blank line before the signatures")
+    try:
+        return Checkpoint.from_bytes(note[: split + 1])
+    except FormatError as exc:
+        raise LedgerProofInvalid(f"the checkpoint is not a valid checkpoint: {exc.reason}") from None
+
+
+def _check_timestamps(
+    f: Fields, entry_bytes: bytes, tsa_roots: Sequence[x509.Certificate], result: VerificationResult
+) -> None:
+    tokens = f.optional_list("timestamps", TimestampInvalid)
+    if not tokens:
+        result.checks.append(Check(7, True, "no time-stamp tokens in the receipt", checked=False))
+        return
+    for i, item in enumerate(tokens):
+        where = f"timestamps[{i}]"
+        if not isinstance(item, dict):
+            raise TimestampInvalid(f"the receipt field {where!r} must be an object")
+        kind = item.get("type")
+        if kind != "rfc3161":
+            result.checks.append(Check(7, True, f"{where}: not checked: unknown token type {kind!r}", checked=False))
+            continue
+        token_text = item.get("token")
+        if not isinstance(token_text, str):
+            raise TimestampInvalid(f"the receipt field {where}.token must be a base64 string")
+        token = decode_b64(token_text, f"{where}.token", TimestampInvalid)
+        if not tsa_roots:
+            result.checks.append(Check(
+                7, True, f"{where}: not checked: no TSA certificate is trusted (pass --tsa-ca to check it)",
+                checked=False))
+            continue
+        try:
+            from service import timestamps
+        except ImportError:  # the verifier runs with only `cryptography`; tokens need rfc3161-client
+            result.checks.append(Check(
+                7, True, f"{where}: not checked: rfc3161-client is not installed", checked=False))
+            continue
+        try:
+            info = timestamps.verify_token(token, entry_bytes, tsa_roots)
+        except TimestampInvalid as exc:
+            raise TimestampInvalid(f"{where}: {exc.reason}") from None
+        result.timestamps.append(TimestampResult(info.authority, info.gen_time))
+        result.checks.append(Check(
+            7, True, f"{where}: the ledger entry existed no later than {format_time(info.gen_time)} per "
+                     f"{info.authority}"))
+
+
+def _statement(result: VerificationResult, *, file_checked: bool) -> str:
+    assert result.sealed is not None and result.origin is not None
+    subject = f"the file given (SHA-256 {result.sha256})" if file_checked else f"this SHA-256 ({result.sha256})"
+    text = (f"{subject[0].upper()}{subject[1:]} was sealed in the ledger of {result.origin} no later than "
+            f"{format_time(result.sealed)}")
+    for ts in result.timestamps:
+        text += f", and no later than {format_time(ts.gen_time)} per {ts.authority}"
+    return text + "."
+
+
+def step_title(step: int) -> str:
+    return STEP_TITLES.get(step, f"step {step}")
