@@ -105,6 +105,10 @@ class ConfigError(EvidenceError):
     """Settings from the environment are missing or invalid (all problems reported at once)."""
 
 
+class SchemaDrift(EvidenceError):
+    """The database schema differs from the tables the code expects (``alembic check`` found changes)."""
+
+
 # --- documents: certificate and report PDFs (service.certificate, service.fonts) ---------------
 
 
