@@ -1,0 +1,386 @@
+"""The exact bytes of SPEC §2 (evidence leaf), §3 (ledger entry), §4 (checkpoint body) and ``<time>``.
+
+Owns: producing and strictly parsing each of those byte strings, in one place, plus the small value
+checks they are made of (evidence id, SHA-256 hex, canonical decimal, 32-byte base64 root, time).
+Changing any format here breaks every receipt already issued: don't.
+Values are kept as ``bytes``/``int``/``datetime`` inside the dataclasses; hex and base64 appear only in
+the byte strings themselves.
+Must not import: anything outside the standard library and ``service.errors``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from service.errors import FormatError
+
+__all__ = [
+    "Checkpoint",
+    "Leaf",
+    "LedgerEntry",
+    "MAX_UINT64",
+    "check_evidence_id",
+    "format_time",
+    "new_evidence_id",
+    "parse_sha256_hex",
+    "parse_time",
+    "utc_now",
+]
+
+MAX_UINT64 = (1 << 64) - 1
+_SHA256_SIZE = 32
+
+_HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
+_ID_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
+_B64_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=")
+
+
+# --- <time> (SPEC §2): RFC 3339, UTC, exactly six fractional digits, "Z" --------------------------
+
+_TIME_RE = re.compile(
+    r"([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]{2})\.([0-9]{6})Z", re.ASCII
+)
+_TIME_PREFIX_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}", re.ASCII)
+
+
+def format_time(dt: datetime) -> str:
+    """Return ``dt`` as SPEC ``<time>``, e.g. ``2026-11-28T16:13:35.123456Z`` (converted to UTC).
+
+    :raise ValueError: ``dt`` is naive (a programming error: we never guess a time zone).
+    """
+    if dt.tzinfo is None or dt.utcoffset() is None:
+        raise ValueError("format_time needs a timezone-aware datetime, got a naive one")
+    u = dt.astimezone(UTC)
+    return (
+        f"{u.year:04d}-{u.month:02d}-{u.day:02d}T{u.hour:02d}:{u.minute:02d}:{u.second:02d}"
+        f".{u.microsecond:06d}Z"
+    )
+
+
+def parse_time(s: str) -> datetime:
+    """Parse SPEC ``<time>`` into a tz-aware UTC datetime with microsecond precision.
+
+    :raise FormatError: anything but ``YYYY-MM-DDTHH:MM:SS.ffffffZ`` naming a real UTC instant.
+    """
+    m = _TIME_RE.fullmatch(s)
+    if m is None:
+        raise FormatError(_time_problem(s))
+    year, month, day, hour, minute, second, micro = (int(g) for g in m.groups())
+    try:
+        return datetime(year, month, day, hour, minute, second, micro, tzinfo=UTC)
+    except ValueError as e:
+        raise FormatError(f"time {s!r} is not a valid date and time: {e}") from None
+
+
+def _time_problem(s: str) -> str:
+    """Say in words why ``s`` is not a SPEC ``<time>``."""
+    want = "expected UTC like 2026-11-28T16:13:35.123456Z"
+    prefix = _TIME_PREFIX_RE.match(s)
+    if prefix is None:
+        return f"time {s!r} is not RFC 3339 date and time YYYY-MM-DDTHH:MM:SS ({want})"
+    rest = s[prefix.end() :]
+    frac = re.match(r"\.([0-9]*)", rest, re.ASCII)
+    digits = frac.group(1) if frac else ""
+    zone = rest[frac.end() :] if frac else rest
+    if len(digits) != 6:
+        return f"time {s!r} must have exactly six fractional digits, found {len(digits)} ({want})"
+    if zone in ("z", "+00:00", "-00:00") or re.fullmatch(r"[+-][0-9]{2}:[0-9]{2}", zone):
+        return f"time {s!r} must be in UTC and end in 'Z', found {zone!r} ({want})"
+    return f"time {s!r} must end in 'Z' right after the six fractional digits, found {zone!r} ({want})"
+
+
+def utc_now() -> datetime:
+    """Return the current time, tz-aware UTC, microsecond precision."""
+    return datetime.now(UTC)
+
+
+def _require_aware(dt: datetime, what: str) -> datetime:
+    if not isinstance(dt, datetime) or dt.tzinfo is None or dt.utcoffset() is None:
+        raise ValueError(f"{what} must be a timezone-aware datetime, got {dt!r}")
+    return dt.astimezone(UTC)
+
+
+# --- evidence id (SPEC §2) --------------------------------------------------------------------
+
+
+def new_evidence_id() -> str:
+    """Return a fresh evidence id: 22 URL-safe characters carrying 128 random bits (SPEC §2: >= 96)."""
+    return secrets.token_urlsafe(16)
+
+
+def check_evidence_id(s: str) -> str:
+    """Return ``s`` if it is 1-64 characters of ``[A-Za-z0-9_-]``.
+
+    :raise FormatError: empty, too long, or a character outside that set (named with its position).
+    """
+    if s == "":
+        raise FormatError("evidence id is empty (expected 1-64 characters of A-Z a-z 0-9 _ -)")
+    if len(s) > 64:
+        raise FormatError(f"evidence id is {len(s)} characters long, at most 64 allowed")
+    for i, c in enumerate(s):
+        if c not in _ID_CHARS:
+            raise FormatError(
+                f"evidence id contains {c!r} (U+{ord(c):04X}) at position {i}; allowed: A-Z a-z 0-9 _ -"
+            )
+    return s
+
+
+# --- SHA-256 hex (SPEC §2 "sha256" line) ------------------------------------------------------
+
+
+def parse_sha256_hex(s: str) -> bytes:
+    """Return the 32 bytes written as exactly 64 lowercase hex digits in ``s``.
+
+    :raise FormatError: a non-hex character, a wrong number of digits, or upper-case hex.
+    """
+    for i, c in enumerate(s):
+        if c not in _HEX_DIGITS:
+            raise FormatError(f"SHA-256 hex contains {c!r} at position {i}: not a hex digit")
+    if len(s) != 2 * _SHA256_SIZE:
+        raise FormatError(f"SHA-256 hex must be 64 hex digits, {len(s)} given")
+    if s != s.lower():
+        raise FormatError("SHA-256 hex has upper-case digits: use lowercase hex")
+    return bytes.fromhex(s)
+
+
+# --- helpers shared by the line formats -------------------------------------------------------
+
+
+def _parse_uint(field: str, s: str) -> int:
+    """Canonical ASCII decimal: ``0`` or no leading zero, no sign, no spaces, fits uint64."""
+    if s == "":
+        raise FormatError(f"{field} is empty, expected a decimal number")
+    if s[0] in "+-":
+        raise FormatError(f"{field} {s!r} has a sign; expected plain decimal digits")
+    if not all("0" <= c <= "9" for c in s):
+        raise FormatError(f"{field} {s!r} is not a decimal number (only digits 0-9 allowed)")
+    if len(s) > 1 and s[0] == "0":
+        raise FormatError(f"{field} {s!r} has leading zeros")
+    if len(s) > 20 or int(s) > MAX_UINT64:
+        raise FormatError(f"{field} {s!r} does not fit in an unsigned 64-bit integer")
+    return int(s)
+
+
+def _check_uint(field: str, n: int, minimum: int = 0) -> None:
+    if isinstance(n, bool) or not isinstance(n, int) or not minimum <= n <= MAX_UINT64:
+        raise FormatError(f"{field} must be an integer in [{minimum}, 2^64-1], got {n!r}")
+
+
+def _encode_root(root: bytes) -> str:
+    return base64.b64encode(root).decode("ascii")
+
+
+def _parse_root(field: str, s: str) -> bytes:
+    """Standard, padded, canonical base64 of exactly 32 bytes."""
+    if "-" in s or "_" in s:
+        raise FormatError(f"{field} {s!r} is URL-safe base64; expected standard base64 (+ and /)")
+    bad = next((c for c in s if c not in _B64_CHARS), None)
+    if bad is not None:
+        raise FormatError(f"{field} {s!r} contains {bad!r}: not standard base64")
+    try:
+        raw = base64.b64decode(s, validate=True)
+    except (binascii.Error, ValueError) as e:
+        raise FormatError(f"{field} {s!r} is not padded standard base64: {e}") from None
+    if len(raw) != _SHA256_SIZE:
+        raise FormatError(f"{field} decodes to {len(raw)} bytes, expected {_SHA256_SIZE}")
+    if _encode_root(raw) != s:
+        raise FormatError(f"{field} {s!r} is non-canonical base64 (expected {_encode_root(raw)!r})")
+    return raw
+
+
+def _check_root(field: str, root: bytes) -> None:
+    if not isinstance(root, bytes) or len(root) != _SHA256_SIZE:
+        raise FormatError(f"{field} must be {_SHA256_SIZE} bytes, got {root!r}")
+
+
+def _decode_text(data: bytes, what: str) -> str:
+    """Strict UTF-8 text whose lines all end in a bare ``\\n`` and that has no other control characters."""
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise FormatError(f"{what}: expected bytes, got {type(data).__name__}")
+    try:
+        text = bytes(data).decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise FormatError(f"{what}: not valid UTF-8 ({e.reason} at byte {e.start})") from None
+    if "\r" in text:
+        raise FormatError(f"{what}: contains a CR character; lines must end in a bare LF (\\n)")
+    for i, c in enumerate(text):
+        if c < " " and c != "\n":
+            raise FormatError(f"{what}: contains control character U+{ord(c):04X} at offset {i}")
+    if text == "":
+        raise FormatError(f"{what}: is empty")
+    if not text.endswith("\n"):
+        raise FormatError(f"{what}: missing final newline (every line must end with \\n)")
+    return text
+
+
+def _split_fixed(data: bytes, what: str, header: str, keys: tuple[str, ...]) -> list[str]:
+    """Check the header line and ``key value`` lines; return the values in order."""
+    text = _decode_text(data, what)
+    lines = text[:-1].split("\n")
+    expected = 1 + len(keys)
+    if len(lines) < expected:
+        raise FormatError(f"{what}: missing lines: expected {expected} lines, found {len(lines)}")
+    if len(lines) > expected:
+        raise FormatError(
+            f"{what}: extra data after line {expected}: expected exactly {expected} lines, found {len(lines)}"
+        )
+    if lines[0] != header:
+        raise FormatError(f"{what}: wrong header line: expected {header!r}, found {lines[0]!r}")
+    values = []
+    for number, (key, line) in enumerate(zip(keys, lines[1:], strict=True), start=2):
+        if not line.startswith(key + " "):
+            raise FormatError(f"{what}: line {number}: expected '{key} <value>', found {line!r}")
+        value = line[len(key) + 1 :]
+        if value == "" or value != value.strip(" ") or " " in value:
+            raise FormatError(f"{what}: line {number} ({key}): extra or missing space in {line!r}")
+        values.append(value)
+    return values
+
+
+# --- SPEC §2: evidence leaf bytes -------------------------------------------------------------
+
+_LEAF_HEADER = "evidence-ledger leaf v1"
+
+
+@dataclass(frozen=True)
+class Leaf:
+    """One deposit as hashed into the batch tree (SPEC §2)."""
+
+    id: str
+    sha256: bytes
+    received: datetime
+
+    def __post_init__(self) -> None:
+        check_evidence_id(self.id)
+        if not isinstance(self.sha256, bytes) or len(self.sha256) != _SHA256_SIZE:
+            raise FormatError(f"leaf sha256 must be {_SHA256_SIZE} bytes, got {self.sha256!r}")
+        object.__setattr__(self, "received", _require_aware(self.received, "leaf received"))
+
+    def to_bytes(self) -> bytes:
+        """Return the exact SPEC §2 leaf bytes."""
+        return (
+            f"{_LEAF_HEADER}\n"
+            f"id {self.id}\n"
+            f"sha256 {self.sha256.hex()}\n"
+            f"received {format_time(self.received)}\n"
+        ).encode()
+
+    @classmethod
+    def from_bytes(cls, b: bytes) -> Leaf:
+        """Parse SPEC §2 leaf bytes strictly.
+
+        :raise FormatError: any deviation from the four exact lines, with the reason.
+        """
+        id_, hex_, received = _split_fixed(b, "evidence leaf", _LEAF_HEADER, ("id", "sha256", "received"))
+        try:
+            return cls(check_evidence_id(id_), parse_sha256_hex(hex_), parse_time(received))
+        except FormatError as e:
+            raise FormatError(f"evidence leaf: {e.reason}") from None
+
+
+# --- SPEC §3: ledger entry bytes --------------------------------------------------------------
+
+_ENTRY_HEADER = "evidence-ledger batch v1"
+
+
+@dataclass(frozen=True)
+class LedgerEntry:
+    """One sealed batch, as hashed into the ledger log (SPEC §3)."""
+
+    seq: int
+    size: int
+    root: bytes
+    sealed: datetime
+
+    def __post_init__(self) -> None:
+        _check_uint("ledger entry seq", self.seq)
+        _check_uint("ledger entry size", self.size, minimum=1)
+        _check_root("ledger entry root", self.root)
+        object.__setattr__(self, "sealed", _require_aware(self.sealed, "ledger entry sealed"))
+
+    def to_bytes(self) -> bytes:
+        """Return the exact SPEC §3 ledger entry bytes."""
+        return (
+            f"{_ENTRY_HEADER}\n"
+            f"seq {self.seq}\n"
+            f"size {self.size}\n"
+            f"root {_encode_root(self.root)}\n"
+            f"sealed {format_time(self.sealed)}\n"
+        ).encode()
+
+    @classmethod
+    def from_bytes(cls, b: bytes) -> LedgerEntry:
+        """Parse SPEC §3 ledger entry bytes strictly.
+
+        :raise FormatError: any deviation from the five exact lines, with the reason.
+        """
+        what = "ledger entry"
+        seq, size, root, sealed = _split_fixed(b, what, _ENTRY_HEADER, ("seq", "size", "root", "sealed"))
+        try:
+            n = _parse_uint("seq", seq)
+            count = _parse_uint("size", size)
+            if count == 0:
+                raise FormatError("size is 0; a batch has at least one leaf")
+            return cls(n, count, _parse_root("root", root), parse_time(sealed))
+        except FormatError as e:
+            raise FormatError(f"{what}: {e.reason}") from None
+
+
+# --- SPEC §4: checkpoint body (C2SP tlog-checkpoint note text) --------------------------------
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """The text of a C2SP tlog-checkpoint for the ledger log (SPEC §4); the signature lives in ``note``."""
+
+    origin: str
+    size: int
+    root: bytes
+    extensions: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.origin, str) or self.origin == "":
+            raise FormatError("checkpoint origin must be a non-empty string")
+        if any(c < " " for c in self.origin):
+            raise FormatError(f"checkpoint origin {self.origin!r} contains a control character or newline")
+        _check_uint("checkpoint size", self.size)
+        _check_root("checkpoint root", self.root)
+        object.__setattr__(self, "extensions", tuple(self.extensions))
+        for ext in self.extensions:
+            if not isinstance(ext, str) or ext == "" or any(c < " " for c in ext):
+                raise FormatError(f"checkpoint extension line {ext!r} must be non-empty, without newlines")
+
+    def to_bytes(self) -> bytes:
+        """Return the checkpoint note text: origin, size, base64 root, extension lines, each ending in \\n."""
+        lines = [self.origin, str(self.size), _encode_root(self.root), *self.extensions]
+        return "".join(line + "\n" for line in lines).encode()
+
+    @classmethod
+    def from_bytes(cls, b: bytes) -> Checkpoint:
+        """Parse a checkpoint note text strictly (C2SP tlog-checkpoint for a SHA-256 log).
+
+        :raise FormatError: empty origin, non-canonical size, root not 32 bytes of std base64, an empty
+            extension line, a missing final newline, or bytes a signed note may not hold.
+        """
+        what = "checkpoint"
+        text = _decode_text(b, what)
+        lines = text[:-1].split("\n")
+        if len(lines) < 3:
+            raise FormatError(
+                f"{what}: missing lines: expected origin, size and root hash, found {len(lines)}"
+            )
+        origin, size, root, *extensions = lines
+        if origin == "":
+            raise FormatError(f"{what}: origin line is empty")
+        for i, ext in enumerate(extensions, start=4):
+            if ext == "":
+                raise FormatError(f"{what}: line {i} is an empty extension line (they must be non-empty)")
+        try:
+            return cls(origin, _parse_uint("size", size), _parse_root("root hash", root), tuple(extensions))
+        except FormatError as e:
+            raise FormatError(f"{what}: {e.reason}") from None
