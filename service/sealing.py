@@ -112,7 +112,7 @@ def seal_due(conn: Connection, now: datetime, max_leaves: int, max_age: float) -
         return False
     if to_us(now) - oldest >= max_age * 1_000_000:
         return True
-    return ledger.pending_count(conn, limit=max_leaves) >= max_leaves
+    return ledger.pending_count(conn) >= max_leaves
 
 
 def seal_batch(conn: Connection, signer: Signer, now: datetime, max_leaves: int) -> SealResult | None:
@@ -219,7 +219,7 @@ def receipt_for(
         entry=bytes(batch.entry),
         ledger_proof=split_hashes(bytes(batch.ledger_proof)),
         checkpoint=bytes(checkpoint.note),
-        timestamps=[bytes(t) for t in ledger.tokens_for_batch(conn, batch.seq)],
+        timestamps=[bytes(t.token) for t in ledger.timestamps_for_batch(conn, batch.seq)],
         keys=keys,
     )
 
@@ -295,7 +295,7 @@ def seal_pending(engine: Any, signer: Signer, *, max_leaves: int, max_age: float
     sealed: list[SealResult] = []
     while True:
         with engine.connect() as conn:
-            due = seal_due(conn, now_fn(), max_leaves, max_age) or (force and ledger.pending_count(conn, limit=1) > 0)
+            due = seal_due(conn, now_fn(), max_leaves, max_age) or (force and ledger.oldest_pending_us(conn) is not None)
         if not due:
             return sealed
         with engine.begin() as conn:
