@@ -290,7 +290,9 @@ ess_cert_id_alg   = sha256
         server.daemon_threads = True
         self._server = server
         self._port = server.server_address[1]
-        self._thread = threading.Thread(target=server.serve_forever, name="local-tsa", daemon=True)
+        self._thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="local-tsa", daemon=True
+        )
         self._thread.start()
 
     def _stop_server(self) -> None:
