@@ -18,6 +18,9 @@ from service.errors import EvidenceError
 # name -> "module:attribute"; registered explicitly (no auto-discovery), loaded lazily.
 COMMANDS: dict[str, str] = {
     "verify": "service.commands.verify:verify",
+    "serve": "service.commands.serve:serve",
+    "tenant": "service.commands.admin:tenant",
+    "db": "service.commands.admin:db_group",
 }
 
 
@@ -49,7 +52,8 @@ def cli() -> None:
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``evidence`` console script: catches our errors once, here."""
     try:
-        cli.main(args=argv, prog_name="evidence", standalone_mode=False)
+        # standalone_mode=False: click returns the code of a `ctx.exit(n)` / `Exit(n)` instead of exiting
+        rc = cli.main(args=argv, prog_name="evidence", standalone_mode=False)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except click.Abort:
@@ -64,4 +68,4 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         click.echo("Interrupted.", err=True)
         sys.exit(130)
-    sys.exit(0)
+    sys.exit(rc if isinstance(rc, int) else 0)

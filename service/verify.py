@@ -146,7 +146,7 @@ def _run_steps(
     claimed_hex = f.string("evidence.sha256", DigestMismatch if sha256 is not None else LeafMismatch)
     result.sha256 = claimed_hex
     if sha256 is not None:
-        if not hmac.compare_digest(sha256.hex(), claimed_hex):
+        if not hmac.compare_digest(sha256.hex().encode(), claimed_hex.encode("utf-8", "replace")):
             raise DigestMismatch(f"the file's SHA-256 is {sha256.hex()}; the receipt is for {claimed_hex}")
         ok(Check(1, True, f"the file's SHA-256 is {sha256.hex()}, the digest the receipt is for"))
     else:
