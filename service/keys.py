@@ -15,7 +15,13 @@ from service.note import Signer
 
 
 def _check_private(path: Path) -> None:
-    mode = path.stat().st_mode
+    try:
+        mode = path.stat().st_mode
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot read the signing key file {path}: {exc.strerror}; "
+            "provision it first (evidence keys init)"
+        ) from None
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
         raise ConfigError(
             f"the signing key file {path} can be read by other users (mode {stat.S_IMODE(mode):o}); "
