@@ -1,0 +1,161 @@
+"""Prometheus metrics of the service (API processes and Celery workers).
+
+Owns: the metric objects, the helpers that record them (``record_submissions``, ``record_error``,
+``observe_batches``), a collector that reads the pending depth and the ledger size from the database at scrape
+time, and ``init_app(app, runtime)`` which adds ``GET /metrics`` to the Flask app.
+
+Multi-process servers (gunicorn with several workers, Celery's prefork pool): set ``PROMETHEUS_MULTIPROC_DIR``
+to an empty directory, private to the host/container, before the processes start; ``/metrics`` then sums every
+process's counters and histograms (prometheus_client's multiprocess mode). The two gauges come from the
+database, so they are right whichever process answers.
+
+Must not import: Celery. Flask is imported only inside ``init_app``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.registry import Collector
+from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from service import ledger
+
+if TYPE_CHECKING:
+    from flask import Flask, Response
+
+    from service.runtime import Runtime
+    from service.sealing import SealResult
+
+__all__ = [
+    "BATCH_SIZE",
+    "ERRORS",
+    "HTTP_REQUESTS",
+    "SEAL_LATENCY",
+    "SUBMISSIONS",
+    "DatabaseCollector",
+    "init_app",
+    "observe_batches",
+    "record_error",
+    "record_submissions",
+    "render",
+]
+
+SUBMISSIONS = Counter(
+    "evidence_submissions",
+    "Evidence accepted (acknowledged with 202), by kind: file, digest, batch item",
+    ["kind"],
+)
+ERRORS = Counter(
+    "evidence_errors",
+    "Errors by kind (http_4xx, http_5xx, seal_db, seal_failed, ...)",
+    ["kind"],
+)
+HTTP_REQUESTS = Counter(
+    "evidence_http_requests",
+    "HTTP requests answered, by method, endpoint and status class",
+    ["method", "endpoint", "status"],
+)
+SEAL_LATENCY = Histogram(
+    "evidence_seal_latency_seconds",
+    "Time from submission to sealing, observed per batch for its oldest leaf",
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 900),
+)
+BATCH_SIZE = Histogram(
+    "evidence_batch_size",
+    "Leaves per sealed batch",
+    buckets=(1, 10, 100, 500, 1000, 2000, 5000, 10_000, 50_000),
+)
+
+
+def record_submissions(kind: str, count: int = 1) -> None:
+    """Count ``count`` acknowledged submissions of ``kind`` (``file``, ``digest`` or ``batch``)."""
+    SUBMISSIONS.labels(kind).inc(count)
+
+
+def record_error(kind: str) -> None:
+    """Count one error of ``kind``."""
+    ERRORS.labels(kind).inc()
+
+
+def observe_batches(results: Sequence[SealResult]) -> None:
+    """Record batches just sealed: their size and how long their oldest leaf waited (received → sealed)."""
+    for r in results:
+        BATCH_SIZE.observe(r.size)
+        SEAL_LATENCY.observe(max(0.0, (r.sealed - r.oldest_received).total_seconds()))
+
+
+class DatabaseCollector(Collector):
+    """Reads ``evidence_pending`` and ``evidence_ledger_size`` from the database at each scrape."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def collect(self) -> Iterable[Metric]:
+        pending = GaugeMetricFamily("evidence_pending", "Evidence waiting to be sealed")
+        size = GaugeMetricFamily("evidence_ledger_size", "Ledger entries (sealed batches)")
+        up = GaugeMetricFamily("evidence_database_up", "1 if the database answered this scrape")
+        try:
+            with self.engine.connect() as conn:
+                pending.add_metric([], ledger.pending_count(conn))
+                size.add_metric([], ledger.ledger_size(conn))
+        except SQLAlchemyError:
+            up.add_metric([], 0)
+            return [up]
+        up.add_metric([], 1)
+        return [pending, size, up]
+
+
+def _process_registry() -> CollectorRegistry:
+    """This process's metrics, or every process's when ``PROMETHEUS_MULTIPROC_DIR`` is set."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        return registry
+    return REGISTRY
+
+
+def render(engine: Engine | None) -> bytes:
+    """The Prometheus text exposition of the process(es) metrics plus the database gauges."""
+    out = generate_latest(_process_registry())
+    if engine is not None:
+        extra = CollectorRegistry(auto_describe=False)
+        extra.register(DatabaseCollector(engine))
+        out += generate_latest(extra)
+    return out
+
+
+def init_app(app: Flask, runtime: Runtime) -> None:
+    """Add ``GET /metrics`` (Prometheus text format) and per-request counters to ``app``."""
+    from flask import Response, request
+
+    engine = runtime.engine
+
+    @app.after_request
+    def _count_request(response: Response) -> Response:
+        endpoint = request.endpoint or "unmatched"
+        HTTP_REQUESTS.labels(request.method, endpoint, f"{response.status_code // 100}xx").inc()
+        if response.status_code >= 500:
+            record_error("http_5xx")
+        elif response.status_code >= 400:
+            record_error("http_4xx")
+        return response
+
+    def metrics_view() -> Response:
+        return Response(render(engine), content_type=CONTENT_TYPE_LATEST)
+
+    app.add_url_rule("/metrics", endpoint="metrics", view_func=metrics_view, methods=["GET"])
+

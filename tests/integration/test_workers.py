@@ -1,0 +1,180 @@
+"""The Celery side without a broker: app configuration, beat schedule, and the task functions called directly.
+
+The tasks run against a real throwaway PostgreSQL database (and SQLite), as warehouse's task tests do: the
+task body is called in-process, no worker, no message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, func, select
+
+from service import db, keys, ledger, sealing
+from service.config import Settings
+from service.formats import utc_now
+from service.note import Signer
+from service.runtime import Runtime
+from service.sealing import to_us
+from service.verify import verify_receipt
+from workers import celery_app, tasks
+
+REDIS = "redis://127.0.0.1:6379/3"
+AMQP = "amqp://guest:guest@127.0.0.1:5672//"
+
+
+def settings_for(tmp_path: Path, url: str, **kw: object) -> Settings:
+    return Settings(
+        data_dir=tmp_path,
+        database_url=url,
+        broker_url=REDIS,
+        signing_key_file=tmp_path / "signing.key",
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+# --- configuration -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("broker", [REDIS, AMQP, "rediss://h:6380/0", "amqps://u:p@h:5671/vh"])
+def test_make_celery_configures_delivery_guarantees_for_each_broker(tmp_path: Path, broker: str) -> None:
+    settings = Settings(data_dir=tmp_path, broker_url=broker)
+    app = celery_app.make_celery(settings)
+    conf = app.conf
+    assert conf.broker_url == broker
+    assert conf.result_backend is None
+    assert conf.task_ignore_result is True
+    assert conf.task_acks_late is True
+    assert conf.task_reject_on_worker_lost is True
+    assert conf.worker_prefetch_multiplier == 1
+    assert conf.broker_connection_retry_on_startup is True
+    assert conf.task_default_queue == "evidence"
+    # The transport really is the one named by the URL (kombu resolves it lazily: no connection made).
+    with app.connection_for_write() as connection:
+        assert connection.transport.driver_type == ("redis" if broker.startswith("redis") else "amqp")
+
+
+def test_make_celery_refuses_settings_without_a_broker(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="EVIDENCE_BROKER_URL"):
+        celery_app.make_celery(Settings(data_dir=tmp_path))
+
+
+def test_beat_schedule_runs_seal_pending_at_half_the_batch_age(tmp_path: Path) -> None:
+    app = celery_app.make_celery(Settings(data_dir=tmp_path, broker_url=REDIS, batch_max_age=4.0))
+    entry = app.conf.beat_schedule["seal-pending"]
+    assert entry["task"] == celery_app.SEAL_PENDING
+    assert entry["schedule"] == 2.0
+    assert entry["options"]["expires"] >= entry["schedule"]
+
+
+@pytest.mark.parametrize(("age", "interval"), [(0.2, 0.5), (1.0, 0.5), (10.0, 5.0), (600.0, 30.0)])
+def test_beat_interval_is_bounded(tmp_path: Path, age: float, interval: float) -> None:
+    assert celery_app.beat_interval(Settings(data_dir=tmp_path, batch_max_age=age)) == interval
+
+
+def test_tasks_are_registered_under_their_names_with_late_acks(tmp_path: Path) -> None:
+    app = celery_app.make_celery(Settings(data_dir=tmp_path, broker_url=REDIS), queue="q1")
+    app.loader.import_default_modules()
+    assert app.conf.task_default_queue == "q1"
+    for name in (celery_app.SEAL_PENDING, celery_app.SEAL_NOW):
+        task = app.tasks[name]
+        assert task.acks_late is True
+        assert task.ignore_result is True
+
+
+def test_module_level_app_is_built_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EVIDENCE_BROKER_URL", AMQP)
+    monkeypatch.setenv("EVIDENCE_CELERY_QUEUE", "from-env")
+    monkeypatch.setattr(celery_app, "_app", None)
+    app = celery_app.app
+    assert app.conf.broker_url == AMQP
+    assert app.conf.task_default_queue == "from-env"
+    assert celery_app.app is app  # built once
+
+
+def test_workers_do_not_import_flask() -> None:
+    import subprocess
+    import sys
+
+    code = "import sys, workers.celery_app, workers.tasks; print('flask' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_retry_delay_grows_and_is_capped() -> None:
+    assert 0.375 <= tasks.retry_delay(0) <= 0.625
+    assert 3.0 <= tasks.retry_delay(3) <= 5.0
+    assert tasks.retry_delay(50) <= 37.5
+
+
+# --- the task bodies against a real database -------------------------------------------------------
+
+
+@pytest.fixture
+def runtime(db_url: str, tmp_path: Path) -> Iterator[Runtime]:
+    db.upgrade(db_url)
+    keys.write_signer(tmp_path / "signing.key", Signer.generate("localhost/evidence-ledger"))
+    rt = Runtime.from_settings(settings_for(tmp_path, db_url, batch_max_size=7, batch_max_age=3600.0))
+    rt.prepare_signing()
+    tasks.use_runtime(rt)
+    try:
+        yield rt
+    finally:
+        tasks.use_runtime(None)
+        rt.engine.dispose()
+
+
+def _deposit(engine: Engine, n: int) -> tuple[int, list[str]]:
+    with engine.begin() as conn:
+        tenant = ledger.get_tenant_by_name(conn, "t")
+        tenant_id = tenant.id if tenant is not None else ledger.insert_tenant(conn, "t", to_us(utc_now()))
+        deposits = sealing.record_evidence(conn, tenant_id, [(bytes([i % 256]) * 32, None) for i in range(n)],
+                                           utc_now())
+    return tenant_id, [d.id for d in deposits]
+
+
+def test_seal_pending_task_seals_full_batches_and_leaves_the_young_remainder(runtime: Runtime) -> None:
+    tenant_id, ids = _deposit(runtime.engine, 16)
+    sealed = tasks.seal_pending.apply().get()  # eager: the task body in this process
+    assert sealed == 14  # two full batches of 7; 2 leaves are younger than batch_max_age
+    with runtime.engine.connect() as conn:
+        assert ledger.pending_count(conn) == 2
+        assert ledger.ledger_size(conn) == 2
+        receipt = sealing.receipt_for(conn, tenant_id, ids[0], keys=[runtime.signer.verifier.vkey])
+    assert receipt is not None
+    result = verify_receipt(receipt, trusted_keys=[runtime.signer.verifier])
+    assert result.valid, result.reason
+
+
+def test_seal_pending_with_nothing_to_do_is_normal(runtime: Runtime) -> None:
+    assert tasks.seal_pending.apply().get() == 0
+    with runtime.engine.connect() as conn:
+        assert ledger.ledger_size(conn) == 0
+        assert ledger.checkpoint_at(conn, 0) is not None  # genesis signed at start
+
+
+def test_seal_now_force_seals_everything_pending(runtime: Runtime) -> None:
+    _deposit(runtime.engine, 3)
+    assert tasks.seal_now.apply(kwargs={"force": True}).get() == 3
+    with runtime.engine.connect() as conn:
+        assert ledger.pending_count(conn) == 0
+        n_leaves = conn.execute(select(func.count()).select_from(ledger.batch_leaves)).scalar_one()
+    assert n_leaves == 3
+
+
+def test_worker_runtime_loads_the_key_but_never_creates_it(
+    tmp_path: Path, sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db.upgrade(sqlite_url)
+    monkeypatch.setenv("DATABASE_URL", sqlite_url)
+    monkeypatch.setenv("EVIDENCE_BROKER_URL", REDIS)
+    monkeypatch.setenv("EVIDENCE_DATA_DIR", str(tmp_path))
+    tasks.use_runtime(None)
+    from service.errors import ConfigError
+
+    with pytest.raises(ConfigError):
+        tasks.get_runtime()
+    assert not (tmp_path / "signing.key").exists()
+    tasks.use_runtime(None)
