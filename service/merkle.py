@@ -1,0 +1,495 @@
+"""RFC 9162 §2.1 Merkle trees: hashing, batch trees, log proofs from stored perfect subtrees, verification.
+
+Owns: the Merkle Tree Hash (SPEC §1), inclusion and consistency proofs (RFC 9162 §2.1.3, §2.1.4), their
+verification, and the arithmetic of a ledger log kept as perfect subtrees (node ``(level, idx)`` is the root
+of the perfect subtree over leaves ``[idx * 2**level, (idx + 1) * 2**level)``).
+Must not import: anything outside the standard library except ``service.errors`` (the offline verifier uses
+this module).
+
+Every error raised on purpose is a :class:`~service.errors.ProofError` whose message says what was expected
+and what was found. The verification functions raise nothing else, whatever their input.
+"""
+
+from __future__ import annotations
+
+import base64
+import hmac
+from collections.abc import Iterable, Mapping, Sequence
+from hashlib import sha256
+from itertools import repeat
+
+from service.errors import ProofError
+
+__all__ = [
+    "EMPTY_ROOT",
+    "HASH_SIZE",
+    "BatchTree",
+    "append_nodes",
+    "consistency_ranges",
+    "hash_range",
+    "inclusion_ranges",
+    "leaf_hash",
+    "log_consistency_proof",
+    "log_inclusion_proof",
+    "node_hash",
+    "nodes_needed_for_ranges",
+    "perfect_subtrees",
+    "root_from_inclusion_proof",
+    "root_from_leaf_hashes",
+    "verify_consistency",
+    "verify_inclusion",
+]
+
+HASH_SIZE = 32
+EMPTY_ROOT = sha256(b"").digest()
+
+Node = tuple[int, int]
+"""A perfect subtree ``(level, idx)`` covering leaves ``[idx << level, (idx + 1) << level)``."""
+
+# The batch build runs the hashing as a chain of C-level ``map`` calls: no Python bytecode per node, which
+# is what keeps the build close to the bare cost of the hashlib calls themselves.
+_digest = type(sha256()).digest
+_join = b"".join
+_LEAF_PREFIX = b"\x00"
+_NODE_PREFIX = b"\x01"
+
+
+def _b64(h: bytes) -> str:
+    return base64.b64encode(h).decode("ascii")
+
+
+def leaf_hash(data: bytes) -> bytes:
+    """Return ``SHA-256(0x00 || data)``, the RFC 9162 leaf hash."""
+    return sha256(_LEAF_PREFIX + data).digest()
+
+
+def node_hash(left: bytes, right: bytes) -> bytes:
+    """Return ``SHA-256(0x01 || left || right)``, the RFC 9162 interior node hash."""
+    return sha256(_NODE_PREFIX + left + right).digest()
+
+
+def _check_leaf_hashes(hashes: Sequence[bytes]) -> None:
+    if hashes and set(map(len, hashes)) != {HASH_SIZE}:
+        for i, h in enumerate(hashes):
+            if len(h) != HASH_SIZE:
+                raise ProofError(f"leaf hash {i} has {len(h)} bytes, expected {HASH_SIZE}")
+
+
+def _next_level(nodes: Sequence[bytes]) -> list[bytes]:
+    """Hash pairs of one level; an unpaired last node is promoted unchanged (this gives the RFC's MTH)."""
+    it = iter(nodes)
+    out = list(map(_digest, map(sha256, map(_join, zip(repeat(_NODE_PREFIX), it, it)))))
+    if len(nodes) & 1:
+        out.append(nodes[-1])
+    return out
+
+
+def root_from_leaf_hashes(hashes: Sequence[bytes]) -> bytes:
+    """Return the Merkle Tree Hash of the given leaf hashes (``EMPTY_ROOT`` for none).
+
+    :raise ProofError: a leaf hash is not 32 bytes.
+    """
+    _check_leaf_hashes(hashes)
+    if not hashes:
+        return EMPTY_ROOT
+    level: Sequence[bytes] = hashes
+    while len(level) > 1:
+        level = _next_level(level)
+    return bytes(level[0])
+
+
+class BatchTree:
+    """A whole tree built at once, every level kept as one ``bytes`` object (32 bytes per node).
+
+    Level ``l`` holds ``ceil(size / 2**l)`` nodes; node ``j`` of level ``l`` is the MTH of leaves
+    ``[j * 2**l, min((j + 1) * 2**l, size))``. An unpaired last node is promoted unchanged to the next
+    level, which is exactly RFC 9162's split at the largest power of two below ``n``; proofs skip the
+    missing siblings.
+    """
+
+    __slots__ = ("_levels", "_size")
+
+    def __init__(self, leaf_hashes: Sequence[bytes]) -> None:
+        """Build the tree over ``leaf_hashes`` (each 32 bytes), in leaf-index order.
+
+        :raise ProofError: a leaf hash is not 32 bytes.
+        """
+        _check_leaf_hashes(leaf_hashes)
+        self._build(leaf_hashes)
+
+    @classmethod
+    def from_leaves(cls, leaves: Iterable[bytes]) -> BatchTree:
+        """Build the tree from leaf bytes (hashing each as ``SHA-256(0x00 || leaf)``) in one fast pass."""
+        tree = cls.__new__(cls)
+        tree._build(list(map(_digest, map(sha256, map(_LEAF_PREFIX.__add__, leaves)))))
+        return tree
+
+    def _build(self, level: Sequence[bytes]) -> None:
+        self._size = len(level)
+        levels = [_join(level)]
+        while len(level) > 1:
+            level = _next_level(level)
+            levels.append(_join(level))
+        self._levels = levels
+
+    @property
+    def size(self) -> int:
+        """Number of leaves."""
+        return self._size
+
+    @property
+    def root(self) -> bytes:
+        """The Merkle Tree Hash (``EMPTY_ROOT`` for an empty tree)."""
+        return self._levels[-1] if self._size else EMPTY_ROOT
+
+    @property
+    def depth(self) -> int:
+        """Number of levels above the leaves (0 for a tree of 0 or 1 leaves)."""
+        return len(self._levels) - 1
+
+    def node(self, level: int, idx: int) -> bytes:
+        """Node ``(level, idx)``: MTH of leaves ``[idx << level, min((idx+1) << level, size))``.
+
+        :raise ProofError: no such node in this tree.
+        """
+        if not (0 <= level < len(self._levels)) or not (0 <= idx and (idx << level) < self._size):
+            raise ProofError(f"node ({level}, {idx}) is not in a tree of {self._size} leaves")
+        start = idx * HASH_SIZE
+        return self._levels[level][start : start + HASH_SIZE]
+
+    def leaf_hash(self, index: int) -> bytes:
+        """Return the hash of leaf ``index``.
+
+        :raise ProofError: ``index`` is not below the tree size.
+        """
+        _check_index(index, self._size)
+        return self.node(0, index)
+
+    def inclusion_proof(self, index: int) -> list[bytes]:
+        """Return the RFC 9162 §2.1.3.1 audit path of leaf ``index``, ordered from the leaf upward.
+
+        :raise ProofError: ``index`` is not below the tree size.
+        """
+        _check_index(index, self._size)
+        proof = []
+        i = index
+        for level in self._levels[:-1]:
+            start = (i ^ 1) * HASH_SIZE
+            if start < len(level):  # no sibling: the node is promoted unchanged to the next level
+                proof.append(level[start : start + HASH_SIZE])
+            i >>= 1
+        return proof
+
+    def consistency_proof(self, old_size: int) -> list[bytes]:
+        """Return the RFC 9162 §2.1.4.1 consistency proof from ``old_size`` to this tree (empty if equal).
+
+        :raise ProofError: ``old_size`` is not in ``1..size``.
+        """
+        ranges = consistency_ranges(old_size, self._size)
+        proof = []
+        for start, end in ranges:
+            level = (end - start - 1).bit_length()
+            proof.append(self.node(level, start >> level))
+        return proof
+
+
+def _check_int(name: str, value: object) -> int:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ProofError(f"{name} must be an integer, found {type(value).__name__}")
+    return value
+
+
+def _check_index(index: int, size: int) -> None:
+    _check_int("index", index)
+    _check_int("tree size", size)
+    if index < 0:
+        raise ProofError(f"index {index} is negative")
+    if index >= size:
+        raise ProofError(f"index {index} is not below tree size {size}")
+
+
+def _largest_pow2_below(n: int) -> int:
+    """The largest power of two ``k < n`` (``n >= 2``), RFC 9162 §2.1.1's split point."""
+    return 1 << ((n - 1).bit_length() - 1)
+
+
+# --- a log kept as perfect subtrees -------------------------------------------------------------
+
+
+def perfect_subtrees(start: int, end: int) -> list[Node]:
+    """Return the aligned perfect subtrees ``(level, idx)`` that cover ``[start, end)``, left to right.
+
+    Each is the largest aligned subtree that starts where the previous one ended and fits in the range.
+
+    :raise ProofError: ``0 <= start <= end`` does not hold.
+    """
+    _check_int("start", start)
+    _check_int("end", end)
+    if not 0 <= start <= end:
+        raise ProofError(f"range [{start}, {end}) is not a range of leaves")
+    nodes = []
+    while start < end:
+        # Largest level allowed by the alignment of start, then by the room left.
+        level = (start & -start).bit_length() - 1 if start else (end - start).bit_length() - 1
+        while (1 << level) > end - start:
+            level -= 1
+        nodes.append((level, start >> level))
+        start += 1 << level
+    return nodes
+
+
+def inclusion_ranges(index: int, size: int) -> list[tuple[int, int]]:
+    """Return the leaf ranges whose MTH make up RFC 9162 PATH(index, D_size), in proof order (leaf upward).
+
+    :raise ProofError: ``index`` is not below ``size``.
+    """
+    _check_index(index, size)
+    ranges = []
+    start, end = 0, size
+    while end - start > 1:
+        k = _largest_pow2_below(end - start)
+        if index < start + k:
+            ranges.append((start + k, end))
+            end = start + k
+        else:
+            ranges.append((start, start + k))
+            start += k
+    ranges.reverse()
+    return ranges
+
+
+def consistency_ranges(old: int, new: int) -> list[tuple[int, int]]:
+    """Return the leaf ranges whose MTH make up RFC 9162 PROOF(old, D_new), in proof order.
+
+    ``old == new`` gives no ranges (the empty proof).
+
+    :raise ProofError: ``0 < old <= new`` does not hold.
+    """
+    _check_int("old size", old)
+    _check_int("new size", new)
+    if old <= 0:
+        raise ProofError(f"old size {old} is not positive: RFC 9162 defines no consistency proof from it")
+    if old > new:
+        raise ProofError(f"old size {old} is larger than new size {new}")
+    # SUBPROOF(m, D[start:end], b), unrolled: each step appends after the recursive part, so the ranges
+    # are collected top-down and reversed at the end.
+    ranges = []
+    start, end, m, whole = 0, new, old, True
+    while True:
+        n = end - start
+        if m == n:
+            if not whole:
+                ranges.append((start, end))
+            break
+        k = _largest_pow2_below(n)
+        if m <= k:
+            ranges.append((start + k, end))
+            end = start + k
+        else:
+            ranges.append((start, start + k))
+            start += k
+            m -= k
+            whole = False
+    ranges.reverse()
+    return ranges
+
+
+def nodes_needed_for_ranges(ranges: Iterable[tuple[int, int]]) -> set[Node]:
+    """Return every perfect-subtree node :func:`hash_range` needs for these ranges (fetch in one query)."""
+    needed: set[Node] = set()
+    for start, end in ranges:
+        needed.update(perfect_subtrees(start, end))
+    return needed
+
+
+def hash_range(start: int, end: int, nodes: Mapping[Node, bytes]) -> bytes:
+    """Return the MTH of leaves ``[start, end)`` from the stored perfect subtrees that cover it.
+
+    The range must be a subtree of some tree rooted at leaf 0 (``start`` a multiple of the smallest power of
+    two ``>= end - start``), as every range of a proof is; ``[0, 0)`` gives ``EMPTY_ROOT``.
+
+    :raise ProofError: the range is not such a subtree, or a node it needs is missing from ``nodes``.
+    """
+    covering = perfect_subtrees(start, end)
+    if not covering:
+        if start == 0:
+            return EMPTY_ROOT
+        raise ProofError(f"range [{start}, {end}) is empty")
+    width = 1 << (end - start - 1).bit_length()
+    if start % width:
+        raise ProofError(f"range [{start}, {end}) does not start at a multiple of {width}: it is no subtree")
+    hashes = []
+    for node in covering:
+        h = nodes.get(node)
+        if h is None:
+            raise ProofError(f"node {node} needed for range [{start}, {end}) is missing")
+        hashes.append(h)
+    # MTH splits off the largest power of two first, so the right-hand end folds first.
+    result = hashes[-1]
+    for h in reversed(hashes[:-1]):
+        result = node_hash(h, result)
+    return result
+
+
+def append_nodes(size: int, new_leaf_hash: bytes, frontier: Mapping[Node, bytes]) -> list[tuple[Node, bytes]]:
+    """Return the nodes completed by appending leaf index ``size``: ``(0, size)`` first, then each parent.
+
+    ``frontier`` maps the nodes of ``perfect_subtrees(0, size)`` (at least the ones the new leaf completes)
+    to their hashes.
+
+    :raise ProofError: ``size`` is negative, the leaf hash is not 32 bytes, or a frontier node is missing.
+    """
+    _check_int("size", size)
+    if size < 0:
+        raise ProofError(f"log size {size} is negative")
+    if len(new_leaf_hash) != HASH_SIZE:
+        raise ProofError(f"leaf hash has {len(new_leaf_hash)} bytes, expected {HASH_SIZE}")
+    out: list[tuple[Node, bytes]] = [((0, size), bytes(new_leaf_hash))]
+    h = bytes(new_leaf_hash)
+    level, idx = 0, size
+    while idx & 1:  # this node is a right child: its parent is now complete
+        left = frontier.get((level, idx - 1))
+        if left is None:
+            raise ProofError(f"frontier node {(level, idx - 1)} of a log of {size} leaves is missing")
+        h = node_hash(left, h)
+        level, idx = level + 1, idx >> 1
+        out.append(((level, idx), h))
+    return out
+
+
+def log_inclusion_proof(index: int, size: int, nodes: Mapping[Node, bytes]) -> list[bytes]:
+    """Return the RFC 9162 inclusion proof of ``index`` in a log of ``size`` leaves from stored nodes.
+
+    ``nodes`` must hold ``nodes_needed_for_ranges(inclusion_ranges(index, size))``.
+
+    :raise ProofError: bad index or size, or a needed node is missing.
+    """
+    return [hash_range(s, e, nodes) for s, e in inclusion_ranges(index, size)]
+
+
+def log_consistency_proof(old: int, new: int, nodes: Mapping[Node, bytes]) -> list[bytes]:
+    """Return the RFC 9162 consistency proof from ``old`` to ``new`` leaves from stored nodes.
+
+    ``nodes`` must hold ``nodes_needed_for_ranges(consistency_ranges(old, new))``.
+
+    :raise ProofError: bad sizes, or a needed node is missing.
+    """
+    return [hash_range(s, e, nodes) for s, e in consistency_ranges(old, new)]
+
+
+# --- verification (RFC 9162 §2.1.3.2 and §2.1.4.2) -------------------------------------------------
+
+
+def _check_hash(name: str, value: object) -> bytes:
+    if not isinstance(value, bytes | bytearray):
+        raise ProofError(f"{name} must be bytes, found {type(value).__name__}")
+    if len(value) != HASH_SIZE:
+        raise ProofError(f"{name} has {len(value)} bytes, expected {HASH_SIZE}")
+    return bytes(value)
+
+
+def _check_proof(proof: object) -> list[bytes]:
+    if isinstance(proof, bytes | bytearray | str) or not isinstance(proof, Iterable):
+        raise ProofError(f"proof must be a sequence of hashes, found {type(proof).__name__}")
+    return [_check_hash(f"proof hash {i}", p) for i, p in enumerate(proof)]
+
+
+def root_from_inclusion_proof(leaf_hash: bytes, index: int, size: int, proof: Sequence[bytes]) -> bytes:
+    """Return the root that ``proof`` gives for ``leaf_hash`` at ``index`` in a tree of ``size`` (RFC 9162
+    §2.1.3.2 steps 1-4, with its step-5 check that the path has exactly the right length).
+
+    :raise ProofError: any malformed input, index not below size, or a proof of the wrong length.
+    """
+    r = _check_hash("leaf hash", leaf_hash)
+    _check_index(index, size)
+    path = _check_proof(proof)
+    needed = len(inclusion_ranges(index, size))
+    if len(path) != needed:
+        raise ProofError(f"proof has {len(path)} hashes, a tree of {size} needs {needed} for index {index}")
+    # 2. fn = leaf_index, sn = tree_size - 1
+    fn, sn = index, size - 1
+    for p in path:  # 4.
+        if sn == 0:  # a.
+            raise ProofError(f"proof for index {index} in a tree of {size} is too long")
+        if fn & 1 or fn == sn:  # b.
+            r = node_hash(p, r)
+            if not fn & 1:
+                while not (fn & 1 or fn == 0):
+                    fn >>= 1
+                    sn >>= 1
+        else:  # c.
+            r = node_hash(r, p)
+        fn >>= 1
+        sn >>= 1
+    if sn != 0:  # 5.
+        raise ProofError(f"proof for index {index} in a tree of {size} is too short")
+    return r
+
+
+def verify_inclusion(leaf_hash: bytes, index: int, size: int, proof: Sequence[bytes], root: bytes) -> None:
+    """Check that ``proof`` proves ``leaf_hash`` at ``index`` in the tree of ``size`` leaves with ``root``.
+
+    :raise ProofError: the proof does not verify, or any input is malformed (nothing else is raised).
+    """
+    expected = _check_hash("root", root)
+    computed = root_from_inclusion_proof(leaf_hash, index, size, proof)
+    if not hmac.compare_digest(computed, expected):
+        raise ProofError(f"computed root {_b64(computed)}, expected root {_b64(expected)}")
+
+
+def verify_consistency(old: int, new: int, old_root: bytes, new_root: bytes, proof: Sequence[bytes]) -> None:
+    """Check that the tree of ``new`` leaves with ``new_root`` extends the one of ``old`` with ``old_root``.
+
+    RFC 9162 §2.1.4.2 for ``0 < old < new`` (roots and proof hashes must be 32 bytes). Edges, as
+    transparency-dev/merkle and its golden probes: ``old == new`` needs an empty proof and equal roots (any
+    length: nothing is hashed); ``old == 0`` (even ``0 -> 0``) and ``old > new`` are rejected.
+
+    :raise ProofError: the proof does not verify, or any input is malformed (nothing else is raised).
+    """
+    path = _check_proof(proof)
+    needed = len(consistency_ranges(old, new))  # checks 0 < old <= new
+    if len(path) != needed:
+        raise ProofError(f"proof has {len(path)} hashes, consistency from {old} to {new} needs {needed}")
+    if old == new:
+        # Nothing is hashed: equal roots are the whole check (transparency-dev/merkle's golden probe
+        # "sizes are equal (one) and proof is empty" accepts equal roots of any length here).
+        if not isinstance(old_root, bytes | bytearray) or not isinstance(new_root, bytes | bytearray):
+            raise ProofError("roots must be bytes")
+        if not hmac.compare_digest(old_root, new_root):
+            raise ProofError(f"trees of equal size {old} have different roots {_b64(old_root)} and {_b64(new_root)}")
+        return
+    first_hash = _check_hash("old root", old_root)
+    second_hash = _check_hash("new root", new_root)
+    # 2. old an exact power of 2: prepend first_hash
+    if old & (old - 1) == 0:
+        path.insert(0, first_hash)
+    # 3.
+    fn, sn = old - 1, new - 1
+    # 4.
+    while fn & 1:
+        fn >>= 1
+        sn >>= 1
+    # 5.
+    fr = sr = path[0]
+    # 6.
+    for c in path[1:]:
+        if sn == 0:  # a.
+            raise ProofError(f"proof of consistency from {old} to {new} is too long")
+        if fn & 1 or fn == sn:  # b.
+            fr = node_hash(c, fr)
+            sr = node_hash(c, sr)
+            if not fn & 1:
+                while not (fn & 1 or fn == 0):
+                    fn >>= 1
+                    sn >>= 1
+        else:  # c.
+            sr = node_hash(sr, c)
+        fn >>= 1
+        sn >>= 1
+    # 7.
+    if sn != 0:
+        raise ProofError(f"proof of consistency from {old} to {new} is too short")
+    if not hmac.compare_digest(fr, first_hash):
+        raise ProofError(f"computed old root {_b64(fr)}, expected {_b64(first_hash)}")
+    if not hmac.compare_digest(sr, second_hash):
+        raise ProofError(f"computed new root {_b64(sr)}, expected {_b64(second_hash)}")
