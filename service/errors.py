@@ -69,6 +69,14 @@ class Unauthorized(ServiceError):
     """Missing, malformed or unknown API key."""
 
 
+class InvalidItem(InvalidInput):
+    """One item of a batch request is wrong (SPEC §7 batch: all or nothing); ``index`` is its position."""
+
+    def __init__(self, index: int, reason: str) -> None:
+        super().__init__(reason)
+        self.index = index
+
+
 class PayloadTooLarge(ServiceError):
     """The upload is larger than the configured limit."""
 
