@@ -1,0 +1,677 @@
+"""The ledger's tables and every SQL statement the service runs (SQLAlchemy Core).
+
+Owns: ``metadata`` (with a naming convention, so constraint names are the same on every database), the
+``Table`` objects of docs/design.md, and named query functions. Each function takes a ``Connection`` and
+never commits: the caller owns the transaction (``with engine.begin() as conn:``). PostgreSQL-only
+statements (advisory lock, ``unnest`` bulk inserts, ``FOR UPDATE SKIP LOCKED``) live here behind those
+functions, never inline elsewhere.
+
+Times are integer microseconds since the Unix epoch; hashes are 32-byte blobs; proofs are concatenated
+32-byte hashes. The append-only tables (``APPEND_ONLY_TABLES``) are guarded by triggers and grants set
+by the migrations, not by this module.
+
+Must not import: Flask, Celery, the API or workers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, TypedDict, Unpack
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    Column,
+    Connection,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    PrimaryKeyConstraint,
+    Row,
+    Table,
+    Text,
+    UniqueConstraint,
+    and_,
+    delete,
+    func,
+    insert,
+    select,
+    text,
+    tuple_,
+    update,
+)
+from sqlalchemy.sql import Select
+
+from service.errors import InvalidInput
+
+__all__ = [
+    "APPEND_ONLY_TABLES",
+    "LEDGER_LOCK_ID",
+    "EvidenceRow",
+    "metadata",
+]
+
+# Ledger lock for pg_advisory_xact_lock: b"EVLG" as an integer, one sealer at a time.
+LEDGER_LOCK_ID = 0x45564C47
+
+# Deterministic constraint names: Alembic migrations and `alembic check` depend on them.
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_N_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+# 64-bit keys that are still SQLite's rowid alias (only "INTEGER PRIMARY KEY" autoincrements there).
+BigKey = BigInteger().with_variant(Integer(), "sqlite")
+
+
+def _hash_check(column: str) -> CheckConstraint:
+    return CheckConstraint(f"length({column}) = 32", name=f"{column}_is_sha256")
+
+
+tenants = Table(
+    "tenants",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", Text, nullable=False, unique=True),
+    Column("created_at", BigInteger, nullable=False, comment="microseconds since the epoch"),
+    Column("revoked_at", BigInteger, nullable=True, comment="microseconds since the epoch"),
+)
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("tenant_id", Integer, ForeignKey("tenants.id"), nullable=False, index=True),
+    Column("key_hash", LargeBinary, nullable=False, unique=True, comment="SHA-256 of the API key"),
+    Column("prefix", Text, nullable=False, comment="first characters of the key, for display"),
+    Column("created_at", BigInteger, nullable=False),
+    Column("revoked_at", BigInteger, nullable=True),
+)
+
+evidence = Table(
+    "evidence",
+    metadata,
+    Column("pk", BigKey, primary_key=True, autoincrement=True),
+    Column("id", Text, nullable=False, unique=True),
+    Column("tenant_id", Integer, ForeignKey("tenants.id"), nullable=False),
+    Column("sha256", LargeBinary, nullable=False),
+    Column("label", Text, nullable=True),
+    Column("received_us", BigInteger, nullable=False),
+    _hash_check("sha256"),
+    Index(None, "tenant_id", "sha256"),
+)
+
+pending = Table(
+    "pending",
+    metadata,
+    Column("evidence_pk", BigKey, ForeignKey("evidence.pk"), primary_key=True, autoincrement=False),
+    Column("received_us", BigInteger, nullable=False, index=True),
+)
+
+batches = Table(
+    "batches",
+    metadata,
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    Column("size", Integer, nullable=False),
+    Column("root", LargeBinary, nullable=False),
+    Column("sealed_us", BigInteger, nullable=False),
+    Column("entry", LargeBinary, nullable=False, comment="the exact SPEC §3 ledger entry bytes"),
+    Column("ledger_proof", LargeBinary, nullable=False, comment="inclusion of entry seq in log of seq+1"),
+    _hash_check("root"),
+    CheckConstraint("size >= 1", name="size_positive"),
+    CheckConstraint("seq >= 0", name="seq_non_negative"),
+)
+
+batch_leaves = Table(
+    "batch_leaves",
+    metadata,
+    Column("evidence_pk", BigKey, ForeignKey("evidence.pk"), primary_key=True, autoincrement=False),
+    Column("batch_seq", BigInteger, ForeignKey("batches.seq"), nullable=False),
+    Column("leaf_index", Integer, nullable=False),
+    Column("proof", LargeBinary, nullable=False),
+    UniqueConstraint("batch_seq", "leaf_index"),
+)
+
+ledger_nodes = Table(
+    "ledger_nodes",
+    metadata,
+    Column("level", Integer, nullable=False),
+    Column("idx", BigInteger, nullable=False),
+    Column("hash", LargeBinary, nullable=False),
+    PrimaryKeyConstraint("level", "idx"),
+    _hash_check("hash"),
+)
+
+checkpoints = Table(
+    "checkpoints",
+    metadata,
+    Column("size", BigInteger, primary_key=True, autoincrement=False),
+    Column("root", LargeBinary, nullable=False),
+    Column("note", LargeBinary, nullable=False, comment="the signed note, exact bytes"),
+    Column("key_hash", BigInteger, nullable=False),
+    Column("created_us", BigInteger, nullable=False),
+    _hash_check("root"),
+)
+
+signing_keys = Table(
+    "signing_keys",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("key_hash", BigInteger, nullable=False, index=True),
+    Column("vkey", Text, nullable=False, unique=True),
+    Column("origin", Text, nullable=False),
+    Column("valid_from_us", BigInteger, nullable=False),
+    Column("valid_until_us", BigInteger, nullable=True),
+)
+
+timestamps = Table(
+    "timestamps",
+    metadata,
+    Column("id", BigKey, primary_key=True, autoincrement=True),
+    Column("batch_seq", BigInteger, ForeignKey("batches.seq"), nullable=False),
+    Column("tsa", Text, nullable=False),
+    Column("token", LargeBinary, nullable=False, comment="DER TimeStampToken"),
+    Column("gen_time_us", BigInteger, nullable=False),
+    Column("created_us", BigInteger, nullable=False),
+    UniqueConstraint("batch_seq", "tsa"),
+)
+
+idempotency_keys = Table(
+    "idempotency_keys",
+    metadata,
+    Column("tenant_id", Integer, ForeignKey("tenants.id"), nullable=False),
+    Column("key", Text, nullable=False),
+    Column("request_hash", LargeBinary, nullable=False),
+    Column("response", Text, nullable=False, comment="JSON answer replayed for the same request"),
+    Column("created_us", BigInteger, nullable=False),
+    Column("expires_us", BigInteger, nullable=False, index=True),
+    PrimaryKeyConstraint("tenant_id", "key"),
+)
+
+webhooks = Table(
+    "webhooks",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("tenant_id", Integer, ForeignKey("tenants.id"), nullable=False, index=True),
+    Column("url", Text, nullable=False),
+    Column("secret", Text, nullable=False),
+    Column("created_us", BigInteger, nullable=False),
+    Column("disabled_us", BigInteger, nullable=True),
+)
+
+webhook_deliveries = Table(
+    "webhook_deliveries",
+    metadata,
+    Column("id", BigKey, primary_key=True, autoincrement=True),
+    Column("webhook_id", Integer, ForeignKey("webhooks.id"), nullable=False, index=True),
+    Column("batch_seq", BigInteger, ForeignKey("batches.seq"), nullable=True),
+    Column("attempt", Integer, nullable=False),
+    Column("status_code", Integer, nullable=True),
+    Column("error", Text, nullable=True),
+    Column("created_us", BigInteger, nullable=False),
+)
+
+# Rows here are never updated or deleted (triggers; on PostgreSQL also grants to evidence_app).
+APPEND_ONLY_TABLES: tuple[str, ...] = (
+    "evidence",
+    "batches",
+    "batch_leaves",
+    "ledger_nodes",
+    "checkpoints",
+    "timestamps",
+    "webhook_deliveries",
+)
+
+# Plain result rows; columns are reached by name (row.batch_seq).
+AnyRow = Row[Unpack[tuple[Any, ...]]]
+
+
+class EvidenceRow(TypedDict):
+    """One item for ``insert_evidence``."""
+
+    id: str
+    tenant_id: int
+    sha256: bytes
+    label: str | None
+    received_us: int
+
+
+def _is_postgres(conn: Connection) -> bool:
+    return conn.dialect.name == "postgresql"
+
+
+# --- tenants and API keys ------------------------------------------------------------------------
+
+
+def insert_tenant(conn: Connection, name: str, now_us: int) -> int:
+    """Create a tenant and return its id.
+
+    :raise InvalidInput: a tenant of that name exists (revoked or not: names are never reused).
+    """
+    if get_tenant_by_name(conn, name) is not None:
+        raise InvalidInput(f"tenant {name!r} already exists")
+    result = conn.execute(insert(tenants).values(name=name, created_at=now_us).returning(tenants.c.id))
+    return int(result.scalar_one())
+
+
+def get_tenant_by_name(conn: Connection, name: str) -> AnyRow | None:
+    """The tenant row (id, name, created_at, revoked_at) or None."""
+    return conn.execute(select(tenants).where(tenants.c.name == name)).one_or_none()
+
+
+def list_tenants(conn: Connection) -> list[AnyRow]:
+    """Every tenant, by id."""
+    return list(conn.execute(select(tenants).order_by(tenants.c.id)).all())
+
+
+def revoke_tenant(conn: Connection, name: str, now_us: int) -> bool:
+    """Mark the tenant revoked (its keys stop working). False if no such active tenant."""
+    result = conn.execute(
+        update(tenants)
+        .where(tenants.c.name == name, tenants.c.revoked_at.is_(None))
+        .values(revoked_at=now_us)
+    )
+    return result.rowcount == 1
+
+
+def insert_api_key(conn: Connection, tenant_id: int, key_hash: bytes, prefix: str, now_us: int) -> int:
+    """Store the SHA-256 of a new API key for a tenant; returns the key's row id."""
+    result = conn.execute(
+        insert(api_keys)
+        .values(tenant_id=tenant_id, key_hash=key_hash, prefix=prefix, created_at=now_us)
+        .returning(api_keys.c.id)
+    )
+    return int(result.scalar_one())
+
+
+def tenant_for_key_hash(conn: Connection, key_hash: bytes) -> int | None:
+    """The tenant id owning this key hash, if neither the key nor the tenant is revoked."""
+    stmt = (
+        select(tenants.c.id)
+        .select_from(api_keys.join(tenants, api_keys.c.tenant_id == tenants.c.id))
+        .where(
+            api_keys.c.key_hash == key_hash,
+            api_keys.c.revoked_at.is_(None),
+            tenants.c.revoked_at.is_(None),
+        )
+    )
+    value = conn.execute(stmt).scalar_one_or_none()
+    return None if value is None else int(value)
+
+
+# --- evidence and the pending queue ------------------------------------------------------------
+
+
+def insert_evidence(conn: Connection, rows: Sequence[EvidenceRow]) -> list[int]:
+    """Insert evidence rows and their ``pending`` rows; return the new pks in the order of ``rows``.
+
+    PostgreSQL: one statement, one round trip (``unnest`` of arrays, both INSERTs in one CTE).
+    SQLite: two multi-row INSERTs (SQLAlchemy's insertmanyvalues).
+    """
+    if not rows:
+        return []
+    if _is_postgres(conn):
+        return _insert_evidence_pg(conn, rows)
+    result = conn.execute(
+        insert(evidence).returning(evidence.c.pk, sort_by_parameter_order=True),
+        [dict(r) for r in rows],
+    )
+    pks = [int(pk) for pk in result.scalars().all()]
+    conn.execute(
+        insert(pending),
+        [{"evidence_pk": pk, "received_us": r["received_us"]} for pk, r in zip(pks, rows, strict=True)],
+    )
+    return pks
+
+
+_INSERT_EVIDENCE_PG = text(
+    """
+    WITH new AS (
+        INSERT INTO evidence (id, tenant_id, sha256, label, received_us)
+        SELECT id, tenant_id, sha256, label, received_us
+        FROM unnest(CAST(:ids AS text[]), CAST(:tenant_ids AS integer[]), CAST(:sha256s AS bytea[]),
+                    CAST(:labels AS text[]), CAST(:received AS bigint[]))
+             AS t(id, tenant_id, sha256, label, received_us)
+        RETURNING pk, id, received_us
+    ), queued AS (
+        INSERT INTO pending (evidence_pk, received_us) SELECT pk, received_us FROM new
+    )
+    SELECT id, pk FROM new
+    """
+)
+
+
+def _insert_evidence_pg(conn: Connection, rows: Sequence[EvidenceRow]) -> list[int]:
+    params = {
+        "ids": [r["id"] for r in rows],
+        "tenant_ids": [r["tenant_id"] for r in rows],
+        "sha256s": [r["sha256"] for r in rows],
+        "labels": [r["label"] for r in rows],
+        "received": [r["received_us"] for r in rows],
+    }
+    # RETURNING order is not promised by PostgreSQL: map by the unique id instead.
+    by_id = {str(i): int(pk) for i, pk in conn.execute(_INSERT_EVIDENCE_PG, params)}
+    return [by_id[r["id"]] for r in rows]
+
+
+_EVIDENCE_COLUMNS = (
+    evidence.c.pk,
+    evidence.c.id,
+    evidence.c.tenant_id,
+    evidence.c.sha256,
+    evidence.c.label,
+    evidence.c.received_us,
+    batch_leaves.c.batch_seq,
+    batch_leaves.c.leaf_index,
+    batch_leaves.c.proof,
+)
+
+
+def _evidence_select() -> Select[Any]:
+    return select(*_EVIDENCE_COLUMNS).select_from(
+        evidence.outerjoin(batch_leaves, batch_leaves.c.evidence_pk == evidence.c.pk)
+    )
+
+
+def get_evidence(conn: Connection, tenant_id: int, evidence_id: str) -> AnyRow | None:
+    """One tenant's evidence: pk, id, tenant_id, sha256, label, received_us, and batch_seq, leaf_index,
+    proof (all None while pending). Another tenant's evidence is None, exactly like a missing id."""
+    stmt = _evidence_select().where(evidence.c.id == evidence_id, evidence.c.tenant_id == tenant_id)
+    return conn.execute(stmt).one_or_none()
+
+
+def find_evidence_by_sha256(conn: Connection, tenant_id: int, sha256: bytes) -> list[AnyRow]:
+    """The tenant's evidence with this file digest (columns as ``get_evidence``), oldest first."""
+    stmt = (
+        _evidence_select()
+        .where(evidence.c.tenant_id == tenant_id, evidence.c.sha256 == sha256)
+        .order_by(evidence.c.received_us, evidence.c.pk)
+    )
+    return list(conn.execute(stmt).all())
+
+
+def lock_ledger(conn: Connection) -> None:
+    """Serialise sealers for the rest of the transaction.
+
+    PostgreSQL: ``pg_advisory_xact_lock``. SQLite: nothing to do, the transaction began with
+    ``BEGIN IMMEDIATE`` (``service.db.make_engine``) and already holds the database's write lock.
+    """
+    if _is_postgres(conn):
+        conn.execute(select(func.pg_advisory_xact_lock(LEDGER_LOCK_ID)))
+
+
+def select_pending(conn: Connection, limit: int) -> list[AnyRow]:
+    """Up to ``limit`` pending evidence rows (pk, id, sha256, received_us), oldest first.
+
+    PostgreSQL locks the pending rows (``FOR UPDATE SKIP LOCKED``).
+    """
+    stmt = (
+        select(evidence.c.pk, evidence.c.id, evidence.c.sha256, evidence.c.received_us)
+        .select_from(pending.join(evidence, evidence.c.pk == pending.c.evidence_pk))
+        .order_by(pending.c.received_us, pending.c.evidence_pk)
+        .limit(limit)
+    )
+    if _is_postgres(conn):
+        stmt = stmt.with_for_update(skip_locked=True, of=pending)
+    return list(conn.execute(stmt).all())
+
+
+def oldest_pending_us(conn: Connection) -> int | None:
+    """``received_us`` of the oldest pending evidence, or None when nothing waits."""
+    value = conn.execute(select(func.min(pending.c.received_us))).scalar_one()
+    return None if value is None else int(value)
+
+
+def pending_count(conn: Connection) -> int:
+    """How many evidence rows wait to be sealed."""
+    return int(conn.execute(select(func.count()).select_from(pending)).scalar_one())
+
+
+def delete_pending(conn: Connection, evidence_pks: Iterable[int]) -> int:
+    """Remove sealed evidence from the queue; returns the number of rows deleted."""
+    pks = list(evidence_pks)
+    if not pks:
+        return 0
+    result = conn.execute(delete(pending).where(pending.c.evidence_pk.in_(pks)))
+    return int(result.rowcount)
+
+
+# --- batches (ledger entries) and their leaves ----------------------------------------------------
+
+
+def last_batch(conn: Connection) -> AnyRow | None:
+    """The newest batch row (seq, size, root, sealed_us, entry, ledger_proof), or None."""
+    return conn.execute(select(batches).order_by(batches.c.seq.desc()).limit(1)).one_or_none()
+
+
+def get_batch(conn: Connection, seq: int) -> AnyRow | None:
+    """The batch row of ``seq``, or None."""
+    return conn.execute(select(batches).where(batches.c.seq == seq)).one_or_none()
+
+
+def insert_batch(
+    conn: Connection, seq: int, size: int, root: bytes, sealed_us: int, entry: bytes, ledger_proof: bytes
+) -> None:
+    """Append ledger entry ``seq`` (IntegrityError if ``seq`` exists: the last line of defence)."""
+    conn.execute(
+        insert(batches).values(
+            seq=seq, size=size, root=root, sealed_us=sealed_us, entry=entry, ledger_proof=ledger_proof
+        )
+    )
+
+
+def insert_batch_leaves(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Insert rows of (evidence_pk, batch_seq, leaf_index, proof); one round trip on PostgreSQL."""
+    if not rows:
+        return
+    if _is_postgres(conn):
+        conn.execute(
+            text(
+                "INSERT INTO batch_leaves (evidence_pk, batch_seq, leaf_index, proof) "
+                "SELECT * FROM unnest(CAST(:pks AS bigint[]), CAST(:seqs AS bigint[]), "
+                "CAST(:indexes AS integer[]), CAST(:proofs AS bytea[]))"
+            ),
+            {
+                "pks": [r["evidence_pk"] for r in rows],
+                "seqs": [r["batch_seq"] for r in rows],
+                "indexes": [r["leaf_index"] for r in rows],
+                "proofs": [r["proof"] for r in rows],
+            },
+        )
+        return
+    conn.execute(
+        insert(batch_leaves),
+        [
+            {
+                "evidence_pk": r["evidence_pk"],
+                "batch_seq": r["batch_seq"],
+                "leaf_index": r["leaf_index"],
+                "proof": r["proof"],
+            }
+            for r in rows
+        ],
+    )
+
+
+def ledger_size(conn: Connection) -> int:
+    """Number of ledger entries (= next ``seq``)."""
+    value = conn.execute(select(func.max(batches.c.seq))).scalar_one()
+    return 0 if value is None else int(value) + 1
+
+
+def entries_range(conn: Connection, start: int, end: int) -> list[bytes]:
+    """Ledger entry bytes of ``seq`` in [start, end), in order (shorter if the ledger is shorter)."""
+    stmt = (
+        select(batches.c.entry)
+        .where(batches.c.seq >= start, batches.c.seq < end)
+        .order_by(batches.c.seq)
+    )
+    return [bytes(e) for e in conn.execute(stmt).scalars()]
+
+
+# --- ledger log nodes -------------------------------------------------------------------------
+
+
+def get_nodes(conn: Connection, keys: Iterable[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
+    """The stored perfect-subtree hashes among ``keys`` (level, idx), in one query; missing keys absent."""
+    wanted = list(dict.fromkeys(keys))
+    if not wanted:
+        return {}
+    stmt = select(ledger_nodes.c.level, ledger_nodes.c.idx, ledger_nodes.c.hash).where(
+        tuple_(ledger_nodes.c.level, ledger_nodes.c.idx).in_(wanted)
+    )
+    return {(int(level), int(idx)): bytes(h) for level, idx, h in conn.execute(stmt)}
+
+
+def insert_nodes(conn: Connection, items: Iterable[tuple[tuple[int, int], bytes]]) -> None:
+    """Insert ((level, idx), hash) nodes of the ledger log."""
+    values = [{"level": level, "idx": idx, "hash": h} for (level, idx), h in items]
+    if values:
+        conn.execute(insert(ledger_nodes), values)
+
+
+# --- checkpoints and signing keys -------------------------------------------------------------
+
+
+def insert_checkpoint(
+    conn: Connection, size: int, root: bytes, note: bytes, key_hash: int, created_us: int
+) -> None:
+    """Store the signed checkpoint of ledger size ``size`` (one per size)."""
+    conn.execute(
+        insert(checkpoints).values(
+            size=size, root=root, note=note, key_hash=key_hash, created_us=created_us
+        )
+    )
+
+
+def latest_checkpoint(conn: Connection) -> AnyRow | None:
+    """The checkpoint (size, root, note, key_hash, created_us) of the largest size, or None."""
+    return conn.execute(select(checkpoints).order_by(checkpoints.c.size.desc()).limit(1)).one_or_none()
+
+
+def checkpoint_at(conn: Connection, size: int) -> AnyRow | None:
+    """The checkpoint of exactly this ledger size, or None."""
+    return conn.execute(select(checkpoints).where(checkpoints.c.size == size)).one_or_none()
+
+
+def insert_signing_key(conn: Connection, vkey: str, origin: str, key_hash: int, valid_from_us: int) -> bool:
+    """Record a published verifier key; a vkey already recorded is left as it is. True if inserted."""
+    exists = conn.execute(select(signing_keys.c.id).where(signing_keys.c.vkey == vkey)).first()
+    if exists is not None:
+        return False
+    conn.execute(
+        insert(signing_keys).values(
+            vkey=vkey, origin=origin, key_hash=key_hash, valid_from_us=valid_from_us
+        )
+    )
+    return True
+
+
+def list_signing_keys(conn: Connection) -> list[AnyRow]:
+    """All verifier keys (vkey, origin, key_hash, valid_from_us, valid_until_us), oldest first."""
+    return list(
+        conn.execute(select(signing_keys).order_by(signing_keys.c.valid_from_us, signing_keys.c.id)).all()
+    )
+
+
+def close_signing_key(conn: Connection, key_hash: int, valid_until_us: int) -> int:
+    """End the validity of the open key(s) with this key hash; returns how many rows changed."""
+    result = conn.execute(
+        update(signing_keys)
+        .where(signing_keys.c.key_hash == key_hash, signing_keys.c.valid_until_us.is_(None))
+        .values(valid_until_us=valid_until_us)
+    )
+    return int(result.rowcount)
+
+
+# --- RFC 3161 timestamps ---------------------------------------------------------------------
+
+
+def insert_timestamp(
+    conn: Connection, batch_seq: int, tsa: str, token: bytes, gen_time_us: int, created_us: int
+) -> int:
+    """Store a TimeStampToken for ledger entry ``batch_seq`` from authority ``tsa``; returns its id."""
+    result = conn.execute(
+        insert(timestamps)
+        .values(batch_seq=batch_seq, tsa=tsa, token=token, gen_time_us=gen_time_us, created_us=created_us)
+        .returning(timestamps.c.id)
+    )
+    return int(result.scalar_one())
+
+
+def timestamps_for_batch(conn: Connection, batch_seq: int) -> list[AnyRow]:
+    """Tokens of one ledger entry (id, batch_seq, tsa, token, gen_time_us, created_us), by id."""
+    stmt = select(timestamps).where(timestamps.c.batch_seq == batch_seq).order_by(timestamps.c.id)
+    return list(conn.execute(stmt).all())
+
+
+def batches_without_timestamp(conn: Connection, tsa: str, limit: int) -> list[int]:
+    """Seqs of ledger entries that have no token from ``tsa`` yet, oldest first."""
+    stmt = (
+        select(batches.c.seq)
+        .select_from(
+            batches.outerjoin(
+                timestamps, and_(timestamps.c.batch_seq == batches.c.seq, timestamps.c.tsa == tsa)
+            )
+        )
+        .where(timestamps.c.id.is_(None))
+        .order_by(batches.c.seq)
+        .limit(limit)
+    )
+    return [int(s) for s in conn.execute(stmt).scalars()]
+
+
+# --- idempotency keys ------------------------------------------------------------------------
+
+
+def get_idempotency(conn: Connection, tenant_id: int, key: str, now_us: int) -> AnyRow | None:
+    """The unexpired stored answer (request_hash, response, created_us, expires_us) for this key."""
+    stmt = select(idempotency_keys).where(
+        idempotency_keys.c.tenant_id == tenant_id,
+        idempotency_keys.c.key == key,
+        idempotency_keys.c.expires_us > now_us,
+    )
+    return conn.execute(stmt).one_or_none()
+
+
+def insert_idempotency(
+    conn: Connection,
+    tenant_id: int,
+    key: str,
+    request_hash: bytes,
+    response: str,
+    created_us: int,
+    expires_us: int,
+) -> None:
+    """Remember the answer to an idempotent request (an expired row of the same key is replaced)."""
+    conn.execute(
+        delete(idempotency_keys).where(
+            idempotency_keys.c.tenant_id == tenant_id,
+            idempotency_keys.c.key == key,
+            idempotency_keys.c.expires_us <= created_us,
+        )
+    )
+    conn.execute(
+        insert(idempotency_keys).values(
+            tenant_id=tenant_id,
+            key=key,
+            request_hash=request_hash,
+            response=response,
+            created_us=created_us,
+            expires_us=expires_us,
+        )
+    )
+
+
+def delete_expired_idempotency(conn: Connection, now_us: int) -> int:
+    """Forget answers whose time is up; returns how many."""
+    result = conn.execute(delete(idempotency_keys).where(idempotency_keys.c.expires_us <= now_us))
+    return int(result.rowcount)
+
