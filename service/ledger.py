@@ -34,6 +34,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     and_,
+    case,
     delete,
     func,
     insert,
@@ -675,3 +676,175 @@ def delete_expired_idempotency(conn: Connection, now_us: int) -> int:
     result = conn.execute(delete(idempotency_keys).where(idempotency_keys.c.expires_us <= now_us))
     return int(result.rowcount)
 
+
+# --- API keys (issue 7: tenant list / key add / key revoke) ----------------------------------------
+
+
+def list_api_keys(conn: Connection, tenant_id: int | None = None) -> list[AnyRow]:
+    """API keys (id, tenant_id, tenant name, prefix, created_at, revoked_at), of one tenant or all, by id."""
+    stmt = (
+        select(
+            api_keys.c.id,
+            api_keys.c.tenant_id,
+            tenants.c.name,
+            api_keys.c.prefix,
+            api_keys.c.created_at,
+            api_keys.c.revoked_at,
+        )
+        .select_from(api_keys.join(tenants, api_keys.c.tenant_id == tenants.c.id))
+        .order_by(api_keys.c.id)
+    )
+    if tenant_id is not None:
+        stmt = stmt.where(api_keys.c.tenant_id == tenant_id)
+    return list(conn.execute(stmt).all())
+
+
+def active_keys_by_prefix(conn: Connection, prefix: str) -> list[AnyRow]:
+    """Unrevoked API keys whose display prefix is ``prefix`` (id, tenant_id, tenant name, prefix)."""
+    stmt = (
+        select(api_keys.c.id, api_keys.c.tenant_id, tenants.c.name, api_keys.c.prefix)
+        .select_from(api_keys.join(tenants, api_keys.c.tenant_id == tenants.c.id))
+        .where(api_keys.c.prefix == prefix, api_keys.c.revoked_at.is_(None))
+        .order_by(api_keys.c.id)
+    )
+    return list(conn.execute(stmt).all())
+
+
+def active_key_by_hash(conn: Connection, key_hash: bytes) -> AnyRow | None:
+    """The unrevoked API key with this SHA-256 (id, tenant_id, tenant name, prefix), or None."""
+    stmt = (
+        select(api_keys.c.id, api_keys.c.tenant_id, tenants.c.name, api_keys.c.prefix)
+        .select_from(api_keys.join(tenants, api_keys.c.tenant_id == tenants.c.id))
+        .where(api_keys.c.key_hash == key_hash, api_keys.c.revoked_at.is_(None))
+    )
+    return conn.execute(stmt).one_or_none()
+
+
+def revoke_api_key(conn: Connection, key_id: int, now_us: int) -> bool:
+    """Mark one API key revoked; False if it was revoked already."""
+    result = conn.execute(
+        update(api_keys).where(api_keys.c.id == key_id, api_keys.c.revoked_at.is_(None)).values(revoked_at=now_us)
+    )
+    return result.rowcount == 1
+
+
+# --- webhooks (issue 7) ----------------------------------------------------------------------------
+
+
+def insert_webhook(conn: Connection, tenant_id: int, url: str, secret: str, now_us: int) -> int:
+    """Register a callback URL and its signing secret for a tenant; returns the webhook id."""
+    result = conn.execute(
+        insert(webhooks)
+        .values(tenant_id=tenant_id, url=url, secret=secret, created_us=now_us)
+        .returning(webhooks.c.id)
+    )
+    return int(result.scalar_one())
+
+
+def disable_webhooks(conn: Connection, tenant_id: int, now_us: int) -> int:
+    """Disable the tenant's active webhooks; returns how many."""
+    result = conn.execute(
+        update(webhooks)
+        .where(webhooks.c.tenant_id == tenant_id, webhooks.c.disabled_us.is_(None))
+        .values(disabled_us=now_us)
+    )
+    return int(result.rowcount)
+
+
+def active_webhook(conn: Connection, tenant_id: int) -> AnyRow | None:
+    """The tenant's newest active webhook (id, tenant_id, url, secret, created_us, disabled_us), or None."""
+    stmt = (
+        select(webhooks)
+        .where(webhooks.c.tenant_id == tenant_id, webhooks.c.disabled_us.is_(None))
+        .order_by(webhooks.c.id.desc())
+        .limit(1)
+    )
+    return conn.execute(stmt).one_or_none()
+
+
+def get_webhook_by_id(conn: Connection, webhook_id: int) -> AnyRow | None:
+    """The webhook row if it is still active, else None."""
+    stmt = select(webhooks).where(webhooks.c.id == webhook_id, webhooks.c.disabled_us.is_(None))
+    return conn.execute(stmt).one_or_none()
+
+
+def webhooks_for_batch(conn: Connection, batch_seq: int) -> list[int]:
+    """Ids of the active webhooks of every tenant with evidence in batch ``batch_seq``."""
+    tenant_ids = (
+        select(evidence.c.tenant_id)
+        .select_from(batch_leaves.join(evidence, evidence.c.pk == batch_leaves.c.evidence_pk))
+        .where(batch_leaves.c.batch_seq == batch_seq)
+        .distinct()
+    )
+    stmt = (
+        select(webhooks.c.id)
+        .where(webhooks.c.tenant_id.in_(tenant_ids), webhooks.c.disabled_us.is_(None))
+        .order_by(webhooks.c.id)
+    )
+    return [int(i) for i in conn.execute(stmt).scalars()]
+
+
+def evidence_ids_in_batch(conn: Connection, tenant_id: int, batch_seq: int) -> list[tuple[str, bytes]]:
+    """(id, sha256) of one tenant's evidence in batch ``batch_seq``, in leaf order."""
+    stmt = (
+        select(evidence.c.id, evidence.c.sha256)
+        .select_from(batch_leaves.join(evidence, evidence.c.pk == batch_leaves.c.evidence_pk))
+        .where(batch_leaves.c.batch_seq == batch_seq, evidence.c.tenant_id == tenant_id)
+        .order_by(batch_leaves.c.leaf_index)
+    )
+    return [(str(i), bytes(h)) for i, h in conn.execute(stmt)]
+
+
+def insert_webhook_delivery(
+    conn: Connection,
+    webhook_id: int,
+    batch_seq: int | None,
+    attempt: int,
+    status_code: int | None,
+    error: str | None,
+    now_us: int,
+) -> None:
+    """Append one row to the delivery log (attempt 0 = queued)."""
+    conn.execute(
+        insert(webhook_deliveries).values(
+            webhook_id=webhook_id,
+            batch_seq=batch_seq,
+            attempt=attempt,
+            status_code=status_code,
+            error=error,
+            created_us=now_us,
+        )
+    )
+
+
+def open_webhook_deliveries(conn: Connection, max_attempts: int) -> list[AnyRow]:
+    """Undelivered events of active webhooks with attempts left: (webhook_id, batch_seq, last_attempt, last_us),
+    oldest first. An event is delivered once one of its rows has a 2xx status."""
+    delivered = func.sum(
+        case((and_(webhook_deliveries.c.status_code >= 200, webhook_deliveries.c.status_code < 300), 1), else_=0)
+    )
+    stmt = (
+        select(
+            webhook_deliveries.c.webhook_id,
+            webhook_deliveries.c.batch_seq,
+            func.max(webhook_deliveries.c.attempt).label("last_attempt"),
+            func.max(webhook_deliveries.c.created_us).label("last_us"),
+        )
+        .select_from(webhook_deliveries.join(webhooks, webhooks.c.id == webhook_deliveries.c.webhook_id))
+        .where(webhooks.c.disabled_us.is_(None), webhook_deliveries.c.batch_seq.is_not(None))
+        .group_by(webhook_deliveries.c.webhook_id, webhook_deliveries.c.batch_seq)
+        .having(and_(delivered == 0, func.max(webhook_deliveries.c.attempt) < max_attempts))
+        .order_by(func.max(webhook_deliveries.c.created_us))
+    )
+    return list(conn.execute(stmt).all())
+
+
+def webhook_delivery_log(
+    conn: Connection, webhook_id: int, batch_seq: int | None = None, limit: int = 1000
+) -> list[AnyRow]:
+    """Rows of the delivery log of one webhook (optionally one batch), newest first."""
+    stmt = select(webhook_deliveries).where(webhook_deliveries.c.webhook_id == webhook_id)
+    if batch_seq is not None:
+        stmt = stmt.where(webhook_deliveries.c.batch_seq == batch_seq)
+    stmt = stmt.order_by(webhook_deliveries.c.id.desc()).limit(limit)
+    return list(conn.execute(stmt).all())
