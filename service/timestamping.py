@@ -1,0 +1,269 @@
+"""RFC 3161 time-stamps for ledger entries (SPEC §5): obtain, check and store one token per entry and TSA.
+
+Owns: the use cases ``timestamp_batch`` (one ledger entry, every configured TSA that has no token for it yet)
+and ``timestamp_pending`` (the sweep over entries still lacking tokens), loading the trusted TSA roots, and
+``TimestampThread``, the in-process sweeper of the embedded default. Celery tasks (``workers.timestamp_tasks``)
+are thin adapters over these functions.
+
+Tokens are obtained OUTSIDE the sealing transaction: a TSA that is slow or down never holds the ledger lock and
+never blocks sealing. Each token is checked against the trusted TSA roots (``Settings.tsa_ca_files``) before it
+is stored, then stored in its own short transaction (``timestamps`` is append-only; one token per entry and
+TSA, enforced by a unique key, so two workers racing on the same entry store it once).
+
+Must not import: Flask or Celery.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from cryptography import x509
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+
+from service import ledger, tsa_client
+from service.config import Settings, TimestampAuthority
+from service.errors import ConfigError, TimestampError, TimestampInvalid
+from service.formats import utc_now
+from service.sealing import to_us
+from service.timestamps import verify_token
+
+__all__ = [
+    "PendingReport",
+    "RequestToken",
+    "StoredToken",
+    "TimestampThread",
+    "load_tsa_roots",
+    "timestamp_batch",
+    "timestamp_pending",
+]
+
+log = logging.getLogger(__name__)
+
+RequestToken = Callable[[str, bytes], bytes]
+"""``(tsa_url, message) -> DER TimeStampToken`` over SHA-256(message); raises ``TimestampError``."""
+
+SWEEP_LIMIT = 100  # entries per TSA looked at in one sweep (the next sweep takes the rest)
+
+
+@dataclass(frozen=True)
+class StoredToken:
+    """A token now stored for ledger entry ``seq`` from the TSA named ``tsa``."""
+
+    seq: int
+    tsa: str
+    gen_time: datetime
+    authority: str
+
+
+@dataclass
+class PendingReport:
+    """What one sweep did: tokens stored, and failures (``(seq, tsa name, reason)``) left for a later sweep."""
+
+    stored: list[StoredToken] = field(default_factory=list)
+    failed: list[tuple[int, str, str]] = field(default_factory=list)
+
+
+def load_tsa_roots(paths: Sequence[Path]) -> list[x509.Certificate]:
+    """The trusted TSA root certificates in ``paths`` (PEM, possibly several per file, or DER).
+
+    :raise ConfigError: a file is unreadable or holds no certificate.
+    """
+    roots: list[x509.Certificate] = []
+    for path in paths:
+        try:
+            data = Path(path).read_bytes()
+        except OSError as exc:
+            raise ConfigError(f"cannot read the TSA certificate file {path}: {exc.strerror}") from None
+        try:
+            if b"-----BEGIN" in data:
+                roots.extend(x509.load_pem_x509_certificates(data))
+            else:
+                roots.append(x509.load_der_x509_certificate(data))
+        except ValueError:
+            raise ConfigError(f"{path} is not a PEM or DER X.509 certificate") from None
+    return roots
+
+
+def _roots_for(settings: Settings, roots: Sequence[x509.Certificate] | None) -> Sequence[x509.Certificate]:
+    if roots is None:
+        roots = load_tsa_roots(settings.tsa_ca_files)
+    if not roots:
+        # Storing a token nobody checked would let a misconfigured or hostile TSA URL put garbage in receipts.
+        raise ConfigError(
+            "EVIDENCE_TSA is set but EVIDENCE_TSA_CA_FILES names no certificate: tokens cannot be checked "
+            "before they are stored; add the TSAs' root certificates"
+        )
+    return roots
+
+
+def timestamp_batch(
+    engine: Engine,
+    settings: Settings,
+    seq: int,
+    *,
+    request: RequestToken = tsa_client.request_token,
+    roots: Sequence[x509.Certificate] | None = None,
+    now: Callable[[], datetime] = utc_now,
+) -> list[StoredToken]:
+    """Obtain, check and store a token for ledger entry ``seq`` from every configured TSA lacking one.
+
+    Each TSA is asked in turn; one that fails does not stop the others. Returns the tokens stored by this call
+    (a token stored meanwhile by another worker counts as done, not as stored here).
+
+    :raise KeyError: no ledger entry ``seq``.
+    :raise ConfigError: TSAs are configured but no trusted TSA certificate is.
+    :raise TimestampError: at least one TSA failed (unreachable, refused, or a token that does not verify
+        against the trusted roots); the message names every failure. The tokens of the other TSAs are stored.
+    """
+    if not settings.tsa:
+        return []
+    trusted = _roots_for(settings, roots)
+    with engine.connect() as conn:
+        batch = ledger.get_batch(conn, seq)
+        if batch is None:
+            raise KeyError(f"no ledger entry {seq}")
+        entry = bytes(batch.entry)
+        have = {str(t.tsa) for t in ledger.timestamps_for_batch(conn, seq)}
+    stored: list[StoredToken] = []
+    failures: list[str] = []
+    for tsa in settings.tsa:
+        if tsa.name in have:
+            continue
+        try:
+            token = _stamp(engine, tsa, seq, entry, request, trusted, now)
+        except TimestampError as exc:
+            failures.append(f"{tsa.name}: {exc.reason}")
+            continue
+        if token is not None:
+            stored.append(token)
+    if failures:
+        raise TimestampError(f"ledger entry {seq}: " + "; ".join(failures))
+    return stored
+
+
+def _stamp(
+    engine: Engine,
+    tsa: TimestampAuthority,
+    seq: int,
+    entry: bytes,
+    request: RequestToken,
+    roots: Sequence[x509.Certificate],
+    now: Callable[[], datetime],
+) -> StoredToken | None:
+    """One TSA, one entry: request (no transaction open), verify, store in a short transaction."""
+    token = request(tsa.url, entry)
+    try:
+        info = verify_token(token, entry, roots)
+    except TimestampInvalid as exc:
+        # A token we cannot check is not stored: it would fail step 7 for every verifier trusting the same roots.
+        raise TimestampError(
+            f"the token from {tsa.url} does not verify against the trusted roots: {exc.reason}"
+        ) from exc
+    try:
+        with engine.begin() as conn:
+            ledger.insert_timestamp(conn, seq, tsa.name, token, to_us(info.gen_time), to_us(now()))
+    except IntegrityError:
+        # (batch_seq, tsa) is unique: another worker stored this entry's token first. Nothing to do.
+        log.info("ledger entry %d already has a token from %s", seq, tsa.name)
+        return None
+    log.info("time-stamped ledger entry %d by %s at %s", seq, tsa.name, info.gen_time.isoformat())
+    return StoredToken(seq, tsa.name, info.gen_time, info.authority)
+
+
+def timestamp_pending(
+    engine: Engine,
+    settings: Settings,
+    *,
+    request: RequestToken = tsa_client.request_token,
+    roots: Sequence[x509.Certificate] | None = None,
+    limit: int = SWEEP_LIMIT,
+    now: Callable[[], datetime] = utc_now,
+) -> PendingReport:
+    """Time-stamp ledger entries that lack a token from some configured TSA (oldest first, ``limit`` per TSA).
+
+    Failures are logged and reported, never raised: the entry stays without a token and a later sweep tries
+    again. A TSA that fails once in a sweep is not asked again in the same sweep (it is probably down).
+
+    :raise ConfigError: TSAs are configured but no trusted TSA certificate is.
+    """
+    report = PendingReport()
+    if not settings.tsa:
+        return report
+    trusted = _roots_for(settings, roots)
+    for tsa in settings.tsa:
+        with engine.connect() as conn:
+            seqs = ledger.batches_without_timestamp(conn, tsa.name, limit)
+        for seq in seqs:
+            with engine.connect() as conn:
+                batch = ledger.get_batch(conn, seq)
+            if batch is None:  # cannot happen: batches are append-only
+                continue
+            try:
+                token = _stamp(engine, tsa, seq, bytes(batch.entry), request, trusted, now)
+            except TimestampError as exc:
+                log.warning("time-stamping ledger entry %d by %s failed (will retry): %s", seq, tsa.name, exc.reason)
+                report.failed.append((seq, tsa.name, exc.reason))
+                break
+            if token is not None:
+                report.stored.append(token)
+    return report
+
+
+class TimestampThread(threading.Thread):
+    """The embedded default's time-stamper: a daemon thread running ``timestamp_pending`` every ``interval``.
+
+    Start it next to the in-process sealer; ``poke()`` after a seal makes it run at once instead of waiting.
+    Errors never stop it (they are logged and counted): a TSA outage only delays tokens.
+    """
+
+    def __init__(self, engine: Engine, settings: Settings, *, interval: float = 30.0,
+                 request: RequestToken = tsa_client.request_token) -> None:
+        super().__init__(name="evidence-timestamper", daemon=True)
+        self.engine = engine
+        self.settings = settings
+        self.interval = interval
+        self.request = request
+        self.rounds = 0
+        self.errors = 0
+        self._stop_event = threading.Event()
+        self._wake = threading.Event()
+
+    def poke(self) -> None:
+        """Ask for a sweep now (call after sealing a batch)."""
+        self._wake.set()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop_event.set()
+        self._wake.set()
+        if self.is_alive():
+            self.join(timeout)
+
+    def run(self) -> None:
+        if not self.settings.tsa:
+            return
+        try:
+            roots = load_tsa_roots(self.settings.tsa_ca_files)
+        except ConfigError:
+            log.exception("time-stamping is off: the TSA certificates cannot be loaded")
+            return
+        while not self._stop_event.is_set():
+            self.sweep_once(roots)
+            self._wake.wait(self.interval)
+            self._wake.clear()
+
+    def sweep_once(self, roots: Sequence[x509.Certificate] | None = None) -> PendingReport | None:
+        """One sweep; returns its report, or None if it failed as a whole (logged)."""
+        try:
+            return timestamp_pending(self.engine, self.settings, request=self.request, roots=roots)
+        except Exception:
+            self.errors += 1
+            log.exception("time-stamp sweep failed; retrying in %.1f s", self.interval)
+            return None
+        finally:
+            self.rounds += 1
