@@ -230,3 +230,45 @@ def test_timestamp_thread_sweeps_after_a_poke(tmp_path: Path, sqlite_url: str, t
         rt.engine.dispose()
     assert not thread.is_alive()
     assert thread.errors == 0
+
+
+# --- the Celery tasks, called without a broker (eager apply runs the retries in-process) ------------
+
+
+def test_celery_timestamp_entry_retries_503s_then_stores(tmp_path: Path, sqlite_url: str) -> None:
+    from workers import tasks, timestamp_tasks
+
+    with LocalTSA(fail_first=2) as flaky:
+        rt = make_runtime(tmp_path, sqlite_url, [flaky])
+        tasks.use_runtime(rt)
+        try:
+            deposit_and_seal(rt)
+            result = timestamp_tasks.timestamp_entry.apply(args=[0])
+            assert result.successful(), result.traceback
+            assert result.get() == 1
+            assert flaky.request_count == 3  # two 503s, then the token
+            with rt.engine.connect() as conn:
+                assert len(ledger.timestamps_for_batch(conn, 0)) == 1
+        finally:
+            tasks.use_runtime(None)
+            rt.engine.dispose()
+    options = timestamp_tasks.timestamp_entry
+    assert options.autoretry_for == (TimestampError,)
+    assert options.retry_backoff is True and options.retry_jitter is True
+    assert options.max_retries == timestamp_tasks.MAX_RETRIES
+
+
+def test_celery_sweep_logs_failures_and_stores_later(tmp_path: Path, sqlite_url: str, tsa: LocalTSA) -> None:
+    from workers import tasks, timestamp_tasks
+
+    rt = make_runtime(tmp_path, sqlite_url, [tsa])
+    tasks.use_runtime(rt)
+    try:
+        deposit_and_seal(rt)
+        tsa.down("503")
+        assert timestamp_tasks.timestamp_pending.apply().get() == 0
+        tsa.up()
+        assert timestamp_tasks.timestamp_pending.apply().get() == 1
+    finally:
+        tasks.use_runtime(None)
+        rt.engine.dispose()
