@@ -1,0 +1,244 @@
+"""Find real fonts on this machine for the certificate and report PDFs.
+
+Owns: locating a CJK font (with Latin glyphs) that fpdf2 can embed as a subset, a bold face of it when there
+is one, and a Latin monospace font for digests. Courts open these PDFs years later on machines we do not
+know, so every glyph must come from an embedded font: never a PDF "standard" font such as STSong-Light,
+which many viewers (poppler among them) draw as empty boxes.
+
+Preference order (first usable wins):
+1. ``EVIDENCE_CJK_FONT`` (a font file path, optionally ``path#N`` for face N of a ``.ttc`` collection);
+   ``EVIDENCE_CJK_FONT_BOLD`` likewise for the bold face. A set but unusable path is an error, never
+   silently replaced, so a deployment gets the font it asked for.
+2. Noto Sans CJK SC (Debian ``fonts-noto-cjk``): CFF outlines in an OpenType collection, which fpdf2 >= 2.8
+   embeds as a CIDFontType0C subset.
+3. WenQuanYi Zen Hei (Debian ``fonts-wqy-zenhei``): TrueType outlines, no bold face.
+4. Whatever ``fc-match ':lang=zh-cn'`` offers, if it really has the glyphs.
+
+Must not import: fpdf (the caller registers the fonts), anything from ``service`` but ``errors``.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import shutil
+import subprocess
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from service.errors import FontMissing
+
+ENV_CJK_FONT = "EVIDENCE_CJK_FONT"
+ENV_CJK_FONT_BOLD = "EVIDENCE_CJK_FONT_BOLD"
+
+INSTALL_HINT = (
+    "install a CJK font: `apt-get install fonts-noto-cjk` (preferred) or `apt-get install fonts-wqy-zenhei` "
+    "(or run scripts/install-system-deps), or point EVIDENCE_CJK_FONT at a TrueType/OpenType font file"
+)
+
+# A font is only usable if it has every character the documents print in Chinese, plus ASCII.
+_REQUIRED_TEXT = "存证证书验报告账本时间哈希值签名密钥指纹批次封接收通过失败步骤明不能ABCxyz0189:/-"
+
+# (regular, bold, family name inside the file); the family picks the face in a .ttc collection.
+_KNOWN_CJK: tuple[tuple[str, str | None, str], ...] = (
+    # Debian / Ubuntu fonts-noto-cjk
+    (
+        "/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc",
+        "/usr/share/fonts/opentype/noto/NotoSansCJK-Bold.ttc",
+        "Noto Sans CJK SC",
+    ),
+    # Arch noto-fonts-cjk
+    (
+        "/usr/share/fonts/noto-cjk/NotoSansCJK-Regular.ttc",
+        "/usr/share/fonts/noto-cjk/NotoSansCJK-Bold.ttc",
+        "Noto Sans CJK SC",
+    ),
+    # Fedora google-noto-sans-cjk-fonts
+    (
+        "/usr/share/fonts/google-noto-sans-cjk-fonts/NotoSansCJK-Regular.ttc",
+        "/usr/share/fonts/google-noto-sans-cjk-fonts/NotoSansCJK-Bold.ttc",
+        "Noto Sans CJK SC",
+    ),
+    # Debian fonts-wqy-zenhei (one weight only)
+    ("/usr/share/fonts/truetype/wqy/wqy-zenhei.ttc", None, "WenQuanYi Zen Hei"),
+)
+
+_FC_PATTERNS: tuple[tuple[str, str | None, str], ...] = (
+    ("Noto Sans CJK SC", "Noto Sans CJK SC:bold", "Noto Sans CJK SC"),
+    ("WenQuanYi Zen Hei", None, "WenQuanYi Zen Hei"),
+)
+
+_KNOWN_MONO = (
+    "/usr/share/fonts/truetype/dejavu/DejaVuSansMono.ttf",  # Debian fonts-dejavu-core
+    "/usr/share/fonts/dejavu-sans-mono-fonts/DejaVuSansMono.ttf",  # Fedora
+    "/usr/share/fonts/TTF/DejaVuSansMono.ttf",  # Arch
+)
+
+
+@dataclass(frozen=True)
+class FontFile:
+    """One face of a font file: ``index`` picks the face inside a TrueType/OpenType collection (.ttc)."""
+
+    path: Path
+    index: int = 0
+    family: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.path}#{self.index}" if self.index else str(self.path)
+
+
+@dataclass(frozen=True)
+class FontSet:
+    """The fonts a document uses. ``cjk_bold`` is None when the family has no bold face (WenQuanYi);
+    ``mono`` is None when no Latin monospace font was found (digests then use ``cjk``)."""
+
+    cjk: FontFile
+    cjk_bold: FontFile | None
+    mono: FontFile | None
+
+
+def find_fonts(environ: Mapping[str, str] | None = None) -> FontSet:
+    """Return the fonts to embed, looked up as the module docstring says.
+
+    :raise FontMissing: no usable CJK font, or ``EVIDENCE_CJK_FONT`` names an unusable one; the message
+        says which Debian package to install.
+    """
+    env = os.environ if environ is None else environ
+    return _find_fonts(env.get(ENV_CJK_FONT, "").strip(), env.get(ENV_CJK_FONT_BOLD, "").strip())
+
+
+@functools.lru_cache(maxsize=8)
+def _find_fonts(override: str, bold_override: str) -> FontSet:
+    # Cached: reading the cmap of a 20 MB collection costs a noticeable fraction of a second, on every
+    # certificate. Failures raise and so are not cached: a font installed later is found on the next call.
+    if override:
+        cjk = _font_from_spec(override, ENV_CJK_FONT)
+        bold = _font_from_spec(bold_override, ENV_CJK_FONT_BOLD) if bold_override else None
+        return FontSet(cjk=cjk, cjk_bold=bold, mono=find_mono_font())
+
+    for regular, bold_path, family in _KNOWN_CJK:
+        found = _usable_face(Path(regular), family)
+        if found is not None:
+            bold = _usable_face(Path(bold_path), family) if bold_path else None
+            return FontSet(cjk=found, cjk_bold=bold, mono=find_mono_font())
+
+    for pattern, bold_pattern, family in _FC_PATTERNS:
+        found = _from_fc_match(pattern, family)
+        if found is not None:
+            bold = _from_fc_match(bold_pattern, family, want_bold=True) if bold_pattern else None
+            return FontSet(cjk=found, cjk_bold=bold, mono=find_mono_font())
+
+    found = _from_fc_match(":lang=zh-cn", None)
+    if found is not None:
+        return FontSet(cjk=found, cjk_bold=None, mono=find_mono_font())
+
+    raise FontMissing(f"no CJK font found for the certificate PDF; {INSTALL_HINT}")
+
+
+def find_mono_font() -> FontFile | None:
+    """Return DejaVu Sans Mono (Debian ``fonts-dejavu-core``) or None if it is not installed."""
+    for path in _KNOWN_MONO:
+        found = _usable_face(Path(path), None, required="0123456789abcdef ABCXYZ-+/")
+        if found is not None:
+            return found
+    return _from_fc_match("DejaVu Sans Mono", "DejaVu Sans Mono", required="0123456789abcdef ABCXYZ-+/")
+
+
+def _font_from_spec(spec: str, variable: str) -> FontFile:
+    path_text, index = spec, 0
+    head, sep, tail = spec.rpartition("#")
+    if sep and tail.isdigit():
+        path_text, index = head, int(tail)
+    path = Path(path_text)
+    if not path.is_file():
+        raise FontMissing(f"{variable}={spec!r}: no such font file; {INSTALL_HINT}")
+    missing = _missing_glyphs(path, index, _REQUIRED_TEXT)
+    if missing is None:
+        raise FontMissing(f"{variable}={spec!r}: not a readable TrueType/OpenType font; {INSTALL_HINT}")
+    if missing:
+        raise FontMissing(f"{variable}={spec!r}: the font lacks Chinese glyphs (missing {missing!r}); {INSTALL_HINT}")
+    return FontFile(path=path, index=index, family=_family_name(path, index))
+
+
+def _usable_face(path: Path, family: str | None, required: str = _REQUIRED_TEXT) -> FontFile | None:
+    """The face of ``path`` named ``family`` (any face if None) that has every glyph of ``required``."""
+    if not path.is_file():
+        return None
+    for index in _face_indexes(path):
+        name = _family_name(path, index)
+        if family is not None and name != family:
+            continue
+        if _missing_glyphs(path, index, required) == "":
+            return FontFile(path=path, index=index, family=name)
+    return None
+
+
+def _from_fc_match(
+    pattern: str, family: str | None, *, want_bold: bool = False, required: str = _REQUIRED_TEXT
+) -> FontFile | None:
+    """Ask fontconfig; it always answers with *some* font, so check the family and the glyphs ourselves."""
+    fc_match = shutil.which("fc-match")
+    if fc_match is None:
+        return None
+    try:
+        out = subprocess.run(
+            [fc_match, "-f", "%{file}\n%{index}\n%{weight}\n", pattern],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    lines = out.splitlines()
+    if len(lines) < 2 or not lines[1].strip().isdigit():
+        return None
+    path, index = Path(lines[0]), int(lines[1])
+    if want_bold and not (len(lines) > 2 and lines[2].strip().isdigit() and int(lines[2]) >= 180):
+        return None  # fontconfig weight 200 = bold; it fell back to the regular face
+    if not path.is_file() or _missing_glyphs(path, index, required) != "":
+        return None
+    name = _family_name(path, index)
+    if family is not None and name != family:
+        return None
+    return FontFile(path=path, index=index, family=name)
+
+
+def _face_indexes(path: Path) -> Iterable[int]:
+    if path.suffix.lower() not in (".ttc", ".otc"):
+        return (0,)
+    try:
+        with path.open("rb") as f:
+            header = f.read(12)
+    except OSError:
+        return ()
+    if header[:4] != b"ttcf":
+        return (0,)
+    return range(int.from_bytes(header[8:12], "big"))
+
+
+def _family_name(path: Path, index: int) -> str:
+    from fontTools.ttLib import TTFont  # fontTools comes with fpdf2; imported here to keep import light
+
+    try:
+        with path.open("rb") as file:  # our own handle: TTFont leaks its own when the file is no font
+            font = TTFont(file, fontNumber=index, lazy=True)
+            return str(font["name"].getDebugName(1) or "")
+    except Exception:  # fontTools raises many kinds on a broken file; "no name" is the honest answer
+        return ""
+
+
+def _missing_glyphs(path: Path, index: int, text: str) -> str | None:
+    """The characters of ``text`` the face has no glyph for ("" = all there); None if unreadable."""
+    from fontTools.ttLib import TTFont
+
+    try:
+        with path.open("rb") as file:
+            font = TTFont(file, fontNumber=index, lazy=True)
+            if "glyf" not in font and "CFF " not in font:
+                return None  # bitmap-only or CFF2 variable fonts: fpdf2 cannot subset them for us
+            cmap = font.getBestCmap() or {}
+    except Exception:  # not a font at all (fontTools raises TTLibError, struct.error, ...)
+        return None
+    return "".join(ch for ch in dict.fromkeys(text) if ord(ch) not in cmap)

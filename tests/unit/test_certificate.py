@@ -1,0 +1,465 @@
+"""The certificate of deposit and the verification report PDFs (service.certificate, service.fonts).
+
+The receipt is built by hand from SPEC §2/§3/§4/§6, independently of service.receipt: the certificate must
+show what the bytes say. Checks use poppler (pdffonts, pdftotext, pdftoppm) as an outside reader would; without
+poppler those tests skip, unless EVIDENCE_REQUIRE_SERVICES=1 (then they fail). PNG renderings go to
+test-artifacts/ (gitignored) for a person to look at.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import json
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from service.certificate import (
+    TimestampDisplay,
+    extract_receipt,
+    format_fingerprint,
+    receipt_bytes,
+    render_certificate,
+    render_report,
+)
+from service.errors import FontMissing, FormatError, NotACertificate
+from service.fonts import find_fonts
+
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+WQY = Path("/usr/share/fonts/truetype/wqy/wqy-zenhei.ttc")
+
+ORIGIN = "evidence.example-court.cn/ledger"
+EVIDENCE_ID = "Qm3v9xT2bLwE5kR8pZ0aYc"
+FILE_BYTES = b"%PDF-1.7 purchase contract, final version\n"
+FILE_SHA256 = hashlib.sha256(FILE_BYTES).hexdigest()
+SEED = bytes(range(32))
+PUBLIC_KEY = Ed25519PrivateKey.from_private_bytes(SEED).public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+# SPEC §4: SHA-256 of the 32-byte public key, lowercase hex in groups of four (computed here by hand).
+FINGERPRINT = " ".join(hashlib.sha256(PUBLIC_KEY).hexdigest()[i : i + 4] for i in range(0, 64, 4))
+VERIFY_URL = f"https://evidence.example-court.cn/verify?id={EVIDENCE_ID}"
+
+
+def _require(binary: str) -> str:
+    path = shutil.which(binary)
+    if path is None:
+        reason = f"{binary} not installed (Debian package poppler-utils; run scripts/install-system-deps)"
+        if os.environ.get("EVIDENCE_REQUIRE_SERVICES") == "1":
+            pytest.fail(reason + " and EVIDENCE_REQUIRE_SERVICES=1")
+        pytest.skip(reason)
+    return path
+
+
+def _require_fonts() -> None:
+    try:
+        find_fonts()
+    except FontMissing as exc:
+        if os.environ.get("EVIDENCE_REQUIRE_SERVICES") == "1":
+            pytest.fail(f"{exc} (EVIDENCE_REQUIRE_SERVICES=1)")
+        pytest.skip(str(exc))
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def make_receipt() -> dict[str, object]:
+    """A receipt exactly as SPEC §6 shapes it; proofs are placeholders (rendering does not check them)."""
+    leaf = (
+        f"evidence-ledger leaf v1\nid {EVIDENCE_ID}\nsha256 {FILE_SHA256}\nreceived 2026-11-28T16:13:35.123456Z\n"
+    ).encode()
+    batch_root = hashlib.sha256(b"batch root placeholder").digest()
+    entry = (
+        f"evidence-ledger batch v1\nseq 42\nsize 1000\nroot {_b64(batch_root)}\nsealed 2026-11-28T16:13:40.000000Z\n"
+    ).encode()
+    key_hash = hashlib.sha256(ORIGIN.encode() + b"\n\x01" + PUBLIC_KEY).digest()[:4]
+    body = f"{ORIGIN}\n57\n{_b64(hashlib.sha256(b'ledger root placeholder').digest())}\n".encode()
+    signature = Ed25519PrivateKey.from_private_bytes(SEED).sign(body)
+    note = body.decode() + f"\n\u2014 {ORIGIN} {_b64(key_hash + signature)}\n"
+    vkey = f"{ORIGIN}+{key_hash.hex()}+{_b64(bytes([1]) + PUBLIC_KEY)}"
+    filler = _b64(hashlib.sha256(b"sibling").digest())
+    return {
+        "format": "evidence-receipt/v1",
+        "evidence": {
+            "id": EVIDENCE_ID,
+            "sha256": FILE_SHA256,
+            "received_at": "2026-11-28T16:13:35.123456Z",
+            "leaf": _b64(leaf),
+        },
+        "batch": {"seq": 42, "size": 1000, "index": 17, "root": _b64(batch_root), "proof": [filler] * 10},
+        "ledger": {"entry": _b64(entry), "proof": [filler] * 6, "checkpoint": note},
+        "timestamps": [{"type": "rfc3161", "token": _b64(b"0\x82placeholder DER")}],
+        "keys": [vkey],
+    }
+
+
+TSA = [TimestampDisplay(datetime(2026, 11, 28, 16, 13, 41, 500000, tzinfo=UTC), "FreeTSA (CN=www.freetsa.org)", True)]
+
+
+@pytest.fixture(scope="module")
+def receipt() -> dict[str, object]:
+    return make_receipt()
+
+
+@pytest.fixture(scope="module")
+def certificate(receipt: dict[str, object]) -> bytes:
+    _require_fonts()
+    return render_certificate(
+        receipt, verify_url=VERIFY_URL, label="采购合同-2026-终稿.pdf", timestamps=TSA, trusted_fingerprint=None
+    )
+
+
+def _write(name: str, data: bytes) -> Path:
+    ARTIFACTS.mkdir(exist_ok=True)
+    path = ARTIFACTS / name
+    path.write_bytes(data)
+    return path
+
+
+def _pdftotext(pdf: bytes) -> str:
+    exe = _require("pdftotext")
+    return subprocess.run([exe, "-layout", "-", "-"], input=pdf, capture_output=True, check=True).stdout.decode()
+
+
+def _fonts(pdf: bytes) -> list[tuple[str, str, str]]:
+    """(name, emb, sub) per font that pdffonts lists."""
+    exe = _require("pdffonts")
+    path = _write("_pdffonts.pdf", pdf)
+    out = subprocess.run([exe, str(path)], capture_output=True, check=True, text=True).stdout
+    rows = []
+    for line in out.splitlines()[2:]:
+        cols = line.split()
+        rows.append((cols[0], cols[-5], cols[-4]))  # name ... emb sub uni objnum gen
+    return rows
+
+
+def _png(pdf: bytes, stem: str) -> list[Path]:
+    exe = _require("pdftoppm")
+    src = _write(f"{stem}.pdf", pdf)
+    for old in ARTIFACTS.glob(f"{stem}-*.png"):
+        old.unlink()
+    subprocess.run([exe, "-r", "110", "-png", str(src), str(ARTIFACTS / stem)], check=True)
+    src.unlink()  # keep only the PNGs: the artifact is for looking at
+    return sorted(ARTIFACTS.glob(f"{stem}-*.png"))
+
+
+def _dark_fraction(png: Path) -> float:
+    from PIL import Image
+
+    with Image.open(png) as image:
+        grey = image.convert("L")
+        histogram = grey.histogram()
+    return sum(histogram[:128]) / sum(histogram)
+
+
+# --- the certificate ----------------------------------------------------------------------------
+
+
+def test_certificate_is_one_a4_page(certificate: bytes) -> None:
+    import pypdf
+
+    reader = pypdf.PdfReader(io.BytesIO(certificate))
+    assert len(reader.pages) == 1
+    box = reader.pages[0].mediabox
+    assert (round(float(box.width)), round(float(box.height))) == (595, 842)  # A4 in points
+
+
+def test_certificate_embeds_every_font_as_a_subset(certificate: bytes) -> None:
+    fonts = _fonts(certificate)
+    assert fonts, "pdffonts listed no font"
+    for name, emb, sub in fonts:
+        assert (emb, sub) == ("yes", "yes"), f"{name}: emb={emb} sub={sub}"
+        assert "STSong" not in name
+    assert any("CJK" in name or "WenQuanYi" in name for name, _, _ in fonts)
+
+
+def test_certificate_text_shows_the_receipt_facts(certificate: bytes) -> None:
+    text = _pdftotext(certificate)
+    flat = " ".join(text.split())
+    for expected in (
+        "存证证书",
+        "CERTIFICATE OF DEPOSIT",
+        FILE_SHA256,
+        EVIDENCE_ID,
+        ORIGIN,
+        "采购合同-2026-终稿.pdf",
+        "2026-11-28 16:13:35.123456 UTC",
+        "2026-11-29 00:13:35.123456 Asia/Shanghai (UTC+08:00)",
+        "2026-11-28 16:13:40 UTC",  # sealed, from the ledger entry bytes
+        "2026-11-29 00:13:40 Asia/Shanghai",
+        "batch seq 42",
+        "leaf index 17",
+        "batch size 1,000",
+        "checkpoint size 57",
+        "FreeTSA (CN=www.freetsa.org)",
+        "2026-11-28 16:13:41.500000 UTC",
+        "verified against a trusted TSA root",
+        "evidence verify certificate.pdf contract.pdf --key",
+        "does NOT prove",
+    ):
+        assert expected in flat or expected.lower() in flat.lower(), expected
+    # the fingerprint is computed from the receipt's key hint, printed in two lines of eight groups
+    assert FINGERPRINT[:39] in flat and FINGERPRINT[40:] in flat
+    assert "key hint" in flat
+
+
+def test_certificate_times_follow_the_local_zone_given(receipt: dict[str, object]) -> None:
+    _require_fonts()
+    pdf = render_certificate(receipt, verify_url=VERIFY_URL, local_tz="America/New_York")
+    flat = " ".join(_pdftotext(pdf).split())
+    assert "2026-11-28 11:13:35.123456 America/New_York (UTC-05:00)" in flat
+    assert "none" not in flat.split("RFC 3161 timestamp")[1][:40] or "token" in flat  # tokens present: counted
+    assert "1 token(s) in receipt.json" in flat
+
+
+def test_certificate_prefers_the_trusted_fingerprint_and_flags_a_different_hint(
+    receipt: dict[str, object],
+) -> None:
+    _require_fonts()
+    other = "ab12" * 16
+    pdf = render_certificate(receipt, verify_url=VERIFY_URL, trusted_fingerprint=other)
+    flat = " ".join(_pdftotext(pdf).split())
+    assert format_fingerprint(other)[:39] in flat
+    assert FINGERPRINT[:39] not in flat
+    assert "the operator key trusted by the issuer" in flat
+    assert "another fingerprint" in flat
+
+
+def test_certificate_attaches_the_receipt(certificate: bytes, receipt: dict[str, object]) -> None:
+    attached = extract_receipt(certificate)
+    assert attached == receipt_bytes(receipt)
+    assert json.loads(attached) == receipt
+
+
+def test_certificate_attaches_the_original_receipt_bytes_verbatim(receipt: dict[str, object]) -> None:
+    _require_fonts()
+    original = json.dumps(receipt, separators=(",", ":")).encode()
+    pdf = render_certificate(receipt, verify_url=VERIFY_URL, receipt_json=original)
+    assert extract_receipt(pdf) == original
+
+
+def test_certificate_refuses_receipt_bytes_that_are_another_receipt(receipt: dict[str, object]) -> None:
+    other = dict(receipt, format="evidence-receipt/v2")
+    with pytest.raises(FormatError, match="does not parse to the receipt"):
+        render_certificate(receipt, verify_url=VERIFY_URL, receipt_json=json.dumps(other).encode())
+
+
+def test_certificate_stays_one_page_with_long_label_and_many_timestamps(receipt: dict[str, object]) -> None:
+    import pypdf
+
+    _require_fonts()
+    stamps = TSA * 2 + [TimestampDisplay(datetime(2026, 11, 28, 16, 13, 42, tzinfo=UTC), "DigiCert TSA 2025", False)]
+    pdf = render_certificate(
+        receipt,
+        verify_url=VERIFY_URL + "&" + "x" * 400,
+        label="非常长的文件名" * 40 + ".pdf",
+        timestamps=stamps,
+        trusted_fingerprint=FINGERPRINT,
+    )
+    assert len(pypdf.PdfReader(io.BytesIO(pdf)).pages) == 1
+    flat = " ".join(_pdftotext(pdf).split())
+    assert "…" in flat and "and 1 more in receipt.json" in flat
+    _png(pdf, "certificate-stress")
+
+
+def test_certificate_renders_to_a_png_artifact(certificate: bytes) -> None:
+    pages = _png(certificate, "certificate")
+    assert len(pages) == 1
+    assert 0.01 < _dark_fraction(pages[0]) < 0.5  # text, rules and a QR code on a white page
+
+
+def test_certificate_of_a_tolerably_broken_receipt_still_renders(receipt: dict[str, object]) -> None:
+    _require_fonts()
+    broken = dict(receipt, batch="not an object", ledger={"entry": "%%%", "checkpoint": 7})
+    pdf = render_certificate(broken, verify_url=VERIFY_URL)
+    flat = " ".join(_pdftotext(pdf).split())
+    assert EVIDENCE_ID in flat and "—" in flat
+
+
+def test_certificate_rejects_an_unknown_time_zone(receipt: dict[str, object]) -> None:
+    with pytest.raises(FormatError, match="unknown time zone"):
+        render_certificate(receipt, verify_url=VERIFY_URL, local_tz="Mars/Olympus_Mons")
+
+
+def test_certificate_with_the_truetype_wenquanyi_font(
+    receipt: dict[str, object], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if not WQY.is_file():
+        pytest.skip("fonts-wqy-zenhei not installed")
+    monkeypatch.setenv("EVIDENCE_CJK_FONT", str(WQY))
+    pdf = render_certificate(receipt, verify_url=VERIFY_URL, label="合同.pdf")
+    fonts = _fonts(pdf)
+    assert any("WenQuanYi" in name for name, _, _ in fonts)
+    assert all((emb, sub) == ("yes", "yes") for _, emb, sub in fonts)
+    assert "存证证书" in _pdftotext(pdf)
+    _png(pdf, "certificate-wqy")
+
+
+# --- fonts --------------------------------------------------------------------------------------
+
+
+def test_missing_cjk_font_names_the_debian_package(receipt: dict[str, object], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EVIDENCE_CJK_FONT", "/nonexistent/NoSuchFont.ttc")
+    with pytest.raises(FontMissing, match=r"apt-get install fonts-noto-cjk") as info:
+        render_certificate(receipt, verify_url=VERIFY_URL)
+    assert "fonts-wqy-zenhei" in str(info.value)
+    with pytest.raises(FontMissing):
+        render_report({"valid": True, "checks": []}, receipt=receipt, inputs={})
+
+
+def test_font_without_chinese_glyphs_is_refused() -> None:
+    dejavu = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
+    if not dejavu.is_file():
+        pytest.skip("fonts-dejavu-core not installed")
+    with pytest.raises(FontMissing, match="lacks Chinese glyphs"):
+        find_fonts({"EVIDENCE_CJK_FONT": str(dejavu)})
+
+
+def test_a_file_that_is_not_a_font_is_refused(tmp_path: Path) -> None:
+    fake = tmp_path / "font.ttf"
+    fake.write_bytes(b"not a font at all")
+    with pytest.raises(FontMissing, match="not a readable TrueType/OpenType font"):
+        find_fonts({"EVIDENCE_CJK_FONT": str(fake)})
+
+
+# --- extract_receipt ----------------------------------------------------------------------------
+
+
+def test_extract_receipt_rejects_bytes_that_are_not_a_pdf() -> None:
+    with pytest.raises(NotACertificate, match="expected a PDF"):
+        extract_receipt(b'{"format": "evidence-receipt/v1"}')
+
+
+def test_extract_receipt_rejects_a_damaged_pdf() -> None:
+    with pytest.raises(NotACertificate):
+        extract_receipt(b"%PDF-1.7\n%garbage that is no PDF body at all\n")
+
+
+def test_extract_receipt_rejects_a_pdf_without_the_attachment() -> None:
+    from fpdf import FPDF
+
+    pdf = FPDF()
+    pdf.add_page()
+    plain = bytes(pdf.output())
+    with pytest.raises(NotACertificate, match="no attached receipt.json"):
+        extract_receipt(plain)
+
+
+# --- fingerprints -------------------------------------------------------------------------------
+
+
+def test_format_fingerprint_groups_hex_and_bytes_alike() -> None:
+    digest = hashlib.sha256(PUBLIC_KEY).digest()
+    assert format_fingerprint(digest) == FINGERPRINT
+    assert format_fingerprint(FINGERPRINT.upper()) == FINGERPRINT
+    with pytest.raises(FormatError):
+        format_fingerprint("abcd")
+    with pytest.raises(FormatError):
+        format_fingerprint(digest[:31])
+
+
+# --- the verification report --------------------------------------------------------------------
+
+
+INPUTS: dict[str, object] = {
+    "receipt_name": "certificate.pdf",
+    "file_name": "采购合同-2026-终稿.pdf",
+    "file_sha256": FILE_SHA256,
+    "tsa_certificates": ["FreeTSA root CA (cacert.pem)"],
+    "verified_at": "2026-12-01T09:00:00.000000Z",
+    "tool_version": "evidence 0.1.0",
+}
+
+
+@pytest.fixture(scope="module")
+def valid_report(receipt: dict[str, object]) -> Iterator[bytes]:
+    _require_fonts()
+    result = {
+        "valid": True,
+        "step": None,
+        "reason": None,
+        "checks": [{"step": n, "ok": True, "detail": f"step {n} detail: expected X, found X"} for n in range(8)],
+        "statement": f"this SHA-256 was sealed in the ledger of {ORIGIN} no later than 2026-11-28T16:13:40.000000Z",
+    }
+    keys = receipt["keys"]
+    assert isinstance(keys, list)
+    yield render_report(result, receipt=receipt, inputs=dict(INPUTS, trusted_keys=keys), local_tz="Asia/Shanghai")
+
+
+@pytest.fixture(scope="module")
+def invalid_report(receipt: dict[str, object]) -> bytes:
+    _require_fonts()
+    result = {
+        "valid": False,
+        "step": 3,
+        "reason": "batch proof gives root AAAA, expected BBBB",
+        "checks": [
+            {"step": 0, "ok": True, "detail": "format evidence-receipt/v1"},
+            {"step": 1, "ok": True, "detail": "SHA-256 matches"},
+            {"step": 2, "ok": True, "detail": "leaf agrees"},
+            {"step": 3, "ok": False, "detail": "batch proof gives root AAAA, expected BBBB"},
+        ],
+        "statement": None,
+    }
+    return render_report(result, receipt=receipt, inputs=INPUTS, local_tz="Asia/Shanghai")
+
+
+def test_valid_report_transcribes_every_check(valid_report: bytes) -> None:
+    flat = " ".join(_pdftotext(valid_report).split())
+    for expected in (
+        "验证报告",
+        "VERIFICATION REPORT",
+        "VALID",
+        f"sealed in the ledger of {ORIGIN}",
+        FILE_SHA256,
+        FINGERPRINT,
+        "certificate.pdf",
+        "FreeTSA root CA (cacert.pem)",
+        "2026-12-01 09:00:00 UTC",
+        "2026-12-01 17:00:00 Asia/Shanghai (UTC+08:00)",
+        "evidence 0.1.0",
+        "Checkpoint signature",
+        "Proves:",
+        "Does NOT prove",
+    ):
+        assert expected in flat, expected
+    for n in range(8):
+        assert f"step {n} detail: expected X, found X" in flat
+    assert flat.count("PASS") == 8 and "FAIL" not in flat and "INVALID" not in flat
+
+
+def test_invalid_report_names_the_failing_step_and_what_was_not_run(invalid_report: bytes) -> None:
+    flat = " ".join(_pdftotext(invalid_report).split())
+    assert "INVALID" in flat
+    assert "failed at step 3: batch proof gives root AAAA, expected BBBB" in flat
+    assert flat.count("PASS") == 3 and flat.count("FAIL") == 1
+    assert flat.count("NOT RUN") == 4 and "verification stopped at step 3" in flat
+    assert "Proves:" not in flat and "proves neither" in flat
+    assert "no key" not in flat and "Trusted keys" in flat and "none" in flat  # no trusted keys given
+
+
+def test_reports_embed_subset_fonts_attach_the_receipt_and_render(
+    valid_report: bytes, invalid_report: bytes, receipt: dict[str, object]
+) -> None:
+    for name, pdf in (("report-valid", valid_report), ("report-invalid", invalid_report)):
+        fonts = _fonts(pdf)
+        assert fonts and all((emb, sub) == ("yes", "yes") for _, emb, sub in fonts), fonts
+        assert json.loads(extract_receipt(pdf)) == receipt
+        pages = _png(pdf, name)
+        assert pages and all(0.005 < _dark_fraction(page) < 0.5 for page in pages)
+
+
+def test_report_attaches_the_machine_readable_result(invalid_report: bytes) -> None:
+    import pypdf
+
+    attachments = pypdf.PdfReader(io.BytesIO(invalid_report)).attachments
+    result = json.loads(attachments["verification-result.json"][0])
+    assert result["valid"] is False and result["step"] == 3
