@@ -1,0 +1,275 @@
+"""Batch deposits and ``Idempotency-Key`` (SPEC §7): validate a whole batch, store it in one round trip, and make
+retries safe by replaying the stored answer.
+
+Owns: parsing the ``{"items": [...]}`` body (all or nothing: the first bad item is named by its index),
+``run_idempotent`` (the stored-answer protocol, usable by any POST) and the listing of a tenant's deposits of one
+digest. The idempotency row is inserted in the same transaction as the evidence, so the primary key
+(tenant, key) decides between two concurrent requests: the loser's transaction rolls back (nothing of it is
+stored) and it answers with the winner's stored answer.
+
+Must not import: Flask, Celery. SQL lives in ``service.ledger``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import IntegrityError
+
+from service import ledger, sealing
+from service.errors import FormatError, IdempotencyConflict, InvalidInput, InvalidItem
+from service.formats import format_time, parse_sha256_hex
+from service.receipt import JSONObject
+
+__all__ = [
+    "MAX_BATCH_BODY",
+    "MAX_BATCH_ITEMS",
+    "Answer",
+    "check_idempotency_key",
+    "deposits_of_digest",
+    "parse_batch",
+    "record_batch",
+    "request_hash",
+    "run_idempotent",
+    "stored_answer",
+]
+
+MAX_BATCH_ITEMS = 10_000
+# 10,000 items with 500-character labels (up to 4 bytes each in UTF-8, escaped) fit comfortably.
+MAX_BATCH_BODY = 32 * 1024 * 1024
+MAX_LABEL_LENGTH = 500
+MAX_IDEMPOTENCY_KEY = 255
+_KEY_PATTERN = re.compile(r"[\x21-\x7e]{1,255}")
+# Characters a label may not hold (same rule as the single POST): controls, line separators, lone surrogates.
+_LABEL_FORBIDDEN = re.compile("[\u0000-\u001f\u007f-\u009f\u2028\u2029\ud800-\udfff]")
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A response as it is sent and stored: status code and the exact body text (replayed byte for byte)."""
+
+    status: int
+    body: str
+
+    def to_stored(self) -> str:
+        return json.dumps({"status": self.status, "body": self.body})
+
+    @classmethod
+    def from_stored(cls, text: str) -> Answer:
+        value = json.loads(text)
+        return cls(int(value["status"]), str(value["body"]))
+
+
+def dump_body(obj: Any) -> str:
+    """The JSON text of a response body (compact, UTF-8, keys in their given order)."""
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+
+
+# --- idempotency ---------------------------------------------------------------------------------
+
+
+def check_idempotency_key(value: str) -> str:
+    """Return ``value`` if it is 1-255 visible ASCII characters (no spaces).
+
+    :raise InvalidInput: saying what is wrong with it.
+    """
+    if not _KEY_PATTERN.fullmatch(value):
+        raise InvalidInput(
+            f"the Idempotency-Key must be 1-{MAX_IDEMPOTENCY_KEY} visible ASCII characters without spaces, "
+            f"found {len(value)} characters{'' if value.isascii() else ' with non-ASCII ones'}"
+        )
+    return value
+
+
+def request_hash(method: str, path: str, body: bytes) -> bytes:
+    """What "the same request" means for a key: method, path and the byte-identical body."""
+    h = hashlib.sha256()
+    h.update(f"{method.upper()} {path}\n".encode())
+    h.update(body)
+    return h.digest()
+
+
+def run_idempotent(
+    engine: Engine,
+    tenant_id: int,
+    key: str | None,
+    req_hash: bytes,
+    ttl_seconds: int,
+    produce: Callable[[Connection, datetime], Answer],
+    clock: Callable[[], datetime],
+) -> tuple[Answer, bool]:
+    """Run ``produce`` once per (tenant, key) and return ``(answer, replayed)``.
+
+    Without a key, ``produce`` runs in its own transaction. With one: the stored answer of an unexpired earlier
+    request is returned (``replayed`` True) if its ``req_hash`` is the same; otherwise ``produce`` runs and its
+    answer is stored with the key **in the same transaction**. Two concurrent requests with the same key: both may
+    run ``produce``, but only one can insert the key (primary key); the other gets ``IntegrityError``, its
+    transaction rolls back with everything it wrote, and it returns the winner's answer.
+
+    :raise IdempotencyConflict: the key was used for another request (method, path or body differ).
+    """
+    if key is None:
+        with engine.begin() as conn:
+            return produce(conn, clock()), False
+    for _ in range(2):
+        try:
+            with engine.begin() as conn:
+                now = clock()
+                now_us = sealing.to_us(now)
+                stored = ledger.get_idempotency(conn, tenant_id, key, now_us)
+                if stored is not None:
+                    return _replay(stored, req_hash, key), True
+                answer = produce(conn, now)
+                ledger.insert_idempotency(
+                    conn, tenant_id, key, req_hash, answer.to_stored(), now_us, now_us + ttl_seconds * 1_000_000
+                )
+                return answer, False
+        except IntegrityError:
+            # Lost the race for the key: our transaction rolled back; the next round reads the winner's answer.
+            continue
+    raise RuntimeError(f"Idempotency-Key {key!r}: insert kept failing but no stored answer is visible")
+
+
+def stored_answer(conn: Connection, tenant_id: int, key: str, req_hash: bytes, now: datetime) -> Answer | None:
+    """The unexpired stored answer for (tenant, key), or None.
+
+    :raise IdempotencyConflict: the key was used for another request.
+    """
+    row = ledger.get_idempotency(conn, tenant_id, key, sealing.to_us(now))
+    return None if row is None else _replay(row, req_hash, key)
+
+
+def _replay(stored: Any, req_hash: bytes, key: str) -> Answer:
+    if bytes(stored.request_hash) != req_hash:
+        raise IdempotencyConflict(
+            f"the Idempotency-Key {key!r} was already used with a different request (another body or endpoint); "
+            "use a new key for a new request"
+        )
+    return Answer.from_stored(stored.response)
+
+
+# --- the batch body ---------------------------------------------------------------------------------
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    return "an object"
+
+
+def _strict_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj: dict[str, Any] = {}
+    for k, v in pairs:
+        if k in obj:
+            raise InvalidInput(f"the JSON body has the key {k!r} twice in one object")
+        obj[k] = v
+    return obj
+
+
+def _no_constants(name: str) -> Any:
+    raise InvalidInput(f"the JSON body contains {name}, which strict JSON does not allow")
+
+
+def parse_batch(body: bytes) -> list[tuple[bytes, str | None]]:
+    """The (digest, label) items of a batch body ``{"items": [{"sha256": hex, "label": text?}, ...]}``.
+
+    :raise InvalidInput: the body is not strict JSON of that shape (no item named).
+    :raise InvalidItem: item ``i`` is wrong; the message names the index and the problem. Nothing is accepted.
+    """
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidInput(f"the JSON body is not UTF-8 (byte {exc.start} is not valid UTF-8)") from None
+    try:
+        doc = json.loads(text, object_pairs_hook=_strict_object, parse_constant=_no_constants)
+    except json.JSONDecodeError as exc:
+        raise InvalidInput(f"the body is not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    except RecursionError:
+        raise InvalidInput("the JSON body is nested too deeply") from None
+    if not isinstance(doc, dict):
+        raise InvalidInput(f"the JSON body must be an object {{\"items\": [...]}}, found {_json_type(doc)}")
+    unknown = sorted(set(doc) - {"items"})
+    if unknown:
+        raise InvalidInput(f"unknown field(s) in the JSON body: {', '.join(map(repr, unknown))}; allowed: items")
+    items = doc.get("items")
+    if not isinstance(items, list):
+        raise InvalidInput(f"'items' must be an array of {{\"sha256\", \"label\"?}} objects, found {_json_type(items)}")
+    if not 1 <= len(items) <= MAX_BATCH_ITEMS:
+        raise InvalidInput(f"'items' must hold 1 to {MAX_BATCH_ITEMS} items, found {len(items)}")
+    return [_parse_item(i, item) for i, item in enumerate(items)]
+
+
+def _parse_item(index: int, item: Any) -> tuple[bytes, str | None]:
+    where = f"items[{index}]"
+    if not isinstance(item, dict):
+        raise InvalidItem(index, f"{where} must be an object {{\"sha256\", \"label\"?}}, found {_json_type(item)}")
+    unknown = sorted(set(item) - {"sha256", "label"})
+    if unknown:
+        names = ", ".join(map(repr, unknown))
+        raise InvalidItem(index, f"{where} has unknown field(s) {names}; allowed: sha256, label")
+    value = item.get("sha256")
+    if not isinstance(value, str):
+        found = _json_type(value)
+        raise InvalidItem(index, f"{where}.sha256 must be a string of 64 lowercase hex digits, found {found}")
+    try:
+        digest = parse_sha256_hex(value)
+    except FormatError as exc:
+        raise InvalidItem(index, f"{where}.sha256: {exc.reason}") from None
+    label = item.get("label")
+    if label is None and "label" not in item:
+        return digest, None
+    if not isinstance(label, str):
+        raise InvalidItem(index, f"{where}.label must be a string, found {_json_type(label)}")
+    if not 1 <= len(label) <= MAX_LABEL_LENGTH:
+        raise InvalidItem(index, f"{where}.label must be 1-{MAX_LABEL_LENGTH} characters, found {len(label)}")
+    bad = _LABEL_FORBIDDEN.search(label)
+    if bad is not None:
+        raise InvalidItem(
+            index,
+            f"{where}.label contains U+{ord(bad.group()):04X} at position {bad.start()}; control characters, "
+            "line separators and lone surrogates are not allowed",
+        )
+    return digest, label
+
+
+def record_batch(conn: Connection, tenant_id: int, items: list[tuple[bytes, str | None]], now: datetime) -> Answer:
+    """Store the items as pending evidence (one round trip) and return the 202 answer, items in request order."""
+    deposits = sealing.record_evidence(conn, tenant_id, items, now)
+    return Answer(202, dump_body({"items": [d.to_json() for d in deposits]}))
+
+
+# --- reading ---------------------------------------------------------------------------------------
+
+
+def deposits_of_digest(conn: Connection, tenant_id: int, digest: bytes) -> list[JSONObject]:
+    """This tenant's deposits of ``digest``, oldest first, each shaped like ``GET /v1/evidence/{id}``."""
+    out: list[JSONObject] = []
+    for row in ledger.find_evidence_by_sha256(conn, tenant_id, digest):
+        item: JSONObject = {
+            "id": row.id,
+            "sha256": bytes(row.sha256).hex(),
+            "received_at": format_time(sealing.from_us(row.received_us)),
+            "status": "pending" if row.batch_seq is None else "sealed",
+        }
+        if row.label is not None:
+            item["label"] = row.label
+        if row.batch_seq is not None:
+            item["batch_seq"] = row.batch_seq
+            item["leaf_index"] = row.leaf_index
+        out.append(item)
+    return out

@@ -1,0 +1,304 @@
+"""POST /v1/evidence/batch, Idempotency-Key and GET /v1/evidence?sha256= on SQLite and PostgreSQL (real databases).
+
+The app is ``create_app`` with the bulk blueprint registered (a no-op once ``create_app`` registers it itself).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import func, select
+from sqlalchemy.engine import Connection
+
+from service import bulk, db, ledger, sealing
+from service.api import bulk as bulk_api
+from service.api import create_app
+from service.config import Settings
+from service.formats import utc_now
+from service.runtime import Runtime
+from service.tenants import create_tenant
+from service.verify import verify_receipt
+
+
+def make_runtime(tmp_path: Path, url: str, **overrides: Any) -> Runtime:
+    db.upgrade(url)
+    settings = Settings(data_dir=tmp_path / "data", database_url=url, rate_limit=0, **overrides)
+    runtime = Runtime.from_settings(settings)
+    runtime.prepare_signing()
+    return runtime
+
+
+@pytest.fixture
+def runtime(tmp_path: Path, db_url: str) -> Iterator[Runtime]:
+    rt = make_runtime(tmp_path, db_url)
+    yield rt
+    rt.engine.dispose()
+
+
+def make_app(runtime: Runtime) -> Flask:
+    app = create_app(runtime=runtime, start_sealer=False)
+    if "bulk" not in app.blueprints:
+        app.register_blueprint(bulk_api.bp)
+    return app
+
+
+@pytest.fixture
+def client(runtime: Runtime) -> FlaskClient:
+    return make_app(runtime).test_client()
+
+
+def new_key(runtime: Runtime, name: str = "acme") -> str:
+    with runtime.engine.begin() as conn:
+        return create_tenant(conn, name, utc_now())
+
+
+def auth(key: str, idem: str | None = None) -> dict[str, str]:
+    headers = {"Authorization": f"Bearer {key}"}
+    if idem is not None:
+        headers["Idempotency-Key"] = idem
+    return headers
+
+
+def digest(i: int, salt: str = "") -> str:
+    return hashlib.sha256(f"{salt}file {i}".encode()).hexdigest()
+
+
+def body_of(n: int, salt: str = "", label: bool = True) -> bytes:
+    items = [{"sha256": digest(i, salt), **({"label": f"f{i}.pdf"} if label else {})} for i in range(n)]
+    return json.dumps({"items": items}).encode()
+
+
+def evidence_count(runtime: Runtime) -> int:
+    with runtime.engine.connect() as conn:
+        return int(conn.execute(select(func.count()).select_from(ledger.evidence)).scalar_one())
+
+
+def post_batch(client: FlaskClient, key: str, body: bytes, idem: str | None = None) -> Any:
+    return client.post("/v1/evidence/batch", data=body, headers=auth(key, idem), content_type="application/json")
+
+
+# --- the batch itself ------------------------------------------------------------------------------
+
+
+def test_batch_answers_every_item_in_request_order_shaped_like_the_single_post(
+    runtime: Runtime, client: FlaskClient
+) -> None:
+    key = new_key(runtime)
+    r = post_batch(client, key, body_of(5))
+    assert r.status_code == 202, r.get_data(as_text=True)
+    items = r.get_json()["items"]
+    assert [i["sha256"] for i in items] == [digest(i) for i in range(5)]
+    assert [i["label"] for i in items] == [f"f{i}.pdf" for i in range(5)]
+    single = client.post("/v1/evidence", json={"sha256": digest(99), "label": "x"}, headers=auth(key)).get_json()
+    for item in items:
+        assert set(item) == set(single)
+        assert item["status"] == "pending"
+    assert len({i["id"] for i in items}) == 5
+    assert evidence_count(runtime) == 6
+
+
+def test_bad_item_is_422_naming_its_index_and_nothing_is_stored(runtime: Runtime, client: FlaskClient) -> None:
+    key = new_key(runtime)
+    items: list[dict[str, Any]] = [{"sha256": digest(i)} for i in range(10)]
+    items[7] = {"sha256": digest(7).upper()}
+    r = post_batch(client, key, json.dumps({"items": items}).encode())
+    assert r.status_code == 422
+    assert r.mimetype == "application/problem+json"
+    assert "items[7]" in r.get_json()["detail"]
+    items[7] = {"sha256": digest(7), "label": "bad\nlabel"}
+    r = post_batch(client, key, json.dumps({"items": items}).encode())
+    assert r.status_code == 422 and "items[7].label" in r.get_json()["detail"]
+    items[7] = {"sha256": digest(7), "colour": "red"}
+    r = post_batch(client, key, json.dumps({"items": items}).encode())
+    assert r.status_code == 422 and "'colour'" in r.get_json()["detail"]
+    assert evidence_count(runtime) == 0
+    found = client.get(f"/v1/evidence?sha256={digest(0)}", headers=auth(key)).get_json()
+    assert found["items"] == []
+
+
+@pytest.mark.parametrize(
+    ("body", "words"),
+    [
+        (b"{not json", "not JSON"),
+        (b'{"items": []}', "1 to 10000"),
+        (b'{"items": {}}', "array"),
+        (b'{"items": [], "items": []}', "twice"),
+        (b'{"things": []}', "unknown"),
+    ],
+)
+def test_malformed_batch_bodies_are_400(runtime: Runtime, client: FlaskClient, body: bytes, words: str) -> None:
+    key = new_key(runtime)
+    r = post_batch(client, key, body)
+    assert r.status_code == 400
+    assert words in r.get_json()["detail"]
+
+
+def test_more_than_10000_items_is_refused_and_10000_are_stored_at_once(
+    runtime: Runtime, client: FlaskClient
+) -> None:
+    key = new_key(runtime)
+    r = post_batch(client, key, body_of(10_001, label=False))
+    assert r.status_code == 400 and "10000" in r.get_json()["detail"]
+    t0 = time.perf_counter()
+    r = post_batch(client, key, body_of(10_000))
+    elapsed = time.perf_counter() - t0
+    assert r.status_code == 202
+    assert len(r.get_json()["items"]) == 10_000
+    assert evidence_count(runtime) == 10_000
+    print(f"10,000-item batch on {runtime.engine.dialect.name}: {elapsed:.3f} s")
+
+
+def test_batch_without_a_valid_key_is_401(runtime: Runtime, client: FlaskClient) -> None:
+    r = client.post("/v1/evidence/batch", data=body_of(1), content_type="application/json")
+    assert r.status_code == 401
+
+
+def test_deposits_of_a_digest_are_listed_with_status_for_their_tenant_only(
+    runtime: Runtime, client: FlaskClient
+) -> None:
+    acme, other = new_key(runtime, "acme"), new_key(runtime, "other")
+    first = post_batch(client, acme, body_of(2)).get_json()["items"]
+    s = runtime.settings
+    sealing.seal_pending(runtime.engine, runtime.signer, max_leaves=s.batch_max_size, max_age=1, force=True)
+    second = post_batch(client, acme, body_of(1)).get_json()["items"]
+    post_batch(client, other, body_of(1))
+    listed = client.get(f"/v1/evidence?sha256={digest(0)}", headers=auth(acme)).get_json()
+    assert [i["id"] for i in listed["items"]] == [first[0]["id"], second[0]["id"]]
+    assert [i["status"] for i in listed["items"]] == ["sealed", "pending"]
+    assert listed["items"][0]["batch_seq"] == 0
+    r = client.get("/v1/evidence?sha256=abc", headers=auth(acme))
+    assert r.status_code == 400 and "sha256" in r.get_json()["detail"]
+    receipt = client.get(f"/v1/evidence/{first[0]['id']}/receipt", headers=auth(acme)).get_json()
+    vkey = runtime.signer.verifier
+    assert verify_receipt(receipt, sha256=bytes.fromhex(digest(0)), trusted_keys=[vkey]).valid
+
+
+# --- Idempotency-Key ---------------------------------------------------------------------------------
+
+
+def test_same_key_and_body_replays_the_same_answer_and_stores_once(runtime: Runtime, client: FlaskClient) -> None:
+    key = new_key(runtime)
+    body = body_of(3)
+    first = post_batch(client, key, body, "chunk-0001")
+    again = post_batch(client, key, body, "chunk-0001")
+    assert first.status_code == again.status_code == 202
+    assert first.get_data() == again.get_data()
+    assert again.headers.get("Idempotent-Replayed") == "true"
+    assert evidence_count(runtime) == 3
+    # The key is per tenant: another tenant with the same key gets its own deposits.
+    other = new_key(runtime, "other")
+    theirs = post_batch(client, other, body, "chunk-0001")
+    assert theirs.status_code == 202 and theirs.get_data() != first.get_data()
+    assert evidence_count(runtime) == 6
+
+
+def test_same_key_with_another_body_is_409_and_stores_nothing(runtime: Runtime, client: FlaskClient) -> None:
+    key = new_key(runtime)
+    assert post_batch(client, key, body_of(3), "k1").status_code == 202
+    r = post_batch(client, key, body_of(4), "k1")
+    assert r.status_code == 409
+    assert r.mimetype == "application/problem+json" and "k1" in r.get_json()["detail"]
+    # Even a body with the same JSON meaning but other bytes is another request.
+    r = post_batch(client, key, body_of(3).replace(b", ", b","), "k1")
+    assert r.status_code == 409
+    assert evidence_count(runtime) == 3
+
+
+def test_idempotency_survives_a_restart(tmp_path: Path, runtime: Runtime, client: FlaskClient) -> None:
+    key = new_key(runtime)
+    first = post_batch(client, key, body_of(2), "restart-key")
+    runtime.engine.dispose()
+    fresh = Runtime.from_settings(runtime.settings)
+    try:
+        again = post_batch(make_app(fresh).test_client(), key, body_of(2), "restart-key")
+    finally:
+        fresh.engine.dispose()
+    assert again.get_data() == first.get_data()
+
+
+@pytest.mark.parametrize("value", ["", "has space", "x" * 256, "ключ"])
+def test_bad_idempotency_keys_are_400(runtime: Runtime, client: FlaskClient, value: str) -> None:
+    key = new_key(runtime)
+    headers = auth(key)
+    r = client.post(
+        "/v1/evidence/batch",
+        data=body_of(1),
+        headers=[*headers.items(), ("Idempotency-Key", value)],
+        content_type="application/json",
+    )
+    assert r.status_code == 400 and "Idempotency-Key" in r.get_json()["detail"]
+
+
+def test_an_expired_key_is_a_new_request(runtime: Runtime) -> None:
+    with runtime.engine.begin() as conn:
+        tenant_id = ledger.insert_tenant(conn, "acme", sealing.to_us(utc_now()))
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    clock = [start]
+    req = bulk.request_hash("POST", "/v1/evidence/batch", b"body")
+
+    def produce(conn: Connection, now: datetime) -> bulk.Answer:
+        return bulk.record_batch(conn, tenant_id, [(bytes(32), None)], now)
+
+    ttl = 24 * 3600
+    a, replayed_a = bulk.run_idempotent(runtime.engine, tenant_id, "k", req, ttl, produce, lambda: clock[0])
+    clock[0] = start + timedelta(seconds=ttl - 1)
+    b, replayed_b = bulk.run_idempotent(runtime.engine, tenant_id, "k", req, ttl, produce, lambda: clock[0])
+    clock[0] = start + timedelta(seconds=ttl)
+    c, replayed_c = bulk.run_idempotent(runtime.engine, tenant_id, "k", req, ttl, produce, lambda: clock[0])
+    assert (replayed_a, replayed_b, replayed_c) == (False, True, False)
+    assert a == b and c != a
+    assert evidence_count(runtime) == 2
+
+
+def test_concurrent_requests_with_one_key_insert_once(runtime: Runtime) -> None:
+    """Both requests run past the lookup before either inserts (a barrier in ``produce``); the primary key lets
+    only one commit, the other rolls back and answers with the stored answer. On SQLite, BEGIN IMMEDIATE already
+    serialises the two transactions, so only PostgreSQL can reach the barrier with both."""
+    with runtime.engine.begin() as conn:
+        tenant_id = ledger.insert_tenant(conn, "acme", sealing.to_us(utc_now()))
+    postgres = runtime.engine.dialect.name == "postgresql"
+    barrier = threading.Barrier(2, timeout=10)
+    produced: list[int] = []
+    req = bulk.request_hash("POST", "/v1/evidence/batch", b"same body")
+    items = [(hashlib.sha256(str(i).encode()).digest(), None) for i in range(50)]
+
+    def produce(conn: Connection, now: datetime) -> bulk.Answer:
+        produced.append(1)
+        answer = bulk.record_batch(conn, tenant_id, items, now)
+        if postgres and len(produced) <= 2:
+            barrier.wait()
+        return answer
+
+    results: list[tuple[bulk.Answer, bool]] = []
+    errors: list[BaseException] = []
+
+    def call() -> None:
+        try:
+            results.append(
+                bulk.run_idempotent(runtime.engine, tenant_id, "race", req, 86_400, produce, utc_now)
+            )
+        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=call) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert not errors, errors
+    assert len(results) == 2
+    assert results[0][0] == results[1][0]
+    assert sorted(r[1] for r in results) == [False, True]
+    assert evidence_count(runtime) == 50
+    if postgres:
+        assert len(produced) == 2  # both really inserted evidence before the key decided
