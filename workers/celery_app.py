@@ -24,6 +24,10 @@ __all__ = ["SEAL_NOW", "SEAL_PENDING", "beat_interval", "make_celery", "send_sea
 
 SEAL_PENDING = "workers.tasks.seal_pending"
 SEAL_NOW = "workers.tasks.seal_now"
+# Defined in workers.timestamp_tasks (RFC 3161, SPEC §5); named here so the app needs no import of it.
+TIMESTAMP_ENTRY = "workers.timestamp_tasks.timestamp_entry"
+TIMESTAMP_PENDING = "workers.timestamp_tasks.timestamp_pending"
+TIMESTAMP_SWEEP_INTERVAL = 60.0  # seconds: catches entries whose timestamp_entry message ran out of retries
 
 DEFAULT_QUEUE = "evidence"
 # The one variable read outside service.config: it names a broker queue, not a setting of the ledger.
@@ -51,7 +55,26 @@ def make_celery(settings: Settings, *, queue: str = DEFAULT_QUEUE) -> Celery:
     if settings.broker_url is None:
         raise ValueError("EVIDENCE_BROKER_URL is not set: the embedded deployment seals in-process")
     interval = beat_interval(settings)
-    app = Celery("evidence", broker=settings.broker_url, include=["workers.tasks"], set_as_current=False)
+    app = Celery(
+        "evidence",
+        broker=settings.broker_url,
+        include=["workers.tasks", "workers.timestamp_tasks"],
+        set_as_current=False,
+    )
+    schedule: dict[str, dict[str, object]] = {
+        "seal-pending": {
+            "task": SEAL_PENDING,
+            "schedule": interval,
+            # A tick nobody picked up in time is useless: the next one does the same work.
+            "options": {"expires": max(10.0, interval * 10)},
+        },
+    }
+    if settings.tsa:
+        schedule["timestamp-pending"] = {
+            "task": TIMESTAMP_PENDING,
+            "schedule": TIMESTAMP_SWEEP_INTERVAL,
+            "options": {"expires": TIMESTAMP_SWEEP_INTERVAL},
+        }
     app.conf.update(
         # No result backend: evidence status is read from the database.
         result_backend=None,
@@ -66,6 +89,9 @@ def make_celery(settings: Settings, *, queue: str = DEFAULT_QUEUE) -> Celery:
         broker_connection_max_retries=None,
         # Redis: an unacknowledged message comes back after this many seconds (a sealing run is short).
         broker_transport_options={"visibility_timeout": 300},
+        # On losing the broker, stop the tasks running with late acks (they go back to the queue): a sealing
+        # run that is cut off rolls back and is simply done again (Celery 6's default; no warning).
+        worker_cancel_long_running_tasks_on_connection_loss=True,
         task_default_queue=queue,
         task_serializer="json",
         accept_content=["json"],
@@ -74,14 +100,7 @@ def make_celery(settings: Settings, *, queue: str = DEFAULT_QUEUE) -> Celery:
         worker_hijack_root_logger=False,
         worker_send_task_events=False,
         task_send_sent_event=False,
-        beat_schedule={
-            "seal-pending": {
-                "task": SEAL_PENDING,
-                "schedule": interval,
-                # A tick nobody picked up in time is useless: the next one does the same work.
-                "options": {"expires": max(10.0, interval * 10)},
-            },
-        },
+        beat_schedule=schedule,
     )
     return app
 

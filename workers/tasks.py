@@ -23,7 +23,7 @@ from service import metrics, sealing
 from service.config import Settings
 from service.logs import configure_logging
 from service.runtime import Runtime
-from workers.celery_app import SEAL_NOW, SEAL_PENDING
+from workers.celery_app import SEAL_NOW, SEAL_PENDING, TIMESTAMP_ENTRY
 
 __all__ = ["get_runtime", "retry_delay", "run_sealer", "seal_now", "seal_pending", "use_runtime"]
 
@@ -62,8 +62,8 @@ def retry_delay(retries: int) -> float:
     return base * random.uniform(0.75, 1.25)
 
 
-def run_sealer(runtime: Runtime, *, force: bool = False) -> int:
-    """Seal every due batch (all pending evidence with ``force``); return the number of leaves sealed."""
+def run_sealer(runtime: Runtime, *, force: bool = False) -> list[sealing.SealResult]:
+    """Seal every due batch (all pending evidence with ``force``); return the batches sealed."""
     settings = runtime.settings
     results = sealing.seal_pending(
         runtime.engine,
@@ -79,12 +79,13 @@ def run_sealer(runtime: Runtime, *, force: bool = False) -> int:
             extra={"seq": r.seq, "size": r.size, "ledger_size": r.ledger_size,
                    "wait_s": (r.sealed - r.oldest_received).total_seconds()},
         )
-    return sum(r.size for r in results)
+    return results
 
 
 def _seal(task: Any, force: bool) -> int:
     try:
-        return run_sealer(get_runtime(), force=force)
+        runtime = get_runtime()
+        results = run_sealer(runtime, force=force)
     except OperationalError as exc:
         metrics.record_error("seal_db")
         log.warning("database unavailable while sealing (retry %d): %s", task.request.retries + 1, exc.orig)
@@ -93,6 +94,18 @@ def _seal(task: Any, force: bool) -> int:
     except Exception:
         metrics.record_error("seal_failed")
         raise
+    if runtime.settings.tsa:
+        _request_timestamps(task, [r.seq for r in results])
+    return sum(r.size for r in results)
+
+
+def _request_timestamps(task: Any, seqs: list[int]) -> None:
+    # After the sealing transaction committed: a lost message only delays tokens (the beat sweep catches up).
+    for seq in seqs:
+        try:
+            task.app.send_task(TIMESTAMP_ENTRY, args=(seq,))
+        except Exception as exc:  # noqa: BLE001 - the broker may be down; the sweep will do it
+            log.warning("could not request time-stamps for ledger entry %d: %s", seq, exc)
 
 
 def _seal_pending(self: Any, force: bool = False) -> int:

@@ -178,3 +178,15 @@ def test_worker_runtime_loads_the_key_but_never_creates_it(
         tasks.get_runtime()
     assert not (tmp_path / "signing.key").exists()
     tasks.use_runtime(None)
+
+
+def test_timestamp_sweep_is_scheduled_only_when_a_tsa_is_configured(tmp_path: Path) -> None:
+    from service.config import TimestampAuthority
+
+    plain = celery_app.make_celery(Settings(data_dir=tmp_path, broker_url=REDIS))
+    assert set(plain.conf.beat_schedule) == {"seal-pending"}
+    tsa = (TimestampAuthority("local", "http://127.0.0.1:9/tsa"),)
+    with_tsa = celery_app.make_celery(Settings(data_dir=tmp_path, broker_url=REDIS, tsa=tsa))
+    assert with_tsa.conf.beat_schedule["timestamp-pending"]["task"] == celery_app.TIMESTAMP_PENDING
+    with_tsa.loader.import_default_modules()
+    assert celery_app.TIMESTAMP_ENTRY in with_tsa.tasks
