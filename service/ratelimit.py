@@ -73,8 +73,8 @@ class MemoryRateLimiter:
             now = self._clock()
             tokens, at = self._buckets.get(key, (float(self.burst), now))
             tokens = min(float(self.burst), tokens + (now - at) * self.rate)
-            if tokens >= 1.0:
-                self._buckets[key] = (tokens - 1.0, now)
+            if tokens >= 1.0 - 1e-9:  # float error must not refuse a request that is on time
+                self._buckets[key] = (max(0.0, tokens - 1.0), now)
                 if len(self._buckets) > MAX_MEMORY_KEYS:
                     self._forget_full(now)
                 return 0.0
