@@ -20,7 +20,7 @@ import hashlib
 import io
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -31,7 +31,6 @@ from service.fonts import FontSet, find_fonts
 
 if TYPE_CHECKING:
     from fpdf import FPDF
-    from fpdf.enums import WrapMode
 
 ATTACHMENT_NAME = "receipt.json"
 RESULT_ATTACHMENT_NAME = "verification-result.json"
@@ -299,17 +298,43 @@ _GREEN = (20, 110, 50)
 _RED = (170, 30, 30)
 
 
-_CJK = re.compile("[\u3000-\u30ff\u3400-\u9fff\uf900-\ufaff\uff00-\uffef]")
+# Chinese typesetting rules (禁则): these never start a line, and these never end one.
+_NO_LINE_START = "，。、；：？！）》」』】〉,.;:?!)"
+_NO_LINE_END = "（《「『【〈("
+_TOKEN = re.compile(
+    rf"[{re.escape(_NO_LINE_END)}]*"  # opening brackets stick to what follows
+    r"(?:[\u2e80-\u30ff\u3400-\u9fff\uf900-\ufaff\uff00-\uffef]|[^\s\u2e80-\u30ff\u3400-\u9fff\uf900-\ufaff\uff00-\uffef]+)"
+    rf"[{re.escape(_NO_LINE_START)}]*"  # closing punctuation sticks to what precedes
+    r"|\s+"
+)
 
 
-_NO_LINE_START = frozenset("，。、；：？！）》」』】〉,.;:?!)")
-
-
-def _wrapmode(text: str) -> WrapMode:
-    """Chinese has no spaces to break at, so wrap it anywhere; break English (and digests) at spaces."""
-    from fpdf.enums import WrapMode
-
-    return WrapMode.CHAR if _CJK.search(text) else WrapMode.WORD
+def _wrap(text: str, width: float, measure: Callable[[str], float]) -> list[str]:
+    """Break ``text`` into lines no wider than ``width``. A line may break between two Chinese characters or
+    at a space, never inside a Latin word, and never before closing or after opening punctuation; only a
+    single word wider than the line (a URL, a key) is cut, anywhere."""
+    lines: list[str] = []
+    for paragraph in text.split("\n"):
+        current, space = "", False
+        for token in _TOKEN.findall(paragraph):
+            if token.isspace():
+                space = bool(current)
+                continue
+            candidate = current + (" " if space else "") + token
+            space = False
+            if measure(candidate) <= width:
+                current = candidate
+                continue
+            if current:
+                lines.append(current)
+            current = ""
+            for ch in token:  # fits on a fresh line, or else is cut where it must be
+                if current and measure(current + ch) > width:
+                    lines.append(current)
+                    current = ""
+                current += ch
+        lines.append(current)
+    return lines
 
 
 class _Writer:
@@ -421,29 +446,14 @@ class _Writer:
 
     def block(self, text: str, width: float, line_h: float, *, dry: bool = False) -> float:
         """Draw ``text`` wrapped to ``width`` from the current position (in the current font) and return
-        its height. Chinese wraps between any two characters, but never starts a line with closing
-        punctuation: that mark hangs at the end of the line before, as Chinese typesetting does."""
-        lines = self.pdf.multi_cell(
-            width, line_h, text, align="L", dry_run=True, output="LINES", wrapmode=_wrapmode(text)
-        )
-        assert isinstance(lines, list)
-        fixed: list[str] = []
-        for line in lines:
-            moved = 0
-            while fixed and moved < len(line) and line[moved] in _NO_LINE_START:
-                moved += 1
-            if moved:
-                fixed[-1] += line[:moved]
-                line = line[moved:].lstrip()
-                if not line:
-                    continue
-            fixed.append(line)
+        its height. See ``_wrap`` for where lines break."""
+        lines = _wrap(text, width, self.pdf.get_string_width)
         if not dry:
             x = self.pdf.get_x()
-            for line in fixed:
+            for line in lines:
                 self.pdf.set_x(x)
                 self.pdf.cell(width, line_h, line, new_x="LEFT", new_y="NEXT")
-        return line_h * len(fixed)
+        return line_h * len(lines)
 
     def paragraph(
         self,
@@ -695,7 +705,7 @@ def render_certificate(
             ("mono", hint[:39]),
             ("mono", hint[40:]),
             ("small", "来源：由回执中的密钥提示计算，须与运营方公布的指纹核对"),
-            ("small", "Source: the receipt's key hint, not a trust anchor: compare with the operator's"),
+            ("small", "Source: the receipt's key hint (no trust anchor): compare with the operator's published one"),
         ]
     else:
         fp_values = [("text", "— 回执未提供密钥 · no key in the receipt: ask the operator for its fingerprint")]
@@ -722,11 +732,8 @@ def render_certificate(
             "可信时间戳",
             "RFC 3161 timestamp",
             [
-                (
-                    "text",
-                    f"回执含 {view.token_count} 个 RFC 3161 时间戳令牌，见 receipt.json · "
-                    f"{view.token_count} token(s) in receipt.json (check with --tsa-ca)",
-                )
+                ("text", f"回执含 {view.token_count} 个 RFC 3161 时间戳令牌，见 receipt.json，本页未解读"),
+                ("small", f"{view.token_count} token(s) in receipt.json, not decoded here: check with --tsa-ca"),
             ],
         )
     else:
@@ -937,7 +944,9 @@ def render_report(
     if keys:
         key_values: list[tuple[str, str]] = []
         for vkey, fingerprint in keys:
-            key_values += [("smallmono", vkey), ("mono", fingerprint)]
+            key_values.append(("smallmono", vkey))
+            halves = [fingerprint[:39], fingerprint[40:]] if len(fingerprint) == 79 else [fingerprint]
+            key_values += [("mono", half) for half in halves]
         w.row("信任的公钥", "Trusted keys (fingerprint)", key_values)
     else:
         w.row("信任的公钥", "Trusted keys", [("text", "无 · none")])

@@ -133,7 +133,10 @@ def _fonts(pdf: bytes) -> list[tuple[str, str, str]]:
     """(name, emb, sub) per font that pdffonts lists."""
     exe = _require("pdffonts")
     path = _write("_pdffonts.pdf", pdf)
-    out = subprocess.run([exe, str(path)], capture_output=True, check=True, text=True).stdout
+    try:
+        out = subprocess.run([exe, str(path)], capture_output=True, check=True, text=True).stdout
+    finally:
+        path.unlink()
     rows = []
     for line in out.splitlines()[2:]:
         cols = line.split()
@@ -144,11 +147,11 @@ def _fonts(pdf: bytes) -> list[tuple[str, str, str]]:
 def _png(pdf: bytes, stem: str) -> list[Path]:
     exe = _require("pdftoppm")
     src = _write(f"{stem}.pdf", pdf)
-    for old in ARTIFACTS.glob(f"{stem}-*.png"):
+    for old in ARTIFACTS.glob(f"{stem}-[0-9]*.png"):
         old.unlink()
     subprocess.run([exe, "-r", "110", "-png", str(src), str(ARTIFACTS / stem)], check=True)
     src.unlink()  # keep only the PNGs: the artifact is for looking at
-    return sorted(ARTIFACTS.glob(f"{stem}-*.png"))
+    return sorted(ARTIFACTS.glob(f"{stem}-[0-9]*.png"))
 
 
 def _dark_fraction(png: Path) -> float:
@@ -420,7 +423,8 @@ def test_valid_report_transcribes_every_check(valid_report: bytes) -> None:
         "VALID",
         f"sealed in the ledger of {ORIGIN}",
         FILE_SHA256,
-        FINGERPRINT,
+        FINGERPRINT[:39],
+        FINGERPRINT[40:],
         "certificate.pdf",
         "FreeTSA root CA (cacert.pem)",
         "2026-12-01 09:00:00 UTC",
@@ -463,3 +467,16 @@ def test_report_attaches_the_machine_readable_result(invalid_report: bytes) -> N
     attachments = pypdf.PdfReader(io.BytesIO(invalid_report)).attachments
     result = json.loads(attachments["verification-result.json"][0])
     assert result["valid"] is False and result["step"] == 3
+
+
+# --- line breaking (measured in characters here, in millimetres in the PDFs) --------------------
+
+
+def test_wrap_breaks_latin_at_spaces_and_chinese_anywhere_but_before_closing_punctuation() -> None:
+    from service.certificate import _wrap
+
+    assert _wrap("ab cd ef", 5, len) == ["ab cd", "ef"]
+    assert _wrap("一二三，四", 3, len) == ["一二", "三，四"]  # the comma never starts a line
+    assert _wrap("运行（certificate.pdf 为本证书）", 16, len) == ["运行", "（certificate.pdf", "为本证书）"]
+    assert _wrap("abcdefg", 3, len) == ["abc", "def", "g"]  # only a word wider than the line is cut
+    assert _wrap("第一行\n第二行", 10, len) == ["第一行", "第二行"]
