@@ -190,3 +190,57 @@ def test_timestamp_sweep_is_scheduled_only_when_a_tsa_is_configured(tmp_path: Pa
     assert with_tsa.conf.beat_schedule["timestamp-pending"]["task"] == celery_app.TIMESTAMP_PENDING
     with_tsa.loader.import_default_modules()
     assert celery_app.TIMESTAMP_ENTRY in with_tsa.tasks
+
+
+# --- packaging: one image, several roles (no Docker engine here: read the files) -----------------------
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _compose() -> dict[str, object]:
+    import yaml
+
+    document = yaml.safe_load((ROOT / "compose.yaml").read_text(encoding="utf-8"))
+    assert isinstance(document, dict)
+    return document
+
+
+def _command(service: dict[str, object]) -> str:
+    command = service.get("command")
+    return " ".join(command) if isinstance(command, list) else str(command)
+
+
+def test_compose_has_every_role_and_the_api_waits_for_a_migration_it_never_runs() -> None:
+    services = _compose()["services"]
+    assert isinstance(services, dict)
+    assert {"api", "worker", "beat", "migrate", "postgres", "redis"} <= set(services)
+    api, worker, beat, migrate = (services[n] for n in ("api", "worker", "beat", "migrate"))
+    assert "service.api:create_app()" in _command(api) and _command(api).startswith("gunicorn")
+    assert "migrate" not in _command(api) and "upgrade" not in _command(api)
+    assert "celery -A workers.celery_app worker" in _command(worker)
+    assert "celery -A workers.celery_app beat" in _command(beat)
+    assert "evidence db upgrade" in _command(migrate)
+    assert migrate.get("restart") == "no"
+    for name in ("api", "worker"):
+        assert services[name]["depends_on"]["migrate"] == {"condition": "service_completed_successfully"}
+    assert services["migrate"]["depends_on"]["postgres"] == {"condition": "service_healthy"}
+    assert "healthcheck" in services["postgres"]
+    # The signing key is provisioned (a secret), never created by a process of the deployment.
+    for name in ("api", "worker"):
+        assert services[name]["secrets"] == ["signing_key"]
+        assert services[name]["environment"]["EVIDENCE_SIGNING_KEY_FILE"] == "/run/secrets/signing_key"
+        assert services[name]["environment"]["EVIDENCE_BROKER_URL"].startswith("redis://")
+    assert "signing_key" in _compose()["secrets"]  # type: ignore[operator]
+
+
+def test_dockerfile_is_slim_bookworm_with_cjk_fonts_and_runs_as_a_non_root_user() -> None:
+    lines = [line.strip() for line in (ROOT / "Dockerfile").read_text(encoding="utf-8").splitlines()]
+    assert lines[[i for i, x in enumerate(lines) if x.startswith("FROM ")][0]] == "FROM python:3.11-slim-bookworm"
+    text = "\n".join(lines)
+    assert "fonts-noto-cjk" in text or "fonts-wqy-zenhei" in text
+    users = [x.split()[1] for x in lines if x.startswith("USER ")]
+    assert users and users[-1].split(":")[0] not in ("root", "0")
+    cmd = [x for x in lines if x.startswith("CMD ")][-1]
+    assert "migrate" not in cmd and "upgrade" not in cmd
+    ignored = (ROOT / ".dockerignore").read_text(encoding="utf-8").split()
+    assert {".git", ".venv", "*.key"} <= set(ignored)

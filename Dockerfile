@@ -1,0 +1,36 @@
+# One image, several roles (compose.yaml / docs/operations.md):
+#   api      gunicorn "service.api:create_app()"
+#   worker   celery -A workers.celery_app worker
+#   beat     celery -A workers.celery_app beat
+#   migrate  evidence db upgrade   (one-shot, before a rollout; the web process never migrates)
+FROM python:3.11-slim-bookworm
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+# CJK and Latin fonts for the certificate PDFs (service/fonts.py looks for these Debian packages).
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends fonts-noto-cjk fonts-wqy-zenhei fonts-dejavu-core \
+    && rm -rf /var/lib/apt/lists/*
+
+# A fixed uid/gid, so a signing key file on the host can be chowned to it (chown 10001:10001, chmod 600).
+RUN groupadd --system --gid 10001 evidence \
+    && useradd --system --uid 10001 --gid evidence --home-dir /var/lib/evidence --create-home \
+       --shell /usr/sbin/nologin evidence
+
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY service ./service
+COPY workers ./workers
+COPY migrations ./migrations
+# Editable: service.db finds migrations/ beside the package (/app/migrations), as in the repository.
+RUN pip install -e . && python -c "import service.db, workers.celery_app"
+
+USER evidence:evidence
+ENV EVIDENCE_DATA_DIR=/var/lib/evidence
+EXPOSE 8000
+
+# The default role is the API; compose.yaml gives each service its own command.
+CMD ["gunicorn", "--bind", "0.0.0.0:8000", "--workers", "4", "--access-logfile", "-", "service.api:create_app()"]
