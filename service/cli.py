@@ -21,6 +21,9 @@ COMMANDS: dict[str, str] = {
     "serve": "service.commands.serve:serve",
     "tenant": "service.commands.admin:tenant",
     "db": "service.commands.admin:db_group",
+    "keys": "service.commands.keys:keys",
+    "audit": "service.commands.audit:audit",
+    "certificate": "service.commands.certificate:certificate",
 }
 
 

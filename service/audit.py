@@ -1,0 +1,599 @@
+"""Re-verify the whole ledger from the database (SPEC §8 ``evidence audit``): trust nothing that is stored.
+
+Owns: ``audit_ledger``, which reads every ledger table in one read-only snapshot, streaming (server-side
+cursors, one batch's leaves in memory at a time), and checks, in this order:
+
+1. ``signing_keys``: every published vkey parses and matches its key hash and origin.
+2. ``batches``, in ``seq`` order: ``seq`` has no gaps; the entry bytes parse (SPEC §3) and agree with the row;
+   ``sealed`` never goes back and is never before a leaf's ``received``.
+3. ``batch_leaves`` + ``evidence`` of each batch, in ``leaf_index`` order: indexes are ``0..size-1``, every
+   evidence row exists and makes a valid SPEC §2 leaf, the batch root recomputes from the leaves and every
+   stored leaf proof is the RFC 9162 audit path to it (equal to the recomputed path: with SHA-256 that is the
+   same as verifying, and it is checked for all leaves in a few C-level passes).
+4. The ledger log, recomputed entry by entry from a compact range: every ``ledger_nodes`` row equals the
+   recomputed perfect subtree, every ``batches.ledger_proof`` is the entry's inclusion proof, every
+   ``checkpoints`` row (one per size) carries the recomputed root, parses, and is signed by a published key whose
+   validity window holds its creation time; consecutive checkpoints are proven consistent (RFC 9162 §2.1.4.2).
+5. Evidence accounting: every evidence row is sealed exactly once or still pending, never both or neither.
+6. ``timestamps``: every stored token verifies over its entry against the trusted TSA roots (tokens that cannot
+   be checked are reported, not failed); with TSAs configured, an entry sealed longer ago than ``token_grace``
+   without a token from each of them is a finding (a removed token, or a TSA failing for that long).
+
+Every problem is a ``Finding`` naming the table, the row's key and what is wrong; the first one is what
+``evidence audit`` prints before exiting 1. SELECT statements specific to the audit live here (read-only).
+Must not import: Flask or Celery.
+"""
+
+from __future__ import annotations
+
+import hmac
+import operator
+import re
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from functools import lru_cache
+from hashlib import sha256
+from itertools import repeat
+from typing import Any, Protocol
+
+from cryptography import x509
+from sqlalchemy import BigInteger, and_, cast, exists, func, literal, select
+from sqlalchemy.engine import Connection, Engine
+
+from service import ledger, merkle
+from service.errors import FormatError, NoteError, ProofError, TimestampInvalid
+from service.formats import Checkpoint, LedgerEntry, format_time
+from service.note import Verifier, open_note
+from service.sealing import from_us, split_hashes, to_us
+
+__all__ = ["AuditReport", "Finding", "Progress", "audit_ledger", "leaf_bytes"]
+
+FETCH_ROWS = 10_000  # rows per round trip of a streaming cursor
+MAX_FINDINGS = 100  # findings kept in the report (all are counted)
+
+_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_digest = type(sha256()).digest
+_LEAF_PREFIX = b"\x00"
+_NODE_PREFIX = b"\x01"
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One inconsistency: the ``table``, the row's ``key`` (e.g. ``seq=3``) and ``problem`` in words."""
+
+    table: str
+    key: str
+    problem: str
+
+    def __str__(self) -> str:
+        return f"{self.table} {self.key}: {self.problem}"
+
+
+@dataclass
+class AuditReport:
+    """What was checked (``checked``: check name -> items), what could not be (``unchecked``), what is wrong."""
+
+    checked: dict[str, int] = field(default_factory=dict)
+    unchecked: dict[str, int] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)
+    finding_count: int = 0
+    ledger_size: int = 0
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.finding_count == 0
+
+    @property
+    def first(self) -> Finding | None:
+        return self.findings[0] if self.findings else None
+
+    def add(self, table: str, key: str, problem: str) -> None:
+        self.finding_count += 1
+        if len(self.findings) < MAX_FINDINGS:
+            self.findings.append(Finding(table, key, problem))
+
+    def count(self, check: str, n: int = 1) -> None:
+        self.checked[check] = self.checked.get(check, 0) + n
+
+    def skip(self, check: str, n: int = 1) -> None:
+        self.unchecked[check] = self.unchecked.get(check, 0) + n
+
+
+class Progress(Protocol):
+    """Told the number of sealed evidence rows first, then how many each batch covered."""
+
+    def start(self, total_rows: int) -> None: ...
+
+    def advance(self, rows: int) -> None: ...
+
+
+# --- fast leaf bytes and batch trees (the hot path: one call per batch) ----------------------------
+
+
+@lru_cache(maxsize=65_536)
+def _time_text(us: int) -> str:
+    return format_time(from_us(us))
+
+
+def leaf_bytes(evidence_id: str, sha256_digest: bytes, received_us: int) -> bytes:
+    """The SPEC §2 leaf bytes of one evidence row (same bytes as ``formats.Leaf.to_bytes``, checked by tests)."""
+    return (
+        f"evidence-ledger leaf v1\nid {evidence_id}\nsha256 {sha256_digest.hex()}\n"
+        f"received {_time_text(received_us)}\n"
+    ).encode()
+
+
+def _next_level(level: list[bytes]) -> list[bytes]:
+    n = len(level)
+    out = list(map(_digest, map(sha256, map(b"".join, zip(repeat(_NODE_PREFIX), level[0 : n - 1 : 2], level[1::2],
+                                                         strict=False)))))
+    if n % 2:
+        out.append(level[-1])  # unpaired: promoted unchanged (RFC 9162's split at the largest power of two)
+    return out
+
+
+def _levels(leaf_hashes: list[bytes]) -> list[list[bytes]]:
+    levels = [leaf_hashes]
+    while len(levels[-1]) > 1:
+        levels.append(_next_level(levels[-1]))
+    return levels
+
+
+def _audit_paths(levels: list[list[bytes]]) -> list[bytes]:
+    """Every leaf's RFC 9162 audit path, concatenated, computed level by level with C-level maps."""
+    n = len(levels[0])
+    per_level: list[list[bytes]] = []
+    for lv, nodes in enumerate(levels[:-1]):
+        padded = [*nodes, b""]  # a node without a sibling contributes nothing at this level
+        siblings = map(operator.xor, map(operator.rshift, range(n), repeat(lv)), repeat(1))
+        per_level.append(list(map(padded.__getitem__, siblings)))
+    if not per_level:
+        return [b""] * n
+    return list(map(b"".join, zip(*per_level, strict=True)))
+
+
+# --- the audit ---------------------------------------------------------------------------------------
+
+
+@contextmanager
+def _snapshot(engine: Engine) -> Iterator[Connection]:
+    """One read-only, consistent view of the database (PostgreSQL REPEATABLE READ; SQLite a deferred read)."""
+    with engine.connect() as conn:
+        if conn.dialect.name == "postgresql":
+            conn = conn.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
+        else:
+            conn = conn.execution_options(sqlite_begin="DEFERRED")
+        with conn.begin():
+            yield conn
+
+
+def _stream(conn: Connection, stmt: Any) -> Iterator[Any]:
+    result = conn.execution_options(stream_results=True, yield_per=FETCH_ROWS).execute(stmt)
+    for partition in result.partitions():
+        yield from partition
+
+
+class _Peek:
+    """An iterator with one row of look-ahead."""
+
+    def __init__(self, rows: Iterator[Any]) -> None:
+        self._rows = rows
+        self.head: Any = next(rows, None)
+
+    def pop(self) -> Any:
+        row, self.head = self.head, next(self._rows, None)
+        return row
+
+
+@dataclass
+class _Key:
+    verifier: Verifier
+    valid_from_us: int
+    valid_until_us: int | None
+
+    def window(self) -> str:
+        until = "open" if self.valid_until_us is None else _time_text(self.valid_until_us)
+        return f"[{_time_text(self.valid_from_us)}, {until})"
+
+    def holds(self, us: int) -> bool:
+        return self.valid_from_us <= us and (self.valid_until_us is None or us < self.valid_until_us)
+
+
+def audit_ledger(
+    engine: Engine,
+    *,
+    tsa_names: Sequence[str] = (),
+    tsa_roots: Sequence[x509.Certificate] = (),
+    token_grace: float = 3600.0,
+    progress: Progress | None = None,
+    clock: Callable[[], float] = time.time,
+) -> AuditReport:
+    """Check every table of the ledger (see the module docstring); return the report, never raise for bad data.
+
+    ``tsa_names``: the configured TSAs whose tokens every entry sealed more than ``token_grace`` seconds before
+    the audit must have. ``tsa_roots``: trusted TSA certificates to check stored tokens against (none: every
+    token is reported as not checked).
+    """
+    started = time.perf_counter()
+    report = AuditReport()
+    now_us = int(clock() * 1_000_000)
+    with _snapshot(engine) as conn:
+        keys = _check_signing_keys(conn, report)
+        if progress is not None:
+            total = conn.execute(select(func.count()).select_from(ledger.batch_leaves)).scalar_one()
+            progress.start(int(total))
+        _check_batches_and_log(conn, report, keys, progress)
+        _check_evidence_accounting(conn, report)
+        _check_timestamps(conn, report, tsa_names, tsa_roots, now_us - int(token_grace * 1_000_000))
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _check_signing_keys(conn: Connection, report: AuditReport) -> list[_Key]:
+    keys: list[_Key] = []
+    for row in ledger.list_signing_keys(conn):
+        where = f"id={row.id}"
+        try:
+            verifier = Verifier.from_vkey(str(row.vkey))
+        except FormatError as exc:
+            report.add("signing_keys", where, f"the vkey does not parse: {exc.reason}")
+            continue
+        if verifier.key_hash != int(row.key_hash):
+            report.add("signing_keys", where, f"key_hash {int(row.key_hash):08x} but the vkey's is {verifier.key_id}")
+        if verifier.name != str(row.origin):
+            report.add("signing_keys", where, f"origin {row.origin!r} but the key is named {verifier.name!r}")
+        if row.valid_until_us is not None and int(row.valid_until_us) < int(row.valid_from_us):
+            report.add("signing_keys", where, "the validity window ends before it starts")
+        until = None if row.valid_until_us is None else int(row.valid_until_us)
+        keys.append(_Key(verifier, int(row.valid_from_us), until))
+        report.count("signing keys parse")
+    return keys
+
+
+def _check_batches_and_log(
+    conn: Connection, report: AuditReport, keys: list[_Key], progress: Progress | None
+) -> None:
+    b, e, bl, n, c = ledger.batches, ledger.evidence, ledger.batch_leaves, ledger.ledger_nodes, ledger.checkpoints
+    batch_rows = _stream(conn, select(b.c.seq, b.c.size, b.c.root, b.c.sealed_us, b.c.entry, b.c.ledger_proof)
+                         .order_by(b.c.seq))
+    leaves = _Peek(_stream(conn, select(bl.c.batch_seq, bl.c.leaf_index, bl.c.evidence_pk, bl.c.proof, e.c.id,
+                                        e.c.sha256, e.c.received_us)
+                           .select_from(bl.outerjoin(e, e.c.pk == bl.c.evidence_pk))
+                           .order_by(bl.c.batch_seq, bl.c.leaf_index)))
+    node_end = (n.c.idx + 1).op("<<")(n.c.level)
+    nodes = _Peek(_stream(conn, select(n.c.level, n.c.idx, n.c.hash, node_end.label("end"))
+                          .order_by(node_end, n.c.level)))
+    checkpoints = _Peek(_stream(conn, select(c.c.size, c.c.root, c.c.note, c.c.key_hash, c.c.created_us)
+                                .order_by(c.c.size)))
+    log = _Log(report, keys)
+    log.checkpoints(checkpoints, 0)
+    previous_sealed = -1
+    for row in batch_rows:
+        seq = int(row.seq)
+        # leaves of batches that do not exist (a deleted ledger entry, or rows pointing nowhere)
+        while leaves.head is not None and leaves.head.batch_seq < seq:
+            orphan = leaves.pop()
+            report.add("batch_leaves", f"evidence_pk={orphan.evidence_pk}",
+                       f"belongs to batch {orphan.batch_seq}, which is not in the ledger")
+        batch_leaves: list[Any] = []
+        while leaves.head is not None and leaves.head.batch_seq == seq:
+            batch_leaves.append(leaves.pop())
+        entry = _check_entry(report, row, previous_sealed)
+        sealed_us = int(row.sealed_us)
+        previous_sealed = max(previous_sealed, sealed_us)
+        _check_leaves(report, row, entry, batch_leaves)
+        if progress is not None:
+            progress.advance(len(batch_leaves))
+        log.append(row, nodes)
+        log.checkpoints(checkpoints, log.size)
+        report.count("ledger entries")
+    while leaves.head is not None:
+        orphan = leaves.pop()
+        report.add("batch_leaves", f"evidence_pk={orphan.evidence_pk}",
+                   f"belongs to batch {orphan.batch_seq}, beyond the last ledger entry")
+    while nodes.head is not None:
+        extra = nodes.pop()
+        report.add("ledger_nodes", f"(level={extra.level}, idx={extra.idx})",
+                   f"covers leaves up to {extra.end}, beyond the ledger size {log.size}")
+    while checkpoints.head is not None:
+        extra = checkpoints.pop()
+        report.add("checkpoints", f"size={extra.size}", f"is beyond the ledger size {log.size}")
+    report.ledger_size = log.size
+
+
+def _check_entry(report: AuditReport, row: Any, previous_sealed: int) -> LedgerEntry | None:
+    seq = int(row.seq)
+    where = f"seq={seq}"
+    try:
+        entry = LedgerEntry.from_bytes(bytes(row.entry))
+    except FormatError as exc:
+        report.add("batches", where, f"the entry bytes do not parse: {exc.reason}")
+        return None
+    sealed_us = int(row.sealed_us)
+    problems = []
+    if entry.seq != seq:
+        problems.append(f"the entry says seq {entry.seq}")
+    if entry.size != int(row.size):
+        problems.append(f"the entry says size {entry.size}, the row {row.size}")
+    if not hmac.compare_digest(entry.root, bytes(row.root)):
+        problems.append(f"the root column {bytes(row.root).hex()} differs from the entry's root {entry.root.hex()}")
+    if to_us(entry.sealed) != sealed_us:
+        problems.append(f"the entry says sealed {format_time(entry.sealed)}, the row {_time_text(sealed_us)}")
+    if sealed_us < previous_sealed:
+        problems.append(f"sealed {_time_text(sealed_us)} is before the previous entry's {_time_text(previous_sealed)}")
+    for problem in problems:
+        report.add("batches", where, problem)
+    report.count("ledger entries parse and agree with their rows")
+    return entry
+
+
+def _check_leaves(report: AuditReport, row: Any, entry: LedgerEntry | None, rows: list[Any]) -> None:
+    seq, size = int(row.seq), int(row.size)
+    root = entry.root if entry is not None else bytes(row.root)
+    count = len(rows)
+    if count == 0:
+        report.add("batches", f"seq={seq}", f"has no evidence leaves (size {size})")
+        return
+    _, indexes, pks, proofs, ids, digests, received = (list(col) for col in zip(*rows, strict=True))
+    if indexes != list(range(count)) or count != size:
+        expected = set(range(size))
+        missing = sorted(expected - set(indexes))
+        extra = sorted(set(indexes) - expected)
+        detail = []
+        if missing:
+            more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+            detail.append(f"leaf index {missing[0]} is missing{more}")
+        if extra:
+            detail.append(f"leaf index {extra[0]} is beyond the batch size")
+        report.add("batch_leaves", f"batch_seq={seq}",
+                   f"{count} leaves stored for a batch of size {size}: " + ("; ".join(detail) or "duplicate indexes"))
+        return
+    if None in ids:
+        i = ids.index(None)
+        report.add("batch_leaves", f"evidence_pk={pks[i]}", f"leaf {i} of batch {seq}: the evidence row is missing")
+        return
+    if not all(map(_ID_RE.fullmatch, ids)):
+        i = next(j for j, v in enumerate(ids) if not _ID_RE.fullmatch(v))
+        report.add("evidence", f"pk={pks[i]}", f"the id {ids[i]!r} is not a valid evidence id")
+        return
+    if digests and not isinstance(digests[0], bytes):
+        digests = list(map(bytes, digests))
+        proofs = list(map(bytes, proofs))
+    if any(len(d) != 32 for d in digests):
+        i = next(j for j, d in enumerate(digests) if len(d) != 32)
+        report.add("evidence", f"pk={pks[i]} (id {ids[i]})", f"sha256 has {len(digests[i])} bytes, expected 32")
+        return
+    if entry is not None:
+        sealed_us = to_us(entry.sealed)
+        late = max(received)
+        if late > sealed_us:
+            i = received.index(late)
+            report.add("evidence", f"pk={pks[i]} (id {ids[i]})",
+                       f"received {_time_text(late)} after its batch {seq} was sealed {_time_text(sealed_us)}")
+    leaves = list(map(leaf_bytes, ids, digests, received))
+    hashes = list(map(_digest, map(sha256, map(_LEAF_PREFIX.__add__, leaves))))
+    levels = _levels(hashes)
+    paths = _audit_paths(levels)
+    if hmac.compare_digest(levels[-1][0], root) and paths == proofs:
+        report.count("evidence leaves recompute to their batch root", count)
+        report.count("stored leaf proofs verify", count)
+        report.count("batch roots recompute")
+        return
+    # Slow path, only for a bad batch: name the first leaf whose stored proof does not reach the signed root.
+    for i in range(count):
+        try:
+            merkle.verify_inclusion(hashes[i], i, count, split_hashes(proofs[i]), root)
+        except ProofError as exc:
+            report.add("evidence", f"pk={pks[i]} (id {ids[i]})",
+                       f"leaf {i} of batch {seq} does not reach the batch root with its stored proof: the "
+                       f"evidence row (id, sha256 or received time) or the proof was altered ({exc.reason})")
+            return
+    if not hmac.compare_digest(levels[-1][0], root):
+        report.add("batches", f"seq={seq}", f"the root recomputed from its {count} evidence leaves is "
+                                            f"{levels[-1][0].hex()}, the entry records {root.hex()}")
+        return
+    i = next(j for j in range(count) if paths[j] != proofs[j])
+    report.add("batch_leaves", f"evidence_pk={pks[i]}",
+               f"leaf {i} of batch {seq}: the stored proof is not its audit path")
+
+
+class _Log:
+    """The ledger log recomputed from the entries: compact range, nodes, proofs and checkpoints."""
+
+    def __init__(self, report: AuditReport, keys: list[_Key]) -> None:
+        self.report = report
+        self.keys = keys
+        self.size = 0
+        self.frontier: dict[tuple[int, int], bytes] = {}
+        self.broken = False
+        self.origin: str | None = None
+        self.last_checkpoint: tuple[int, bytes] | None = None
+        self.last_nodes: dict[tuple[int, int], bytes] = {}
+
+    def append(self, row: Any, nodes: _Peek) -> None:
+        seq = int(row.seq)
+        if self.broken:
+            return
+        if seq != self.size:
+            self.report.add("batches", f"seq={self.size}",
+                            f"is missing: the ledger jumps from seq {self.size - 1} to {seq}; later entries, "
+                            "nodes and checkpoints cannot be checked against the log")
+            self.broken = True
+            return
+        subtrees = merkle.perfect_subtrees(0, seq)
+        proof = [self.frontier[k] for k in reversed(subtrees)]
+        if split_hashes(bytes(row.ledger_proof)) != proof:
+            self.report.add("batches", f"seq={seq}", "ledger_proof is not the entry's inclusion proof in the log "
+                                                     f"of size {seq + 1}")
+        else:
+            self.report.count("ledger proofs verify")
+        leaf = merkle.leaf_hash(bytes(row.entry))
+        new = merkle.append_nodes(seq, leaf, self.frontier)
+        stored: dict[tuple[int, int], bytes] = {}
+        while nodes.head is not None and int(nodes.head.end) <= seq + 1:
+            node = nodes.pop()
+            stored[(int(node.level), int(node.idx))] = bytes(node.hash)
+        for key, value in new:
+            found = stored.pop(key, None)
+            if found is None:
+                self.report.add("ledger_nodes", f"(level={key[0]}, idx={key[1]})", "is missing")
+            elif not hmac.compare_digest(found, value):
+                self.report.add("ledger_nodes", f"(level={key[0]}, idx={key[1]})",
+                                f"hash {found.hex()} differs from the recomputed {value.hex()}")
+            else:
+                self.report.count("ledger nodes agree")
+        for key in stored:
+            self.report.add("ledger_nodes", f"(level={key[0]}, idx={key[1]})", "is not a node of the ledger log")
+        everything = {**self.frontier, **dict(new)}
+        self.last_nodes = everything
+        self.size = seq + 1
+        self.frontier = {k: everything[k] for k in merkle.perfect_subtrees(0, self.size)}
+
+    def root(self) -> bytes:
+        return merkle.hash_range(0, self.size, self.frontier)
+
+    def checkpoints(self, rows: _Peek, size: int) -> None:
+        """Check the checkpoint of ``size`` (and report any skipped sizes) now that the log has that size."""
+        if self.broken:
+            return
+        while rows.head is not None and int(rows.head.size) < size:
+            row = rows.pop()
+            self.report.add("checkpoints", f"size={row.size}", "is out of order (duplicate size?)")
+        if rows.head is None or int(rows.head.size) != size:
+            self.report.add("checkpoints", f"size={size}", "is missing: every ledger size is signed once")
+            return
+        self._check_checkpoint(rows.pop(), size)
+
+    def _check_checkpoint(self, row: Any, size: int) -> None:
+        where = f"size={size}"
+        root = self.root()
+        note = bytes(row.note)
+        created_us = int(row.created_us)
+        if not hmac.compare_digest(bytes(row.root), root):
+            self.report.add("checkpoints", where, f"root column {bytes(row.root).hex()} differs from the ledger log "
+                                                  f"root {root.hex()} recomputed from the entries")
+            return
+        split = note.rfind(b"\n\n")
+        try:
+            body = Checkpoint.from_bytes(note[: split + 1]) if split >= 0 else None
+        except FormatError as exc:
+            self.report.add("checkpoints", where, f"the note's checkpoint does not parse: {exc.reason}")
+            return
+        if body is None:
+            self.report.add("checkpoints", where, "the note has no signature block")
+            return
+        if body.size != size or not hmac.compare_digest(body.root, root):
+            self.report.add("checkpoints", where, f"the signed note is for size {body.size}, root {body.root.hex()}; "
+                                                  f"the ledger log of size {size} has root {root.hex()}")
+            return
+        if self.origin is None:
+            self.origin = body.origin
+        elif body.origin != self.origin:
+            self.report.add("checkpoints", where, f"origin {body.origin!r}, earlier checkpoints {self.origin!r}")
+            return
+        self.report.count("checkpoint roots recompute")
+        self._check_signature(where, note, body.origin, created_us, int(row.key_hash))
+        # consecutive checkpoints: prove consistency from the previous one with RFC 9162 §2.1.4.2
+        if self.last_checkpoint is not None:
+            old_size, old_root = self.last_checkpoint
+            if 0 < old_size and old_size == size - 1:
+                try:
+                    proof = merkle.log_consistency_proof(old_size, size, self.last_nodes)
+                    merkle.verify_consistency(old_size, size, old_root, body.root, proof)
+                    self.report.count("consecutive checkpoints consistent")
+                except ProofError as exc:
+                    self.report.add("checkpoints", where, f"not consistent with the checkpoint of size {old_size}: "
+                                                          f"{exc.reason}")
+            elif old_size == 0:
+                self.report.count("consecutive checkpoints consistent")  # everything extends the empty tree
+        self.last_checkpoint = (size, body.root)
+
+    def _check_signature(self, where: str, note: bytes, origin: str, created_us: int, key_hash: int) -> None:
+        valid = [k.verifier for k in self.keys if k.holds(created_us) and k.verifier.name == origin]
+        try:
+            opened = open_note(note, valid) if valid else None
+        except NoteError:
+            opened = None
+        if opened is not None:
+            if opened.verified[0].key_hash != key_hash:
+                self.report.add("checkpoints", where, f"key_hash column {key_hash:08x}, signed by "
+                                                      f"{opened.verified[0].key_id}")
+            self.report.count("checkpoint signatures verify")
+            return
+        # Say why: signed by a published key outside its window, or by no published key at all.
+        for k in self.keys:
+            try:
+                open_note(note, [k.verifier])
+            except NoteError:
+                continue
+            self.report.add("checkpoints", where, f"signed at {_time_text(created_us)} by key {k.verifier.key_id} "
+                                                  f"outside its validity window {k.window()}")
+            return
+        self.report.add("checkpoints", where, "the signature does not verify with any published signing key")
+
+
+def _check_evidence_accounting(conn: Connection, report: AuditReport) -> None:
+    e, bl, p = ledger.evidence, ledger.batch_leaves, ledger.pending
+    sealed = exists().where(bl.c.evidence_pk == e.c.pk)
+    waiting = exists().where(p.c.evidence_pk == e.c.pk)
+    row = conn.execute(select(e.c.pk, e.c.id).where(~sealed, ~waiting).order_by(e.c.pk).limit(1)).first()
+    if row is not None:
+        report.add("evidence", f"pk={row.pk} (id {row.id})", "is neither sealed nor pending: it was dropped")
+    row = conn.execute(select(e.c.pk, e.c.id).where(sealed, waiting).order_by(e.c.pk).limit(1)).first()
+    if row is not None:
+        report.add("pending", f"evidence_pk={row.pk} (id {row.id})", "is still pending although it is sealed")
+    row = conn.execute(
+        select(p.c.evidence_pk).select_from(p.outerjoin(e, e.c.pk == p.c.evidence_pk))
+        .where(e.c.pk.is_(None)).order_by(p.c.evidence_pk).limit(1)
+    ).first()
+    if row is not None:
+        report.add("pending", f"evidence_pk={row.evidence_pk}", "points to no evidence row")
+    total = int(conn.execute(select(func.count()).select_from(e)).scalar_one())
+    report.count("evidence rows sealed exactly once or pending", total)
+
+
+def _check_timestamps(
+    conn: Connection, report: AuditReport, tsa_names: Sequence[str], roots: Sequence[x509.Certificate], cutoff_us: int
+) -> None:
+    t, b = ledger.timestamps, ledger.batches
+    rows = _stream(conn, select(t.c.id, t.c.batch_seq, t.c.tsa, t.c.token, t.c.gen_time_us, b.c.entry)
+                   .select_from(t.outerjoin(b, b.c.seq == t.c.batch_seq)).order_by(t.c.batch_seq, t.c.id))
+    from service.timestamps import verify_token  # rfc3161-client only when there is something to check
+
+    for row in rows:
+        where = f"id={row.id} (seq {row.batch_seq}, tsa {row.tsa})"
+        if row.entry is None:
+            report.add("timestamps", where, "is for a ledger entry that does not exist")
+            continue
+        if not roots:
+            report.skip("tokens (no trusted TSA certificate given)")
+            continue
+        try:
+            info = verify_token(bytes(row.token), bytes(row.entry), roots)
+        except TimestampInvalid as exc:
+            report.add("timestamps", where, f"the token does not verify: {exc.reason}")
+            continue
+        if to_us(info.gen_time) != int(row.gen_time_us):
+            report.add("timestamps", where, f"gen_time {_time_text(int(row.gen_time_us))} but the token says "
+                                            f"{format_time(info.gen_time)}")
+            continue
+        report.count("tokens verify")
+    for name in tsa_names:
+        missing = (
+            select(b.c.seq, b.c.sealed_us)
+            .select_from(b.outerjoin(t, and_(t.c.batch_seq == b.c.seq, t.c.tsa == name)))
+            .where(t.c.id.is_(None))
+        )
+        late = conn.execute(missing.where(b.c.sealed_us < cast(literal(cutoff_us), BigInteger))
+                            .order_by(b.c.seq).limit(1)).first()
+        if late is not None:
+            report.add("timestamps", f"seq={late.seq}", f"has no token from TSA {name!r} although it was sealed "
+                                                        f"{_time_text(int(late.sealed_us))} (a token was removed, "
+                                                        "or the TSA has failed since)")
+        recent = conn.execute(select(func.count()).select_from(missing.subquery())).scalar_one()
+        if recent and late is None:
+            report.notes.append(f"{recent} ledger entries still wait for a token from {name!r} (sealed recently)")

@@ -1,0 +1,290 @@
+"""``evidence audit`` on SQLite and PostgreSQL: a sound ledger passes; each kind of tampering is caught and named.
+
+Tampering bypasses the append-only triggers the way an attacker with database superuser rights would:
+PostgreSQL ``SET session_replication_role = replica`` (no triggers, no foreign keys), SQLite a raw connection
+that drops the triggers and turns foreign keys off.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, text
+from sqlalchemy.engine import make_url
+
+from service import db, ledger, merkle, sealing
+from service.audit import AuditReport, _audit_paths, _levels, audit_ledger, leaf_bytes
+from service.config import Settings, TimestampAuthority
+from service.formats import Checkpoint, Leaf, utc_now
+from service.note import Signer, sign_note
+from service.runtime import Runtime
+from service.tenants import create_tenant, hash_api_key
+from service.timestamping import load_tsa_roots, timestamp_pending
+from tests.support.local_tsa import LocalTSA
+
+needs_openssl = pytest.mark.skipif(shutil.which("openssl") is None, reason="the openssl binary is not installed")
+BATCHES = (5, 3, 4)
+
+
+@pytest.fixture(scope="module")
+def tsa() -> Iterator[LocalTSA]:
+    if shutil.which("openssl") is None:
+        pytest.skip("the openssl binary is not installed")
+    with LocalTSA(name="Audit TSA") as authority:
+        yield authority
+
+
+@pytest.fixture
+def runtime(tmp_path: Path, db_url: str, tsa: LocalTSA) -> Iterator[Runtime]:
+    """A ledger of three batches (5, 3 and 4 leaves), two evidence rows pending, every entry time-stamped."""
+    db.upgrade(db_url)
+    settings = Settings(
+        data_dir=tmp_path / "data",
+        database_url=db_url,
+        tsa=(TimestampAuthority("tsa0", tsa.url),),
+        tsa_ca_files=(tsa.ca_cert_path,),
+    )
+    rt = Runtime.from_settings(settings)
+    rt.prepare_signing()
+    with rt.engine.begin() as conn:
+        tenant_id = ledger.tenant_for_key_hash(conn, hash_api_key(create_tenant(conn, "acme", utc_now())))
+    assert tenant_id is not None
+    for n in (*BATCHES, 2):
+        with rt.engine.begin() as conn:
+            digests = [hashlib.sha256(os.urandom(16)).digest() for _ in range(n)]
+            sealing.record_evidence(conn, tenant_id, [(d, None) for d in digests], utc_now())
+        if n != 2:
+            sealing.seal_pending(rt.engine, rt.signer, max_leaves=100, max_age=1, force=True)
+    assert len(timestamp_pending(rt.engine, settings).stored) == len(BATCHES)
+    yield rt
+    rt.engine.dispose()
+
+
+def run_audit(rt: Runtime, *, grace: float = 3600.0, roots: bool = True) -> AuditReport:
+    return audit_ledger(
+        rt.engine,
+        tsa_names=[t.name for t in rt.settings.tsa],
+        tsa_roots=load_tsa_roots(rt.settings.tsa_ca_files) if roots else [],
+        token_grace=grace,
+    )
+
+
+def tamper(engine: Engine, *statements: str, params: dict[str, Any] | None = None) -> None:
+    """Run ``statements`` as a database superuser would, bypassing the append-only triggers."""
+    url = engine.url
+    if url.get_backend_name() == "postgresql":
+        with engine.begin() as conn:
+            conn.execute(text("SET LOCAL session_replication_role = replica"))
+            for sql in statements:
+                conn.execute(text(sql), params or {})
+        return
+    raw = sqlite3.connect(url.database or "", isolation_level=None)
+    try:
+        raw.execute("PRAGMA foreign_keys = OFF")
+        for (name,) in raw.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'").fetchall():
+            raw.execute(f'DROP TRIGGER "{name}"')
+        for sql in statements:
+            # sqlite3 uses :name too; SQLAlchemy's text() is not in the way here
+            raw.execute(sql, params or {})
+    finally:
+        raw.close()
+
+
+def sealed_evidence(rt: Runtime, seq: int, index: int) -> Any:
+    with rt.engine.connect() as conn:
+        return conn.execute(text(
+            "SELECT e.pk, e.id FROM evidence e JOIN batch_leaves b ON b.evidence_pk = e.pk "
+            "WHERE b.batch_seq = :s AND b.leaf_index = :i"), {"s": seq, "i": index}).one()
+
+
+def assert_first(report: AuditReport, table: str, key: str, *words: str) -> None:
+    assert not report.ok
+    first = report.first
+    assert first is not None
+    assert first.table == table, str(first)
+    assert key in first.key, str(first)
+    for word in words:
+        assert word in first.problem, str(first)
+
+
+# --- the hot path agrees with the reference implementations -----------------------------------------
+
+
+def test_fast_leaf_bytes_and_trees_equal_the_reference() -> None:
+    for n in (1, 2, 3, 5, 8, 13, 100):
+        leaves = [Leaf(f"id-{i}", hashlib.sha256(bytes([i])).digest(), utc_now()) for i in range(n)]
+        raw = [leaf_bytes(x.id, x.sha256, sealing.to_us(x.received)) for x in leaves]
+        assert raw == [x.to_bytes() for x in leaves]
+        hashes = [merkle.leaf_hash(b) for b in raw]
+        tree = merkle.BatchTree(hashes)
+        levels = _levels(hashes)
+        assert levels[-1][0] == tree.root
+        assert _audit_paths(levels) == [b"".join(tree.inclusion_proof(i)) for i in range(n)]
+
+
+# --- a sound ledger ----------------------------------------------------------------------------------
+
+
+def test_a_sound_ledger_passes_every_check(runtime: Runtime) -> None:
+    report = run_audit(runtime, grace=0)
+    assert report.ok, [str(f) for f in report.findings]
+    assert report.ledger_size == 3
+    checked = report.checked
+    assert checked["evidence leaves recompute to their batch root"] == sum(BATCHES)
+    assert checked["stored leaf proofs verify"] == sum(BATCHES)
+    assert checked["batch roots recompute"] == 3
+    assert checked["checkpoint roots recompute"] == 4  # sizes 0..3
+    assert checked["checkpoint signatures verify"] == 4
+    assert checked["consecutive checkpoints consistent"] == 3
+    assert checked["ledger proofs verify"] == 3
+    assert checked["evidence rows sealed exactly once or pending"] == sum(BATCHES) + 2
+    assert checked["tokens verify"] == 3
+    assert report.unchecked == {}
+
+
+def test_tokens_without_trusted_roots_are_reported_not_checked(runtime: Runtime) -> None:
+    report = run_audit(runtime, roots=False)
+    assert report.ok
+    assert report.unchecked == {"tokens (no trusted TSA certificate given)": 3}
+
+
+# --- tampering ---------------------------------------------------------------------------------------
+
+
+def test_changed_digest_is_named(runtime: Runtime) -> None:
+    victim = sealed_evidence(runtime, 1, 2)
+    tamper(runtime.engine, "UPDATE evidence SET sha256 = :d WHERE pk = :pk",
+           params={"d": hashlib.sha256(b"forged").digest(), "pk": victim.pk})
+    report = run_audit(runtime)
+    assert_first(report, "evidence", f"pk={victim.pk} (id {victim.id})", "leaf 2 of batch 1", "stored proof")
+    assert report.finding_count == 1
+
+
+def test_deleted_evidence_row_is_named(runtime: Runtime) -> None:
+    victim = sealed_evidence(runtime, 0, 4)
+    tamper(runtime.engine, "DELETE FROM evidence WHERE pk = :pk", params={"pk": victim.pk})
+    assert_first(run_audit(runtime), "batch_leaves", f"evidence_pk={victim.pk}", "leaf 4 of batch 0",
+                 "evidence row is missing")
+
+
+def test_deleted_leaf_and_evidence_is_named(runtime: Runtime) -> None:
+    victim = sealed_evidence(runtime, 2, 1)
+    tamper(runtime.engine, "DELETE FROM batch_leaves WHERE evidence_pk = :pk",
+           "DELETE FROM evidence WHERE pk = :pk", params={"pk": victim.pk})
+    assert_first(run_audit(runtime), "batch_leaves", "batch_seq=2", "3 leaves stored for a batch of size 4",
+                 "leaf index 1 is missing")
+
+
+def test_swapped_batch_root_is_named(runtime: Runtime) -> None:
+    with runtime.engine.connect() as conn:
+        other = ledger.get_batch(conn, 0)
+    assert other is not None
+    tamper(runtime.engine, "UPDATE batches SET root = :r WHERE seq = 1", params={"r": bytes(other.root)})
+    assert_first(run_audit(runtime), "batches", "seq=1", "root column", "differs from the entry's root")
+
+
+def test_rewritten_entry_is_caught_by_the_log(runtime: Runtime) -> None:
+    """A whole new entry (new root, consistent row) no longer matches its leaves, nodes and checkpoints."""
+    with runtime.engine.connect() as conn:
+        row = ledger.get_batch(conn, 1)
+    assert row is not None
+    from service.formats import LedgerEntry
+
+    forged_root = hashlib.sha256(b"another batch").digest()
+    entry = LedgerEntry(1, int(row.size), forged_root, sealing.from_us(int(row.sealed_us))).to_bytes()
+    tamper(runtime.engine, "UPDATE batches SET root = :r, entry = :e WHERE seq = 1",
+           params={"r": forged_root, "e": entry})
+    report = run_audit(runtime)
+    assert_first(report, "evidence", "(id ", "leaf 0 of batch 1")
+    tables = {f.table for f in report.findings}
+    assert {"evidence", "ledger_nodes", "checkpoints"} <= tables
+
+
+def test_forged_checkpoint_is_named(runtime: Runtime) -> None:
+    with runtime.engine.connect() as conn:
+        row = ledger.checkpoint_at(conn, 2)
+    assert row is not None
+    attacker = Signer.generate(runtime.signer.name)  # same name, other key
+    note = sign_note(Checkpoint(runtime.signer.name, 2, bytes(row.root)).to_bytes(), [attacker])
+    tamper(runtime.engine, "UPDATE checkpoints SET note = :n, key_hash = :k WHERE size = 2",
+           params={"n": note, "k": attacker.key_hash})
+    assert_first(run_audit(runtime), "checkpoints", "size=2", "does not verify with any published signing key")
+
+
+def test_checkpoint_for_another_root_is_named(runtime: Runtime) -> None:
+    forged_root = hashlib.sha256(b"fork").digest()
+    note = sign_note(Checkpoint(runtime.signer.name, 3, forged_root).to_bytes(), [runtime.signer])
+    tamper(runtime.engine, "UPDATE checkpoints SET note = :n, root = :r WHERE size = 3",
+           params={"n": note, "r": forged_root})
+    assert_first(run_audit(runtime), "checkpoints", "size=3", "differs from the ledger log root")
+
+
+def test_removed_token_is_named(runtime: Runtime) -> None:
+    tamper(runtime.engine, "DELETE FROM timestamps WHERE batch_seq = 1")
+    assert_first(run_audit(runtime, grace=0), "timestamps", "seq=1", "no token from TSA 'tsa0'")
+    # within the grace period the same gap is only a note (the TSA may be catching up)
+    report = run_audit(runtime, grace=3600)
+    assert report.ok and any("wait for a token" in note for note in report.notes)
+
+
+def test_altered_token_is_named(runtime: Runtime) -> None:
+    with runtime.engine.connect() as conn:
+        token = bytes(ledger.timestamps_for_batch(conn, 0)[0].token)
+    altered = bytearray(token)
+    altered[-10] ^= 0x01  # inside the signature
+    tamper(runtime.engine, "UPDATE timestamps SET token = :t WHERE batch_seq = 0", params={"t": bytes(altered)})
+    assert_first(run_audit(runtime), "timestamps", "seq 0, tsa tsa0", "does not verify")
+
+
+def test_dropped_pending_evidence_is_named(runtime: Runtime) -> None:
+    with runtime.engine.connect() as conn:
+        pk = conn.execute(text("SELECT min(evidence_pk) FROM pending")).scalar_one()
+    tamper(runtime.engine, "DELETE FROM pending WHERE evidence_pk = :pk", params={"pk": pk})
+    assert_first(run_audit(runtime), "evidence", f"pk={pk}", "neither sealed nor pending")
+
+
+def test_deleted_ledger_node_and_gap_in_seq_are_named(runtime: Runtime) -> None:
+    tamper(runtime.engine, "DELETE FROM ledger_nodes WHERE level = 1 AND idx = 0")
+    assert_first(run_audit(runtime), "ledger_nodes", "(level=1, idx=0)", "is missing")
+
+
+# --- the command -----------------------------------------------------------------------------------
+
+
+def evidence(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "service", *args], capture_output=True, text=True,
+                          env={**os.environ, **env}, timeout=120, check=False)
+
+
+def test_command_exit_codes_and_first_bad_row(runtime: Runtime) -> None:
+    url = make_url(str(runtime.settings.database_url)).render_as_string(hide_password=False)
+    env = {"DATABASE_URL": url, "EVIDENCE_DATA_DIR": str(runtime.settings.data_dir),
+           "EVIDENCE_TSA": f"tsa0={runtime.settings.tsa[0].url}",
+           "EVIDENCE_TSA_CA_FILES": str(runtime.settings.tsa_ca_files[0])}
+    ok = evidence("audit", env=env)
+    assert ok.returncode == 0, ok.stderr
+    assert "OK: the ledger is consistent (3 entries)" in ok.stdout
+    assert "checkpoint signatures verify" in ok.stdout
+    assert "\x1b[" not in ok.stdout + ok.stderr  # piped: no progress bar, no colours
+
+    victim = sealed_evidence(runtime, 2, 0)
+    tamper(runtime.engine, "UPDATE evidence SET received_us = received_us + 1 WHERE pk = :pk",
+           params={"pk": victim.pk})
+    bad = evidence("audit", env=env)
+    assert bad.returncode == 1, bad.stdout + bad.stderr
+    assert f"INCONSISTENT: first bad row: evidence pk={victim.pk} (id {victim.id})" in bad.stderr
+
+
+def test_command_without_a_database_exits_2(tmp_path: Path) -> None:
+    result = evidence("audit", "--data-dir", str(tmp_path / "nothing"), env={"DATABASE_URL": ""})
+    assert result.returncode == 2
+    assert "no ledger database" in result.stderr
