@@ -1,0 +1,98 @@
+"""The HTTP API (SPEC §7): ``create_app`` builds the Flask app from ``Settings`` and a ``Runtime``.
+
+Owns: wiring blueprints, error handlers, the OpenAPI document and (embedded default only) the in-process
+sealer. Flask's config holds only Flask's own keys (``MAX_CONTENT_LENGTH``); our settings stay in
+``Settings``. Gunicorn's app factory is ``service.api:create_app()``: settings then come from the environment.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from cryptography import x509
+from flask import Flask
+
+from service.api import errors, evidence, ledger, openapi
+from service.api.parsing import MULTIPART_OVERHEAD
+from service.api.state import EXTENSION_KEY, ApiState
+from service.config import Settings
+from service.errors import ConfigError
+from service.runtime import Runtime
+
+
+def create_app(
+    settings: Settings | None = None,
+    runtime: Runtime | None = None,
+    *,
+    start_sealer: bool | None = None,
+    sealer_lock: Path | None = None,
+) -> Flask:
+    """The WSGI app.
+
+    ``settings`` default to ``Settings.from_env(os.environ)``; ``runtime`` to one built from them.
+    ``start_sealer`` (default: ``settings.embedded``) starts the in-process sealer thread; ``sealer_lock``
+    makes it seal only while holding that file lock (several worker processes, one sealer).
+    The database must already be migrated and the signing key published (``Runtime.prepare_signing``):
+    ``evidence serve`` does both before it serves.
+    """
+    if runtime is None:
+        runtime = Runtime.from_settings(settings or Settings.from_env(os.environ))
+    settings = runtime.settings
+
+    app = Flask(__name__)
+    # Upload bodies may be this large (plus multipart framing); the file itself is limited in the view.
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_upload_bytes + MULTIPART_OVERHEAD
+    app.json.sort_keys = False  # type: ignore[attr-defined]  # keep documents in their documented order
+
+    state = ApiState(
+        runtime=runtime,
+        reader=runtime.engine.execution_options(sqlite_begin="DEFERRED"),
+        tsa_roots=load_tsa_roots(settings.tsa_ca_files),
+    )
+    app.extensions[EXTENSION_KEY] = state
+
+    errors.register(app)
+    app.register_blueprint(evidence.bp)
+    app.register_blueprint(ledger.bp)
+    app.register_blueprint(openapi.bp)
+
+    if start_sealer is None:
+        start_sealer = settings.embedded
+    if start_sealer:
+        from service.embedded import Sealer
+
+        state.sealer = Sealer(runtime, lock_path=sealer_lock)
+        state.sealer.start()
+    return app
+
+
+def load_tsa_roots(paths: tuple[Path, ...]) -> list[x509.Certificate]:
+    """The trusted TSA root certificates (PEM or DER files) ``POST /v1/verify`` checks tokens against.
+
+    :raise ConfigError: a file is unreadable or holds no certificate.
+    """
+    roots: list[x509.Certificate] = []
+    for path in paths:
+        try:
+            data = Path(path).read_bytes()
+        except OSError as exc:
+            raise ConfigError(f"cannot read the TSA certificate file {path}: {exc.strerror}") from None
+        try:
+            if b"-----BEGIN" in data:
+                roots.extend(x509.load_pem_x509_certificates(data))
+            else:
+                roots.append(x509.load_der_x509_certificate(data))
+        except ValueError:
+            raise ConfigError(f"{path} is not a PEM or DER X.509 certificate") from None
+    return roots
+
+
+def stop_sealer(app: Flask) -> None:
+    """Stop the app's in-process sealer, if it has one (tests, shutdown)."""
+    state = app.extensions[EXTENSION_KEY]
+    if state.sealer is not None:
+        state.sealer.stop()
+
+
+__all__ = ["create_app", "stop_sealer"]

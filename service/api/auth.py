@@ -1,0 +1,44 @@
+"""Bearer API keys -> tenant id (SPEC §7: ``Authorization: Bearer <api key>``).
+
+Owns: reading the Authorization header and refusing requests without a valid key (``Unauthorized``, which
+``service.api.errors`` turns into 401 with ``WWW-Authenticate: Bearer``). The key lookup is
+``service.tenants.tenant_for_api_key``.
+"""
+
+from __future__ import annotations
+
+from flask import request
+
+from service.api.state import runtime_state
+from service.errors import Unauthorized
+from service.tenants import tenant_for_api_key
+
+
+def bearer_token() -> str:
+    """The token of the request's ``Authorization: Bearer`` header.
+
+    :raise Unauthorized: the header is missing (reason starts with "missing") or is not a Bearer credential.
+    """
+    header = request.headers.get("Authorization")
+    if header is None or not header.strip():
+        raise Unauthorized("missing API key: send the header 'Authorization: Bearer <api key>'")
+    scheme, _, token = header.strip().partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        raise Unauthorized(
+            "the Authorization header must be 'Bearer <API key>' (an API key from 'evidence tenant create')"
+        )
+    return token
+
+
+def require_tenant() -> int:
+    """The id of the tenant whose API key authenticates this request.
+
+    :raise Unauthorized: no key, a malformed header, or a key that is unknown or revoked.
+    """
+    token = bearer_token()
+    with runtime_state().reader.begin() as conn:
+        tenant_id = tenant_for_api_key(conn, token)
+    if tenant_id is None:
+        raise Unauthorized("the API key is not valid (unknown or revoked)")
+    return tenant_id

@@ -1,0 +1,172 @@
+"""Tenant endpoints (SPEC §7): deposit evidence, read its status and its receipt.
+
+Owns: ``POST /v1/evidence`` (raw body, multipart ``file`` or JSON digest), ``GET /v1/evidence/{id}``,
+``GET /v1/evidence/{id}/receipt``. ``POST /v1/evidence/batch`` is added below, in its marked place.
+Views are thin: authenticate, parse (upload bodies are hashed while they stream and never stored), one
+``sealing`` call in one transaction, shape the response. No SQL here; errors are raised, not returned
+(``service.api.errors`` makes every problem document).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import BinaryIO, cast
+
+from flask import Blueprint, Response, jsonify, request, url_for
+from werkzeug.exceptions import UnsupportedMediaType
+from werkzeug.http import parse_options_header
+
+from service import sealing
+from service.api.auth import require_tenant
+from service.api.parsing import (
+    MAX_LABEL_LENGTH,
+    MultipartUpload,
+    check_label,
+    query_label,
+    read_json_object,
+    reject_unknown_fields,
+)
+from service.api.state import runtime_state
+from service.errors import FormatError, InvalidInput, PayloadTooLarge
+from service.formats import check_evidence_id, parse_sha256_hex, utc_now
+from service.hashing import sha256_stream
+from service.receipt import dump_json
+
+bp = Blueprint("evidence", __name__, url_prefix="/v1/evidence")
+
+ACCEPTED_MEDIA_TYPES = ("application/octet-stream", "multipart/form-data", "application/json")
+
+
+@bp.post("")
+def deposit() -> Response:
+    """Hash the upload (or take the given digest) and record it as pending evidence: 202 with its id."""
+    tenant_id = require_tenant()
+    mimetype, options = parse_options_header(request.headers.get("Content-Type", ""))
+    label = query_label(request.args)
+    if mimetype == "application/octet-stream":
+        digest = _hash_raw_body()
+    elif mimetype == "multipart/form-data":
+        digest, form_label = _hash_multipart(options.get("boundary"))
+        label = _one_label(label, form_label, "multipart field 'label'")
+    elif mimetype == "application/json":
+        digest, json_label = _digest_from_json()
+        label = _one_label(label, json_label, "JSON field 'label'")
+    else:
+        found = f"{mimetype!r}" if mimetype else "no Content-Type"
+        raise UnsupportedMediaType(
+            description=f"send the file as application/octet-stream or multipart/form-data (field 'file'), or its "
+            f"digest as application/json {{\"sha256\": ...}}; found {found}"
+        )
+    state = runtime_state()
+    with state.engine.begin() as conn:
+        (deposit,) = sealing.record_evidence(conn, tenant_id, [(digest, label)], utc_now())
+    response = jsonify(deposit.to_json())
+    response.status_code = 202
+    response.headers["Location"] = url_for("evidence.status", evidence_id=deposit.id)
+    return response
+
+
+def _one_label(query: str | None, body: str | None, where: str) -> str | None:
+    if query is not None and body is not None:
+        raise InvalidInput(f"the label is given both as query parameter and as {where}; give it once")
+    return body if body is not None else query
+
+
+def _max_upload() -> int:
+    return runtime_state().runtime.settings.max_upload_bytes
+
+
+def _hash_raw_body() -> bytes:
+    limit = _max_upload()
+    if request.content_length is not None and request.content_length > limit:
+        raise PayloadTooLarge(f"the upload is {request.content_length} bytes, larger than the limit of {limit}")
+    digest, _size = sha256_stream(cast(BinaryIO, request.stream), limit=limit)
+    return digest
+
+
+def _hash_multipart(boundary: str | None) -> tuple[bytes, str | None]:
+    """The SHA-256 of the part named ``file`` and the ``label`` field if any; other parts are refused."""
+    if not boundary:
+        raise InvalidInput("multipart/form-data without a boundary parameter in the Content-Type")
+    upload = MultipartUpload(request.stream, boundary)
+    digest: bytes | None = None
+    label: str | None = None
+    while (part := upload.next_part()) is not None:
+        name, _is_file = part
+        if name == "file":
+            if digest is not None:
+                raise InvalidInput("the multipart body has more than one 'file' part; send one file per request")
+            digest, _size = sha256_stream(cast(BinaryIO, upload.part_stream()), limit=_max_upload())
+        elif name == "label":
+            if label is not None:
+                raise InvalidInput("the multipart body has more than one 'label' field")
+            raw = upload.read_small_part(4 * MAX_LABEL_LENGTH, "label")
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                raise InvalidInput("multipart field 'label': the label is not UTF-8 text") from None
+            label = check_label(text, "multipart field 'label'")
+        else:
+            raise InvalidInput(f"unknown multipart field {name[:64]!r}; expected 'file' and optionally 'label'")
+    if digest is None:
+        raise InvalidInput("the multipart body has no part named 'file'")
+    return digest, label
+
+
+def _digest_from_json() -> tuple[bytes, str | None]:
+    body = read_json_object(request.stream)
+    reject_unknown_fields(body, ("sha256", "label"), "the JSON body")
+    if "sha256" not in body:
+        raise InvalidInput("the JSON body needs 'sha256': the file's SHA-256 as 64 lowercase hex digits")
+    value = body["sha256"]
+    if not isinstance(value, str):
+        raise InvalidInput("'sha256' must be a string of 64 lowercase hex digits")
+    try:
+        digest = parse_sha256_hex(value)
+    except FormatError as exc:
+        raise InvalidInput(f"'sha256': {exc.reason}") from None
+    label = check_label(body["label"], "JSON field 'label'") if "label" in body else None
+    return digest, label
+
+
+# --- POST /v1/evidence/batch ----------------------------------------------------------------------
+# Reserved for the batch endpoint (SPEC §7, issue 3 part 2): it belongs here, on this blueprint, as
+# ``@bp.post("/batch")``, declared BEFORE the ``/<evidence_id>`` routes below so the static segment wins
+# (werkzeug ranks static rules first anyway). Its OpenAPI entry goes into service/api/openapi.py.
+# --------------------------------------------------------------------------------------------------
+
+
+@bp.get("/<evidence_id>")
+def status(evidence_id: str) -> Response:
+    """``pending``, or ``sealed`` with its batch sequence number."""
+    tenant_id = require_tenant()
+    evidence_id = _checked_id(evidence_id)
+    with runtime_state().reader.begin() as conn:
+        body = sealing.evidence_status(conn, tenant_id, evidence_id)
+    return jsonify(body)
+
+
+@bp.get("/<evidence_id>/receipt")
+def receipt(evidence_id: str) -> Response:
+    """200 with the evidence-receipt/v1 once sealed; 202 with the status while pending."""
+    tenant_id = require_tenant()
+    evidence_id = _checked_id(evidence_id)
+    with runtime_state().reader.begin() as conn:
+        # The receipt's `keys` is a hint only (SPEC §6): every key this server has published.
+        keys = [k["vkey"] for k in sealing.key_list(conn)]
+        document = sealing.receipt_for(conn, tenant_id, evidence_id, keys=keys)
+        pending = sealing.evidence_status(conn, tenant_id, evidence_id) if document is None else None
+    if pending is not None:
+        response = jsonify(pending)
+        response.status_code = 202
+        max_age = runtime_state().runtime.settings.batch_max_age
+        response.headers["Retry-After"] = str(max(1, math.ceil(max_age)))
+        return response
+    return Response(dump_json(document or {}), status=200, mimetype="application/json")
+
+
+def _checked_id(evidence_id: str) -> str:
+    try:
+        return check_evidence_id(evidence_id)
+    except FormatError as exc:
+        raise InvalidInput(exc.reason) from None

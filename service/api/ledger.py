@@ -1,0 +1,116 @@
+"""Public endpoints (SPEC §7): the signed checkpoint, the ledger log, published keys, verification, health.
+
+Owns: ``GET /v1/checkpoint``, ``GET /v1/ledger/entries``, ``GET /v1/ledger/consistency``, ``GET /v1/keys``,
+``POST /v1/verify``, ``GET /healthz``, ``GET /readyz``. No authentication: everything here is public by design
+(receipts are self-contained; anyone may check the ledger). No SQL here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, Response, jsonify, request
+from sqlalchemy.exc import DBAPIError
+
+from service import sealing
+from service.api.errors import problem
+from service.api.parsing import query_int, read_json_object, reject_unknown_fields
+from service.api.state import runtime_state
+from service.errors import FormatError, InvalidInput, NotFound
+from service.formats import parse_sha256_hex
+from service.note import Verifier
+from service.receipt import b64
+from service.verify import verify_receipt
+
+bp = Blueprint("ledger", __name__)
+
+
+@bp.get("/v1/checkpoint")
+def checkpoint() -> Response:
+    """The latest signed checkpoint of the ledger log (a C2SP signed note)."""
+    with runtime_state().reader.begin() as conn:
+        note = sealing.latest_checkpoint(conn)
+    response = Response(note, status=200, content_type="text/plain; charset=utf-8")
+    response.headers["Cache-Control"] = "no-cache"
+    return response
+
+
+@bp.get("/v1/ledger/entries")
+def entries() -> Response:
+    """Ledger entries [start, end) as base64 of their exact bytes, at most 1,000 a page."""
+    start = query_int(request.args, "start", required=False) or 0
+    end = query_int(request.args, "end", required=False)
+    if end is None:
+        end = start + sealing.MAX_ENTRIES_PAGE  # a full page, cut at the ledger size
+    with runtime_state().reader.begin() as conn:
+        first, items = sealing.ledger_entries(conn, start, end)
+    return jsonify({"start": first, "entries": [b64(e) for e in items]})
+
+
+@bp.get("/v1/ledger/consistency")
+def consistency() -> Response:
+    """RFC 9162 consistency proof between two ledger sizes (0 < from <= to <= size)."""
+    old = query_int(request.args, "from", required=True)
+    new = query_int(request.args, "to", required=True)
+    assert old is not None and new is not None
+    with runtime_state().reader.begin() as conn:
+        proof = sealing.consistency_proof(conn, old, new)
+    return jsonify({"from": old, "to": new, "proof": [b64(h) for h in proof]})
+
+
+@bp.get("/v1/keys")
+def keys() -> Response:
+    """Every checkpoint signing key this server has published, with its validity window."""
+    with runtime_state().reader.begin() as conn:
+        items = sealing.key_list(conn)
+    return jsonify({"keys": items})
+
+
+@bp.post("/v1/verify")
+def verify() -> Response:
+    """Verify a receipt (and optionally a digest) trusting this server's published keys and TSA roots."""
+    body = read_json_object(request.stream)
+    reject_unknown_fields(body, ("receipt", "sha256"), "the JSON body")
+    if "receipt" not in body:
+        raise InvalidInput("the JSON body needs 'receipt': the evidence-receipt/v1 object")
+    document = body["receipt"]
+    if not isinstance(document, dict):
+        raise InvalidInput("'receipt' must be a JSON object (an evidence-receipt/v1 document)")
+    digest: bytes | None = None
+    if "sha256" in body:
+        value = body["sha256"]
+        if not isinstance(value, str):
+            raise InvalidInput("'sha256' must be a string of 64 lowercase hex digits")
+        try:
+            digest = parse_sha256_hex(value)
+        except FormatError as exc:
+            raise InvalidInput(f"'sha256': {exc.reason}") from None
+    state = runtime_state()
+    with state.reader.begin() as conn:
+        published = sealing.key_list(conn)
+    trusted = [Verifier.from_vkey(k["vkey"]) for k in published]
+    result = verify_receipt(document, sha256=digest, trusted_keys=trusted, tsa_roots=state.tsa_roots)
+    return jsonify(result.to_json())
+
+
+@bp.get("/healthz")
+def healthz() -> Response:
+    """Liveness: the process answers."""
+    return jsonify({"status": "ok"})
+
+
+@bp.get("/readyz")
+def readyz() -> Response:
+    """Readiness: the database answers and a signing key and a checkpoint are published."""
+    try:
+        with runtime_state().reader.begin() as conn:
+            published = sealing.key_list(conn)
+            sealing.latest_checkpoint(conn)
+    except DBAPIError:
+        return problem(503, "not ready: the database is unreachable", headers={"Retry-After": "5"})
+    except NotFound:
+        return problem(503, "not ready: no checkpoint is signed yet", headers={"Retry-After": "5"})
+    if not published:
+        return problem(503, "not ready: no signing key is published", headers={"Retry-After": "5"})
+    body: dict[str, Any] = {"status": "ready", "keys": len(published)}
+    return jsonify(body)

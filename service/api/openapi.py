@@ -1,0 +1,479 @@
+"""The OpenAPI 3.1 description of the HTTP API, served at ``/openapi.json``.
+
+Owns: the document (written by hand, next to the views it describes) and its route. It must stay truthful:
+``tests/integration/test_api.py`` runs schemathesis against it and checks every response conforms.
+``POST /v1/evidence/batch`` is described by whoever adds it, in ``_batch_paths()`` below.
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+from flask import Blueprint, Response, jsonify
+
+from service.api.parsing import LABEL_PATTERN, MAX_LABEL_LENGTH, MAX_QUERY_INT
+from service.sealing import MAX_ENTRIES_PAGE
+
+bp = Blueprint("openapi", __name__)
+
+JSON = "application/json"
+PROBLEM = "application/problem+json"
+TIME_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}Z$"
+HEX64 = "^[0-9a-f]{64}$"
+B64 = "^[A-Za-z0-9+/]*={0,2}$"
+ID_PATTERN = "^[A-Za-z0-9_-]{1,64}$"
+
+Schema = dict[str, Any]
+
+
+def _ref(name: str) -> Schema:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _response(name: str) -> Schema:
+    return {"$ref": f"#/components/responses/{name}"}
+
+
+def _json(schema: Schema, description: str, headers: Schema | None = None) -> Schema:
+    out: Schema = {"description": description, "content": {JSON: {"schema": schema}}}
+    if headers:
+        out["headers"] = headers
+    return out
+
+
+def _problem(description: str, headers: Schema | None = None) -> Schema:
+    out: Schema = {"description": description, "content": {PROBLEM: {"schema": _ref("Problem")}}}
+    if headers:
+        out["headers"] = headers
+    return out
+
+
+RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait before retrying.", "schema": {"type": "string"}}}
+
+SCHEMAS: dict[str, Schema] = {
+    "Problem": {
+        "type": "object",
+        "description": "RFC 9457 problem details.",
+        "required": ["type", "title", "status", "detail"],
+        "properties": {
+            "type": {"type": "string", "description": "Always about:blank: the status says it all."},
+            "title": {"type": "string", "description": "The HTTP status phrase."},
+            "status": {"type": "integer", "minimum": 400, "maximum": 599},
+            "detail": {"type": "string", "description": "What was wrong, in words."},
+        },
+    },
+    "Sha256Hex": {"type": "string", "pattern": HEX64, "description": "SHA-256, 64 lowercase hex digits."},
+    "Time": {"type": "string", "pattern": TIME_PATTERN, "description": "RFC 3339 UTC, six fractional digits."},
+    "EvidenceId": {"type": "string", "pattern": ID_PATTERN},
+    "Label": {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": MAX_LABEL_LENGTH,
+        "pattern": LABEL_PATTERN,
+        "description": "A free text of 1-500 characters without control characters.",
+    },
+    "Deposit": {
+        "type": "object",
+        "required": ["id", "sha256", "received_at", "status"],
+        "properties": {
+            "id": _ref("EvidenceId"),
+            "sha256": _ref("Sha256Hex"),
+            "received_at": _ref("Time"),
+            "status": {"const": "pending"},
+            "label": _ref("Label"),
+        },
+    },
+    "EvidenceStatus": {
+        "type": "object",
+        "required": ["id", "sha256", "received_at", "status"],
+        "properties": {
+            "id": _ref("EvidenceId"),
+            "sha256": _ref("Sha256Hex"),
+            "received_at": _ref("Time"),
+            "status": {"enum": ["pending", "sealed"]},
+            "label": _ref("Label"),
+            "batch_seq": {"type": "integer", "minimum": 0, "description": "Present once sealed."},
+            "leaf_index": {"type": "integer", "minimum": 0, "description": "Present once sealed."},
+        },
+    },
+    "Receipt": {
+        "type": "object",
+        "description": "evidence-receipt/v1 (SPEC §6).",
+        "required": ["format", "evidence", "batch", "ledger"],
+        "properties": {
+            "format": {"const": "evidence-receipt/v1"},
+            "evidence": {
+                "type": "object",
+                "required": ["id", "sha256", "received_at", "leaf"],
+                "properties": {
+                    "id": _ref("EvidenceId"),
+                    "sha256": _ref("Sha256Hex"),
+                    "received_at": _ref("Time"),
+                    "leaf": {"type": "string", "pattern": B64},
+                },
+            },
+            "batch": {
+                "type": "object",
+                "required": ["seq", "size", "index", "root", "proof"],
+                "properties": {
+                    "seq": {"type": "integer", "minimum": 0},
+                    "size": {"type": "integer", "minimum": 1},
+                    "index": {"type": "integer", "minimum": 0},
+                    "root": {"type": "string", "pattern": B64},
+                    "proof": {"type": "array", "items": {"type": "string", "pattern": B64}},
+                },
+            },
+            "ledger": {
+                "type": "object",
+                "required": ["entry", "proof", "checkpoint"],
+                "properties": {
+                    "entry": {"type": "string", "pattern": B64},
+                    "proof": {"type": "array", "items": {"type": "string", "pattern": B64}},
+                    "checkpoint": {"type": "string", "description": "The signed note text."},
+                },
+            },
+            "timestamps": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["type", "token"],
+                    "properties": {"type": {"const": "rfc3161"}, "token": {"type": "string", "pattern": B64}},
+                },
+            },
+            "keys": {"type": "array", "items": {"type": "string"}, "description": "A hint only."},
+        },
+    },
+    "EntriesPage": {
+        "type": "object",
+        "required": ["start", "entries"],
+        "properties": {
+            "start": {"type": "integer", "minimum": 0},
+            "entries": {
+                "type": "array",
+                "maxItems": MAX_ENTRIES_PAGE,
+                "items": {"type": "string", "pattern": B64, "description": "base64 of the §3 entry bytes"},
+            },
+        },
+    },
+    "ConsistencyProof": {
+        "type": "object",
+        "required": ["from", "to", "proof"],
+        "properties": {
+            "from": {"type": "integer", "minimum": 1},
+            "to": {"type": "integer", "minimum": 1},
+            "proof": {"type": "array", "items": {"type": "string", "pattern": B64}},
+        },
+    },
+    "KeyList": {
+        "type": "object",
+        "required": ["keys"],
+        "properties": {
+            "keys": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["vkey", "origin", "valid_from", "valid_until"],
+                    "properties": {
+                        "vkey": {"type": "string", "description": "Verifier key string (SPEC §4)."},
+                        "origin": {"type": "string"},
+                        "valid_from": _ref("Time"),
+                        "valid_until": {"oneOf": [_ref("Time"), {"type": "null"}]},
+                    },
+                },
+            }
+        },
+    },
+    "VerifyRequest": {
+        "type": "object",
+        "required": ["receipt"],
+        "additionalProperties": False,
+        "properties": {
+            "receipt": {"type": "object", "description": "An evidence-receipt/v1 document."},
+            "sha256": _ref("Sha256Hex"),
+        },
+    },
+    "VerificationResult": {
+        "type": "object",
+        "required": ["valid", "step", "reason", "checks", "statement"],
+        "properties": {
+            "valid": {"type": "boolean"},
+            "step": {"type": ["integer", "null"], "minimum": 0, "maximum": 7},
+            "reason": {"type": ["string", "null"]},
+            "checks": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["step", "ok", "detail"],
+                    "properties": {
+                        "step": {"type": "integer", "minimum": 0, "maximum": 7},
+                        "ok": {"type": "boolean"},
+                        "detail": {"type": "string"},
+                        "checked": {"type": "boolean"},
+                    },
+                },
+            },
+            "statement": {"type": ["string", "null"]},
+        },
+    },
+}
+
+RESPONSES: dict[str, Schema] = {
+    "BadRequest": _problem("Malformed input; `detail` says what was wrong."),
+    "Unauthorized": _problem(
+        "Missing or invalid API key.",
+        {"WWW-Authenticate": {"required": True, "schema": {"type": "string"}, "description": "Bearer ..."}},
+    ),
+    "NotFound": _problem("No such evidence for this tenant (another tenant's evidence is not found either)."),
+    "TooLarge": _problem("The body is larger than the configured limit; nothing was stored."),
+    "Unavailable": _problem("The database is unreachable (or the service is not ready).", RETRY_AFTER),
+}
+
+ID_PARAMETER = {
+    "name": "id",
+    "in": "path",
+    "required": True,
+    "description": "The evidence id returned by POST /v1/evidence.",
+    "schema": _ref("EvidenceId"),
+}
+
+TENANT_ERRORS = {"401": _response("Unauthorized"), "503": _response("Unavailable")}
+
+
+def _query_int(name: str, description: str, *, required: bool, minimum: int = 0) -> Schema:
+    return {
+        "name": name,
+        "in": "query",
+        "required": required,
+        "description": description,
+        "schema": {"type": "integer", "minimum": minimum, "maximum": MAX_QUERY_INT},
+    }
+
+
+def _evidence_paths() -> dict[str, Schema]:
+    return {
+        "/v1/evidence": {
+            "post": {
+                "operationId": "depositEvidence",
+                "summary": "Deposit a file (hashed as it streams, never stored) or its SHA-256.",
+                "security": [{"bearerAuth": []}],
+                "parameters": [
+                    {
+                        "name": "label",
+                        "in": "query",
+                        "required": False,
+                        "description": "Optional label (or give it in the multipart or JSON body, not both).",
+                        "schema": _ref("Label"),
+                    }
+                ],
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+                        "multipart/form-data": {
+                            "schema": {
+                                "type": "object",
+                                "required": ["file"],
+                                "additionalProperties": False,
+                                "properties": {
+                                    "file": {"type": "string", "format": "binary"},
+                                    "label": _ref("Label"),
+                                },
+                            }
+                        },
+                        JSON: {
+                            "schema": {
+                                "type": "object",
+                                "required": ["sha256"],
+                                "additionalProperties": False,
+                                "properties": {"sha256": _ref("Sha256Hex"), "label": _ref("Label")},
+                            }
+                        },
+                    },
+                },
+                "responses": {
+                    "202": _json(
+                        _ref("Deposit"),
+                        "Accepted: pending until its batch is sealed.",
+                        {"Location": {"required": True, "schema": {"type": "string"},
+                                      "description": "The evidence's status URL."}},
+                    ),
+                    "400": _response("BadRequest"),
+                    "413": _response("TooLarge"),
+                    "415": _problem("The Content-Type is none of the three accepted."),
+                    **TENANT_ERRORS,
+                },
+            }
+        },
+        # "/v1/evidence/batch": added with the batch endpoint (SPEC §7).
+        "/v1/evidence/{id}": {
+            "get": {
+                "operationId": "getEvidence",
+                "summary": "Status of one evidence: pending, or sealed with its batch.",
+                "security": [{"bearerAuth": []}],
+                "parameters": [ID_PARAMETER],
+                "responses": {
+                    "200": _json(_ref("EvidenceStatus"), "The evidence's status."),
+                    "400": _response("BadRequest"),
+                    "404": _response("NotFound"),
+                    **TENANT_ERRORS,
+                },
+            }
+        },
+        "/v1/evidence/{id}/receipt": {
+            "get": {
+                "operationId": "getReceipt",
+                "summary": "The evidence-receipt/v1 once sealed; 202 with the status while pending.",
+                "security": [{"bearerAuth": []}],
+                "parameters": [ID_PARAMETER],
+                "responses": {
+                    "200": _json(_ref("Receipt"), "The receipt; verify it offline with `evidence verify`."),
+                    "202": _json(_ref("EvidenceStatus"), "Still pending; retry later.", RETRY_AFTER),
+                    "400": _response("BadRequest"),
+                    "404": _response("NotFound"),
+                    **TENANT_ERRORS,
+                },
+            }
+        },
+    }
+
+
+def _batch_paths() -> dict[str, Schema]:
+    """``POST /v1/evidence/batch`` (SPEC §7): described here when the endpoint lands."""
+    return {}
+
+
+def _public_paths() -> dict[str, Schema]:
+    unavailable = {"503": _response("Unavailable")}
+    return {
+        "/v1/checkpoint": {
+            "get": {
+                "operationId": "getCheckpoint",
+                "summary": "The latest signed checkpoint (C2SP signed note), text/plain; charset=utf-8.",
+                "responses": {
+                    "200": {
+                        "description": "The checkpoint note.",
+                        "content": {"text/plain": {"schema": {"type": "string"}}},
+                    },
+                    "404": _response("NotFound"),
+                    **unavailable,
+                },
+            }
+        },
+        "/v1/ledger/entries": {
+            "get": {
+                "operationId": "getLedgerEntries",
+                "summary": f"Ledger entries [start, end), at most {MAX_ENTRIES_PAGE} a page.",
+                "parameters": [
+                    _query_int("start", "First entry (default 0); at most the ledger size.", required=False),
+                    _query_int("end", "End, exclusive (default start + 1000).", required=False),
+                ],
+                "responses": {
+                    "200": _json(_ref("EntriesPage"), "Base64 of each entry's exact bytes (SPEC §3)."),
+                    "400": _response("BadRequest"),
+                    **unavailable,
+                },
+            }
+        },
+        "/v1/ledger/consistency": {
+            "get": {
+                "operationId": "getConsistencyProof",
+                "summary": "RFC 9162 consistency proof between two ledger sizes, 0 < from <= to <= size.",
+                "parameters": [
+                    _query_int("from", "The older ledger size.", required=True),
+                    _query_int("to", "The newer ledger size.", required=True),
+                ],
+                "responses": {
+                    "200": _json(_ref("ConsistencyProof"), "The proof (empty when from = to)."),
+                    "400": _response("BadRequest"),
+                    **unavailable,
+                },
+            }
+        },
+        "/v1/keys": {
+            "get": {
+                "operationId": "getKeys",
+                "summary": "Every checkpoint signing key published by this server.",
+                "responses": {"200": _json(_ref("KeyList"), "The published keys."), **unavailable},
+            }
+        },
+        "/v1/verify": {
+            "post": {
+                "operationId": "verifyReceipt",
+                "summary": "Verify a receipt (and optionally a digest) trusting this server's keys and TSAs.",
+                "requestBody": {"required": True, "content": {JSON: {"schema": _ref("VerifyRequest")}}},
+                "responses": {
+                    "200": _json(_ref("VerificationResult"), "The verification result (valid or not)."),
+                    "400": _response("BadRequest"),
+                    "413": _response("TooLarge"),
+                    **unavailable,
+                },
+            }
+        },
+        "/healthz": {
+            "get": {
+                "operationId": "healthz",
+                "summary": "Liveness.",
+                "responses": {
+                    "200": _json(
+                        {"type": "object", "required": ["status"], "properties": {"status": {"const": "ok"}}},
+                        "The process answers.",
+                    )
+                },
+            }
+        },
+        "/readyz": {
+            "get": {
+                "operationId": "readyz",
+                "summary": "Readiness: database reachable, a signing key and a checkpoint published.",
+                "responses": {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "required": ["status", "keys"],
+                            "properties": {"status": {"const": "ready"}, "keys": {"type": "integer"}},
+                        },
+                        "Ready to serve.",
+                    ),
+                    "503": _response("Unavailable"),
+                },
+            }
+        },
+        "/openapi.json": {
+            "get": {
+                "operationId": "openapi",
+                "summary": "This document.",
+                "responses": {"200": _json({"type": "object"}, "The OpenAPI 3.1 description.")},
+            }
+        },
+    }
+
+
+def document() -> dict[str, Any]:
+    """The OpenAPI 3.1 document of this API."""
+    try:
+        api_version = version("evidence-ledger")
+    except PackageNotFoundError:
+        api_version = "0.0.0"
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Evidence Ledger",
+            "version": api_version,
+            "description": "Deposit file digests, get offline-verifiable receipts (SPEC §7). Errors are RFC 9457 "
+            "application/problem+json documents.",
+        },
+        "paths": {**_evidence_paths(), **_batch_paths(), **_public_paths()},
+        "components": {
+            "schemas": SCHEMAS,
+            "responses": RESPONSES,
+            "securitySchemes": {
+                "bearerAuth": {"type": "http", "scheme": "bearer", "description": "A tenant API key (evl_...)."}
+            },
+        },
+    }
+
+
+@bp.get("/openapi.json")
+def openapi_json() -> Response:
+    return jsonify(document())

@@ -1,0 +1,235 @@
+"""Browser pages and the certificate PDF: ``GET /verify``, ``GET /deposit``, ``GET /v1/evidence/{id}/certificate.pdf``.
+
+Owns: serving the two self-contained pages of ``service/static`` (the verify page with this server's published
+keys embedded, so a saved copy still has them) with a Content-Security-Policy that allows only their own inline
+script and style (by hash) and, for ``/verify``, no network at all; and rendering the certificate of deposit
+(``service.certificate.render_certificate``) for a tenant's sealed evidence. ``openapi_paths()`` describes these
+routes for ``/openapi.json``. No SQL here: reads go through ``service.sealing``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import logging
+import math
+import re
+from functools import cache
+from importlib import resources
+from typing import Any
+
+from flask import Blueprint, Response, jsonify
+
+from service import sealing
+from service.api.auth import require_tenant
+from service.api.state import runtime_state
+from service.certificate import TimestampDisplay, render_certificate
+from service.errors import FormatError, InvalidInput, TimestampInvalid
+from service.formats import check_evidence_id
+from service.note import Verifier
+from service.receipt import dump_json
+from service.verify import verify_receipt
+
+bp = Blueprint("pages", __name__)
+
+log = logging.getLogger(__name__)
+
+# The placeholder in verify.html that GET /verify replaces with the published keys (a data block, never executed).
+KEYS_PLACEHOLDER = '<script type="application/json" id="published-keys">{"keys": [], "public_url": null}</script>'
+PDF_MEDIA_TYPE = "application/pdf"
+
+_INLINE = re.compile(r"<(script|style)>(.*?)</\1>", re.S)
+
+
+@cache
+def static_page(name: str) -> str:
+    """The text of ``service/static/<name>`` (read once per process)."""
+    return resources.files("service").joinpath("static", name).read_text(encoding="utf-8")
+
+
+@cache
+def content_security_policy(name: str, connect: str) -> str:
+    """A CSP allowing exactly the page's inline ``<script>`` and ``<style>`` blocks (by SHA-256) and nothing else
+    but ``connect`` for fetch (``'none'`` or ``'self'``)."""
+    sources: dict[str, list[str]] = {"script": [], "style": []}
+    for kind, body in _INLINE.findall(static_page(name)):
+        digest = base64.b64encode(hashlib.sha256(body.encode("utf-8")).digest()).decode("ascii")
+        sources[kind].append(f"'sha256-{digest}'")
+    return "; ".join([
+        "default-src 'none'",
+        "script-src " + (" ".join(sources["script"]) or "'none'"),
+        "style-src " + (" ".join(sources["style"]) or "'none'"),
+        "img-src data:",
+        f"connect-src {connect}",
+        "base-uri 'none'",
+        "form-action 'none'",
+        "frame-ancestors 'none'",
+    ])
+
+
+def _html(text: str, csp: str) -> Response:
+    response = Response(text, status=200, mimetype="text/html")
+    response.headers["Content-Security-Policy"] = csp
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Referrer-Policy"] = "no-referrer"
+    response.headers["Cache-Control"] = "no-cache"
+    return response
+
+
+def embed_keys(page: str, keys: list[dict[str, Any]], public_url: str) -> str:
+    """``page`` with the keys data block filled in; the JSON is escaped so no ``</script>`` can end the block."""
+    if page.count(KEYS_PLACEHOLDER) != 1:
+        raise RuntimeError("verify.html has lost its published-keys placeholder")
+    data = json.dumps({"keys": keys, "public_url": public_url.rstrip("/")}, ensure_ascii=True)
+    data = data.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+    return page.replace(KEYS_PLACEHOLDER, f'<script type="application/json" id="published-keys">{data}</script>')
+
+
+@bp.get("/verify")
+def verify_page() -> Response:
+    """The offline verifier page, with this server's published keys embedded (public)."""
+    state = runtime_state()
+    with state.reader.begin() as conn:
+        keys = sealing.key_list(conn)
+    page = embed_keys(static_page("verify.html"), keys, state.runtime.settings.public_url)
+    return _html(page, content_security_policy("verify.html", "'none'"))
+
+
+@bp.get("/deposit")
+def deposit_page() -> Response:
+    """The deposit page (public); its API calls carry the tenant's key typed into the page."""
+    return _html(static_page("deposit.html"), content_security_policy("deposit.html", "'self'"))
+
+
+@bp.get("/v1/evidence/<evidence_id>/certificate.pdf")
+def certificate(evidence_id: str) -> Response:
+    """The certificate of deposit (PDF, receipt attached as receipt.json) once sealed; 202 with the status while
+    pending; 404 for evidence of another tenant."""
+    tenant_id = require_tenant()
+    try:
+        evidence_id = check_evidence_id(evidence_id)
+    except FormatError as exc:
+        raise InvalidInput(exc.reason) from None
+    state = runtime_state()
+    settings = state.runtime.settings
+    with state.reader.begin() as conn:
+        vkeys = [k["vkey"] for k in sealing.key_list(conn)]
+        document = sealing.receipt_for(conn, tenant_id, evidence_id, keys=vkeys)
+        status = sealing.evidence_status(conn, tenant_id, evidence_id)
+    if document is None:
+        response = jsonify(status)
+        response.status_code = 202
+        response.headers["Retry-After"] = str(max(1, math.ceil(settings.batch_max_age)))
+        return response
+
+    # A certificate is shown in court: never print one for a receipt our own verifier would not accept.
+    result = verify_receipt(document, trusted_keys=[Verifier.from_vkey(v) for v in vkeys])
+    if not result.valid or result.key is None:
+        raise RuntimeError(f"the receipt of {evidence_id} does not verify at step {result.step}: {result.reason}")
+    pdf = render_certificate(
+        document,
+        verify_url=settings.public_url.rstrip("/") + "/verify",
+        label=status.get("label"),
+        local_tz=settings.local_tz,
+        timestamps=timestamp_displays(document, state.tsa_roots),
+        trusted_fingerprint=result.key.fingerprint,
+        receipt_json=dump_json(document),
+    )
+    response = Response(pdf, status=200, mimetype=PDF_MEDIA_TYPE)
+    response.headers["Content-Disposition"] = f'attachment; filename="certificate-{evidence_id}.pdf"'
+    response.headers["Cache-Control"] = "private, no-store"
+    return response
+
+
+def timestamp_displays(document: dict[str, Any], tsa_roots: list[Any]) -> list[TimestampDisplay] | None:
+    """What the certificate prints for the receipt's RFC 3161 tokens: each checked against the trusted TSA roots
+    when there are any (``verified``), else only decoded. None when no token can be decoded (the certificate
+    then says how many tokens ``receipt.json`` carries)."""
+    stamps = document.get("timestamps") or []
+    if not stamps:
+        return None
+    from service import timestamps  # lazy: rfc3161-client is only needed when there are tokens
+
+    entry = base64.b64decode(document["ledger"]["entry"])
+    shown: list[TimestampDisplay] = []
+    for item in stamps:
+        try:
+            token = base64.b64decode(item["token"], validate=True)
+        except (KeyError, TypeError, binascii.Error, ValueError):
+            continue
+        if tsa_roots:
+            try:
+                info = timestamps.verify_token(token, entry, tsa_roots)
+                shown.append(TimestampDisplay(info.gen_time, info.authority, verified=True))
+                continue
+            except TimestampInvalid as exc:
+                log.warning("a time-stamp token of a sealed batch does not verify: %s", exc.reason)
+        try:
+            info = timestamps.token_info(token)
+        except TimestampInvalid:
+            continue
+        shown.append(TimestampDisplay(info.gen_time, info.authority, verified=False))
+    return shown or None
+
+
+def openapi_paths() -> dict[str, Any]:
+    """The OpenAPI 3.1 path items of this blueprint (merged into ``/openapi.json`` by ``service.api.openapi``)."""
+    html = {"text/html": {"schema": {"type": "string"}}}
+    problem = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
+    return {
+        "/verify": {
+            "get": {
+                "operationId": "verifyPage",
+                "summary": "The offline receipt verifier page (HTML), with this server's published keys embedded.",
+                "responses": {
+                    "200": {"description": "A self-contained page; it makes no network requests.", "content": html},
+                    "503": {"$ref": "#/components/responses/Unavailable"},
+                },
+            }
+        },
+        "/deposit": {
+            "get": {
+                "operationId": "depositPage",
+                "summary": "A deposit page (HTML): hashes a file in the browser and submits only its SHA-256.",
+                "responses": {"200": {"description": "The page.", "content": html}},
+            }
+        },
+        "/v1/evidence/{id}/certificate.pdf": {
+            "get": {
+                "operationId": "getCertificate",
+                "summary": "The certificate of deposit (PDF with the receipt attached as receipt.json) once sealed.",
+                "security": [{"bearerAuth": []}],
+                "parameters": [
+                    {
+                        "name": "id",
+                        "in": "path",
+                        "required": True,
+                        "description": "The evidence id returned by POST /v1/evidence.",
+                        "schema": {"$ref": "#/components/schemas/EvidenceId"},
+                    }
+                ],
+                "responses": {
+                    "200": {
+                        "description": "The certificate.",
+                        "headers": {
+                            "Content-Disposition": {"required": True, "schema": {"type": "string"},
+                                                    "description": "attachment; filename=..."}
+                        },
+                        "content": {PDF_MEDIA_TYPE: {"schema": {"type": "string", "format": "binary"}}},
+                    },
+                    "202": {
+                        "description": "Still pending; retry later.",
+                        "headers": {"Retry-After": {"description": "Seconds to wait before retrying.",
+                                                    "schema": {"type": "string"}}},
+                        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/EvidenceStatus"}}},
+                    },
+                    "400": {"description": "Malformed id.", "content": problem},
+                    "401": {"$ref": "#/components/responses/Unauthorized"},
+                    "404": {"$ref": "#/components/responses/NotFound"},
+                    "503": {"$ref": "#/components/responses/Unavailable"},
+                },
+            }
+        },
+    }

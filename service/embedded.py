@@ -1,0 +1,104 @@
+"""The in-process sealer of the embedded default (no broker): a daemon thread calling ``sealing.seal_pending``.
+
+Owns: the polling loop (every ``min(batch_max_age / 4, 0.25)`` seconds), its error handling (log, keep going)
+and, when several processes serve the same data dir (gunicorn workers), which one seals: the holder of an
+exclusive ``flock`` on a lock file. The others retry the lock now and then, so if the sealing process dies its
+lock is released with it and another takes over. Sealing stays correct even if two sealers ran:
+``seal_batch`` takes the ledger lock (SQLite: ``BEGIN IMMEDIATE``; PostgreSQL: an advisory lock).
+Must not import: Flask.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from pathlib import Path
+from typing import IO
+
+from service.runtime import Runtime
+from service.sealing import seal_pending
+
+log = logging.getLogger(__name__)
+
+MAX_INTERVAL = 0.25  # seconds between two looks at the pending queue
+LOCK_RETRY = 1.0  # seconds between two attempts to become the sealing process
+
+
+def poll_interval(batch_max_age: float) -> float:
+    return min(batch_max_age / 4, MAX_INTERVAL)
+
+
+class Sealer(threading.Thread):
+    """Seals due batches until ``stop()``; never dies of an error in one round.
+
+    ``lock_path``: when given, seal only while holding an exclusive lock on that file (one sealer among the
+    processes sharing it).
+    """
+
+    def __init__(self, runtime: Runtime, *, lock_path: Path | None = None, interval: float | None = None) -> None:
+        super().__init__(name="evidence-sealer", daemon=True)
+        self.runtime = runtime
+        self.lock_path = lock_path
+        self.interval = interval if interval is not None else poll_interval(runtime.settings.batch_max_age)
+        self.rounds = 0  # completed rounds, for tests and diagnostics
+        self.errors = 0
+        self._stop_event = threading.Event()
+        self._lock_file: IO[bytes] | None = None
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Ask the thread to finish its round and wait for it (at most ``timeout`` seconds)."""
+        self._stop_event.set()
+        if self.is_alive():
+            self.join(timeout)
+
+    def run(self) -> None:
+        try:
+            if self.lock_path is not None and not self._acquire_lock():
+                return
+            log.info("sealer started (every %.3f s)", self.interval)
+            while not self._stop_event.is_set():
+                self.seal_once()
+                self._stop_event.wait(self.interval)
+        finally:
+            if self._lock_file is not None:
+                self._lock_file.close()  # releases the flock
+
+    def seal_once(self) -> None:
+        """One round: seal every batch that is due; log errors instead of raising."""
+        settings = self.runtime.settings
+        try:
+            results = seal_pending(
+                self.runtime.engine,
+                self.runtime.signer,
+                max_leaves=settings.batch_max_size,
+                max_age=settings.batch_max_age,
+            )
+            for r in results:
+                log.info("sealed batch %d: %d leaves, ledger size %d", r.seq, r.size, r.ledger_size)
+        except Exception:
+            self.errors += 1
+            log.exception("sealing failed; retrying in %.3f s", self.interval)
+        finally:
+            self.rounds += 1
+
+    def _acquire_lock(self) -> bool:
+        """Wait until this process holds the sealer lock; False if stopped first."""
+        try:
+            import fcntl
+        except ImportError:  # not POSIX: no cross-process lock; the ledger lock still keeps sealing safe
+            return True
+        assert self.lock_path is not None
+        self.lock_path.parent.mkdir(parents=True, exist_ok=True)
+        f = open(self.lock_path, "ab")  # noqa: SIM115 - held open for the thread's life
+        while not self._stop_event.is_set():
+            try:
+                fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                self._stop_event.wait(LOCK_RETRY)
+                continue
+            self._lock_file = f
+            log.info("process %d is the sealer (lock %s)", os.getpid(), self.lock_path)
+            return True
+        f.close()
+        return False
