@@ -1,0 +1,110 @@
+"""Operator commands: ``evidence tenant create NAME`` (SPEC §8) and ``evidence db upgrade|check``.
+
+``tenant create`` works on the database ``evidence serve`` uses (the data dir's embedded database, or
+``DATABASE_URL``) and prints the new API key alone on the last line of stdout: it is stored only as a hash,
+so this is the one time it is shown. Errors propagate to ``service.cli.main`` (exit 2), except a schema that
+differs from the code (``db check``), which exits 1.
+"""
+
+from __future__ import annotations
+
+import os
+
+import click
+
+from service.config import Settings
+from service.errors import ConfigError, SchemaDrift
+
+DATA_DIR_HELP = "Data directory (embedded database and signing key); default $EVIDENCE_DATA_DIR or ./evidence-data."
+
+
+def settings_for(data_dir: str | None) -> Settings:
+    """Settings from the environment, with ``--data-dir`` (when given) taking the place of EVIDENCE_DATA_DIR."""
+    environ = dict(os.environ)
+    if data_dir is not None:
+        environ["EVIDENCE_DATA_DIR"] = data_dir
+    return Settings.from_env(environ)
+
+
+def is_sqlite(settings: Settings) -> bool:
+    return settings.database_url.startswith("sqlite")
+
+
+def ensure_schema(settings: Settings) -> None:
+    """The embedded SQLite database is migrated on first use; another database must be migrated already.
+
+    :raise ConfigError: a PostgreSQL database that is not at the head revision (run ``evidence db upgrade``).
+    """
+    from service import db
+
+    if is_sqlite(settings):
+        db.upgrade(settings.database_url)
+        return
+    engine = db.make_engine(settings)
+    try:
+        with engine.connect() as conn:
+            current = db.current_revision(conn)
+    finally:
+        engine.dispose()
+    if current not in db.heads():
+        raise ConfigError(
+            f"the database is at revision {current or 'none (empty)'}, not at head {', '.join(db.heads())}: "
+            "run 'evidence db upgrade' first"
+        )
+
+
+@click.group()
+def tenant() -> None:
+    """Manage tenants (each tenant has its own API keys and sees only its own evidence)."""
+
+
+@tenant.command("create")
+@click.argument("name")
+@click.option("--data-dir", type=click.Path(file_okay=False), help=DATA_DIR_HELP)
+def tenant_create(name: str, data_dir: str | None) -> None:
+    """Create tenant NAME and print its new API key (alone, on the last line)."""
+    from service import db
+    from service.formats import utc_now
+    from service.tenants import create_tenant
+
+    settings = settings_for(data_dir)
+    ensure_schema(settings)
+    engine = db.make_engine(settings)
+    try:
+        with engine.begin() as conn:
+            api_key = create_tenant(conn, name, utc_now())
+    finally:
+        engine.dispose()
+    click.echo(f"Created tenant {name!r}. Its API key is shown only now; keep it secret:")
+    click.echo(api_key)
+
+
+@click.group("db")
+def db_group() -> None:
+    """Database schema migrations."""
+
+
+@db_group.command("upgrade")
+@click.option("--data-dir", type=click.Path(file_okay=False), help=DATA_DIR_HELP)
+def db_upgrade(data_dir: str | None) -> None:
+    """Migrate the database to the latest schema."""
+    from service import db
+
+    settings = settings_for(data_dir)
+    db.upgrade(settings.database_url)
+    click.echo(f"database at head {', '.join(db.heads())}")
+
+
+@db_group.command("check")
+@click.option("--data-dir", type=click.Path(file_okay=False), help=DATA_DIR_HELP)
+def db_check(data_dir: str | None) -> None:
+    """Migrate, then check the database schema equals the code's tables (exit 1 if not)."""
+    from service import db
+
+    settings = settings_for(data_dir)
+    try:
+        db.check(settings.database_url)
+    except SchemaDrift as exc:
+        click.echo(f"schema drift: {exc.reason}", err=True)
+        raise click.exceptions.Exit(1) from None
+    click.echo("database schema matches the code")

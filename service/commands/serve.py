@@ -1,0 +1,118 @@
+"""``evidence serve``: the whole service on one machine (SPEC §8), served by gunicorn.
+
+Before serving: migrate the embedded database (``db.upgrade``), load or create the signing key, publish it and
+sign the size-0 checkpoint (``Runtime.prepare_signing``). Then gunicorn runs ``create_app`` in N ``gthread``
+workers (threads, so a slow upload does not stall a worker's heartbeat). Exactly one in-process sealer runs:
+every worker starts a ``Sealer`` but only the holder of the data dir's ``sealer.lock`` seals; if that worker
+dies, another takes the lock over. Sealing stays safe even if two sealed at once (the ledger lock).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import logging
+import os
+from typing import Any
+
+import click
+from flask import Flask
+from gunicorn.app.base import BaseApplication
+
+from service.commands.admin import DATA_DIR_HELP, settings_for
+from service.config import Settings
+
+# glibc malloc: large (1 MiB) upload buffers below the mmap threshold avoid a page fault storm per chunk
+# (measured on uploads); set for this process (mallopt, inherited by forked workers) and for children.
+MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": "33554432", "MALLOC_TRIM_THRESHOLD_": "134217728"}
+_M_TRIM_THRESHOLD = -1
+_M_MMAP_THRESHOLD = -3
+
+log = logging.getLogger(__name__)
+
+
+def tune_malloc() -> None:
+    for name, value in MALLOC_ENV.items():
+        os.environ.setdefault(name, value)
+    libc_name = ctypes.util.find_library("c")
+    if libc_name is None:
+        return
+    try:
+        libc = ctypes.CDLL(libc_name)
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):  # not glibc
+        return
+    mallopt(_M_MMAP_THRESHOLD, int(os.environ["MALLOC_MMAP_THRESHOLD_"]))
+    mallopt(_M_TRIM_THRESHOLD, int(os.environ["MALLOC_TRIM_THRESHOLD_"]))
+
+
+class EvidenceServer(BaseApplication):  # type: ignore[misc]
+    """Gunicorn run from code: our options, and ``create_app`` loaded in each worker (no preload)."""
+
+    def __init__(self, settings: Settings, options: dict[str, Any]) -> None:
+        self.settings = settings
+        self.options = options
+        super().__init__()
+
+    def load_config(self) -> None:
+        for key, value in self.options.items():
+            self.cfg.set(key, value)
+
+    def load(self) -> Flask:
+        from service.api import create_app
+
+        return create_app(
+            self.settings,
+            start_sealer=self.settings.embedded,
+            sealer_lock=self.settings.data_dir / "sealer.lock",
+        )
+
+
+def _worker_exit(_server: Any, worker: Any) -> None:
+    """Let the worker's sealer finish its round before the worker exits."""
+    app = getattr(worker, "wsgi", None)
+    if isinstance(app, Flask):
+        from service.api import stop_sealer
+
+        stop_sealer(app)
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535), help="TCP port.")
+@click.option("--data-dir", type=click.Path(file_okay=False), help=DATA_DIR_HELP)
+@click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 64), help="Worker processes.")
+@click.option("--threads", default=4, show_default=True, type=click.IntRange(1, 256), help="Threads per worker.")
+def serve(host: str, port: int, data_dir: str | None, workers: int, threads: int) -> None:
+    """Run the whole service: embedded database in the data dir, in-process sealing, keys made on first start."""
+    from service import db
+    from service.runtime import Runtime
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    tune_malloc()
+    settings = settings_for(data_dir)
+    if settings.embedded:
+        db.upgrade(settings.database_url)
+    runtime = Runtime.from_settings(settings)
+    signer = runtime.prepare_signing()
+    runtime.engine.dispose()  # no pooled connection may cross the fork into the workers
+    click.echo(f"data dir:    {settings.data_dir}", err=True)
+    click.echo(f"origin:      {signer.name}", err=True)
+    click.echo(f"vkey:        {signer.verifier.vkey}", err=True)
+    click.echo(f"fingerprint: {signer.verifier.fingerprint}", err=True)
+    click.echo(f"listening:   http://{host}:{port}", err=True)
+    options: dict[str, Any] = {
+        "bind": f"[{host}]:{port}" if ":" in host else f"{host}:{port}",
+        "workers": workers,
+        "worker_class": "gthread",
+        "threads": threads,
+        "preload_app": False,
+        "graceful_timeout": 15,
+        "timeout": 60,
+        "accesslog": "-",
+        "errorlog": "-",
+        "loglevel": "info",
+        "proc_name": "evidence-serve",
+        "worker_exit": _worker_exit,
+    }
+    EvidenceServer(settings, options).run()
