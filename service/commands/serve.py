@@ -113,6 +113,8 @@ def serve(host: str, port: int, data_dir: str | None, workers: int, threads: int
         "errorlog": "-",
         "loglevel": "info",
         "proc_name": "evidence-serve",
+        # gunicorn >= 24 opens a control socket in $HOME by default; two servers on one machine would share it.
+        "control_socket_disable": True,
         "worker_exit": _worker_exit,
     }
     EvidenceServer(settings, options).run()
