@@ -19,7 +19,7 @@ from service.errors import EvidenceError
 COMMANDS: dict[str, str] = {
     "verify": "service.commands.verify:verify",
     "serve": "service.commands.serve:serve",
-    "tenant": "service.commands.admin:tenant",
+    "tenant": "service.commands.tenants:tenant",  # admin's group + list, revoke, key add/revoke
     "db": "service.commands.admin:db_group",
     "keys": "service.commands.keys:keys",
     "audit": "service.commands.audit:audit",
