@@ -70,6 +70,8 @@ def audit(data_dir: str | None, tsa_ca: tuple[str, ...], token_grace: float) -> 
             raise ConfigError(f"no ledger database at {path}: pass --data-dir or set DATABASE_URL")
     roots = load_tsa_roots([*settings.tsa_ca_files, *(Path(p) for p in tsa_ca)])
     out = Console(highlight=False, soft_wrap=True)
+    if not out.is_terminal:
+        out = Console(highlight=False, soft_wrap=True, width=160)  # piped: one row per line
     err = Console(stderr=True, highlight=False)
     engine = db.make_engine(settings)
     try:

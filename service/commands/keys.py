@@ -1,4 +1,4 @@
-"""``evidence keys init|show``: provision the checkpoint signing key of a production deployment.
+"""``evidence keys init|show|publish|rotate|list``: provision the checkpoint signing key of a production deployment.
 
 Production workers and API processes only load the key (``EVIDENCE_SIGNING_KEY_FILE``); they never create it.
 The operator creates it once, before the first start, with ``evidence keys init``, keeps a backup offline, and
@@ -8,13 +8,18 @@ publishes the verifier key (``evidence keys show``) and its fingerprint.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import click
 
+from service.commands.admin import DATA_DIR_HELP, settings_for
 from service.config import Settings
+from service.errors import ConfigError
+from service.formats import format_time, utc_now
 from service.keys import load_signer, write_signer
-from service.note import Signer
+from service.note import Signer, Verifier
 
 
 def _settings() -> Settings:
@@ -69,3 +74,137 @@ def publish() -> None:
     finally:
         runtime.engine.dispose()
     click.echo(signer.verifier.vkey)
+
+
+# --- rotation and listing (issue 5: trust beyond the operator) -------------------------------------
+
+
+@dataclass(frozen=True)
+class Rotation:
+    """A finished rotation: the ``old`` and ``new`` verifier keys, where the old key file went, and when."""
+
+    old: Verifier
+    new: Verifier
+    retired: Path
+    at: datetime
+
+
+def _sealer_running(settings: Settings) -> bool:
+    """True when an ``evidence serve`` process holds the data dir's sealer lock (it caches the old key)."""
+    lock = settings.data_dir / "sealer.lock"
+    if not lock.exists():
+        return False
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: cannot tell
+        return False
+    with open(lock, "ab") as f:
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+    return False
+
+
+def rotate_signing_key(settings: Settings, *, now: datetime | None = None) -> Rotation:
+    """Replace the checkpoint signing key: new key file, old key's window closed, new key published.
+
+    One transaction holding the ledger lock (no batch is sealed meanwhile) closes the old key's window and
+    publishes the new key, both at the same instant (never before the newest checkpoint). The file swap
+    (``keys.rotate_signer``: new key written 0600 and fsynced, old one kept as ``<file>.<keyhash>.retired``) is
+    done inside that transaction; if the transaction fails, the old key file is put back, so the key file and
+    the published keys never disagree. Running processes keep the key they loaded: restart them afterwards.
+
+    :raise ConfigError: the key file's key is not the published, still valid key of this database.
+    """
+    from service import db, ledger
+    from service.keys import rotate_signer
+    from service.sealing import from_us, to_us
+
+    path = settings.signing_key_file
+    engine = db.make_engine(settings)
+    swapped: tuple[Signer, Signer, Path] | None = None
+    try:
+        with engine.begin() as conn:  # SQLite: BEGIN IMMEDIATE; PostgreSQL: the advisory lock below
+            ledger.lock_ledger(conn)
+            current = load_signer(path, settings.origin)
+            rows = [r for r in ledger.list_signing_keys(conn) if r.vkey == current.verifier.vkey]
+            if not rows:
+                raise ConfigError(
+                    f"the key in {path} ({current.verifier.key_id}) is not published in this database: "
+                    "run 'evidence keys publish' (or start the service once) before rotating it"
+                )
+            if all(r.valid_until_us is not None for r in rows):
+                raise ConfigError(f"the key in {path} ({current.verifier.key_id}) was already retired")
+            last = ledger.latest_checkpoint(conn)
+            at_us = to_us(now or utc_now())
+            if last is not None:
+                at_us = max(at_us, int(last.created_us) + 1)  # the old key's window holds every checkpoint it signed
+            swapped = rotate_signer(path, settings.origin)
+            old, new, _ = swapped
+            ledger.close_signing_key(conn, old.key_hash, at_us)
+            ledger.insert_signing_key(conn, new.verifier.vkey, new.name, new.key_hash, at_us)
+    except BaseException:
+        if swapped is not None:
+            os.replace(swapped[2], path)  # the database still publishes the old key as current: keep using it
+        raise
+    finally:
+        engine.dispose()
+    return Rotation(old.verifier, new.verifier, swapped[2], from_us(at_us))
+
+
+@keys.command("rotate")
+@click.option("--data-dir", type=click.Path(file_okay=False), help=DATA_DIR_HELP)
+@click.option("--force", is_flag=True, help="Rotate even though 'evidence serve' seems to run on this data dir.")
+def rotate(data_dir: str | None, force: bool) -> None:
+    """Make a new signing key; close the old key's validity window and publish the new key."""
+    settings = settings_for(data_dir)
+    if settings.embedded and not force and _sealer_running(settings):
+        raise ConfigError(
+            "'evidence serve' is running on this data dir and would keep signing with the old key: stop it, "
+            "rotate, start it again (or pass --force and restart it right after)"
+        )
+    result = rotate_signing_key(settings)
+    click.echo(f"retired key {result.old.key_id} (fingerprint {result.old.fingerprint}), kept at {result.retired}",
+               err=True)
+    click.echo(f"new key {result.new.key_id}, valid from {format_time(result.at)}", err=True)
+    click.echo(f"fingerprint {result.new.fingerprint}", err=True)
+    click.echo("restart every process that signs checkpoints (evidence serve, Celery workers)", err=True)
+    click.echo(result.new.vkey)
+
+
+@keys.command("list")
+@click.option("--data-dir", type=click.Path(file_okay=False), help=DATA_DIR_HELP)
+@click.option("--json", "as_json", is_flag=True, help="Print the /v1/keys document instead of a table.")
+def list_keys(data_dir: str | None, as_json: bool) -> None:
+    """Every published signing key with its validity window (what GET /v1/keys serves)."""
+    import json
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from service import db, sealing
+
+    settings = settings_for(data_dir)
+    engine = db.make_engine(settings)
+    try:
+        with engine.connect() as conn:
+            items = sealing.key_list(conn)
+    finally:
+        engine.dispose()
+    if as_json:
+        click.echo(json.dumps({"keys": items}, indent=2))
+        return
+    table = Table(title=f"Signing keys of {settings.origin}")
+    for column in ("key hash", "fingerprint", "valid from", "valid until"):
+        table.add_column(column, no_wrap=True)
+    for item in items:
+        verifier = Verifier.from_vkey(item["vkey"])
+        table.add_row(verifier.key_id, verifier.fingerprint, item["valid_from"], item["valid_until"] or "(current)")
+    console = Console(highlight=False)
+    if not console.is_terminal:
+        console = Console(highlight=False, width=200)  # piped: never wrap a fingerprint
+    console.print(table)
+    for item in items:
+        click.echo(item["vkey"])
