@@ -1,0 +1,73 @@
+"""``evidence certificate RECEIPT -o FILE.pdf``: render the certificate of deposit from a receipt file, offline.
+
+Needs no server, database or settings. The receipt's bytes are attached unchanged as ``receipt.json``, so
+``evidence verify FILE.pdf ...`` checks exactly what was given. This command does not verify the receipt (it has
+no trusted key): the fingerprint printed is the receipt's key hint, labelled as such on the page.
+Exit 0 written; 2 for usage errors, a receipt that is not readable JSON or not a receipt object, or paths that
+cannot be read or written.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import click
+
+from service.commands.verify import UsageFailure
+from service.config import Settings
+from service.errors import FormatError, UnreadableReceipt
+from service.receipt import FORMAT, load_json
+
+PUBLIC_URL_ENV = "EVIDENCE_PUBLIC_URL"
+LOCAL_TZ_ENV = "EVIDENCE_LOCAL_TZ"
+
+
+def verify_url(server_url: str | None) -> str:
+    """The URL the QR code opens: ``<server>/verify`` from --server-url, $EVIDENCE_PUBLIC_URL or the default."""
+    base = server_url or os.environ.get(PUBLIC_URL_ENV) or Settings.public_url
+    return base.rstrip("/") + "/verify"
+
+
+@click.command()
+@click.argument("receipt", metavar="RECEIPT")
+@click.option("-o", "--output", "output", required=True, metavar="FILE.pdf", type=click.Path(dir_okay=False),
+              help="Where to write the certificate PDF.")
+@click.option("--label", metavar="L", help="A label for the file (printed on the certificate).")
+@click.option("--server-url", metavar="U",
+              help=f"The service's public URL; the QR code opens U/verify (default ${PUBLIC_URL_ENV}).")
+def certificate(receipt: str, output: str, label: str | None, server_url: str | None) -> None:
+    """Render the certificate of deposit (PDF, receipt attached) for the receipt file RECEIPT."""
+    try:
+        raw = Path(receipt).read_bytes()
+    except OSError as exc:
+        raise UsageFailure(f"cannot read the receipt {receipt!r}: {exc.strerror}") from None
+    try:
+        document = load_json(raw)
+    except UnreadableReceipt as exc:
+        raise UsageFailure(f"{receipt!r} is not a readable receipt: {exc.reason}") from None
+    if not isinstance(document, dict) or document.get("format") != FORMAT:
+        raise UsageFailure(f"{receipt!r} is JSON but not an {FORMAT} receipt")
+
+    from service.certificate import render_certificate  # lazy: fpdf2 and segno load only here
+
+    try:
+        pdf = render_certificate(
+            document,
+            verify_url=verify_url(server_url),
+            label=label,
+            local_tz=os.environ.get(LOCAL_TZ_ENV) or Settings.local_tz,
+            receipt_json=raw,
+        )
+    except FormatError as exc:
+        raise UsageFailure(f"cannot render the certificate: {exc.reason}") from None
+    try:
+        Path(output).write_bytes(pdf)
+    except OSError as exc:
+        raise UsageFailure(f"cannot write {output!r}: {exc.strerror}") from None
+    evidence = document.get("evidence")
+    evidence_id = evidence.get("id") if isinstance(evidence, dict) else None
+    about = f", the certificate of evidence {evidence_id}" if isinstance(evidence_id, str) else ""
+    click.echo(f"wrote {output} ({len(pdf):,} bytes){about}")
+    click.echo("This command does not verify the receipt; check it with: evidence verify "
+               f"{output} FILE --key VKEY", err=True)
