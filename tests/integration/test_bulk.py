@@ -24,6 +24,7 @@ from service import bulk, db, ledger, sealing
 from service.api import bulk as bulk_api
 from service.api import create_app
 from service.config import Settings
+from service.errors import EvidenceError
 from service.formats import utc_now
 from service.runtime import Runtime
 from service.tenants import create_tenant
@@ -302,3 +303,46 @@ def test_concurrent_requests_with_one_key_insert_once(runtime: Runtime) -> None:
     assert evidence_count(runtime) == 50
     if postgres:
         assert len(produced) == 2  # both really inserted evidence before the key decided
+
+
+# --- tenants and key rotation (evidence tenant ...) ----------------------------------------------------
+
+
+def test_key_rotation_and_tenant_revocation_through_the_cli(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from service.cli import cli
+
+    data = str(tmp_path / "data")
+    runner = CliRunner()
+
+    def run(*args: str, code: int = 0) -> str:
+        result = runner.invoke(cli, [*args, "--data-dir", data])
+        assert result.exit_code == code, result.output
+        if code:  # our errors reach service.cli.main (which prints the reason and exits 2) as EvidenceError
+            assert isinstance(result.exception, EvidenceError), result.exception
+        return result.output
+
+    first = run("tenant", "create", "acme").splitlines()[-1]
+    second = run("tenant", "key", "add", "acme").splitlines()[-1]
+    assert first != second and second.startswith("evl_") and len(second) == 47
+    listing = run("tenant", "list")
+    assert "acme" in listing and first[:8] in listing and second[:8] in listing
+
+    runtime = Runtime.from_settings(Settings(data_dir=Path(data), rate_limit=0))
+    runtime.prepare_signing()
+    try:
+        client = make_app(runtime).test_client()
+        assert post_batch(client, first, body_of(1)).status_code == 202
+        assert post_batch(client, second, body_of(1)).status_code == 202
+        out = run("tenant", "key", "revoke", first[:8])
+        assert "1 active key(s) left" in out
+        assert post_batch(client, first, body_of(1)).status_code == 401
+        assert post_batch(client, second, body_of(1)).status_code == 202
+        run("tenant", "key", "revoke", first[:8], code=1)
+        run("tenant", "revoke", "acme")
+        assert post_batch(client, second, body_of(1)).status_code == 401
+        run("tenant", "key", "add", "acme", code=1)
+        run("tenant", "revoke", "nobody", code=1)
+    finally:
+        runtime.engine.dispose()
