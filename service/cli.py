@@ -21,6 +21,8 @@ COMMANDS: dict[str, str] = {
     "serve": "service.commands.serve:serve",
     "tenant": "service.commands.tenants:tenant",  # admin's group + list, revoke, key add/revoke
     "db": "service.commands.admin:db_group",
+    "submit": "service.commands.client:submit",
+    "receipts": "service.commands.client:receipts",
     "keys": "service.commands.keys:keys",
     "audit": "service.commands.audit:audit",
     "certificate": "service.commands.certificate:certificate",
