@@ -239,12 +239,12 @@ def ledger_entries(conn: Connection, start: int, end: int | None) -> tuple[int, 
     size = ledger.ledger_size(conn)
     if start < 0:
         raise InvalidInput(f"start must be 0 or more, got {start}")
+    if start > size:
+        raise InvalidInput(f"start ({start}) is beyond the ledger size ({size})")
     if end is None:
         end = min(size, start + MAX_ENTRIES_PAGE)
     if end < start:
         raise InvalidInput(f"end ({end}) must not be below start ({start})")
-    if start > size:
-        raise InvalidInput(f"start ({start}) is beyond the ledger size ({size})")
     end = min(end, size, start + MAX_ENTRIES_PAGE)
     return start, ledger.entries_range(conn, start, end)
 
