@@ -27,7 +27,12 @@ from sqlalchemy.exc import OperationalError
 
 from service import db
 
-PG_ADMIN_URL = os.environ.get("EVIDENCE_TEST_PG_ADMIN_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
+# SQLAlchemy 2.1 maps a bare postgresql:// to psycopg 3; we ship psycopg2 (as service.db.make_engine does).
+PG_ADMIN_URL = (
+    make_url(os.environ.get("EVIDENCE_TEST_PG_ADMIN_URL") or "postgresql://postgres@127.0.0.1:5432/postgres")
+    .set(drivername="postgresql+psycopg2")
+    .render_as_string(hide_password=False)
+)
 
 
 def services_required() -> bool:
