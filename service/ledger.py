@@ -16,7 +16,7 @@ Must not import: Flask, Celery, the API or workers.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, TypedDict, Unpack
+from typing import Any, TypedDict
 
 from sqlalchemy import (
     BigInteger,
@@ -231,7 +231,7 @@ APPEND_ONLY_TABLES: tuple[str, ...] = (
 )
 
 # Plain result rows; columns are reached by name (row.batch_seq).
-AnyRow = Row[Unpack[tuple[Any, ...]]]
+AnyRow = Row[*tuple[Any, ...]]
 
 
 class EvidenceRow(TypedDict):
