@@ -1,0 +1,512 @@
+"""``evidence submit PATH...`` and ``evidence receipts fetch``: deposit many local files by digest and collect receipts.
+
+Owns: walking folders, hashing files locally with threads (``hashlib.file_digest`` releases the GIL, so several
+files hash at once; the files never leave the machine), sending the digests in chunks of ``--chunk`` to
+``POST /v1/evidence/batch``, the state file that makes a re-run after a crash safe, waiting for sealing and writing
+one ``<file>.receipt.json`` per file.
+
+Crash safety: the state file (JSON, written atomically: temp file, fsync, rename) records every file's digest and
+the chunk it belongs to *before* anything is sent, and each chunk's Idempotency-Key is derived from the state
+(``submit-<run id>-<chunk number>``); a chunk's body is rebuilt from the state byte for byte. So a run killed after
+the server stored a chunk but before the answer was recorded resends the same key and body, and the server answers
+with the same ids: no duplicates. Acknowledged ids are recorded after each chunk.
+
+Exit codes: 0 everything done, 1 some files failed (unreadable, refused by the server, not sealed in time), 2 usage.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import secrets
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+if TYPE_CHECKING:
+    import requests
+
+__all__ = ["receipts", "submit"]
+
+STATE_NAME = ".evidence-submit.json"
+STATE_FORMAT = "evidence-submit-state/v1"
+RECEIPT_SUFFIX = ".receipt.json"
+MAX_CHUNK = 10_000
+MAX_LABEL = 500
+HTTP_TIMEOUT = 120.0
+SEND_RETRIES = 5
+FETCH_THREADS = 8
+_LABEL_FORBIDDEN = re.compile("[\u0000-\u001f\u007f-\u009f\u2028\u2029\ud800-\udfff]")
+
+
+class SubmitError(click.ClickException):
+    """A failure that ends the run with exit code 1 (the reason is printed)."""
+
+    exit_code = 1
+
+
+# --- state ------------------------------------------------------------------------------------------
+
+
+@dataclass
+class FileEntry:
+    path: str  # absolute
+    rel: str  # relative to the root it was found under (POSIX separators): receipts under --out mirror it
+    sha256: str
+    size: int
+    mtime_ns: int
+    label: str | None
+    chunk: int
+    id: str | None = None
+    receipt: str | None = None
+    error: str | None = None
+
+
+@dataclass
+class State:
+    path: Path
+    run: str
+    server: str
+    out: str | None
+    files: dict[str, FileEntry] = field(default_factory=dict)
+    chunks: list[list[str]] = field(default_factory=list)  # chunk number -> file paths, in body order
+
+    @classmethod
+    def load(cls, path: Path) -> State:
+        try:
+            doc = json.loads(path.read_text("utf-8"))
+        except (OSError, ValueError) as exc:
+            raise click.UsageError(f"cannot read the state file {path}: {exc}") from None
+        if not isinstance(doc, dict) or doc.get("format") != STATE_FORMAT:
+            raise click.UsageError(f"{path} is not an evidence submit state file ({STATE_FORMAT})")
+        files = {p: FileEntry(**e) for p, e in doc["files"].items()}
+        return cls(path, doc["run"], doc["server"], doc.get("out"), files, [list(c) for c in doc["chunks"]])
+
+    def save(self) -> None:
+        doc = {
+            "format": STATE_FORMAT,
+            "run": self.run,
+            "server": self.server,
+            "out": self.out,
+            "chunks": self.chunks,
+            "files": {p: vars(e) for p, e in self.files.items()},
+        }
+        write_atomically(self.path, json.dumps(doc, indent=1).encode())
+
+    def chunk_key(self, number: int) -> str:
+        return f"submit-{self.run}-{number}"
+
+    def chunk_body(self, number: int) -> bytes:
+        items: list[dict[str, str]] = []
+        for p in self.chunks[number]:
+            e = self.files[p]
+            items.append({"sha256": e.sha256} if e.label is None else {"sha256": e.sha256, "label": e.label})
+        return json.dumps({"items": items}, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that a crash leaves either the old or the new file, never half of one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+# --- walking and hashing -------------------------------------------------------------------------------
+
+
+def walk(paths: Iterable[Path]) -> Iterator[tuple[Path, str]]:
+    """(absolute file path, path relative to its root) of every regular file, sorted, skipping receipts and state."""
+    for root in paths:
+        root = root.absolute()
+        if root.is_file():
+            if not _skipped(root.name):
+                yield root, root.name
+            continue
+        if not root.is_dir():
+            raise click.UsageError(f"{root} is neither a file nor a folder")
+        for dirpath, dirnames, filenames in os.walk(root):
+            dirnames.sort()
+            for name in sorted(filenames):
+                p = Path(dirpath) / name
+                if not _skipped(name) and p.is_file():
+                    yield p, p.relative_to(root).as_posix()
+
+
+def _skipped(name: str) -> bool:
+    return name.endswith(RECEIPT_SUFFIX) or name == STATE_NAME or (name.startswith(f".{STATE_NAME}.") and
+                                                                    name.endswith(".tmp"))
+
+
+def hash_file(path: Path) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def make_label(mode: str | None, path: Path, rel: str) -> str | None:
+    if mode is None:
+        return None
+    text = path.name if mode == "name" else rel
+    text = _LABEL_FORBIDDEN.sub("?", text)
+    return text[-MAX_LABEL:] if text else None
+
+
+# --- HTTP ---------------------------------------------------------------------------------------------
+
+
+class Client:
+    """A small JSON client of the service: one ``requests.Session`` per thread, problem+json shown with its detail."""
+
+    def __init__(self, server: str, api_key: str) -> None:
+        self.server = server.rstrip("/")
+        self.api_key = api_key
+        self._local = threading.local()
+
+    def session(self) -> requests.Session:
+        s: requests.Session | None = getattr(self._local, "session", None)
+        if s is None:
+            import requests
+
+            s = requests.Session()
+            s.headers["Authorization"] = f"Bearer {self.api_key}"
+            s.headers["User-Agent"] = "evidence-submit/1"
+            self._local.session = s
+        return s
+
+    def request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        """Send with retries on connection errors, 429 and 5xx (honouring Retry-After)."""
+        import requests
+
+        delay = 0.5
+        for attempt in range(SEND_RETRIES + 1):
+            try:
+                r = self.session().request(method, self.server + path, timeout=HTTP_TIMEOUT, **kwargs)
+            except requests.ConnectionError as exc:
+                if attempt == SEND_RETRIES:
+                    raise SubmitError(f"cannot reach {self.server}: {exc.__class__.__name__}") from None
+                time.sleep(delay)
+                delay = min(delay * 2, 10)
+                continue
+            if (r.status_code == 429 or r.status_code >= 500) and attempt < SEND_RETRIES:
+                time.sleep(_retry_after(r, delay))
+                delay = min(delay * 2, 10)
+                continue
+            return r
+        raise AssertionError("unreachable")
+
+
+def _retry_after(r: requests.Response, default: float) -> float:
+    try:
+        return min(60.0, float(r.headers.get("Retry-After", default)))
+    except ValueError:
+        return default
+
+
+def problem_text(r: requests.Response) -> str:
+    """``HTTP 422 Unprocessable Entity: <detail>`` from a problem+json answer (or the status alone)."""
+    detail = ""
+    try:
+        body = r.json()
+        if isinstance(body, dict) and isinstance(body.get("detail"), str):
+            detail = ": " + body["detail"]
+    except ValueError:
+        pass
+    return f"HTTP {r.status_code} {r.reason}{detail}"
+
+
+# --- the run --------------------------------------------------------------------------------------------
+
+
+class Progress:
+    """A rich progress bar on a terminal (stderr), nothing otherwise."""
+
+    def __init__(self) -> None:
+        from rich.console import Console
+
+        self.console = Console(stderr=True)
+        self._progress: Any = None
+
+    def __enter__(self) -> Progress:
+        if self.console.is_terminal:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self._progress = Progress(
+                TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                console=self.console, transient=True,
+            )
+            self._progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+
+    def task(self, description: str, total: int) -> Callable[[int], None]:
+        if self._progress is None:
+            return lambda n: None
+        task_id = self._progress.add_task(description, total=total)
+        return lambda n: self._progress.advance(task_id, n)
+
+
+def state_path_for(paths: list[Path], out: Path | None) -> Path:
+    if out is not None:
+        return out.absolute() / STATE_NAME
+    first = paths[0].absolute()
+    return (first if first.is_dir() else first.parent) / STATE_NAME
+
+
+def plan(state: State, paths: list[Path], label_from: str | None, chunk: int, workers: int,
+         progress: Progress) -> int:
+    """Hash files not yet in the state and put them into new chunks; return how many are new."""
+    found = list(walk(paths))
+    new = [(p, rel) for p, rel in found if str(p) not in state.files]
+    for p, _rel in found:
+        e = state.files.get(str(p))
+        if e is not None and e.id is not None:
+            st = p.stat()
+            if (st.st_size, st.st_mtime_ns) != (e.size, e.mtime_ns):
+                click.echo(f"warning: {p} changed after it was submitted; its receipt is for the earlier content",
+                           err=True)
+    advance = progress.task("hashing", len(new))
+    entries: list[FileEntry] = []
+
+    def one(item: tuple[Path, str]) -> FileEntry | None:
+        p, rel = item
+        try:
+            st = p.stat()
+            digest = hash_file(p)
+        except OSError as exc:
+            click.echo(f"error: cannot read {p}: {exc.strerror}", err=True)
+            return None
+        finally:
+            advance(1)
+        return FileEntry(str(p), rel, digest, st.st_size, st.st_mtime_ns, make_label(label_from, p, rel), -1)
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        for entry in pool.map(one, new):
+            if entry is not None:
+                entries.append(entry)
+    unreadable = len(new) - len(entries)
+    for start in range(0, len(entries), chunk):
+        number = len(state.chunks)
+        group = entries[start : start + chunk]
+        for e in group:
+            e.chunk = number
+            state.files[e.path] = e
+        state.chunks.append([e.path for e in group])
+    state.save()  # before anything is sent: a re-run rebuilds the same chunks, keys and bodies
+    return unreadable
+
+
+def send_chunks(state: State, client: Client, progress: Progress) -> None:
+    todo = [n for n, paths in enumerate(state.chunks) if any(state.files[p].id is None for p in paths)]
+    advance = progress.task("submitting", sum(len(state.chunks[n]) for n in todo))
+    for n in todo:
+        body = state.chunk_body(n)
+        r = client.request("POST", "/v1/evidence/batch", data=body,
+                           headers={"Content-Type": "application/json", "Idempotency-Key": state.chunk_key(n)})
+        if r.status_code == 401:
+            raise SubmitError(f"the server refused the API key: {problem_text(r)}")
+        if r.status_code != 202:
+            message = problem_text(r)
+            click.echo(f"error: chunk {n} ({len(state.chunks[n])} files) was refused: {message}", err=True)
+            for p in state.chunks[n]:
+                state.files[p].error = message
+        else:
+            items = r.json()["items"]
+            if len(items) != len(state.chunks[n]):
+                raise SubmitError(f"the server answered {len(items)} items for a chunk of {len(state.chunks[n])}")
+            for p, item in zip(state.chunks[n], items, strict=True):
+                e = state.files[p]
+                if item["sha256"] != e.sha256:
+                    raise SubmitError(f"the server answered digest {item['sha256']} for {p} ({e.sha256})")
+                e.id, e.error = item["id"], None
+        state.save()
+        advance(len(state.chunks[n]))
+
+
+def receipt_path(state: State, e: FileEntry) -> Path:
+    if state.out is not None:
+        return Path(state.out) / (e.rel + RECEIPT_SUFFIX)
+    return Path(e.path + RECEIPT_SUFFIX)
+
+
+def fetch_receipts(state: State, client: Client, progress: Progress, timeout: float) -> None:
+    """Poll until every acknowledged file has its receipt written, or ``timeout`` seconds passed.
+
+    Each round probes one evidence per chunk (the chunk's last item) and fetches the whole chunk once it is sealed;
+    between rounds the wait grows 0.25 s, 0.5 s, 1 s ... up to 5 s.
+    """
+    waiting = [e for e in state.files.values() if e.id is not None and e.receipt is None]
+    advance = progress.task("receipts", len(waiting))
+    deadline = time.monotonic() + timeout
+    delay = 0.25
+    lock = threading.Lock()
+    by_chunk: dict[int, list[FileEntry]] = {}
+    for e in waiting:
+        by_chunk.setdefault(e.chunk, []).append(e)
+
+    def get(e: FileEntry) -> bool:
+        assert e.id is not None
+        r = client.request("GET", f"/v1/evidence/{e.id}/receipt")
+        if r.status_code == 202:
+            return False
+        if r.status_code != 200:
+            e.error = problem_text(r)
+            click.echo(f"error: receipt of {e.path}: {e.error}", err=True)
+            return True
+        path = receipt_path(state, e)
+        write_atomically(path, r.content)
+        with lock:
+            e.receipt, e.error = str(path), None
+        advance(1)
+        return True
+
+    with ThreadPoolExecutor(max_workers=FETCH_THREADS) as pool:
+        while by_chunk:
+            probes = {n: entries[-1] for n, entries in by_chunk.items()}
+            sealed = [n for n, done in zip(probes, pool.map(get, probes.values()), strict=True) if done]
+            for n in sealed:
+                rest = [e for e in by_chunk[n] if e.receipt is None and e.error is None]
+                list(pool.map(get, rest))
+                left = [e for e in by_chunk[n] if e.receipt is None and e.error is None]
+                if left:
+                    by_chunk[n] = left
+                else:
+                    del by_chunk[n]
+            state.save()
+            if not by_chunk:
+                break
+            if time.monotonic() >= deadline:
+                for entries in by_chunk.values():
+                    for e in entries:
+                        e.error = f"not sealed within {timeout:g} s (run 'evidence receipts fetch' later)"
+                state.save()
+                break
+            if sealed:
+                delay = 0.25
+            else:
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+
+def summary(state: State, unreadable: int, waited: bool) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    files = list(state.files.values())
+    submitted = sum(1 for e in files if e.id is not None)
+    written = sum(1 for e in files if e.receipt is not None)
+    failed = unreadable + sum(1 for e in files if e.error is not None)
+    table = Table(title="evidence submit")
+    for name in ("files", "submitted", "sealed", "receipts written", "failed"):
+        table.add_column(name, justify="right")
+    table.add_row(str(len(files) + unreadable), str(submitted), str(written), str(written), str(failed))
+    Console(width=100).print(table)
+    click.echo(f"state: {state.path}")
+    if failed:
+        return 1
+    if waited and written < len(files):
+        return 1
+    return 0
+
+
+def _client(server: str | None, api_key: str | None) -> Client:
+    if not server:
+        raise click.UsageError("no server: give --server URL or set EVIDENCE_URL")
+    if not api_key:
+        raise click.UsageError("no API key: give --api-key KEY or set EVIDENCE_API_KEY ('evidence tenant create')")
+    if not server.startswith(("http://", "https://")):
+        raise click.UsageError(f"--server must be an http(s) URL, found {server!r}")
+    return Client(server, api_key)
+
+
+@click.command("submit")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--server", envvar="EVIDENCE_URL", help="Service URL (default $EVIDENCE_URL).")
+@click.option("--api-key", envvar="EVIDENCE_API_KEY", help="Tenant API key (default $EVIDENCE_API_KEY).")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path),
+              help="Write receipts (and the state file) here, mirroring relative paths; default: beside each file.")
+@click.option("--no-wait", is_flag=True, help="Submit only; fetch receipts later with 'evidence receipts fetch'.")
+@click.option("--chunk", type=click.IntRange(1, MAX_CHUNK), default=1000, show_default=True,
+              help="Digests per batch request.")
+@click.option("--label-from", type=click.Choice(["name", "path"]), help="Label each deposit with its file name or "
+              "relative path.")
+@click.option("--workers", type=click.IntRange(1, 64), default=min(8, os.cpu_count() or 1), show_default=True,
+              help="Files hashed at once.")
+@click.option("--timeout", type=click.FloatRange(min=0), default=600.0, show_default=True,
+              help="Seconds to wait for sealing.")
+def submit(paths: tuple[Path, ...], server: str | None, api_key: str | None, out: Path | None, no_wait: bool,
+           chunk: int, label_from: str | None, workers: int, timeout: float) -> None:
+    """Hash files locally (they never leave this machine), deposit their digests, wait, write one receipt per file."""
+    client = _client(server, api_key)
+    state_path = state_path_for(list(paths), out)
+    if state_path.exists():
+        state = State.load(state_path)
+        if state.server.rstrip("/") != client.server:
+            raise click.UsageError(f"{state_path} belongs to a run against {state.server}, not {client.server}")
+        for e in state.files.values():
+            if e.id is None:
+                e.error = None  # retried below
+    else:
+        state = State(state_path, secrets.token_hex(8), client.server, None if out is None else str(out.absolute()))
+    with Progress() as progress:
+        unreadable = plan(state, list(paths), label_from, chunk, workers, progress)
+        send_chunks(state, client, progress)
+        if not no_wait:
+            fetch_receipts(state, client, progress, timeout)
+    raise click.exceptions.Exit(summary(state, unreadable, waited=not no_wait))
+
+
+@click.group("receipts")
+def receipts() -> None:
+    """Receipts of earlier submissions."""
+
+
+@receipts.command("fetch")
+@click.argument("target", required=False, type=click.Path(exists=True, path_type=Path))
+@click.option("--server", envvar="EVIDENCE_URL", help="Service URL (default: the one in the state file).")
+@click.option("--api-key", envvar="EVIDENCE_API_KEY", help="Tenant API key (default $EVIDENCE_API_KEY).")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path),
+              help="Where the receipts go (default: as the submit run chose).")
+@click.option("--timeout", type=click.FloatRange(min=0), default=600.0, show_default=True,
+              help="Seconds to wait for sealing.")
+def receipts_fetch(target: Path | None, server: str | None, api_key: str | None, out: Path | None,
+                   timeout: float) -> None:
+    """Fetch the receipts of a 'submit --no-wait' run. TARGET: its state file, or the folder or file it was run on
+    (default: the current folder)."""
+    target = (target or Path(".")).absolute()
+    if target.is_dir():
+        state_path = target / STATE_NAME
+    elif target.name == STATE_NAME:
+        state_path = target
+    else:
+        state_path = target.parent / STATE_NAME
+    if not state_path.exists():
+        raise click.UsageError(f"no state file {state_path}: run 'evidence submit' first")
+    state = State.load(state_path)
+    client = _client(server or state.server, api_key)
+    if out is not None:
+        state.out = str(out.absolute())
+    for e in state.files.values():
+        if e.id is not None and e.receipt is None:
+            e.error = None
+    with Progress() as progress:
+        fetch_receipts(state, client, progress, timeout)
+    raise click.exceptions.Exit(summary(state, 0, waited=True))
