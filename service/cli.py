@@ -25,6 +25,8 @@ COMMANDS: dict[str, str] = {
     "receipts": "service.commands.client:receipts",
     "keys": "service.commands.keys:keys",
     "audit": "service.commands.audit:audit",
+    "monitor": "service.commands.monitor:monitor",
+    "tlog-proof": "service.commands.monitor:tlog_proof_command",
     "certificate": "service.commands.certificate:certificate",
 }
 

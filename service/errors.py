@@ -174,3 +174,11 @@ class CheckpointSignatureInvalid(VerificationError):
 
 class TimestampInvalid(VerificationError):
     step = 7
+
+
+# --- watching a log from outside (service.monitor) ---------------------------------------------
+
+
+class LogInconsistency(EvidenceError):
+    """A log contradicts itself or what a monitor saw before: it shrank, forked (another root at a size already
+    seen), served a bad consistency proof, entries that do not hash to its signed root, or a bad signature."""
