@@ -13,7 +13,7 @@ from pathlib import Path
 from cryptography import x509
 from flask import Flask
 
-from service.api import errors, evidence, ledger, openapi
+from service.api import errors, evidence, ledger, openapi, pages
 from service.api.parsing import MULTIPART_OVERHEAD
 from service.api.state import EXTENSION_KEY, ApiState
 from service.config import Settings
@@ -56,6 +56,7 @@ def create_app(
     app.register_blueprint(evidence.bp)
     app.register_blueprint(ledger.bp)
     app.register_blueprint(openapi.bp)
+    app.register_blueprint(pages.bp)
 
     if start_sealer is None:
         start_sealer = settings.embedded

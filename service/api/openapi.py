@@ -12,6 +12,7 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify
 
+from service.api import pages
 from service.api.parsing import LABEL_PATTERN, MAX_LABEL_LENGTH, MAX_QUERY_INT
 from service.sealing import MAX_ENTRIES_PAGE
 
@@ -463,7 +464,7 @@ def document() -> dict[str, Any]:
             "description": "Deposit file digests, get offline-verifiable receipts (SPEC §7). Errors are RFC 9457 "
             "application/problem+json documents.",
         },
-        "paths": {**_evidence_paths(), **_batch_paths(), **_public_paths()},
+        "paths": {**_evidence_paths(), **_batch_paths(), **_public_paths(), **pages.openapi_paths()},
         "components": {
             "schemas": SCHEMAS,
             "responses": RESPONSES,
