@@ -18,6 +18,7 @@ from werkzeug.exceptions import HTTPException
 
 from service.errors import (
     EvidenceError,
+    FontMissing,
     FormatError,
     IdempotencyConflict,
     InvalidInput,
@@ -43,6 +44,7 @@ _STATUS: tuple[tuple[type[EvidenceError], int], ...] = (
     (IdempotencyConflict, 409),
     (RateLimited, 429),
     (Pushback, 503),
+    (FontMissing, 503),  # the operator must install a CJK font; the message says which package
     (InvalidInput, 400),
     (FormatError, 400),
     (UnreadableReceipt, 400),
