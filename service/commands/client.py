@@ -100,7 +100,7 @@ class State:
             "chunks": self.chunks,
             "files": {p: vars(e) for p, e in self.files.items()},
         }
-        write_atomically(self.path, json.dumps(doc, indent=1).encode())
+        write_atomically(self.path, json.dumps(doc, separators=(",", ":")).encode())
 
     def chunk_key(self, number: int) -> str:
         return f"submit-{self.run}-{number}"
@@ -271,9 +271,17 @@ def state_path_for(paths: list[Path], out: Path | None) -> Path:
     return (first if first.is_dir() else first.parent) / STATE_NAME
 
 
-def plan(state: State, paths: list[Path], label_from: str | None, chunk: int, workers: int,
-         progress: Progress) -> int:
-    """Hash files not yet in the state and put them into new chunks; return how many are new."""
+def submit_all(state: State, client: Client, paths: list[Path], label_from: str | None, chunk: int, workers: int,
+               progress: Progress) -> int:
+    """Send the chunks of an earlier run that were never acknowledged, then hash the files not in the state yet and
+    send them in new chunks of ``chunk``; return how many files could not be read.
+
+    Hashing runs in a thread pool while chunks are sent (the pool keeps hashing the next files while the main
+    thread waits for the server). Each new chunk is saved in the state *before* it is sent.
+    """
+    for n, chunk_paths in enumerate(state.chunks):
+        if any(state.files[p].id is None for p in chunk_paths):
+            send_chunk(state, client, n)
     found = list(walk(paths))
     new = [(p, rel) for p, rel in found if str(p) not in state.files]
     for p, _rel in found:
@@ -283,8 +291,8 @@ def plan(state: State, paths: list[Path], label_from: str | None, chunk: int, wo
             if (st.st_size, st.st_mtime_ns) != (e.size, e.mtime_ns):
                 click.echo(f"warning: {p} changed after it was submitted; its receipt is for the earlier content",
                            err=True)
-    advance = progress.task("hashing", len(new))
-    entries: list[FileEntry] = []
+    hashed = progress.task("hashing", len(new))
+    sent = progress.task("submitting", len(new))
 
     def one(item: tuple[Path, str]) -> FileEntry | None:
         p, rel = item
@@ -295,50 +303,60 @@ def plan(state: State, paths: list[Path], label_from: str | None, chunk: int, wo
             click.echo(f"error: cannot read {p}: {exc.strerror}", err=True)
             return None
         finally:
-            advance(1)
+            hashed(1)
         return FileEntry(str(p), rel, digest, st.st_size, st.st_mtime_ns, make_label(label_from, p, rel), -1)
 
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        for entry in pool.map(one, new):
-            if entry is not None:
-                entries.append(entry)
-    unreadable = len(new) - len(entries)
-    for start in range(0, len(entries), chunk):
+    unreadable = 0
+    group: list[FileEntry] = []
+
+    def flush() -> None:
         number = len(state.chunks)
-        group = entries[start : start + chunk]
         for e in group:
             e.chunk = number
             state.files[e.path] = e
         state.chunks.append([e.path for e in group])
-    state.save()  # before anything is sent: a re-run rebuilds the same chunks, keys and bodies
+        state.save()  # before sending: a re-run rebuilds the same key and body from the state
+        send_chunk(state, client, number)
+        sent(len(group))
+        group.clear()
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        for entry in pool.map(one, new):  # every file is queued at once; results arrive in walk order
+            if entry is None:
+                unreadable += 1
+                continue
+            group.append(entry)
+            if len(group) == chunk:
+                flush()
+        if group:
+            flush()
+    if not new:
+        state.save()
     return unreadable
 
 
-def send_chunks(state: State, client: Client, progress: Progress) -> None:
-    todo = [n for n, paths in enumerate(state.chunks) if any(state.files[p].id is None for p in paths)]
-    advance = progress.task("submitting", sum(len(state.chunks[n]) for n in todo))
-    for n in todo:
-        body = state.chunk_body(n)
-        r = client.request("POST", "/v1/evidence/batch", data=body,
-                           headers={"Content-Type": "application/json", "Idempotency-Key": state.chunk_key(n)})
-        if r.status_code == 401:
-            raise SubmitError(f"the server refused the API key: {problem_text(r)}")
-        if r.status_code != 202:
-            message = problem_text(r)
-            click.echo(f"error: chunk {n} ({len(state.chunks[n])} files) was refused: {message}", err=True)
-            for p in state.chunks[n]:
-                state.files[p].error = message
-        else:
-            items = r.json()["items"]
-            if len(items) != len(state.chunks[n]):
-                raise SubmitError(f"the server answered {len(items)} items for a chunk of {len(state.chunks[n])}")
-            for p, item in zip(state.chunks[n], items, strict=True):
-                e = state.files[p]
-                if item["sha256"] != e.sha256:
-                    raise SubmitError(f"the server answered digest {item['sha256']} for {p} ({e.sha256})")
-                e.id, e.error = item["id"], None
-        state.save()
-        advance(len(state.chunks[n]))
+def send_chunk(state: State, client: Client, n: int) -> None:
+    """POST chunk ``n`` with its Idempotency-Key and record the ids (or the server's refusal) in the state."""
+    body = state.chunk_body(n)
+    r = client.request("POST", "/v1/evidence/batch", data=body,
+                       headers={"Content-Type": "application/json", "Idempotency-Key": state.chunk_key(n)})
+    if r.status_code == 401:
+        raise SubmitError(f"the server refused the API key: {problem_text(r)}")
+    if r.status_code != 202:
+        message = problem_text(r)
+        click.echo(f"error: chunk {n} ({len(state.chunks[n])} files) was refused: {message}", err=True)
+        for p in state.chunks[n]:
+            state.files[p].error = message
+    else:
+        items = r.json()["items"]
+        if len(items) != len(state.chunks[n]):
+            raise SubmitError(f"the server answered {len(items)} items for a chunk of {len(state.chunks[n])}")
+        for p, item in zip(state.chunks[n], items, strict=True):
+            e = state.files[p]
+            if item["sha256"] != e.sha256:
+                raise SubmitError(f"the server answered digest {item['sha256']} for {p} ({e.sha256})")
+            e.id, e.error = item["id"], None
+    state.save()
 
 
 def receipt_path(state: State, e: FileEntry) -> Path:
@@ -467,8 +485,7 @@ def submit(paths: tuple[Path, ...], server: str | None, api_key: str | None, out
     else:
         state = State(state_path, secrets.token_hex(8), client.server, None if out is None else str(out.absolute()))
     with Progress() as progress:
-        unreadable = plan(state, list(paths), label_from, chunk, workers, progress)
-        send_chunks(state, client, progress)
+        unreadable = submit_all(state, client, list(paths), label_from, chunk, workers, progress)
         if not no_wait:
             fetch_receipts(state, client, progress, timeout)
     raise click.exceptions.Exit(summary(state, unreadable, waited=not no_wait))
