@@ -48,7 +48,7 @@ from service.verify import verify_receipt
 from tests.conftest import PG_ADMIN_URL, skip_or_fail
 
 pytestmark = [pytest.mark.crash, pytest.mark.postgres, pytest.mark.redis, pytest.mark.slow,
-              pytest.mark.timeout(120)]
+              pytest.mark.timeout(180)]
 
 ROOT = Path(__file__).resolve().parents[2]
 CELERY = str(Path(sys.executable).with_name("celery"))
