@@ -16,6 +16,7 @@ import threading
 from pathlib import Path
 from typing import IO
 
+from service import metrics
 from service.runtime import Runtime
 from service.sealing import seal_pending
 
@@ -74,6 +75,7 @@ class Sealer(threading.Thread):
                 max_leaves=settings.batch_max_size,
                 max_age=settings.batch_max_age,
             )
+            metrics.observe_batches(results)
             for r in results:
                 log.info("sealed batch %d: %d leaves, ledger size %d", r.seq, r.size, r.ledger_size)
         except Exception:

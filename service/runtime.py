@@ -41,6 +41,8 @@ class Runtime:
         signer = self.signer
         now = utc_now()
         with self.engine.begin() as conn:
+            # Processes starting together (API workers, Celery workers) serialise here: publish once, sign once.
+            ledger.lock_ledger(conn)
             ledger.insert_signing_key(conn, signer.verifier.vkey, signer.name, signer.key_hash, to_us(now))
             ensure_genesis(conn, signer, now)
         return signer

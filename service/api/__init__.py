@@ -13,6 +13,7 @@ from pathlib import Path
 from cryptography import x509
 from flask import Flask
 
+from service import logs, metrics
 from service.api import errors, evidence, ledger, openapi, pages
 from service.api.parsing import MULTIPART_OVERHEAD
 from service.api.state import EXTENSION_KEY, ApiState
@@ -53,6 +54,8 @@ def create_app(
     app.extensions[EXTENSION_KEY] = state
 
     errors.register(app)
+    logs.init_app(app)
+    metrics.init_app(app, runtime)
     app.register_blueprint(evidence.bp)
     app.register_blueprint(ledger.bp)
     app.register_blueprint(openapi.bp)

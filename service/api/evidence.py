@@ -16,7 +16,7 @@ from flask import Blueprint, Response, jsonify, request, url_for
 from werkzeug.exceptions import UnsupportedMediaType
 from werkzeug.http import parse_options_header
 
-from service import sealing
+from service import metrics, sealing
 from service.api.auth import require_tenant
 from service.api.parsing import (
     MAX_LABEL_LENGTH,
@@ -60,6 +60,7 @@ def deposit() -> Response:
     state = runtime_state()
     with state.engine.begin() as conn:
         (deposit,) = sealing.record_evidence(conn, tenant_id, [(digest, label)], utc_now())
+    metrics.record_submissions("digest" if mimetype == "application/json" else "file")
     response = jsonify(deposit.to_json())
     response.status_code = 202
     response.headers["Location"] = url_for("evidence.status", evidence_id=deposit.id)

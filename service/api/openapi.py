@@ -411,6 +411,18 @@ def _public_paths() -> dict[str, Schema]:
                 },
             }
         },
+        "/metrics": {
+            "get": {
+                "operationId": "metrics",
+                "summary": "Prometheus metrics (submissions, pending depth, seal latency, batch size, ledger size, errors).",
+                "responses": {
+                    "200": {
+                        "description": "Prometheus text exposition format.",
+                        "content": {"text/plain": {"schema": {"type": "string"}}},
+                    }
+                },
+            }
+        },
         "/healthz": {
             "get": {
                 "operationId": "healthz",
