@@ -22,7 +22,7 @@ from sqlalchemy import Engine, text
 from sqlalchemy.engine import make_url
 
 from service import db, ledger, merkle, sealing
-from service.audit import AuditReport, _audit_paths, _levels, audit_ledger, leaf_bytes
+from service.audit import AuditReport, _audit_paths, _leaves_bytes, _levels, _paths_match, audit_ledger, leaf_bytes
 from service.config import Settings, TimestampAuthority
 from service.formats import Checkpoint, Leaf, utc_now
 from service.note import Signer, sign_note
@@ -128,7 +128,16 @@ def test_fast_leaf_bytes_and_trees_equal_the_reference() -> None:
         tree = merkle.BatchTree(hashes)
         levels = _levels(hashes)
         assert levels[-1][0] == tree.root
-        assert _audit_paths(levels) == [b"".join(tree.inclusion_proof(i)) for i in range(n)]
+        proofs = [b"".join(tree.inclusion_proof(i)) for i in range(n)]
+        assert _audit_paths(levels) == proofs
+        assert _leaves_bytes([x.id for x in leaves], [x.sha256 for x in leaves],
+                             [sealing.to_us(x.received) for x in leaves]) == raw
+        assert _paths_match(levels, proofs)
+        if n > 2:  # the same bytes, one hash moved from a proof to the next: the concatenation alone is equal
+            moved = [proofs[0][:-32], proofs[0][-32:] + proofs[1], *proofs[2:]]
+            assert b"".join(moved) == b"".join(proofs) and not _paths_match(levels, moved)
+            flipped = [*proofs[:-1], proofs[-1][:-1] + bytes([proofs[-1][-1] ^ 1])]
+            assert not _paths_match(levels, flipped)
 
 
 # --- a sound ledger ----------------------------------------------------------------------------------
