@@ -316,7 +316,7 @@ def submit_all(state: State, client: Client, paths: list[Path], label_from: str 
             state.files[e.path] = e
         state.chunks.append([e.path for e in group])
         state.save()  # before sending: a re-run rebuilds the same key and body from the state
-        send_chunk(state, client, number)
+        send_chunk(state, client, number, save=False)
         sent(len(group))
         group.clear()
 
@@ -330,13 +330,16 @@ def submit_all(state: State, client: Client, paths: list[Path], label_from: str 
                 flush()
         if group:
             flush()
-    if not new:
-        state.save()
+    state.save()
     return unreadable
 
 
-def send_chunk(state: State, client: Client, n: int) -> None:
-    """POST chunk ``n`` with its Idempotency-Key and record the ids (or the server's refusal) in the state."""
+def send_chunk(state: State, client: Client, n: int, *, save: bool = True) -> None:
+    """POST chunk ``n`` with its Idempotency-Key and record the ids (or the server's refusal) in the state.
+
+    ``save=False`` leaves writing the ids to the next save (the next chunk's, or the end of the run): if the run
+    dies before that, the re-run resends this chunk with the same key and body and gets the same ids back.
+    """
     body = state.chunk_body(n)
     r = client.request("POST", "/v1/evidence/batch", data=body,
                        headers={"Content-Type": "application/json", "Idempotency-Key": state.chunk_key(n)})
@@ -356,7 +359,8 @@ def send_chunk(state: State, client: Client, n: int) -> None:
             if item["sha256"] != e.sha256:
                 raise SubmitError(f"the server answered digest {item['sha256']} for {p} ({e.sha256})")
             e.id, e.error = item["id"], None
-    state.save()
+    if save:
+        state.save()
 
 
 def receipt_path(state: State, e: FileEntry) -> Path:
