@@ -19,6 +19,7 @@ from typing import IO
 from service import metrics
 from service.runtime import Runtime
 from service.sealing import seal_pending
+from service.timestamping import TimestampThread
 
 log = logging.getLogger(__name__)
 
@@ -46,18 +47,24 @@ class Sealer(threading.Thread):
         self.errors = 0
         self._stop_event = threading.Event()
         self._lock_file: IO[bytes] | None = None
+        # RFC 3161 tokens are fetched after sealing, outside the sealing transaction, by the sealing process only.
+        self.timestamper = TimestampThread(runtime.engine, runtime.settings) if runtime.settings.tsa else None
 
     def stop(self, timeout: float = 10.0) -> None:
         """Ask the thread to finish its round and wait for it (at most ``timeout`` seconds)."""
         self._stop_event.set()
         if self.is_alive():
             self.join(timeout)
+        if self.timestamper is not None:
+            self.timestamper.stop()
 
     def run(self) -> None:
         try:
             if self.lock_path is not None and not self._acquire_lock():
                 return
             log.info("sealer started (every %.3f s)", self.interval)
+            if self.timestamper is not None:
+                self.timestamper.start()
             while not self._stop_event.is_set():
                 self.seal_once()
                 self._stop_event.wait(self.interval)
@@ -76,6 +83,8 @@ class Sealer(threading.Thread):
                 max_age=settings.batch_max_age,
             )
             metrics.observe_batches(results)
+            if results and self.timestamper is not None:
+                self.timestamper.poke()
             for r in results:
                 log.info("sealed batch %d: %d leaves, ledger size %d", r.seq, r.size, r.ledger_size)
         except Exception:

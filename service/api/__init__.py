@@ -14,7 +14,7 @@ from cryptography import x509
 from flask import Flask
 
 from service import logs, metrics
-from service.api import errors, evidence, ledger, openapi, pages
+from service.api import errors, evidence, ledger, openapi, pages, proofs
 from service.api.parsing import MULTIPART_OVERHEAD
 from service.api.state import EXTENSION_KEY, ApiState
 from service.config import Settings
@@ -60,6 +60,7 @@ def create_app(
     app.register_blueprint(ledger.bp)
     app.register_blueprint(openapi.bp)
     app.register_blueprint(pages.bp)
+    app.register_blueprint(proofs.bp)
 
     if start_sealer is None:
         start_sealer = settings.embedded

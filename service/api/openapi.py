@@ -411,10 +411,31 @@ def _public_paths() -> dict[str, Schema]:
                 },
             }
         },
+        "/v1/ledger/proof": {
+            "get": {
+                "operationId": "ledgerProof",
+                "summary": "A ledger entry's C2SP tlog-proof (c2sp.org/tlog-proof@v1) against a checkpoint.",
+                "parameters": [
+                    {"name": "seq", "in": "query", "required": True,
+                     "schema": {"type": "integer", "minimum": 0, "maximum": MAX_QUERY_INT}},
+                    {"name": "size", "in": "query", "required": False,
+                     "description": "Checkpoint size (default seq + 1: the checkpoint signed when it was sealed).",
+                     "schema": {"type": "integer", "minimum": 1, "maximum": MAX_QUERY_INT}},
+                ],
+                "responses": {
+                    "200": {
+                        "description": "The tlog-proof text: entry bytes as extra data, inclusion proof, checkpoint.",
+                        "content": {"text/plain": {"schema": {"type": "string"}}},
+                    },
+                    "400": {"$ref": "#/components/responses/BadRequest"},
+                    "404": {"$ref": "#/components/responses/NotFound"},
+                },
+            }
+        },
         "/metrics": {
             "get": {
                 "operationId": "metrics",
-                "summary": "Prometheus metrics (submissions, pending depth, seal latency, batch size, ledger size, errors).",
+                "summary": "Prometheus metrics: submissions, pending depth, seal latency, batch size, errors.",
                 "responses": {
                     "200": {
                         "description": "Prometheus text exposition format.",
