@@ -14,7 +14,7 @@ from cryptography import x509
 from flask import Flask
 
 from service import logs, metrics
-from service.api import errors, evidence, ledger, openapi, pages, proofs
+from service.api import bulk, errors, evidence, ledger, openapi, pages, proofs
 from service.api.parsing import MULTIPART_OVERHEAD
 from service.api.state import EXTENSION_KEY, ApiState
 from service.config import Settings
@@ -57,6 +57,7 @@ def create_app(
     logs.init_app(app)
     metrics.init_app(app, runtime)
     app.register_blueprint(evidence.bp)
+    app.register_blueprint(bulk.bp)
     app.register_blueprint(ledger.bp)
     app.register_blueprint(openapi.bp)
     app.register_blueprint(pages.bp)
