@@ -340,8 +340,13 @@ def _evidence_paths() -> dict[str, Schema]:
 
 
 def _batch_paths() -> dict[str, Schema]:
-    """``POST /v1/evidence/batch`` (SPEC §7): described here when the endpoint lands."""
-    return {}
+    """``POST /v1/evidence/batch``, ``GET /v1/evidence?sha256=`` and ``/v1/webhook``, described next to their views
+    (``service.api.bulk``); ``GET /v1/evidence`` joins the ``post`` above in the ``/v1/evidence`` path item."""
+    from service.api.bulk import openapi_paths
+
+    paths = openapi_paths()
+    paths["/v1/evidence"] = {**_evidence_paths()["/v1/evidence"], **paths["/v1/evidence"]}
+    return paths
 
 
 def _public_paths() -> dict[str, Schema]:
