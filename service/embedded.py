@@ -20,6 +20,7 @@ from service import metrics
 from service.runtime import Runtime
 from service.sealing import seal_pending
 from service.timestamping import TimestampThread
+from service.webhooks import WebhookDispatcher
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,8 @@ class Sealer(threading.Thread):
         self._lock_file: IO[bytes] | None = None
         # RFC 3161 tokens are fetched after sealing, outside the sealing transaction, by the sealing process only.
         self.timestamper = TimestampThread(runtime.engine, runtime.settings) if runtime.settings.tsa else None
+        # Webhook deliveries (with retries persisted in the delivery log), also by the sealing process only.
+        self.dispatcher = WebhookDispatcher(runtime.engine, runtime.settings)
 
     def stop(self, timeout: float = 10.0) -> None:
         """Ask the thread to finish its round and wait for it (at most ``timeout`` seconds)."""
@@ -57,6 +60,8 @@ class Sealer(threading.Thread):
             self.join(timeout)
         if self.timestamper is not None:
             self.timestamper.stop()
+        if self.dispatcher.is_alive():
+            self.dispatcher.stop()
 
     def run(self) -> None:
         try:
@@ -65,6 +70,7 @@ class Sealer(threading.Thread):
             log.info("sealer started (every %.3f s)", self.interval)
             if self.timestamper is not None:
                 self.timestamper.start()
+            self.dispatcher.start()
             while not self._stop_event.is_set():
                 self.seal_once()
                 self._stop_event.wait(self.interval)

@@ -295,11 +295,20 @@ def seal_pending(engine: Any, signer: Signer, *, max_leaves: int, max_age: float
     sealed: list[SealResult] = []
     while True:
         with engine.connect() as conn:
-            due = seal_due(conn, now_fn(), max_leaves, max_age) or (force and ledger.oldest_pending_us(conn) is not None)
+            due = seal_due(conn, now_fn(), max_leaves, max_age) or (
+                force and ledger.oldest_pending_us(conn) is not None
+            )
         if not due:
             return sealed
         with engine.begin() as conn:
             result = seal_batch(conn, signer, now_fn(), max_leaves)
+            if result is not None:
+                # Webhook events are queued in the sealing transaction: a sealed batch and its events commit
+                # together, so none is lost or sent for a batch that rolled back. (Local import: webhooks
+                # builds on this module.)
+                from service.webhooks import enqueue_seal_events
+
+                enqueue_seal_events(conn, result)
         if result is None:
             return sealed
         sealed.append(result)

@@ -58,7 +58,7 @@ def make_celery(settings: Settings, *, queue: str = DEFAULT_QUEUE) -> Celery:
     app = Celery(
         "evidence",
         broker=settings.broker_url,
-        include=["workers.tasks", "workers.timestamp_tasks"],
+        include=["workers.tasks", "workers.timestamp_tasks", "workers.webhook_tasks"],
         set_as_current=False,
     )
     schedule: dict[str, dict[str, object]] = {
@@ -68,6 +68,12 @@ def make_celery(settings: Settings, *, queue: str = DEFAULT_QUEUE) -> Celery:
             # A tick nobody picked up in time is useless: the next one does the same work.
             "options": {"expires": max(10.0, interval * 10)},
         },
+    }
+    # Webhook deliveries due now (first attempts and retries with backoff), from the delivery log.
+    schedule["dispatch-webhooks"] = {
+        "task": "workers.webhook_tasks.dispatch_webhooks",
+        "schedule": 5.0,
+        "options": {"expires": 20.0},
     }
     if settings.tsa:
         schedule["timestamp-pending"] = {

@@ -22,6 +22,7 @@ from service.errors import (
     FormatError,
     IdempotencyConflict,
     InvalidInput,
+    InvalidItem,
     NotFound,
     PayloadTooLarge,
     ProofError,
@@ -45,6 +46,7 @@ _STATUS: tuple[tuple[type[EvidenceError], int], ...] = (
     (RateLimited, 429),
     (Pushback, 503),
     (FontMissing, 503),  # the operator must install a CJK font; the message says which package
+    (InvalidItem, 422),  # one bad item of a batch: the request is well formed, its content is not
     (InvalidInput, 400),
     (FormatError, 400),
     (UnreadableReceipt, 400),

@@ -228,6 +228,7 @@ RESPONSES: dict[str, Schema] = {
     "NotFound": _problem("No such evidence for this tenant (another tenant's evidence is not found either)."),
     "TooLarge": _problem("The body is larger than the configured limit; nothing was stored."),
     "Unavailable": _problem("The database is unreachable (or the service is not ready).", RETRY_AFTER),
+    "TooManyRequests": _problem("This API key sent more requests than its rate limit allows.", RETRY_AFTER),
 }
 
 ID_PARAMETER = {
@@ -238,7 +239,11 @@ ID_PARAMETER = {
     "schema": _ref("EvidenceId"),
 }
 
-TENANT_ERRORS = {"401": _response("Unauthorized"), "503": _response("Unavailable")}
+TENANT_ERRORS = {
+    "401": _response("Unauthorized"),
+    "429": _response("TooManyRequests"),
+    "503": _response("Unavailable"),
+}
 
 
 def _query_int(name: str, description: str, *, required: bool, minimum: int = 0) -> Schema:

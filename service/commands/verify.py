@@ -142,7 +142,8 @@ def render_text(result: VerificationResult, receipt_path: str, file_path: str | 
 @click.argument("file", required=False, metavar="[FILE]")
 @click.option("--sha256", "sha256_hex", metavar="HEX", help="The file's SHA-256 (instead of FILE).")
 @click.option("--key", "keys", multiple=True, metavar="VKEY",
-              help=f"A trusted verifier key string, or a file with one per line (repeatable; also ${TRUSTED_KEYS_ENV}).")
+              help=f"A trusted verifier key string, or a file with one per line (repeatable; also "
+                   f"${TRUSTED_KEYS_ENV}).")
 @click.option("--tsa-ca", "tsa_cas", multiple=True, metavar="PEM",
               help="A trusted Time-Stamp Authority certificate (PEM or DER; repeatable).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON (SPEC §8 shape).")
