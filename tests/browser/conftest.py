@@ -22,7 +22,7 @@ from flask import Flask
 from werkzeug.serving import BaseWSGIServer, make_server
 
 from service import db
-from service.api import create_app, pages, stop_sealer
+from service.api import create_app, stop_sealer
 from service.config import Settings
 from service.formats import utc_now
 from service.runtime import Runtime
@@ -33,11 +33,6 @@ CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "browser"
 
-def ensure_pages(app: Flask) -> Flask:
-    """Register the pages blueprint unless ``create_app`` already does (it is wired in by the API's owner)."""
-    if "pages" not in app.blueprints:
-        app.register_blueprint(pages.bp)
-    return app
 
 
 @dataclass
@@ -60,7 +55,7 @@ def live_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveApp]:
     settings = Settings(data_dir=tmp / "data", database_url=url, public_url=base, batch_max_age=0.3)
     runtime = Runtime.from_settings(settings)
     runtime.prepare_signing()
-    app = ensure_pages(create_app(runtime=runtime, start_sealer=True))
+    app = create_app(runtime=runtime, start_sealer=True)
     server.app = app  # type: ignore[attr-defined]
     thread = threading.Thread(target=server.serve_forever, name="live-app", daemon=True)
     thread.start()

@@ -18,7 +18,6 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from flask import Flask
 from flask.testing import FlaskClient
 
 from service import db, sealing
@@ -39,11 +38,6 @@ GOLDEN = Path(__file__).resolve().parents[1] / "vectors" / "receipts"
 # --- fixtures -------------------------------------------------------------------------------------
 
 
-def ensure_pages(app: Flask) -> Flask:
-    """Register the pages blueprint unless ``create_app`` already does."""
-    if "pages" not in app.blueprints:
-        app.register_blueprint(pages.bp)
-    return app
 
 
 def make_runtime(tmp_path: Path, url: str, **overrides: Any) -> Runtime:
@@ -64,7 +58,7 @@ def runtime(tmp_path: Path, sqlite_url: str) -> Iterator[Runtime]:
 
 @pytest.fixture
 def client(runtime: Runtime) -> FlaskClient:
-    return ensure_pages(create_app(runtime=runtime, start_sealer=False)).test_client()
+    return create_app(runtime=runtime, start_sealer=False).test_client()
 
 
 def new_key(runtime: Runtime, name: str) -> str:
@@ -178,7 +172,7 @@ def test_certificate_shows_a_timestamp_checked_against_the_trusted_tsa(tmp_path:
         runtime = make_runtime(tmp_path, sqlite_url, tsa=(TimestampAuthority("tsa0", tsa.url),),
                                tsa_ca_files=(tsa.ca_cert_path,))
         try:
-            client = ensure_pages(create_app(runtime=runtime, start_sealer=False)).test_client()
+            client = create_app(runtime=runtime, start_sealer=False).test_client()
             key = new_key(runtime, "acme")
             evidence_id = deposit(client, key, b"stamped")
             seal(runtime)

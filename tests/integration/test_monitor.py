@@ -26,7 +26,6 @@ from werkzeug.serving import BaseWSGIServer, make_server
 
 from service import db, ledger, sealing, tlog_proof
 from service.api import create_app
-from service.api import proofs as proofs_api
 from service.commands.keys import rotate_signing_key
 from service.config import Settings
 from service.errors import LogInconsistency
@@ -52,7 +51,6 @@ class Ledger:
         assert tenant is not None
         self.tenant = tenant
         self.app: Flask = create_app(runtime=self.runtime, start_sealer=False)
-        self.app.register_blueprint(proofs_api.bp)  # what create_app will do once the line is added there
 
     def seal(self, batches: int = 1) -> None:
         for _ in range(batches):
