@@ -46,7 +46,7 @@ def make_engine(
 
     SQLite: WAL journal, ``foreign_keys=ON``, ``synchronous=NORMAL``, a busy timeout, transactions begun
     with ``BEGIN IMMEDIATE``; the database's directory is created. PostgreSQL: psycopg2 with
-    ``pool_pre_ping``.
+    a plain pool (see below).
     """
     raw = settings_or_url.database_url if isinstance(settings_or_url, Settings) else settings_or_url
     url = make_url(raw)
@@ -56,7 +56,10 @@ def make_engine(
     if backend == "postgresql":
         if url.get_driver_name() != "psycopg2":
             url = url.set(drivername="postgresql+psycopg2")
-        return create_engine(url, pool_pre_ping=True)
+        # No pre-ping: it costs a round trip on every checkout. After a PostgreSQL restart the first statement on
+        # a stale pooled connection fails (the API answers 503 with Retry-After, Celery tasks retry) and
+        # SQLAlchemy then discards every connection of the pool that predates the failure.
+        return create_engine(url, pool_pre_ping=False)
     raise ValueError(f"unsupported database URL: expected sqlite or postgresql, found {backend!r}")
 
 

@@ -7,11 +7,20 @@ Owns: reading the Authorization header and refusing requests without a valid key
 
 from __future__ import annotations
 
-from flask import request
+import time
 
-from service.api.state import runtime_state
+from flask import Flask, request
+
+from service.api.state import EXTENSION_KEY, ApiState, runtime_state
 from service.errors import Unauthorized
 from service.tenants import tenant_for_api_key
+
+
+def forget_accepted_keys(app: Flask) -> None:
+    """Make ``app`` check every key against the database again on its next request (see ``KeyCache``)."""
+    state = app.extensions[EXTENSION_KEY]
+    assert isinstance(state, ApiState)
+    state.accepted_keys.clear()
 
 
 def bearer_token() -> str:
@@ -37,8 +46,14 @@ def require_tenant() -> int:
     :raise Unauthorized: no key, a malformed header, or a key that is unknown or revoked.
     """
     token = bearer_token()
-    with runtime_state().reader.begin() as conn:
+    state = runtime_state()
+    now = time.monotonic()
+    tenant_id = state.accepted_keys.get(token, now)
+    if tenant_id is not None:
+        return tenant_id
+    with state.reader.begin() as conn:
         tenant_id = tenant_for_api_key(conn, token)
     if tenant_id is None:
         raise Unauthorized("the API key is not valid (unknown or revoked)")
+    state.accepted_keys.put(token, tenant_id, now)
     return tenant_id

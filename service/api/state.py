@@ -6,6 +6,7 @@ each view opens its own transaction.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +20,38 @@ if TYPE_CHECKING:
 
 EXTENSION_KEY = "evidence_ledger"
 
+# Accepted API keys are remembered for a few seconds so a deposit costs one database transaction, not two.
+# A revoked key (``evidence tenant revoke`` / ``tenant key revoke``) therefore stops working within this time.
+KEY_CACHE_SECONDS = 5.0
+KEY_CACHE_MAX = 10_000
+
+
+class KeyCache:
+    """API key -> tenant id for keys found valid in the last ``KEY_CACHE_SECONDS`` (unknown keys are not kept)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._entries: dict[str, tuple[int, float]] = {}
+
+    def get(self, token: str, now: float) -> int | None:
+        with self._lock:
+            hit = self._entries.get(token)
+            if hit is None or hit[1] <= now:
+                return None
+            return hit[0]
+
+    def put(self, token: str, tenant_id: int, now: float) -> None:
+        with self._lock:
+            if len(self._entries) >= KEY_CACHE_MAX:
+                self._entries = {k: v for k, v in self._entries.items() if v[1] > now}
+                if len(self._entries) >= KEY_CACHE_MAX:
+                    self._entries.clear()
+            self._entries[token] = (tenant_id, now + KEY_CACHE_SECONDS)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
 
 @dataclass
 class ApiState:
@@ -27,6 +60,7 @@ class ApiState:
     reader: Engine
     tsa_roots: list[Any] = field(default_factory=list)
     sealer: Sealer | None = None
+    accepted_keys: KeyCache = field(default_factory=KeyCache)
 
     @property
     def engine(self) -> Engine:

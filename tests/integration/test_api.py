@@ -683,3 +683,18 @@ def test_schemathesis_no_server_errors_and_conforming_responses(
         )
 
     run()
+
+
+def test_a_revoked_tenant_is_refused_once_the_accepted_key_cache_expires(
+    runtime: Runtime, key: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from service.api import state as api_state
+
+    monkeypatch.setattr(api_state, "KEY_CACHE_SECONDS", 0.3)
+    client = create_app(runtime=runtime, start_sealer=False).test_client()
+    body = {"sha256": "ab" * 32}
+    assert client.post("/v1/evidence", json=body, headers=auth(key)).status_code == 202
+    with runtime.engine.begin() as conn:
+        assert ledger.revoke_tenant(conn, "acme", 0)
+    time.sleep(0.4)
+    assert_problem(client.post("/v1/evidence", json=body, headers=auth(key)), 401, "not valid")
