@@ -153,3 +153,9 @@ def conn(shared_engine: Engine) -> Iterator[Connection]:
             yield connection
         finally:
             transaction.rollback()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Run the crash tests last: they restart PostgreSQL and stop Redis, which would break the pooled connections
+    of session-scoped fixtures used by the tests after them."""
+    items.sort(key=lambda item: item.get_closest_marker("crash") is not None)
