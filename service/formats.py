@@ -198,6 +198,10 @@ def _check_root(field: str, root: bytes) -> None:
         raise FormatError(f"{field} must be {_SHA256_SIZE} bytes, got {root!r}")
 
 
+# Every C0 control character except LF (searched in C, not character by character in Python).
+_CONTROL = re.compile("[\x00-\x09\x0b-\x1f]")
+
+
 def _decode_text(data: bytes, what: str) -> str:
     """Strict UTF-8 text whose lines all end in a bare ``\\n`` and that has no other control characters."""
     if not isinstance(data, bytes | bytearray | memoryview):
@@ -208,9 +212,9 @@ def _decode_text(data: bytes, what: str) -> str:
         raise FormatError(f"{what}: not valid UTF-8 ({e.reason} at byte {e.start})") from None
     if "\r" in text:
         raise FormatError(f"{what}: contains a CR character; lines must end in a bare LF (\\n)")
-    for i, c in enumerate(text):
-        if c < " " and c != "\n":
-            raise FormatError(f"{what}: contains control character U+{ord(c):04X} at offset {i}")
+    bad = _CONTROL.search(text)
+    if bad is not None:
+        raise FormatError(f"{what}: contains control character U+{ord(bad.group()):04X} at offset {bad.start()}")
     if text == "":
         raise FormatError(f"{what}: is empty")
     if not text.endswith("\n"):

@@ -391,7 +391,10 @@ def _check_hash(name: str, value: object) -> bytes:
 def _check_proof(proof: object) -> list[bytes]:
     if isinstance(proof, bytes | bytearray | str) or not isinstance(proof, Iterable):
         raise ProofError(f"proof must be a sequence of hashes, found {type(proof).__name__}")
-    return [_check_hash(f"proof hash {i}", p) for i, p in enumerate(proof)]
+    path = list(proof)
+    if set(map(type, path)) <= {bytes} and set(map(len, path)) <= {HASH_SIZE}:  # the common case, checked in C
+        return path
+    return [_check_hash(f"proof hash {i}", p) for i, p in enumerate(path)]
 
 
 def root_from_inclusion_proof(leaf_hash: bytes, index: int, size: int, proof: Sequence[bytes]) -> bytes:
@@ -403,7 +406,10 @@ def root_from_inclusion_proof(leaf_hash: bytes, index: int, size: int, proof: Se
     r = _check_hash("leaf hash", leaf_hash)
     _check_index(index, size)
     path = _check_proof(proof)
-    needed = len(inclusion_ranges(index, size))
+    # The RFC path length: one hash per level below the point where the paths to the leaf and to the last leaf
+    # part ("inner"), plus one per left sibling on the right border above it.
+    inner = (index ^ (size - 1)).bit_length()
+    needed = inner + (index >> inner).bit_count()
     if len(path) != needed:
         raise ProofError(f"proof has {len(path)} hashes, a tree of {size} needs {needed} for index {index}")
     # 2. fn = leaf_index, sn = tree_size - 1
@@ -412,13 +418,13 @@ def root_from_inclusion_proof(leaf_hash: bytes, index: int, size: int, proof: Se
         if sn == 0:  # a.
             raise ProofError(f"proof for index {index} in a tree of {size} is too long")
         if fn & 1 or fn == sn:  # b.
-            r = node_hash(p, r)
+            r = sha256(_NODE_PREFIX + p + r).digest()
             if not fn & 1:
                 while not (fn & 1 or fn == 0):
                     fn >>= 1
                     sn >>= 1
         else:  # c.
-            r = node_hash(r, p)
+            r = sha256(_NODE_PREFIX + r + p).digest()
         fn >>= 1
         sn >>= 1
     if sn != 0:  # 5.

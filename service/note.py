@@ -13,6 +13,7 @@ import base64
 import binascii
 import hashlib
 import os
+import re
 import struct
 import unicodedata
 from collections.abc import Iterable, Sequence
@@ -46,6 +47,11 @@ _SIGNATURE_SIZE = 64
 _HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
 
 
+# C0 controls but LF; Go's ASCII white space (searched in C for the common all-ASCII case).
+_CONTROL = re.compile("[\x00-\x09\x0b-\x1f]")
+_ASCII_SPACE = re.compile("[\t\n\v\f\r ]")
+
+
 def _is_go_space(c: str) -> bool:
     """Go's ``unicode.IsSpace`` (Python's ``str.isspace`` also counts U+001C..U+001F, Go does not)."""
     return c in "\t\n\v\f\r \x85\xa0" or unicodedata.category(c) in ("Zs", "Zl", "Zp")
@@ -57,7 +63,7 @@ def _name_problem(name: str) -> str | None:
         return "key name is empty"
     if "+" in name:
         return f"key name {name!r} contains '+'"
-    if any(_is_go_space(c) for c in name):
+    if (_ASCII_SPACE.search(name) is not None) if name.isascii() else any(_is_go_space(c) for c in name):
         return f"key name {name!r} contains a space character"
     return None
 
@@ -253,9 +259,11 @@ def _check_text(text: bytes, what: str) -> str:
         s = text.decode("utf-8")
     except UnicodeDecodeError as e:
         raise MalformedNote(f"malformed note: {what} is not valid UTF-8 (byte {e.start})") from None
-    for i, c in enumerate(s):
-        if c < " " and c != "\n":
-            raise MalformedNote(f"malformed note: {what} contains control character U+{ord(c):04X} at {i}")
+    bad = _CONTROL.search(s)
+    if bad is not None:
+        raise MalformedNote(
+            f"malformed note: {what} contains control character U+{ord(bad.group()):04X} at {bad.start()}"
+        )
     return s
 
 

@@ -165,6 +165,15 @@ class Fields:
             raise error(f"the receipt field {path!r} must be a list of base64 hashes, found {_json_type(value)}")
         hashes = []
         for i, item in enumerate(value):
+            # Fast path for the common case (44 characters of canonical base64 of 32 bytes), all in C.
+            if type(item) is str and len(item) == 44 and item.isascii():
+                try:
+                    data = binascii.a2b_base64(item, strict_mode=True)
+                except binascii.Error:
+                    data = b""
+                if len(data) == 32 and binascii.b2a_base64(data, newline=False) == item.encode("ascii"):
+                    hashes.append(data)
+                    continue
             where = f"{path}[{i}]"
             if not isinstance(item, str):
                 raise error(f"the receipt field {where!r} must be a base64 string, found {_json_type(item)}")
