@@ -19,6 +19,7 @@ from service.api.parsing import MULTIPART_OVERHEAD
 from service.api.state import EXTENSION_KEY, ApiState
 from service.config import Settings
 from service.errors import ConfigError
+from service.ingest import GroupCommitter
 from service.runtime import Runtime
 
 
@@ -50,6 +51,7 @@ def create_app(
         runtime=runtime,
         reader=runtime.engine.execution_options(sqlite_begin="DEFERRED"),
         tsa_roots=load_tsa_roots(settings.tsa_ca_files),
+        committer=GroupCommitter(runtime.engine),
     )
     app.extensions[EXTENSION_KEY] = state
 
@@ -95,8 +97,11 @@ def load_tsa_roots(paths: tuple[Path, ...]) -> list[x509.Certificate]:
 
 
 def stop_sealer(app: Flask) -> None:
-    """Stop the app's in-process sealer, if it has one (tests, shutdown)."""
+    """Stop the app's background threads (tests, shutdown): the group committer (queued deposits are committed
+    first) and the in-process sealer, if it has one."""
     state = app.extensions[EXTENSION_KEY]
+    if state.committer is not None:
+        state.committer.stop()
     if state.sealer is not None:
         state.sealer.stop()
 

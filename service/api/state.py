@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from flask import current_app
 from sqlalchemy.engine import Engine
 
+from service.ingest import GroupCommitter
 from service.runtime import Runtime
 
 if TYPE_CHECKING:
@@ -61,6 +62,8 @@ class ApiState:
     tsa_roots: list[Any] = field(default_factory=list)
     sealer: Sealer | None = None
     accepted_keys: KeyCache = field(default_factory=KeyCache)
+    # Single deposits are committed in groups by one writer thread per process (started on first use).
+    committer: GroupCommitter | None = None
 
     @property
     def engine(self) -> Engine:

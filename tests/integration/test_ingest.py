@@ -15,15 +15,20 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, create_engine, func, select, text
 from sqlalchemy.exc import OperationalError
 
 from service import db, ledger
+from service.api import create_app, stop_sealer
+from service.api.state import EXTENSION_KEY, ApiState
+from service.config import Settings
 from service.errors import Pushback
 from service.formats import utc_now
 from service.ingest import GroupCommitter
+from service.runtime import Runtime
 from service.sealing import Deposit, to_us
 from service.tenants import create_tenant
 
@@ -329,3 +334,29 @@ def test_a_forked_child_starts_its_own_writer(engine: Engine) -> None:
     assert parent.id in rows and sorted(r[1] for r in rows.values()) == sorted([digest("parent"), digest("child")])
     committer.stop()
 
+
+def test_the_deposit_view_commits_through_the_apps_committer(tmp_path: Path, migrated_db_url: str) -> None:
+    runtime = Runtime.from_settings(Settings(data_dir=tmp_path / "data", database_url=migrated_db_url))
+    runtime.prepare_signing()
+    app = create_app(runtime=runtime, start_sealer=False)
+    try:
+        with runtime.engine.begin() as conn:
+            key = create_tenant(conn, "acme", utc_now())
+        client = app.test_client()
+        response = client.post(
+            "/v1/evidence?label=a.pdf", json={"sha256": "ab" * 32}, headers={"Authorization": f"Bearer {key}"}
+        )
+        assert response.status_code == 202, response.get_data(as_text=True)
+        body = response.get_json()
+        assert response.headers["Location"].endswith(f"/v1/evidence/{body['id']}")
+        state = app.extensions[EXTENSION_KEY]
+        assert isinstance(state, ApiState) and state.committer is not None
+        assert state.committer.stats().rows == 1
+        assert stored(runtime.engine)[body["id"]][1:3] == (bytes.fromhex("ab" * 32), "a.pdf")
+        stop_sealer(app)
+        assert not state.committer.running()
+        refused = client.post("/v1/evidence", json={"sha256": "cd" * 32}, headers={"Authorization": f"Bearer {key}"})
+        assert refused.status_code == 503 and refused.headers["Retry-After"]
+    finally:
+        stop_sealer(app)
+        runtime.engine.dispose()
