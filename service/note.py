@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import os
 import re
@@ -87,8 +88,7 @@ def key_hash(name: str, public_key: bytes) -> int:
 
 def fingerprint(public_key: bytes) -> str:
     """Return SHA-256 of the 32-byte public key as lowercase hex in space-separated groups of four."""
-    h = hashlib.sha256(public_key).hexdigest()
-    return " ".join(h[i : i + 4] for i in range(0, len(h), 4))
+    return hashlib.sha256(public_key).digest().hex(" ", 2)
 
 
 @dataclass(frozen=True)
@@ -163,10 +163,14 @@ class Verifier:
         """SHA-256 of the public key, lowercase hex in groups of four (what people compare)."""
         return fingerprint(self.public_key)
 
+    @functools.cached_property
+    def _ed25519(self) -> Ed25519PublicKey:
+        return Ed25519PublicKey.from_public_bytes(self.public_key)
+
     def verify(self, text: bytes, signature: bytes) -> bool:
         """Return whether ``signature`` (64 bytes, no key hash) is our Ed25519 signature of ``text``."""
         try:
-            Ed25519PublicKey.from_public_bytes(self.public_key).verify(signature, text)
+            self._ed25519.verify(signature, text)
         except (InvalidSignature, ValueError):
             return False
         return True

@@ -132,6 +132,13 @@ class Fields:
 
     def _get(self, path: str, error: type[VerificationError]) -> Any:
         node: Any = self.doc
+        for part in path.split("."):  # the common case: every step is an object that has the key
+            if type(node) is not dict or part not in node:
+                break
+            node = node[part]
+        else:
+            return node
+        node = self.doc  # walk again to say exactly what is missing
         walked: list[str] = []
         for part in path.split("."):
             if not isinstance(node, dict):
