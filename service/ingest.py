@@ -88,6 +88,7 @@ class GroupCommitter:
         self._pid = os.getpid()
         self._stopping = False
         self._stats = GroupStats()
+        self._in_flight = 0
 
     # --- request side -----------------------------------------------------------------------------
 
@@ -140,6 +141,11 @@ class GroupCommitter:
     def waiting(self) -> int:
         """How many requests are queued and not yet taken by the writer (approximate while others submit)."""
         return self._queue.qsize()
+
+    def in_flight(self) -> int:
+        """How many requests are in the group whose transaction is running now (0 when the writer is idle)."""
+        with self._lock:
+            return self._in_flight
 
     def running(self) -> bool:
         """Whether this process's writer thread is alive."""
@@ -210,6 +216,7 @@ class GroupCommitter:
                     if item.state == _QUEUED:  # not withdrawn by a timeout or stop()
                         item.state = _TAKEN
                         group.append(item)
+                self._in_flight = len(group)
             if group:
                 self._commit(group)
             if stop_after:
@@ -240,6 +247,7 @@ class GroupCommitter:
             with self._lock:
                 s = self._stats
                 self._stats = GroupStats(s.groups, s.rows, s.failed_groups + 1, s.failed_rows + len(group), s.largest)
+                self._in_flight = 0
             for request in group:
                 request.error = exc
                 request.state = _DONE
@@ -250,6 +258,7 @@ class GroupCommitter:
             self._stats = GroupStats(
                 s.groups + 1, s.rows + len(group), s.failed_groups, s.failed_rows, max(s.largest, len(group))
             )
+            self._in_flight = 0
         for request, deposit in zip(group, deposits, strict=True):
             request.result = deposit
             request.state = _DONE

@@ -127,7 +127,7 @@ def start_behind_a_blocked_writer(
     """With the database held: request 0 is taken by the writer (which then waits for the database), requests
     1..n-1 are queued behind it. Returns (thread of request 0, the other threads)."""
     (first,) = run_threads(work, 1)
-    wait_until(lambda: committer.running() and committer.waiting() == 0, "the writer took the first request")
+    wait_until(lambda: committer.in_flight() == 1, "the writer took the first request")
     rest = [threading.Thread(target=work, args=(k,), daemon=True) for k in range(1, n)]
     for t in rest:
         t.start()
@@ -249,7 +249,7 @@ def test_a_request_withdrawn_by_its_timeout_is_not_stored(engine: Engine, migrat
 
     with database_held(migrated_db_url):
         threads = run_threads(work, 1)
-        wait_until(lambda: committer.running() and committer.waiting() == 0, "the writer took the first request")
+        wait_until(lambda: committer.in_flight() == 1, "the writer took the first request")
         t0 = time.monotonic()
         with pytest.raises(Pushback, match="withdrawn: not recorded"):
             committer.submit(tenant, digest("late"), None, timeout=0.3)
@@ -343,19 +343,26 @@ def test_the_deposit_view_commits_through_the_apps_committer(tmp_path: Path, mig
         with runtime.engine.begin() as conn:
             key = create_tenant(conn, "acme", utc_now())
         client = app.test_client()
+        headers = {"Authorization": f"Bearer {key}"}
+        threaded = {"wsgi.multithread": True}  # as under gunicorn gthread (the test client says False)
+        # A single-threaded server: committed inline, the committer's writer is never started.
+        inline = client.post("/v1/evidence", json={"sha256": "ef" * 32}, headers=headers)
+        assert inline.status_code == 202, inline.get_data(as_text=True)
+        state = app.extensions[EXTENSION_KEY]
+        assert isinstance(state, ApiState) and state.committer is not None
+        assert not state.committer.running() and state.committer.stats().rows == 0
+
         response = client.post(
-            "/v1/evidence?label=a.pdf", json={"sha256": "ab" * 32}, headers={"Authorization": f"Bearer {key}"}
+            "/v1/evidence?label=a.pdf", json={"sha256": "ab" * 32}, headers=headers, environ_overrides=threaded
         )
         assert response.status_code == 202, response.get_data(as_text=True)
         body = response.get_json()
         assert response.headers["Location"].endswith(f"/v1/evidence/{body['id']}")
-        state = app.extensions[EXTENSION_KEY]
-        assert isinstance(state, ApiState) and state.committer is not None
         assert state.committer.stats().rows == 1
         assert stored(runtime.engine)[body["id"]][1:3] == (bytes.fromhex("ab" * 32), "a.pdf")
         stop_sealer(app)
         assert not state.committer.running()
-        refused = client.post("/v1/evidence", json={"sha256": "cd" * 32}, headers={"Authorization": f"Bearer {key}"})
+        refused = client.post("/v1/evidence", json={"sha256": "cd" * 32}, headers=headers, environ_overrides=threaded)
         assert refused.status_code == 503 and refused.headers["Retry-After"]
     finally:
         stop_sealer(app)
