@@ -60,7 +60,9 @@ def deposit() -> Response:
             f"digest as application/json {{\"sha256\": ...}}; found {found}"
         )
     state = runtime_state()
-    if state.committer is not None:  # committed in a group with the deposits of the other request threads
+    # A process serving several requests at once commits them in groups (one transaction each group). A
+    # single-threaded one (gunicorn sync workers) would only add a thread hand-off per request: it commits inline.
+    if state.committer is not None and request.environ.get("wsgi.multithread", False):
         deposit = state.committer.submit(tenant_id, digest, label, timeout=DEPOSIT_TIMEOUT)
     else:
         with state.engine.begin() as conn:
