@@ -428,6 +428,8 @@ def main() -> None:
     parser.add_argument("--upload-mib", type=int, default=1024)
     parser.add_argument("--leaves", type=int, default=100_000)
     parser.add_argument("--fetches", type=int, default=2000)
+    parser.add_argument("--parts", default="abc", help="which parts to run, e.g. 'a' for submissions only")
+    parser.add_argument("--threads", type=int, default=4, help="gunicorn threads per worker, both servers")
     args = parser.parse_args()
     if args.quick:
         args.seconds, args.upload_mib, args.fetches = 5.0, 256, 500
@@ -440,30 +442,37 @@ def main() -> None:
         env = clean_env(EVIDENCE_RATE_LIMIT="0")
         out = evidence_cli("tenant", "create", "bench", "--data-dir", str(data), env=env)
         api_key = out.splitlines()[-1].strip()
-        console.print(f"(c) recording {args.leaves:,} digests and sealing them into one batch ...")
-        ids, seal_s = prepare_big_batch(data, "bench", args.leaves)
-        console.print(f"    sealed one batch of {args.leaves:,} leaves in {seal_s:.1f} s")
+        ids: list[str] = []
+        seal_s = 0.0
+        if "c" in args.parts:
+            console.print(f"(c) recording {args.leaves:,} digests and sealing them into one batch ...")
+            ids, seal_s = prepare_big_batch(data, "bench", args.leaves)
+            console.print(f"    sealed one batch of {args.leaves:,} leaves in {seal_s:.1f} s")
 
-        console.print(f"generating a {args.upload_mib} MiB upload file ...")
         upload_file = tmp / "upload.bin"
-        generate_file(upload_file, args.upload_mib * MiB)
-        hash_local(upload_file)  # page cache warm
+        if "b" in args.parts:
+            console.print(f"generating a {args.upload_mib} MiB upload file ...")
+            generate_file(upload_file, args.upload_mib * MiB)
+            hash_local(upload_file)  # page cache warm
 
         port, base_port = free_port(), free_port()
-        serve_args = [sys.executable, "-m", "service", "serve", "--port", str(port), "--data-dir", str(data)]
+        serve_args = [sys.executable, "-m", "service", "serve", "--port", str(port), "--data-dir", str(data),
+                      "--threads", str(args.threads)]
         # The same gunicorn shape as `evidence serve` (service/commands/serve.py): gthread, 2 workers x 4 threads,
         # access log to stdout, and its malloc settings in the environment.
         base_args = [GUNICORN, "--bind", f"127.0.0.1:{base_port}", "--workers", "2", "--worker-class", "gthread",
-                     "--threads", "4", "--access-logfile", "-", "--no-control-socket", "--pythonpath", str(BENCH),
-                     "bench_service:baseline_app()"]
+                     "--threads", str(args.threads), "--access-logfile", "-", "--no-control-socket",
+                     "--pythonpath", str(BENCH), "bench_service:baseline_app()"]
         from service.commands.serve import MALLOC_ENV
 
         with (process(serve_args, env=env, log=tmp / "serve.log", ready_url=f"http://127.0.0.1:{port}/readyz") as srv,
               process(base_args, env=clean_env(**MALLOC_ENV), log=tmp / "baseline.log",
                       ready_url=f"http://127.0.0.1:{base_port}/") as _base):
             # (c) first, on an idle server
-            receipt_latencies(port, api_key, ids, 100, args.leaves)  # warm-up (connections, caches)
-            lat = receipt_latencies(port, api_key, ids, args.fetches, args.leaves)
+            lat: list[float] = []
+            if "c" in args.parts:
+                receipt_latencies(port, api_key, ids, 100, args.leaves)  # warm-up (connections, caches)
+                lat = receipt_latencies(port, api_key, ids, args.fetches, args.leaves)
 
             # (a) interleaved rounds
             console.print(f"(a) {args.rounds} x {args.seconds:g} s wrk rounds per server ...")
@@ -479,19 +488,20 @@ def main() -> None:
             time.sleep(2)  # let the in-process sealer catch up before the uploads
 
             # (b) interleaved rounds
-            console.print(f"(b) {args.rounds} uploads of {args.upload_mib} MiB ...")
-            uploads: list[tuple[float, Upload]] = []
-            for _ in range(args.rounds):
-                local_s, local_digest = hash_local(upload_file)
-                up = upload(port, api_key, upload_file, srv.pid)
-                if up.sha256 != local_digest:
-                    raise SystemExit(f"server digest {up.sha256} != local {local_digest}")
-                uploads.append((local_s, up))
+            if "b" in args.parts:
+                console.print(f"(b) {args.rounds} uploads of {args.upload_mib} MiB ...")
+                uploads: list[tuple[float, Upload]] = []
+                for _ in range(args.rounds):
+                    local_s, local_digest = hash_local(upload_file)
+                    up = upload(port, api_key, upload_file, srv.pid)
+                    if up.sha256 != local_digest:
+                        raise SystemExit(f"server digest {up.sha256} != local {local_digest}")
+                    uploads.append((local_s, up))
 
         console.print(f"[bold]bench_service.py[/bold] {started}, {os.cpu_count()} CPUs, load average "
                       f"{' '.join(f'{x:.1f}' for x in os.getloadavg())} at the end")
         table = Table(title=f"(a) hash-only submissions/s: wrk, 1 thread, {args.connections} connections, "
-                            f"{args.seconds:g} s rounds; gunicorn gthread 2 workers x 4 threads for both")
+                            f"{args.seconds:g} s rounds; gunicorn gthread 2 workers x {args.threads} threads for both")
         for col in ("round", "evidence serve req/s", "p50 / p99 ms", "server CPU ms/req", "errors",
                     "trivial Flask req/s", "p50 / p99 ms", "server CPU ms/req", "wrk CPU ms/req (svc / base)",
                     "machine busy (svc / base)", "ratio (target ≥ 0.5)"):
@@ -512,32 +522,35 @@ def main() -> None:
                       f"[bold]{s_med / b_med:.2f}[/bold]")
         console.print(table)
 
-        size_mb = args.upload_mib * MiB / 1e6
-        table = Table(title=f"(b) upload hashing: {args.upload_mib} MiB raw body (curl -T) vs hashlib.file_digest "
-                            "of the same cached file")
-        for col in ("round", "server MB/s", "local MB/s", "ratio (target ≥ 0.8)", "worker RSS growth",
-                    "server CPU s", "curl CPU s", "machine busy"):
-            table.add_column(col, justify="right")
-        for i, (local_s, up) in enumerate(uploads, 1):
-            table.add_row(str(i), f"{size_mb / up.seconds:,.0f}", f"{size_mb / local_s:,.0f}",
-                          f"{local_s / up.seconds:.2f}", f"{up.rss_growth / MiB:.1f} MiB", f"{up.cpu['server']:.2f}",
-                          f"{up.cpu['curl']:.2f}", f"{up.cpu['machine'] / up.seconds / (os.cpu_count() or 1):.0%}")
-        best_up = min(u.seconds for _, u in uploads)
-        best_local = min(local_s for local_s, _ in uploads)
-        med_ratio = statistics.median(local_s / u.seconds for local_s, u in uploads)
-        table.add_row("best / median ratio", f"{size_mb / best_up:,.0f}", f"{size_mb / best_local:,.0f}",
-                      f"[bold]{best_local / best_up:.2f}[/bold] / {med_ratio:.2f}",
-                      f"max {max(u.rss_growth for _, u in uploads) / MiB:.1f} MiB", "", "", "")
-        console.print(table)
+        if "b" in args.parts:
+            size_mb = args.upload_mib * MiB / 1e6
+            table = Table(title=f"(b) upload hashing: {args.upload_mib} MiB raw body (curl -T) vs hashlib.file_digest "
+                                "of the same cached file")
+            for col in ("round", "server MB/s", "local MB/s", "ratio (target ≥ 0.8)", "worker RSS growth",
+                        "server CPU s", "curl CPU s", "machine busy"):
+                table.add_column(col, justify="right")
+            for i, (local_s, up) in enumerate(uploads, 1):
+                table.add_row(str(i), f"{size_mb / up.seconds:,.0f}", f"{size_mb / local_s:,.0f}",
+                              f"{local_s / up.seconds:.2f}", f"{up.rss_growth / MiB:.1f} MiB",
+                              f"{up.cpu['server']:.2f}", f"{up.cpu['curl']:.2f}",
+                              f"{up.cpu['machine'] / up.seconds / (os.cpu_count() or 1):.0%}")
+            best_up = min(u.seconds for _, u in uploads)
+            best_local = min(local_s for local_s, _ in uploads)
+            med_ratio = statistics.median(local_s / u.seconds for local_s, u in uploads)
+            table.add_row("best / median ratio", f"{size_mb / best_up:,.0f}", f"{size_mb / best_local:,.0f}",
+                          f"[bold]{best_local / best_up:.2f}[/bold] / {med_ratio:.2f}",
+                          f"max {max(u.rss_growth for _, u in uploads) / MiB:.1f} MiB", "", "", "")
+            console.print(table)
 
-        table = Table(title=f"(c) GET /v1/evidence/{{id}}/receipt, batch of {args.leaves:,} leaves, "
-                            f"{args.fetches} random ids, 1 keep-alive connection")
-        for col in ("median ms (target ≤ 20)", "p90 ms", "p99 ms", "max ms", "seal of the batch"):
-            table.add_column(col, justify="right")
-        ms = [x * 1000 for x in lat]
-        table.add_row(f"[bold]{statistics.median(ms):.2f}[/bold]", f"{pct(ms, 90):.2f}", f"{pct(ms, 99):.2f}",
-                      f"{max(ms):.2f}", f"{seal_s:.1f} s")
-        console.print(table)
+        if "c" in args.parts:
+            table = Table(title=f"(c) GET /v1/evidence/{{id}}/receipt, batch of {args.leaves:,} leaves, "
+                                f"{args.fetches} random ids, 1 keep-alive connection")
+            for col in ("median ms (target ≤ 20)", "p90 ms", "p99 ms", "max ms", "seal of the batch"):
+                table.add_column(col, justify="right")
+            ms = [x * 1000 for x in lat]
+            table.add_row(f"[bold]{statistics.median(ms):.2f}[/bold]", f"{pct(ms, 90):.2f}", f"{pct(ms, 99):.2f}",
+                          f"{max(ms):.2f}", f"{seal_s:.1f} s")
+            console.print(table)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
