@@ -54,7 +54,10 @@ def sqlite_url(tmp_path: os.PathLike[str]) -> str:
 
 @contextmanager
 def _throwaway_pg_database(template: str | None = None) -> Iterator[str]:
-    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3})
+    # pre-ping: a session-scoped template database outlives the crash tests' PostgreSQL restart
+    admin = create_engine(
+        PG_ADMIN_URL, isolation_level="AUTOCOMMIT", pool_pre_ping=True, connect_args={"connect_timeout": 3}
+    )
     name = f"evidence_test_{secrets.token_hex(6)}"
     clause = f' TEMPLATE "{template}"' if template else ""
     try:
