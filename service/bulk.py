@@ -23,10 +23,11 @@ from typing import Any
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
-from service import ledger, sealing
+from service import ledger, sealing, strictjson
 from service.errors import FormatError, IdempotencyConflict, InvalidInput, InvalidItem
 from service.formats import format_time, parse_sha256_hex
 from service.receipt import JSONObject
+from service.strictjson import json_type
 
 __all__ = [
     "MAX_BATCH_BODY",
@@ -158,33 +159,6 @@ def _replay(stored: Any, req_hash: bytes, key: str) -> Answer:
 # --- the batch body ---------------------------------------------------------------------------------
 
 
-def _json_type(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "an array"
-    return "an object"
-
-
-def _strict_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    obj: dict[str, Any] = {}
-    for k, v in pairs:
-        if k in obj:
-            raise InvalidInput(f"the JSON body has the key {k!r} twice in one object")
-        obj[k] = v
-    return obj
-
-
-def _no_constants(name: str) -> Any:
-    raise InvalidInput(f"the JSON body contains {name}, which strict JSON does not allow")
-
-
 def parse_batch(body: bytes) -> list[tuple[bytes, str | None]]:
     """The (digest, label) items of a batch body ``{"items": [{"sha256": hex, "label": text?}, ...]}``.
 
@@ -192,23 +166,17 @@ def parse_batch(body: bytes) -> list[tuple[bytes, str | None]]:
     :raise InvalidItem: item ``i`` is wrong; the message names the index and the problem. Nothing is accepted.
     """
     try:
-        text = body.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise InvalidInput(f"the JSON body is not UTF-8 (byte {exc.start} is not valid UTF-8)") from None
-    try:
-        doc = json.loads(text, object_pairs_hook=_strict_object, parse_constant=_no_constants)
-    except json.JSONDecodeError as exc:
-        raise InvalidInput(f"the body is not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
-    except RecursionError:
-        raise InvalidInput("the JSON body is nested too deeply") from None
+        doc = strictjson.loads(body, subject="the JSON body")
+    except strictjson.StrictJSONError as exc:
+        raise InvalidInput(exc.reason) from None
     if not isinstance(doc, dict):
-        raise InvalidInput(f"the JSON body must be an object {{\"items\": [...]}}, found {_json_type(doc)}")
+        raise InvalidInput(f"the JSON body must be an object {{\"items\": [...]}}, found {json_type(doc)}")
     unknown = sorted(set(doc) - {"items"})
     if unknown:
         raise InvalidInput(f"unknown field(s) in the JSON body: {', '.join(map(repr, unknown))}; allowed: items")
     items = doc.get("items")
     if not isinstance(items, list):
-        raise InvalidInput(f"'items' must be an array of {{\"sha256\", \"label\"?}} objects, found {_json_type(items)}")
+        raise InvalidInput(f"'items' must be an array of {{\"sha256\", \"label\"?}} objects, found {json_type(items)}")
     if not 1 <= len(items) <= MAX_BATCH_ITEMS:
         raise InvalidInput(f"'items' must hold 1 to {MAX_BATCH_ITEMS} items, found {len(items)}")
     return [_parse_item(i, item) for i, item in enumerate(items)]
@@ -217,14 +185,14 @@ def parse_batch(body: bytes) -> list[tuple[bytes, str | None]]:
 def _parse_item(index: int, item: Any) -> tuple[bytes, str | None]:
     where = f"items[{index}]"
     if not isinstance(item, dict):
-        raise InvalidItem(index, f"{where} must be an object {{\"sha256\", \"label\"?}}, found {_json_type(item)}")
+        raise InvalidItem(index, f"{where} must be an object {{\"sha256\", \"label\"?}}, found {json_type(item)}")
     unknown = sorted(set(item) - {"sha256", "label"})
     if unknown:
         names = ", ".join(map(repr, unknown))
         raise InvalidItem(index, f"{where} has unknown field(s) {names}; allowed: sha256, label")
     value = item.get("sha256")
     if not isinstance(value, str):
-        found = _json_type(value)
+        found = json_type(value)
         raise InvalidItem(index, f"{where}.sha256 must be a string of 64 lowercase hex digits, found {found}")
     try:
         digest = parse_sha256_hex(value)
@@ -234,7 +202,7 @@ def _parse_item(index: int, item: Any) -> tuple[bytes, str | None]:
     if label is None and "label" not in item:
         return digest, None
     if not isinstance(label, str):
-        raise InvalidItem(index, f"{where}.label must be a string, found {_json_type(label)}")
+        raise InvalidItem(index, f"{where}.label must be a string, found {json_type(label)}")
     if not 1 <= len(label) <= MAX_LABEL_LENGTH:
         raise InvalidItem(index, f"{where}.label must be 1-{MAX_LABEL_LENGTH} characters, found {len(label)}")
     bad = _LABEL_FORBIDDEN.search(label)

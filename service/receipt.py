@@ -11,10 +11,12 @@ import base64
 import binascii
 import json
 from collections.abc import Sequence
-from typing import Any, NoReturn
+from typing import Any
 
+from service import strictjson
 from service.errors import UnreadableReceipt, VerificationError
 from service.formats import Leaf, format_time
+from service.strictjson import json_type
 
 FORMAT = "evidence-receipt/v1"
 MEDIA_TYPE = "application/json"
@@ -25,19 +27,6 @@ JSONObject = dict[str, Any]
 # --- reading ------------------------------------------------------------------------------------
 
 
-def _reject_duplicates(pairs: list[tuple[str, Any]]) -> JSONObject:
-    obj: JSONObject = {}
-    for key, value in pairs:
-        if key in obj:
-            raise UnreadableReceipt(f"the JSON has the key {key!r} twice in one object")
-        obj[key] = value
-    return obj
-
-
-def _reject_constant(name: str) -> NoReturn:
-    raise UnreadableReceipt(f"the JSON contains {name}, which strict JSON does not allow")
-
-
 def load_json(raw: bytes | str) -> Any:
     """Parse strict JSON: UTF-8 without BOM, no duplicate keys, no NaN or Infinity.
 
@@ -45,23 +34,10 @@ def load_json(raw: bytes | str) -> Any:
 
     :raise UnreadableReceipt: the bytes are not strict UTF-8 JSON.
     """
-    if isinstance(raw, bytes | bytearray):
-        if raw.startswith(b"\xef\xbb\xbf"):
-            raise UnreadableReceipt("the file starts with a UTF-8 byte order mark; strict JSON has none")
-        try:
-            text = bytes(raw).decode("utf-8", errors="strict")
-        except UnicodeDecodeError as exc:
-            raise UnreadableReceipt(f"the file is not UTF-8 text (byte {exc.start} is not valid UTF-8)") from None
-    else:
-        text = raw
     try:
-        return json.loads(text, object_pairs_hook=_reject_duplicates, parse_constant=_reject_constant)
-    except UnreadableReceipt:
-        raise
-    except json.JSONDecodeError as exc:
-        raise UnreadableReceipt(f"the file is not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
-    except (ValueError, RecursionError) as exc:  # e.g. integers too long to convert, absurd nesting
-        raise UnreadableReceipt(f"the file is not usable JSON: {exc}") from None
+        return strictjson.loads(raw, subject="the receipt")
+    except strictjson.StrictJSONError as exc:
+        raise UnreadableReceipt(exc.reason) from None
 
 
 def dump_json(document: JSONObject) -> bytes:
@@ -152,13 +128,13 @@ class Fields:
     def string(self, path: str, error: type[VerificationError]) -> str:
         value = self._get(path, error)
         if not isinstance(value, str):
-            raise error(f"the receipt field {path!r} must be a string, found {_json_type(value)}")
+            raise error(f"the receipt field {path!r} must be a string, found {json_type(value)}")
         return value
 
     def integer(self, path: str, error: type[VerificationError]) -> int:
         value = self._get(path, error)
         if isinstance(value, bool) or not isinstance(value, int):
-            raise error(f"the receipt field {path!r} must be an integer, found {_json_type(value)}")
+            raise error(f"the receipt field {path!r} must be an integer, found {json_type(value)}")
         if value < 0:
             raise error(f"the receipt field {path!r} must not be negative, found {value}")
         return value
@@ -169,7 +145,7 @@ class Fields:
     def hash_list(self, path: str, error: type[VerificationError]) -> list[bytes]:
         value = self._get(path, error)
         if not isinstance(value, list):
-            raise error(f"the receipt field {path!r} must be a list of base64 hashes, found {_json_type(value)}")
+            raise error(f"the receipt field {path!r} must be a list of base64 hashes, found {json_type(value)}")
         hashes = []
         for i, item in enumerate(value):
             # Fast path for the common case (44 characters of canonical base64 of 32 bytes), all in C.
@@ -183,7 +159,7 @@ class Fields:
                     continue
             where = f"{path}[{i}]"
             if not isinstance(item, str):
-                raise error(f"the receipt field {where!r} must be a base64 string, found {_json_type(item)}")
+                raise error(f"the receipt field {where!r} must be a base64 string, found {json_type(item)}")
             hashes.append(decode_b64(item, where, error, length=32))
         return hashes
 
@@ -193,7 +169,7 @@ class Fields:
         except error:
             return []
         if not isinstance(value, list):
-            raise error(f"the receipt field {path!r} must be a list, found {_json_type(value)}")
+            raise error(f"the receipt field {path!r} must be a list, found {json_type(value)}")
         return value
 
 
@@ -208,19 +184,3 @@ def decode_b64(text: str, where: str, error: type[VerificationError], *, length:
     if length is not None and len(data) != length:
         raise error(f"the receipt field {where!r} must decode to {length} bytes, found {len(data)}")
     return data
-
-
-def _json_type(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, dict):
-        return "an object"
-    return type(value).__name__

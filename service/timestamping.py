@@ -20,13 +20,13 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
 
 from cryptography import x509
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
 from service import ledger, tsa_client
+from service.certs import load_certificate_files as load_tsa_roots
 from service.config import Settings, TimestampAuthority
 from service.errors import ConfigError, TimestampError, TimestampInvalid
 from service.formats import utc_now
@@ -67,27 +67,6 @@ class PendingReport:
 
     stored: list[StoredToken] = field(default_factory=list)
     failed: list[tuple[int, str, str]] = field(default_factory=list)
-
-
-def load_tsa_roots(paths: Sequence[Path]) -> list[x509.Certificate]:
-    """The trusted TSA root certificates in ``paths`` (PEM, possibly several per file, or DER).
-
-    :raise ConfigError: a file is unreadable or holds no certificate.
-    """
-    roots: list[x509.Certificate] = []
-    for path in paths:
-        try:
-            data = Path(path).read_bytes()
-        except OSError as exc:
-            raise ConfigError(f"cannot read the TSA certificate file {path}: {exc.strerror}") from None
-        try:
-            if b"-----BEGIN" in data:
-                roots.extend(x509.load_pem_x509_certificates(data))
-            else:
-                roots.append(x509.load_der_x509_certificate(data))
-        except ValueError:
-            raise ConfigError(f"{path} is not a PEM or DER X.509 certificate") from None
-    return roots
 
 
 def _roots_for(settings: Settings, roots: Sequence[x509.Certificate] | None) -> Sequence[x509.Certificate]:

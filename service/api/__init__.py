@@ -10,15 +10,14 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from cryptography import x509
 from flask import Flask
 
 from service import logs, metrics
 from service.api import bulk, errors, evidence, ledger, openapi, pages, proofs
 from service.api.parsing import MULTIPART_OVERHEAD
 from service.api.state import EXTENSION_KEY, ApiState
+from service.certs import load_certificate_files
 from service.config import Settings
-from service.errors import ConfigError
 from service.ingest import GroupCommitter
 from service.runtime import Runtime
 
@@ -50,7 +49,7 @@ def create_app(
     state = ApiState(
         runtime=runtime,
         reader=runtime.engine.execution_options(sqlite_begin="DEFERRED"),
-        tsa_roots=load_tsa_roots(settings.tsa_ca_files),
+        tsa_roots=load_certificate_files(settings.tsa_ca_files),
         committer=GroupCommitter(runtime.engine),
     )
     app.extensions[EXTENSION_KEY] = state
@@ -73,27 +72,6 @@ def create_app(
         state.sealer = Sealer(runtime, lock_path=sealer_lock)
         state.sealer.start()
     return app
-
-
-def load_tsa_roots(paths: tuple[Path, ...]) -> list[x509.Certificate]:
-    """The trusted TSA root certificates (PEM or DER files) ``POST /v1/verify`` checks tokens against.
-
-    :raise ConfigError: a file is unreadable or holds no certificate.
-    """
-    roots: list[x509.Certificate] = []
-    for path in paths:
-        try:
-            data = Path(path).read_bytes()
-        except OSError as exc:
-            raise ConfigError(f"cannot read the TSA certificate file {path}: {exc.strerror}") from None
-        try:
-            if b"-----BEGIN" in data:
-                roots.extend(x509.load_pem_x509_certificates(data))
-            else:
-                roots.append(x509.load_der_x509_certificate(data))
-        except ValueError:
-            raise ConfigError(f"{path} is not a PEM or DER X.509 certificate") from None
-    return roots
 
 
 def stop_sealer(app: Flask) -> None:

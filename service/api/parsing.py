@@ -8,14 +8,15 @@ stream, parsed incrementally with werkzeug's sans-IO ``MultipartDecoder`` (``req
 from __future__ import annotations
 
 import io
-import json
 import re
-from typing import IO, Any, NoReturn
+from typing import IO, Any
 
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.sansio.multipart import Data, Epilogue, Event, Field, File, MultipartDecoder, NeedData, Preamble
 
+from service import strictjson
 from service.errors import InvalidInput, PayloadTooLarge
+from service.strictjson import json_type
 
 MAX_LABEL_LENGTH = 500
 MAX_JSON_BODY = 1024 * 1024
@@ -35,19 +36,6 @@ LABEL_PATTERN = "^[^\\u0000-\\u001f\\u007f-\\u009f\\u2028\\u2029\\ud800-\\udfff]
 # --- JSON -----------------------------------------------------------------------------------------
 
 
-def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    obj: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in obj:
-            raise InvalidInput(f"the JSON body has the key {key!r} twice in one object")
-        obj[key] = value
-    return obj
-
-
-def _reject_constant(name: str) -> NoReturn:
-    raise InvalidInput(f"the JSON body contains {name}, which strict JSON does not allow")
-
-
 def read_json_object(stream: IO[bytes], *, limit: int = MAX_JSON_BODY) -> dict[str, Any]:
     """Read a strict JSON object (UTF-8, no duplicate keys, no NaN/Infinity) of at most ``limit`` bytes.
 
@@ -58,36 +46,12 @@ def read_json_object(stream: IO[bytes], *, limit: int = MAX_JSON_BODY) -> dict[s
     if len(raw) > limit:
         raise PayloadTooLarge(f"the JSON body is larger than the limit of {limit} bytes")
     try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise InvalidInput(f"the JSON body is not UTF-8 (byte {exc.start} is not valid UTF-8)") from None
-    if text.startswith("\ufeff"):
-        raise InvalidInput("the JSON body starts with a byte order mark; strict JSON has none")
-    try:
-        value = json.loads(text, object_pairs_hook=_reject_duplicates, parse_constant=_reject_constant)
-    except json.JSONDecodeError as exc:
-        raise InvalidInput(f"the body is not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
-    except (ValueError, RecursionError) as exc:
-        if isinstance(exc, InvalidInput):
-            raise
-        raise InvalidInput("the body is not usable JSON (a number too long or nesting too deep)") from None
+        value = strictjson.loads(raw, subject="the JSON body")
+    except strictjson.StrictJSONError as exc:
+        raise InvalidInput(exc.reason) from None
     if not isinstance(value, dict):
         raise InvalidInput(f"the JSON body must be an object, found {json_type(value)}")
     return value
-
-
-def json_type(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "an array"
-    return "an object"
 
 
 def reject_unknown_fields(obj: dict[str, Any], allowed: tuple[str, ...], where: str) -> None:

@@ -17,7 +17,7 @@ from typing import Any
 
 import click
 
-from service.errors import EvidenceError, FormatError, UnreadableReceipt
+from service.errors import ConfigError, EvidenceError, FormatError, UnreadableReceipt
 from service.formats import format_time, parse_sha256_hex, utc_now
 from service.hashing import sha256_file
 from service.note import Verifier, parse_vkeys
@@ -70,24 +70,12 @@ def load_trusted_keys(values: tuple[str, ...], environ: dict[str, str] | os._Env
 
 
 def load_tsa_roots(paths: tuple[str, ...]) -> list[Any]:
-    if not paths:
-        return []
-    from cryptography import x509
+    from service.certs import load_certificate_files
 
-    roots: list[Any] = []
-    for p in paths:
-        try:
-            data = Path(p).read_bytes()
-        except OSError as exc:
-            raise UsageFailure(f"cannot read the TSA certificate {p!r}: {exc.strerror}") from None
-        try:
-            if b"-----BEGIN" in data:
-                roots.extend(x509.load_pem_x509_certificates(data))
-            else:
-                roots.append(x509.load_der_x509_certificate(data))
-        except ValueError:
-            raise UsageFailure(f"{p!r} is not a PEM or DER X.509 certificate") from None
-    return roots
+    try:
+        return load_certificate_files(paths)
+    except ConfigError as exc:
+        raise UsageFailure(f"--tsa-ca: {exc.reason}") from None
 
 
 def read_receipt(path: str) -> tuple[Any, bytes]:
