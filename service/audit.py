@@ -19,6 +19,9 @@ cursors, one batch's leaves in memory at a time), and checks, in this order:
    be checked are reported, not failed); with TSAs configured, an entry sealed longer ago than ``token_grace``
    without a token from each of them is a finding (a removed token, or a TSA failing for that long).
 
+Step 3 can run in worker processes (``jobs``), each checking ranges of batches on its own connection to the same
+snapshot; their results are merged in ``seq`` order, so the report is the serial one (``_parallel_leaf_results``).
+
 Every problem is a ``Finding`` naming the table, the row's key and what is wrong; the first one is what
 ``evidence audit`` prints before exiting 1. SELECT statements specific to the audit live here (read-only).
 Must not import: Flask or Celery.
@@ -28,10 +31,12 @@ from __future__ import annotations
 
 import gc
 import hmac
+import multiprocessing
 import operator
 import re
 import time
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -44,7 +49,7 @@ from cryptography import x509
 from sqlalchemy import BigInteger, and_, cast, exists, func, literal, select
 from sqlalchemy.engine import Connection, Engine
 
-from service import ledger, merkle
+from service import db, ledger, merkle
 from service.errors import FormatError, NoteError, ProofError, TimestampInvalid
 from service.formats import Checkpoint, LedgerEntry, format_time
 from service.note import Verifier, open_note
@@ -54,10 +59,11 @@ __all__ = ["AuditReport", "Finding", "Progress", "audit_ledger", "leaf_bytes"]
 
 FETCH_ROWS = 10_000  # rows per round trip of a streaming cursor
 MAX_FINDINGS = 100  # findings kept in the report (all are counted)
+CHUNKS_PER_JOB = 4  # ranges of batches per worker process (--jobs > 1): smaller ranges even out the load
 
 _ID_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_IDS_RE = re.compile(r"(?:[A-Za-z0-9_-]{1,64}\n)*")  # newline-terminated ids, all valid
 _digest = type(sha256()).digest
-_LEAF_PREFIX = b"\x00"
 _NODE_PREFIX = b"\x01"
 
 
@@ -133,6 +139,15 @@ def _leaves_bytes(ids: list[str], digests: list[bytes], received: list[int]) -> 
     """``leaf_bytes`` for whole columns, as a chain of C-level maps."""
     texts = map(_LEAF_TEMPLATE.format, ids, map(bytes.hex, digests), map(_time_text, received))
     return list(map(str.encode, texts))
+
+
+_LEAF_HASH_TEMPLATE = "\x00" + _LEAF_TEMPLATE  # RFC 9162 leaf hash input: 0x00 || leaf bytes
+
+
+def _leaf_hashes(ids: list[str], digests: list[bytes], received: list[int]) -> list[bytes]:
+    """``merkle.leaf_hash(leaf_bytes(...))`` for whole columns (the prefix is in the template: no copy per leaf)."""
+    texts = map(_LEAF_HASH_TEMPLATE.format, ids, map(bytes.hex, digests), map(_time_text, received))
+    return list(map(_digest, map(sha256, map(str.encode, texts))))
 
 
 def _next_level(level: list[bytes]) -> list[bytes]:
@@ -218,7 +233,7 @@ def _raw_groups(conn: Connection, stmt: Any, name: str) -> Iterator[tuple[int, l
     """``(batch_seq, rows)`` groups of a parameterless SELECT whose first column is ``batch_seq``, read through
     a DBAPI cursor (PostgreSQL: a named, server-side cursor) in the connection's transaction: plain tuples, no
     per-row Python objects beyond them (this is the audit's hot loop)."""
-    sql = str(stmt.compile(dialect=conn.dialect))
+    sql = str(stmt.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True}))  # integer bounds only
     raw = conn.connection.driver_connection
     assert raw is not None
     if conn.dialect.name == "postgresql":
@@ -273,12 +288,15 @@ def audit_ledger(
     token_grace: float = 3600.0,
     progress: Progress | None = None,
     clock: Callable[[], float] = time.time,
+    jobs: int = 1,
 ) -> AuditReport:
     """Check every table of the ledger (see the module docstring); return the report, never raise for bad data.
 
     ``tsa_names``: the configured TSAs whose tokens every entry sealed more than ``token_grace`` seconds before
     the audit must have. ``tsa_roots``: trusted TSA certificates to check stored tokens against (none: every
-    token is reported as not checked).
+    token is reported as not checked). ``jobs``: processes for step 3 (the evidence leaves of each batch); above 1,
+    ranges of batches are checked in worker processes, each on its own connection to the same snapshot, and their
+    results are merged in ``seq`` order, so the report (findings, their order, counts) is the serial one.
     """
     started = time.perf_counter()
     report = AuditReport()
@@ -288,7 +306,7 @@ def audit_ledger(
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
-        _audit(engine, report, tsa_names, tsa_roots, token_grace, progress, now_us)
+        _audit(engine, report, tsa_names, tsa_roots, token_grace, progress, now_us, jobs)
     finally:
         if gc_was_enabled:
             gc.enable()
@@ -297,13 +315,13 @@ def audit_ledger(
 
 
 def _audit(engine: Engine, report: AuditReport, tsa_names: Sequence[str], tsa_roots: Sequence[x509.Certificate],
-           token_grace: float, progress: Progress | None, now_us: int) -> None:
+           token_grace: float, progress: Progress | None, now_us: int, jobs: int) -> None:
     with _snapshot(engine) as conn:
         keys = _check_signing_keys(conn, report)
         if progress is not None:
             total = conn.execute(select(func.count()).select_from(ledger.batch_leaves)).scalar_one()
             progress.start(int(total))
-        _check_batches_and_log(conn, report, keys, progress)
+        _check_batches_and_log(conn, report, keys, progress, jobs)
         _check_evidence_accounting(conn, report)
         _check_timestamps(conn, report, tsa_names, tsa_roots, now_us - int(token_grace * 1_000_000))
 
@@ -329,16 +347,41 @@ def _check_signing_keys(conn: Connection, report: AuditReport) -> list[_Key]:
     return keys
 
 
+def _leaf_query(where: Any = None) -> Any:
+    """The evidence leaves (``batch_leaves`` joined to ``evidence``) in ``(batch_seq, leaf_index)`` order."""
+    e, bl = ledger.evidence, ledger.batch_leaves
+    stmt = (select(bl.c.batch_seq, bl.c.leaf_index, bl.c.evidence_pk, bl.c.proof, e.c.id, e.c.sha256,
+                   e.c.received_us)
+            .select_from(bl.outerjoin(e, e.c.pk == bl.c.evidence_pk)))
+    if where is not None:
+        stmt = stmt.where(where)
+    return stmt.order_by(bl.c.batch_seq, bl.c.leaf_index)
+
+
+@dataclass(frozen=True)
+class _LeafResult:
+    """What step 3 found for one ``batch_seq`` group of leaf rows, computed in a worker process."""
+
+    seq: int
+    rows: int
+    first_pk: Any  # the group's first evidence_pk, to name orphans
+    batch: tuple[int, bytes, bytes] | None  # the (size, root, entry) checked against; None: no such batch
+    findings: tuple[Finding, ...]
+    checked: tuple[tuple[str, int], ...]
+
+
 def _check_batches_and_log(
-    conn: Connection, report: AuditReport, keys: list[_Key], progress: Progress | None
+    conn: Connection, report: AuditReport, keys: list[_Key], progress: Progress | None, jobs: int = 1
 ) -> None:
-    b, e, bl, n, c = ledger.batches, ledger.evidence, ledger.batch_leaves, ledger.ledger_nodes, ledger.checkpoints
+    b, n, c = ledger.batches, ledger.ledger_nodes, ledger.checkpoints
     batch_rows = _stream(conn, select(b.c.seq, b.c.size, b.c.root, b.c.sealed_us, b.c.entry, b.c.ledger_proof)
                          .order_by(b.c.seq))
-    leaves = _Peek(_raw_groups(conn, select(bl.c.batch_seq, bl.c.leaf_index, bl.c.evidence_pk, bl.c.proof, e.c.id,
-                                            e.c.sha256, e.c.received_us)
-                               .select_from(bl.outerjoin(e, e.c.pk == bl.c.evidence_pk))
-                               .order_by(bl.c.batch_seq, bl.c.leaf_index), "audit_leaves"))
+    # Step 3 per batch, either here (rows: the batch's leaf rows) or in worker processes (a _LeafResult each).
+    database = conn.engine.url.database or ""
+    in_memory = conn.dialect.name == "sqlite" and (database in ("", ":memory:") or "memory" in database)
+    parallel = jobs > 1 and not in_memory  # another process cannot open an in-memory SQLite database
+    leaves = _Peek(_parallel_leaf_results(conn, jobs) if parallel
+                   else _raw_groups(conn, _leaf_query(), "audit_leaves"))
     node_end = (n.c.idx + 1).op("<<")(n.c.level)
     nodes = _Peek(_stream(conn, select(n.c.level, n.c.idx, n.c.hash, node_end.label("end"))
                           .order_by(node_end, n.c.level)))
@@ -352,21 +395,35 @@ def _check_batches_and_log(
         # leaves of batches that do not exist (a deleted ledger entry, or rows pointing nowhere)
         while leaves.head is not None and leaves.head[0] < seq:
             orphan_seq, orphans = leaves.pop()
-            report.add("batch_leaves", f"evidence_pk={orphans[0][2]}",
+            report.add("batch_leaves", f"evidence_pk={_first_pk(orphans)}",
                        f"belongs to batch {orphan_seq}, which is not in the ledger")
-        batch_leaves: list[Any] = leaves.pop()[1] if leaves.head is not None and leaves.head[0] == seq else []
+        group: Any = leaves.pop()[1] if leaves.head is not None and leaves.head[0] == seq else []
         entry = _check_entry(report, row, previous_sealed)
         sealed_us = int(row.sealed_us)
         previous_sealed = max(previous_sealed, sealed_us)
-        _check_leaves(report, row, entry, batch_leaves)
+        if isinstance(group, _LeafResult):
+            # The worker checked the leaves against the batch row it read: it must be this one (SQLite workers
+            # read their own snapshot), so that what the log verifies below is what the leaves recompute to.
+            if group.batch != (int(row.size), bytes(row.root), bytes(row.entry)):
+                report.add("batches", f"seq={seq}", "changed while the audit ran (a worker process read another "
+                                                    "row): its leaves are not checked; run the audit again")
+            else:
+                for finding in group.findings:
+                    report.add(finding.table, finding.key, finding.problem)
+                for check, count in group.checked:
+                    report.count(check, count)
+            rows = group.rows
+        else:
+            _check_leaves(report, row, entry, group)
+            rows = len(group)
         if progress is not None:
-            progress.advance(len(batch_leaves))
+            progress.advance(rows)
         log.append(row, nodes)
         log.checkpoints(checkpoints, log.size)
         report.count("ledger entries")
     while leaves.head is not None:
         orphan_seq, orphans = leaves.pop()
-        report.add("batch_leaves", f"evidence_pk={orphans[0][2]}",
+        report.add("batch_leaves", f"evidence_pk={_first_pk(orphans)}",
                    f"belongs to batch {orphan_seq}, beyond the last ledger entry")
     while nodes.head is not None:
         extra = nodes.pop()
@@ -376,6 +433,89 @@ def _check_batches_and_log(
         extra = checkpoints.pop()
         report.add("checkpoints", f"size={extra.size}", f"is beyond the ledger size {log.size}")
     report.ledger_size = log.size
+
+
+def _first_pk(group: Any) -> Any:
+    return group.first_pk if isinstance(group, _LeafResult) else group[0][2]
+
+
+# --- step 3 in worker processes (--jobs > 1) ---------------------------------------------------------
+
+
+def _parallel_leaf_results(conn: Connection, jobs: int) -> Iterator[tuple[int, _LeafResult]]:
+    """``(batch_seq, result)`` for every group of leaf rows, in ``batch_seq`` order, checked by ``jobs`` processes.
+
+    The ``batch_seq`` span of ``batch_leaves`` (read in this snapshot) is cut into ranges, each audited by a worker
+    on its own connection: PostgreSQL imports this transaction's snapshot (``pg_export_snapshot``), so every worker
+    reads exactly these rows. SQLite cannot share a snapshot; there the ranges end at this snapshot's largest
+    ``batch_seq``: the tables are append-only and sealing only adds batches after the last one, so rows committed
+    since this snapshot began fall outside every range. Rows changed meanwhile by a superuser are still checked,
+    in the worker's version: each result carries the batch row its leaves were checked against, and the caller
+    requires it to be the row of its own snapshot (which the ledger log then verifies), else names the batch.
+    Results are consumed in range order, so the first finding is the serial audit's.
+    """
+    bl = ledger.batch_leaves
+    low, high = conn.execute(select(func.min(bl.c.batch_seq), func.max(bl.c.batch_seq))).one()
+    if low is None:
+        return
+    low, high = int(low), int(high)
+    snapshot = None
+    if conn.dialect.name == "postgresql":
+        snapshot = str(conn.execute(select(func.pg_export_snapshot())).scalar_one())
+    url = conn.engine.url.render_as_string(hide_password=False)
+    chunks = min(high - low + 1, jobs * CHUNKS_PER_JOB)
+    step = -(-(high - low + 1) // chunks)
+    ranges = [(lo, min(lo + step - 1, high)) for lo in range(low, high + 1, step)]
+    # fork where there is one: a spawned worker re-imports SQLAlchemy, cryptography and the service (about 1 s here,
+    # as long as the audit of 200,000 rows). The workers only open their own engine and return picklable results;
+    # they share no connection with the parent (whose only other thread may be the progress bar's).
+    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+    with ProcessPoolExecutor(max_workers=min(jobs, len(ranges)),
+                             mp_context=multiprocessing.get_context(method)) as pool:
+        futures: list[Future[list[_LeafResult]]] = [pool.submit(_audit_leaf_range, url, snapshot, lo, hi)
+                                                    for lo, hi in ranges]
+        try:
+            for future in futures:
+                for result in future.result():
+                    yield result.seq, result
+        finally:
+            for future in futures:
+                future.cancel()
+
+
+def _audit_leaf_range(url: str, snapshot: str | None, low: int, high: int) -> list[_LeafResult]:
+    """Step 3 for the leaf rows with ``low <= batch_seq <= high`` (in a worker process; see
+    ``_parallel_leaf_results``): each group is checked against its batch row exactly as ``_check_batches_and_log``
+    does serially; a group whose batch is missing is returned unchecked, for the caller to name as an orphan."""
+    gc.disable()
+    engine = db.make_engine(url)
+    try:
+        with _snapshot(engine) as conn:
+            if snapshot is not None:
+                conn.exec_driver_sql(f"SET TRANSACTION SNAPSHOT '{snapshot}'")
+            b, bl = ledger.batches, ledger.batch_leaves
+            batches = _Peek(_stream(conn, select(b.c.seq, b.c.size, b.c.root, b.c.entry)
+                                    .where(b.c.seq.between(low, high)).order_by(b.c.seq)))
+            results: list[_LeafResult] = []
+            for seq, rows in _raw_groups(conn, _leaf_query(bl.c.batch_seq.between(low, high)), "audit_leaf_range"):
+                while batches.head is not None and int(batches.head.seq) < seq:
+                    batches.pop()
+                if batches.head is None or int(batches.head.seq) != seq:
+                    results.append(_LeafResult(seq, len(rows), rows[0][2], None, (), ()))
+                    continue
+                row = batches.pop()
+                try:
+                    entry: LedgerEntry | None = LedgerEntry.from_bytes(bytes(row.entry))
+                except FormatError:
+                    entry = None  # named by _check_entry in the main process
+                part = AuditReport()
+                _check_leaves(part, row, entry, rows)
+                batch = (int(row.size), bytes(row.root), bytes(row.entry))
+                results.append(_LeafResult(seq, len(rows), rows[0][2], batch, tuple(part.findings),
+                                           tuple(part.checked.items())))
+            return results
+    finally:
+        engine.dispose()
 
 
 def _check_entry(report: AuditReport, row: Any, previous_sealed: int) -> LedgerEntry | None:
@@ -429,7 +569,10 @@ def _check_leaves(report: AuditReport, row: Any, entry: LedgerEntry | None, rows
         i = ids.index(None)
         report.add("batch_leaves", f"evidence_pk={pks[i]}", f"leaf {i} of batch {seq}: the evidence row is missing")
         return
-    if not all(map(_ID_RE.fullmatch, ids)):
+    # One regex pass over all ids: each line of the joined text must be a valid id, and there must be exactly one
+    # line per id (so no id can hide a newline: the per-id check then agrees with this one).
+    joined = "\n".join(ids) + "\n"
+    if joined.count("\n") != count or not _IDS_RE.fullmatch(joined):
         i = next(j for j, v in enumerate(ids) if not _ID_RE.fullmatch(v))
         report.add("evidence", f"pk={pks[i]}", f"the id {ids[i]!r} is not a valid evidence id")
         return
@@ -447,8 +590,7 @@ def _check_leaves(report: AuditReport, row: Any, entry: LedgerEntry | None, rows
             i = received.index(late)
             report.add("evidence", f"pk={pks[i]} (id {ids[i]})",
                        f"received {_time_text(late)} after its batch {seq} was sealed {_time_text(sealed_us)}")
-    leaves = _leaves_bytes(ids, digests, received)
-    hashes = list(map(_digest, map(sha256, map(_LEAF_PREFIX.__add__, leaves))))
+    hashes = _leaf_hashes(ids, digests, received)
     levels = _levels(hashes)
     if hmac.compare_digest(levels[-1][0], root) and _paths_match(levels, proofs):
         report.count("evidence leaves recompute to their batch root", count)
@@ -618,9 +760,12 @@ def _check_evidence_accounting(conn: Connection, report: AuditReport) -> None:
     e, bl, p = ledger.evidence, ledger.batch_leaves, ledger.pending
     sealed = exists().where(bl.c.evidence_pk == e.c.pk)
     waiting = exists().where(p.c.evidence_pk == e.c.pk)
+    # pending -> batch_leaves -> evidence: the planners start from the (short) queue; "WHERE EXISTS (sealed)" made
+    # SQLite scan every evidence row (0.16 s of 200,000). Same rows: batch_leaves.evidence_pk is its primary key.
     both = conn.execute(
-        select(e.c.pk, e.c.id).select_from(p.join(e, e.c.pk == p.c.evidence_pk)).where(sealed)
-        .order_by(e.c.pk).limit(1)
+        select(e.c.pk, e.c.id)
+        .select_from(p.join(bl, bl.c.evidence_pk == p.c.evidence_pk).join(e, e.c.pk == p.c.evidence_pk))
+        .order_by(p.c.evidence_pk).limit(1)
     ).first()
     if both is not None:
         report.add("pending", f"evidence_pk={both.pk} (id {both.id})", "is still pending although it is sealed")

@@ -7,6 +7,7 @@ that drops the triggers and turns foreign keys off.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import shutil
@@ -21,8 +22,18 @@ import pytest
 from sqlalchemy import Engine, text
 from sqlalchemy.engine import make_url
 
+from service import audit as audit_module
 from service import db, ledger, merkle, sealing
-from service.audit import AuditReport, _audit_paths, _leaves_bytes, _levels, _paths_match, audit_ledger, leaf_bytes
+from service.audit import (
+    AuditReport,
+    _audit_paths,
+    _leaf_hashes,
+    _leaves_bytes,
+    _levels,
+    _paths_match,
+    audit_ledger,
+    leaf_bytes,
+)
 from service.config import Settings, TimestampAuthority
 from service.formats import Checkpoint, Leaf, utc_now
 from service.note import Signer, sign_note
@@ -43,8 +54,14 @@ def tsa() -> Iterator[LocalTSA]:
         yield authority
 
 
+@pytest.fixture(params=[1, 2], ids=["serial", "jobs2"])
+def jobs(request: pytest.FixtureRequest) -> int:
+    """Every audit test runs serially and with two worker processes (one range per batch here): same findings."""
+    return int(request.param)
+
+
 @pytest.fixture
-def runtime(tmp_path: Path, db_url: str, tsa: LocalTSA) -> Iterator[Runtime]:
+def runtime(tmp_path: Path, db_url: str, tsa: LocalTSA, jobs: int) -> Iterator[Runtime]:
     """A ledger of three batches (5, 3 and 4 leaves), two evidence rows pending, every entry time-stamped."""
     db.upgrade(db_url)
     settings = Settings(
@@ -69,9 +86,10 @@ def runtime(tmp_path: Path, db_url: str, tsa: LocalTSA) -> Iterator[Runtime]:
     rt.engine.dispose()
 
 
-def run_audit(rt: Runtime, *, grace: float = 3600.0, roots: bool = True) -> AuditReport:
+def run_audit(rt: Runtime, *, jobs: int, grace: float = 3600.0, roots: bool = True) -> AuditReport:
     return audit_ledger(
         rt.engine,
+        jobs=jobs,
         tsa_names=[t.name for t in rt.settings.tsa],
         tsa_roots=load_tsa_roots(rt.settings.tsa_ca_files) if roots else [],
         token_grace=grace,
@@ -132,6 +150,8 @@ def test_fast_leaf_bytes_and_trees_equal_the_reference() -> None:
         assert _audit_paths(levels) == proofs
         assert _leaves_bytes([x.id for x in leaves], [x.sha256 for x in leaves],
                              [sealing.to_us(x.received) for x in leaves]) == raw
+        assert _leaf_hashes([x.id for x in leaves], [x.sha256 for x in leaves],
+                            [sealing.to_us(x.received) for x in leaves]) == hashes
         assert _paths_match(levels, proofs)
         if n > 2:  # the same bytes, one hash moved from a proof to the next: the concatenation alone is equal
             moved = [proofs[0][:-32], proofs[0][-32:] + proofs[1], *proofs[2:]]
@@ -143,8 +163,8 @@ def test_fast_leaf_bytes_and_trees_equal_the_reference() -> None:
 # --- a sound ledger ----------------------------------------------------------------------------------
 
 
-def test_a_sound_ledger_passes_every_check(runtime: Runtime) -> None:
-    report = run_audit(runtime, grace=0)
+def test_a_sound_ledger_passes_every_check(runtime: Runtime, jobs: int) -> None:
+    report = run_audit(runtime, jobs=jobs, grace=0)
     assert report.ok, [str(f) for f in report.findings]
     assert report.ledger_size == 3
     checked = report.checked
@@ -160,8 +180,8 @@ def test_a_sound_ledger_passes_every_check(runtime: Runtime) -> None:
     assert report.unchecked == {}
 
 
-def test_tokens_without_trusted_roots_are_reported_not_checked(runtime: Runtime) -> None:
-    report = run_audit(runtime, roots=False)
+def test_tokens_without_trusted_roots_are_reported_not_checked(runtime: Runtime, jobs: int) -> None:
+    report = run_audit(runtime, jobs=jobs, roots=False)
     assert report.ok
     assert report.unchecked == {"tokens (no trusted TSA certificate given)": 3}
 
@@ -169,39 +189,49 @@ def test_tokens_without_trusted_roots_are_reported_not_checked(runtime: Runtime)
 # --- tampering ---------------------------------------------------------------------------------------
 
 
-def test_changed_digest_is_named(runtime: Runtime) -> None:
+def test_changed_digest_is_named(runtime: Runtime, jobs: int) -> None:
     victim = sealed_evidence(runtime, 1, 2)
     tamper(runtime.engine, "UPDATE evidence SET sha256 = :d WHERE pk = :pk",
            params={"d": hashlib.sha256(b"forged").digest(), "pk": victim.pk})
-    report = run_audit(runtime)
+    report = run_audit(runtime, jobs=jobs)
     assert_first(report, "evidence", f"pk={victim.pk} (id {victim.id})", "leaf 2 of batch 1", "stored proof")
     assert report.finding_count == 1
 
 
-def test_deleted_evidence_row_is_named(runtime: Runtime) -> None:
+def test_deleted_evidence_row_is_named(runtime: Runtime, jobs: int) -> None:
     victim = sealed_evidence(runtime, 0, 4)
     tamper(runtime.engine, "DELETE FROM evidence WHERE pk = :pk", params={"pk": victim.pk})
-    assert_first(run_audit(runtime), "batch_leaves", f"evidence_pk={victim.pk}", "leaf 4 of batch 0",
+    assert_first(run_audit(runtime, jobs=jobs), "batch_leaves", f"evidence_pk={victim.pk}", "leaf 4 of batch 0",
                  "evidence row is missing")
 
 
-def test_deleted_leaf_and_evidence_is_named(runtime: Runtime) -> None:
+@pytest.mark.parametrize("bad_id", ["with space", "two\nlines", "x" * 65])
+def test_invalid_evidence_id_is_named(runtime: Runtime, jobs: int, bad_id: str) -> None:
+    """Ids are checked all at once on the hot path (one regex over the joined ids): a newline must not split an
+    invalid id into valid-looking lines."""
+    victim = sealed_evidence(runtime, 1, 1)
+    tamper(runtime.engine, "UPDATE evidence SET id = :id WHERE pk = :pk", params={"id": bad_id, "pk": victim.pk})
+    assert_first(run_audit(runtime, jobs=jobs), "evidence", f"pk={victim.pk}", "is not a valid evidence id",
+                 repr(bad_id))
+
+
+def test_deleted_leaf_and_evidence_is_named(runtime: Runtime, jobs: int) -> None:
     victim = sealed_evidence(runtime, 2, 1)
     tamper(runtime.engine, "DELETE FROM batch_leaves WHERE evidence_pk = :pk",
            "DELETE FROM evidence WHERE pk = :pk", params={"pk": victim.pk})
-    assert_first(run_audit(runtime), "batch_leaves", "batch_seq=2", "3 leaves stored for a batch of size 4",
+    assert_first(run_audit(runtime, jobs=jobs), "batch_leaves", "batch_seq=2", "3 leaves stored for a batch of size 4",
                  "leaf index 1 is missing")
 
 
-def test_swapped_batch_root_is_named(runtime: Runtime) -> None:
+def test_swapped_batch_root_is_named(runtime: Runtime, jobs: int) -> None:
     with runtime.engine.connect() as conn:
         other = ledger.get_batch(conn, 0)
     assert other is not None
     tamper(runtime.engine, "UPDATE batches SET root = :r WHERE seq = 1", params={"r": bytes(other.root)})
-    assert_first(run_audit(runtime), "batches", "seq=1", "root column", "differs from the entry's root")
+    assert_first(run_audit(runtime, jobs=jobs), "batches", "seq=1", "root column", "differs from the entry's root")
 
 
-def test_rewritten_entry_is_caught_by_the_log(runtime: Runtime) -> None:
+def test_rewritten_entry_is_caught_by_the_log(runtime: Runtime, jobs: int) -> None:
     """A whole new entry (new root, consistent row) no longer matches its leaves, nodes and checkpoints."""
     with runtime.engine.connect() as conn:
         row = ledger.get_batch(conn, 1)
@@ -212,13 +242,13 @@ def test_rewritten_entry_is_caught_by_the_log(runtime: Runtime) -> None:
     entry = LedgerEntry(1, int(row.size), forged_root, sealing.from_us(int(row.sealed_us))).to_bytes()
     tamper(runtime.engine, "UPDATE batches SET root = :r, entry = :e WHERE seq = 1",
            params={"r": forged_root, "e": entry})
-    report = run_audit(runtime)
+    report = run_audit(runtime, jobs=jobs)
     assert_first(report, "evidence", "(id ", "leaf 0 of batch 1")
     tables = {f.table for f in report.findings}
     assert {"evidence", "ledger_nodes", "checkpoints"} <= tables
 
 
-def test_forged_checkpoint_is_named(runtime: Runtime) -> None:
+def test_forged_checkpoint_is_named(runtime: Runtime, jobs: int) -> None:
     with runtime.engine.connect() as conn:
         row = ledger.checkpoint_at(conn, 2)
     assert row is not None
@@ -226,44 +256,103 @@ def test_forged_checkpoint_is_named(runtime: Runtime) -> None:
     note = sign_note(Checkpoint(runtime.signer.name, 2, bytes(row.root)).to_bytes(), [attacker])
     tamper(runtime.engine, "UPDATE checkpoints SET note = :n, key_hash = :k WHERE size = 2",
            params={"n": note, "k": attacker.key_hash})
-    assert_first(run_audit(runtime), "checkpoints", "size=2", "does not verify with any published signing key")
+    assert_first(run_audit(runtime, jobs=jobs), "checkpoints", "size=2",
+                 "does not verify with any published signing key")
 
 
-def test_checkpoint_for_another_root_is_named(runtime: Runtime) -> None:
+def test_checkpoint_for_another_root_is_named(runtime: Runtime, jobs: int) -> None:
     forged_root = hashlib.sha256(b"fork").digest()
     note = sign_note(Checkpoint(runtime.signer.name, 3, forged_root).to_bytes(), [runtime.signer])
     tamper(runtime.engine, "UPDATE checkpoints SET note = :n, root = :r WHERE size = 3",
            params={"n": note, "r": forged_root})
-    assert_first(run_audit(runtime), "checkpoints", "size=3", "differs from the ledger log root")
+    assert_first(run_audit(runtime, jobs=jobs), "checkpoints", "size=3", "differs from the ledger log root")
 
 
-def test_removed_token_is_named(runtime: Runtime) -> None:
+def test_removed_token_is_named(runtime: Runtime, jobs: int) -> None:
     tamper(runtime.engine, "DELETE FROM timestamps WHERE batch_seq = 1")
-    assert_first(run_audit(runtime, grace=0), "timestamps", "seq=1", "no token from TSA 'tsa0'")
+    assert_first(run_audit(runtime, jobs=jobs, grace=0), "timestamps", "seq=1", "no token from TSA 'tsa0'")
     # within the grace period the same gap is only a note (the TSA may be catching up)
-    report = run_audit(runtime, grace=3600)
+    report = run_audit(runtime, jobs=jobs, grace=3600)
     assert report.ok and any("wait for a token" in note for note in report.notes)
 
 
-def test_altered_token_is_named(runtime: Runtime) -> None:
+def test_altered_token_is_named(runtime: Runtime, jobs: int) -> None:
     with runtime.engine.connect() as conn:
         token = bytes(ledger.timestamps_for_batch(conn, 0)[0].token)
     altered = bytearray(token)
     altered[-10] ^= 0x01  # inside the signature
     tamper(runtime.engine, "UPDATE timestamps SET token = :t WHERE batch_seq = 0", params={"t": bytes(altered)})
-    assert_first(run_audit(runtime), "timestamps", "seq 0, tsa tsa0", "does not verify")
+    assert_first(run_audit(runtime, jobs=jobs), "timestamps", "seq 0, tsa tsa0", "does not verify")
 
 
-def test_dropped_pending_evidence_is_named(runtime: Runtime) -> None:
+def test_dropped_pending_evidence_is_named(runtime: Runtime, jobs: int) -> None:
     with runtime.engine.connect() as conn:
         pk = conn.execute(text("SELECT min(evidence_pk) FROM pending")).scalar_one()
     tamper(runtime.engine, "DELETE FROM pending WHERE evidence_pk = :pk", params={"pk": pk})
-    assert_first(run_audit(runtime), "evidence", f"pk={pk}", "neither sealed nor pending")
+    assert_first(run_audit(runtime, jobs=jobs), "evidence", f"pk={pk}", "neither sealed nor pending")
 
 
-def test_deleted_ledger_node_and_gap_in_seq_are_named(runtime: Runtime) -> None:
+def test_sealed_evidence_still_pending_is_named(runtime: Runtime, jobs: int) -> None:
+    victim = sealed_evidence(runtime, 1, 0)
+    tamper(runtime.engine, "INSERT INTO pending (evidence_pk, received_us) VALUES (:pk, 0)", params={"pk": victim.pk})
+    assert_first(run_audit(runtime, jobs=jobs), "pending", f"evidence_pk={victim.pk} (id {victim.id})",
+                 "still pending although it is sealed")
+
+
+def test_deleted_ledger_node_and_gap_in_seq_are_named(runtime: Runtime, jobs: int) -> None:
     tamper(runtime.engine, "DELETE FROM ledger_nodes WHERE level = 1 AND idx = 0")
-    assert_first(run_audit(runtime), "ledger_nodes", "(level=1, idx=0)", "is missing")
+    assert_first(run_audit(runtime, jobs=jobs), "ledger_nodes", "(level=1, idx=0)", "is missing")
+
+
+def test_parallel_audit_reports_exactly_what_the_serial_one_does(runtime: Runtime, jobs: int) -> None:
+    """Findings (all of them, in order) and counts do not depend on --jobs, through tampering that the worker
+    ranges see differently: a missing ledger entry (its leaves become orphans), leaves of no batch beyond the last
+    one, a batch without leaves and a bad leaf in a later range."""
+    if jobs != 1:
+        pytest.skip("compares every jobs value itself")
+
+    def same_everywhere() -> AuditReport:
+        serial = run_audit(runtime, jobs=1)
+        for n in (2, 3, 5):
+            parallel = run_audit(runtime, jobs=n)
+            assert parallel.findings == serial.findings, n
+            assert parallel.finding_count == serial.finding_count
+            assert list(parallel.checked.items()) == list(serial.checked.items())
+            assert parallel.ledger_size == serial.ledger_size
+        return serial
+
+    assert same_everywhere().ok
+    victim = sealed_evidence(runtime, 2, 3)
+    tamper(runtime.engine, "UPDATE evidence SET received_us = received_us - 1 WHERE pk = :pk",
+           params={"pk": victim.pk})
+    assert_first(same_everywhere(), "evidence", f"pk={victim.pk}", "leaf 3 of batch 2")
+    tamper(runtime.engine, "DELETE FROM batches WHERE seq = 1")
+    assert_first(same_everywhere(), "batch_leaves", "evidence_pk=", "belongs to batch 1, which is not in the ledger")
+    tamper(runtime.engine, "UPDATE batch_leaves SET batch_seq = 7 WHERE batch_seq = 2")
+    report = same_everywhere()
+    assert any("beyond the last ledger entry" in f.problem for f in report.findings)
+    assert any(f.key == "seq=2" and "has no evidence leaves" in f.problem for f in report.findings)
+
+
+_real_leaf_range = audit_module._audit_leaf_range
+
+
+def _worker_reading_another_batch_1(url: str, snapshot: str | None, low: int, high: int) -> list[Any]:
+    """A worker whose view of batch 1 differs from the main snapshot's (what a SQLite worker could see if a
+    superuser rewrote the row in between)."""
+    return [dataclasses.replace(r, batch=(r.batch[0], bytes(32), r.batch[2])) if r.seq == 1 and r.batch else r
+            for r in _real_leaf_range(url, snapshot, low, high)]
+
+
+def test_a_worker_that_read_another_batch_row_is_not_trusted(runtime: Runtime, jobs: int,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    if jobs == 1:
+        pytest.skip("worker processes only")
+    monkeypatch.setattr(audit_module, "_audit_leaf_range", _worker_reading_another_batch_1)  # forked: inherited
+    report = run_audit(runtime, jobs=jobs)
+    assert_first(report, "batches", "seq=1", "changed while the audit ran")
+    assert report.finding_count == 1
+    assert report.checked["evidence leaves recompute to their batch root"] == sum(BATCHES) - BATCHES[1]
 
 
 # --- the command -----------------------------------------------------------------------------------
@@ -274,12 +363,12 @@ def evidence(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str
                           env={**os.environ, **env}, timeout=120, check=False)
 
 
-def test_command_exit_codes_and_first_bad_row(runtime: Runtime) -> None:
+def test_command_exit_codes_and_first_bad_row(runtime: Runtime, jobs: int) -> None:
     url = make_url(str(runtime.settings.database_url)).render_as_string(hide_password=False)
     env = {"DATABASE_URL": url, "EVIDENCE_DATA_DIR": str(runtime.settings.data_dir),
            "EVIDENCE_TSA": f"tsa0={runtime.settings.tsa[0].url}",
            "EVIDENCE_TSA_CA_FILES": str(runtime.settings.tsa_ca_files[0])}
-    ok = evidence("audit", env=env)
+    ok = evidence("audit", f"--jobs={jobs}", env=env)
     assert ok.returncode == 0, ok.stderr
     assert "OK: the ledger is consistent (3 entries)" in ok.stdout
     assert "checkpoint signatures verify" in ok.stdout
@@ -288,7 +377,7 @@ def test_command_exit_codes_and_first_bad_row(runtime: Runtime) -> None:
     victim = sealed_evidence(runtime, 2, 0)
     tamper(runtime.engine, "UPDATE evidence SET received_us = received_us + 1 WHERE pk = :pk",
            params={"pk": victim.pk})
-    bad = evidence("audit", env=env)
+    bad = evidence("audit", f"--jobs={jobs}", env=env)
     assert bad.returncode == 1, bad.stdout + bad.stderr
     assert f"INCONSISTENT: first bad row: evidence pk={victim.pk} (id {victim.id})" in bad.stderr
 
