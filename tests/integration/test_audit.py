@@ -304,13 +304,11 @@ def test_deleted_ledger_node_and_gap_in_seq_are_named(runtime: Runtime, jobs: in
     assert_first(run_audit(runtime, jobs=jobs), "ledger_nodes", "(level=1, idx=0)", "is missing")
 
 
+@pytest.mark.parametrize("jobs", [1], indirect=True, ids=["compares-all-jobs-values"])
 def test_parallel_audit_reports_exactly_what_the_serial_one_does(runtime: Runtime, jobs: int) -> None:
     """Findings (all of them, in order) and counts do not depend on --jobs, through tampering that the worker
     ranges see differently: a missing ledger entry (its leaves become orphans), leaves of no batch beyond the last
     one, a batch without leaves and a bad leaf in a later range."""
-    if jobs != 1:
-        pytest.skip("compares every jobs value itself")
-
     def same_everywhere() -> AuditReport:
         serial = run_audit(runtime, jobs=1)
         for n in (2, 3, 5):
@@ -344,10 +342,9 @@ def _worker_reading_another_batch_1(url: str, snapshot: str | None, low: int, hi
             for r in _real_leaf_range(url, snapshot, low, high)]
 
 
+@pytest.mark.parametrize("jobs", [2], indirect=True, ids=["jobs2"])
 def test_a_worker_that_read_another_batch_row_is_not_trusted(runtime: Runtime, jobs: int,
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
-    if jobs == 1:
-        pytest.skip("worker processes only")
     monkeypatch.setattr(audit_module, "_audit_leaf_range", _worker_reading_another_batch_1)  # forked: inherited
     report = run_audit(runtime, jobs=jobs)
     assert_first(report, "batches", "seq=1", "changed while the audit ran")
