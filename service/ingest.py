@@ -26,10 +26,9 @@ from typing import Final
 
 from sqlalchemy.engine import Engine
 
-from service import ledger
 from service.errors import Pushback
-from service.formats import new_evidence_id, utc_now
-from service.sealing import Deposit, from_us, to_us
+from service.formats import utc_now
+from service.sealing import Deposit, record_deposits
 
 __all__ = ["GroupCommitter", "GroupStats"]
 
@@ -225,22 +224,7 @@ class GroupCommitter:
     def _commit(self, group: list[_Request]) -> None:
         try:
             with self.engine.begin() as conn:
-                received_us = to_us(utc_now())
-                received = from_us(received_us)
-                deposits = [Deposit(new_evidence_id(), r.sha256, received, r.label) for r in group]
-                ledger.insert_evidence(
-                    conn,
-                    [
-                        {
-                            "id": d.id,
-                            "tenant_id": r.tenant_id,
-                            "sha256": d.sha256,
-                            "label": d.label,
-                            "received_us": received_us,
-                        }
-                        for d, r in zip(deposits, group, strict=True)
-                    ],
-                )
+                deposits = record_deposits(conn, [(r.tenant_id, r.sha256, r.label) for r in group], utc_now())
             # Leaving the block committed the transaction: only now is anything acknowledged.
         except BaseException as exc:  # noqa: BLE001 - every request of the group gets the error; the writer goes on
             log.warning("group commit of %d deposits failed: %s", len(group), exc.__class__.__name__, exc_info=exc)

@@ -63,18 +63,25 @@ class Deposit:
 def record_evidence(
     conn: Connection, tenant_id: int, items: Sequence[tuple[bytes, str | None]], now: datetime
 ) -> list[Deposit]:
-    """Store pending evidence (one row each, one round trip) and return what was acknowledged.
+    """Store pending evidence of one tenant (one row each, one round trip) and return what was acknowledged."""
+    return record_deposits(conn, [(tenant_id, digest, label) for digest, label in items], now)
+
+
+def record_deposits(
+    conn: Connection, items: Sequence[tuple[int, bytes, str | None]], now: datetime
+) -> list[Deposit]:
+    """Store pending evidence given as (tenant id, digest, label), in one round trip; return the deposits.
 
     Every item gets its own random id (SPEC §2: ≥ 96 random bits) and the same received time.
     """
     received_us = to_us(now)
     received = from_us(received_us)
-    deposits = [Deposit(new_evidence_id(), digest, received, label) for digest, label in items]
+    deposits = [Deposit(new_evidence_id(), digest, received, label) for _, digest, label in items]
     ledger.insert_evidence(
         conn,
         [
             {"id": d.id, "tenant_id": tenant_id, "sha256": d.sha256, "label": d.label, "received_us": received_us}
-            for d in deposits
+            for d, (tenant_id, _, _) in zip(deposits, items, strict=True)
         ],
     )
     return deposits
