@@ -138,7 +138,7 @@ class BatchTree:
     missing siblings.
     """
 
-    __slots__ = ("_levels", "_size")
+    __slots__ = ("_below_root", "_levels", "_size")
 
     def __init__(self, leaf_hashes: Sequence[bytes]) -> None:
         """Build the tree over ``leaf_hashes`` (each 32 bytes), in leaf-index order.
@@ -148,6 +148,7 @@ class BatchTree:
         _check_leaf_hashes(leaf_hashes)
         self._size = len(leaf_hashes)
         self._levels = _build_levels(len(leaf_hashes), lambda start, end: list(leaf_hashes[start:end]))
+        self._below_root = tuple(self._levels[:-1])
 
     @classmethod
     def from_leaves(cls, leaves: Iterable[bytes]) -> BatchTree:
@@ -158,6 +159,7 @@ class BatchTree:
         tree._levels = _build_levels(
             len(items), lambda start, end: list(map(_digest, map(sha256, map(_LEAF_PREFIX.__add__, items[start:end]))))
         )
+        tree._below_root = tuple(tree._levels[:-1])
         return tree
 
     @property
@@ -198,14 +200,15 @@ class BatchTree:
 
         :raise ProofError: ``index`` is not below the tree size.
         """
-        _check_index(index, self._size)
-        proof = []
-        i = index
-        for level in self._levels[:-1]:
-            start = (i ^ 1) * HASH_SIZE
+        if type(index) is not int or not 0 <= index < self._size:
+            _check_index(index, self._size)
+        proof: list[bytes] = []
+        append = proof.append
+        for level in self._below_root:
+            start = (index ^ 1) << 5  # * HASH_SIZE
             if start < len(level):  # no sibling: the node is promoted unchanged to the next level
-                proof.append(level[start : start + HASH_SIZE])
-            i >>= 1
+                append(level[start : start + HASH_SIZE])
+            index >>= 1
         return proof
 
     def consistency_proof(self, old_size: int) -> list[bytes]:
