@@ -56,6 +56,11 @@ def create_tenant(conn: Connection, name: str, now: datetime) -> str:
     :raise InvalidInput: a bad name, or a tenant of that name exists already.
     """
     tenant_id = ledger.insert_tenant(conn, check_tenant_name(name), to_us(now))
+    return add_api_key(conn, tenant_id, now)
+
+
+def add_api_key(conn: Connection, tenant_id: int, now: datetime) -> str:
+    """Give tenant ``tenant_id`` a new API key and return it (stored only as its hash, with a display prefix)."""
     api_key = new_api_key()
     ledger.insert_api_key(conn, tenant_id, hash_api_key(api_key), api_key[:DISPLAY_PREFIX_LENGTH], to_us(now))
     return api_key

@@ -9,11 +9,17 @@ differs from the code (``db check``), which exits 1.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 import click
 
 from service.config import Settings
 from service.errors import ConfigError, SchemaDrift
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
 
 DATA_DIR_HELP = "Data directory (embedded database and signing key); default $EVIDENCE_DATA_DIR or ./evidence-data."
 
@@ -53,6 +59,21 @@ def ensure_schema(settings: Settings) -> None:
         )
 
 
+@contextmanager
+def transaction(data_dir: str | None) -> Iterator[Connection]:
+    """One transaction on the database ``evidence serve`` uses (schema ensured first); the engine is closed after."""
+    from service import db
+
+    settings = settings_for(data_dir)
+    ensure_schema(settings)
+    engine = db.make_engine(settings)
+    try:
+        with engine.begin() as conn:
+            yield conn
+    finally:
+        engine.dispose()
+
+
 @click.group()
 def tenant() -> None:
     """Manage tenants (each tenant has its own API keys and sees only its own evidence)."""
@@ -63,18 +84,11 @@ def tenant() -> None:
 @click.option("--data-dir", type=click.Path(file_okay=False), help=DATA_DIR_HELP)
 def tenant_create(name: str, data_dir: str | None) -> None:
     """Create tenant NAME and print its new API key (alone, on the last line)."""
-    from service import db
     from service.formats import utc_now
     from service.tenants import create_tenant
 
-    settings = settings_for(data_dir)
-    ensure_schema(settings)
-    engine = db.make_engine(settings)
-    try:
-        with engine.begin() as conn:
-            api_key = create_tenant(conn, name, utc_now())
-    finally:
-        engine.dispose()
+    with transaction(data_dir) as conn:
+        api_key = create_tenant(conn, name, utc_now())
     click.echo(f"Created tenant {name!r}. Its API key is shown only now; keep it secret:")
     click.echo(api_key)
 

@@ -9,25 +9,12 @@ their SHA-256; a new key is printed once, alone on the last line of stdout.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import click
 
-from service.commands.admin import DATA_DIR_HELP, ensure_schema, settings_for, tenant
+from service.commands.admin import DATA_DIR_HELP, tenant, transaction
 from service.errors import InvalidInput, NotFound
 
-if TYPE_CHECKING:
-    from sqlalchemy.engine import Engine
-
 __all__ = ["tenant"]
-
-
-def _engine(data_dir: str | None) -> Engine:
-    from service import db
-
-    settings = settings_for(data_dir)
-    ensure_schema(settings)
-    return db.make_engine(settings)
 
 
 def _time(us: int | None) -> str:
@@ -43,13 +30,9 @@ def tenant_list(data_dir: str | None) -> None:
     """List tenants with their state and active API key prefixes."""
     from service import ledger
 
-    engine = _engine(data_dir)
-    try:
-        with engine.connect() as conn:
-            tenants = ledger.list_tenants(conn)
-            keys = ledger.list_api_keys(conn)
-    finally:
-        engine.dispose()
+    with transaction(data_dir) as conn:
+        tenants = ledger.list_tenants(conn)
+        keys = ledger.list_api_keys(conn)
     active: dict[int, list[str]] = {}
     for k in keys:
         if k.revoked_at is None:
@@ -70,16 +53,12 @@ def tenant_revoke(name: str, data_dir: str | None) -> None:
     from service.formats import utc_now
     from service.sealing import to_us
 
-    engine = _engine(data_dir)
-    try:
-        with engine.begin() as conn:
-            row = ledger.get_tenant_by_name(conn, name)
-            if row is None:
-                raise NotFound(f"no tenant named {name!r} (see 'evidence tenant list')")
-            if not ledger.revoke_tenant(conn, name, to_us(utc_now())):
-                raise InvalidInput(f"tenant {name!r} is already revoked")
-    finally:
-        engine.dispose()
+    with transaction(data_dir) as conn:
+        row = ledger.get_tenant_by_name(conn, name)
+        if row is None:
+            raise NotFound(f"no tenant named {name!r} (see 'evidence tenant list')")
+        if not ledger.revoke_tenant(conn, name, to_us(utc_now())):
+            raise InvalidInput(f"tenant {name!r} is already revoked")
     click.echo(f"Revoked tenant {name!r}: its API keys no longer work.")
 
 
@@ -95,23 +74,15 @@ def key_add(name: str, data_dir: str | None) -> None:
     """Add a new API key to tenant NAME and print it (alone, on the last line; it is shown only now)."""
     from service import ledger
     from service.formats import utc_now
-    from service.sealing import to_us
-    from service.tenants import DISPLAY_PREFIX_LENGTH, hash_api_key, new_api_key
+    from service.tenants import DISPLAY_PREFIX_LENGTH, add_api_key
 
-    engine = _engine(data_dir)
-    try:
-        with engine.begin() as conn:
-            row = ledger.get_tenant_by_name(conn, name)
-            if row is None:
-                raise NotFound(f"no tenant named {name!r} (see 'evidence tenant list')")
-            if row.revoked_at is not None:
-                raise InvalidInput(f"tenant {name!r} is revoked; a revoked tenant gets no new keys")
-            api_key = new_api_key()
-            ledger.insert_api_key(
-                conn, row.id, hash_api_key(api_key), api_key[:DISPLAY_PREFIX_LENGTH], to_us(utc_now())
-            )
-    finally:
-        engine.dispose()
+    with transaction(data_dir) as conn:
+        row = ledger.get_tenant_by_name(conn, name)
+        if row is None:
+            raise NotFound(f"no tenant named {name!r} (see 'evidence tenant list')")
+        if row.revoked_at is not None:
+            raise InvalidInput(f"tenant {name!r} is revoked; a revoked tenant gets no new keys")
+        api_key = add_api_key(conn, row.id, utc_now())
     click.echo(f"Added an API key to tenant {name!r} (prefix {api_key[:DISPLAY_PREFIX_LENGTH]}). "
                "It is shown only now; keep it secret:")
     click.echo(api_key)
@@ -127,27 +98,23 @@ def key_revoke(prefix: str, data_dir: str | None) -> None:
     from service.sealing import to_us
     from service.tenants import DISPLAY_PREFIX_LENGTH, hash_api_key
 
-    engine = _engine(data_dir)
-    try:
-        with engine.begin() as conn:
-            if len(prefix) > DISPLAY_PREFIX_LENGTH:
-                found = ledger.active_key_by_hash(conn, hash_api_key(prefix))
-                matches = [] if found is None else [found]
-            else:
-                matches = ledger.active_keys_by_prefix(conn, prefix)
-            if not matches:
-                raise NotFound(f"no active API key with prefix {prefix!r} (see 'evidence tenant list')")
-            if len(matches) > 1:
-                owners = ", ".join(sorted({m.name for m in matches}))
-                raise InvalidInput(
-                    f"{len(matches)} active keys start with {prefix!r} (tenants: {owners}); "
-                    "give the whole key to say which one"
-                )
-            (match,) = matches
-            ledger.revoke_api_key(conn, match.id, to_us(utc_now()))
-            left = sum(1 for k in ledger.list_api_keys(conn, match.tenant_id) if k.revoked_at is None)
-    finally:
-        engine.dispose()
+    with transaction(data_dir) as conn:
+        if len(prefix) > DISPLAY_PREFIX_LENGTH:
+            found = ledger.active_key_by_hash(conn, hash_api_key(prefix))
+            matches = [] if found is None else [found]
+        else:
+            matches = ledger.active_keys_by_prefix(conn, prefix)
+        if not matches:
+            raise NotFound(f"no active API key with prefix {prefix!r} (see 'evidence tenant list')")
+        if len(matches) > 1:
+            owners = ", ".join(sorted({m.name for m in matches}))
+            raise InvalidInput(
+                f"{len(matches)} active keys start with {prefix!r} (tenants: {owners}); "
+                "give the whole key to say which one"
+            )
+        (match,) = matches
+        ledger.revoke_api_key(conn, match.id, to_us(utc_now()))
+        left = sum(1 for k in ledger.list_api_keys(conn, match.tenant_id) if k.revoked_at is None)
     click.echo(f"Revoked API key {match.prefix} of tenant {match.name!r}; {left} active key(s) left.")
     if left == 0:
         click.echo(f"warning: tenant {match.name!r} has no active key now ('evidence tenant key add')", err=True)
