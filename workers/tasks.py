@@ -17,7 +17,7 @@ import random
 from typing import Any
 
 from celery import shared_task, signals
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import OperationalError
 
 from service import metrics, sealing
 from service.config import Settings
@@ -47,11 +47,7 @@ def get_runtime() -> Runtime:
     global _runtime
     if _runtime is None:
         runtime = Runtime.from_settings(Settings.from_env(os.environ))
-        try:
-            runtime.prepare_signing()
-        except IntegrityError:
-            # Several workers starting at once may insert the same vkey / genesis checkpoint; one won.
-            runtime.prepare_signing()
+        runtime.prepare_signing()  # serialised by the ledger lock: workers starting together publish once
         _runtime = runtime
     return _runtime
 
