@@ -25,10 +25,11 @@ from service.api.parsing import (
     query_label,
     read_json_object,
     reject_unknown_fields,
+    sha256_field,
 )
 from service.api.state import runtime_state
 from service.errors import FormatError, InvalidInput, PayloadTooLarge
-from service.formats import check_evidence_id, parse_sha256_hex, utc_now
+from service.formats import check_evidence_id, utc_now
 from service.hashing import sha256_stream
 from service.receipt import dump_json
 
@@ -126,13 +127,7 @@ def _digest_from_json() -> tuple[bytes, str | None]:
     reject_unknown_fields(body, ("sha256", "label"), "the JSON body")
     if "sha256" not in body:
         raise InvalidInput("the JSON body needs 'sha256': the file's SHA-256 as 64 lowercase hex digits")
-    value = body["sha256"]
-    if not isinstance(value, str):
-        raise InvalidInput("'sha256' must be a string of 64 lowercase hex digits")
-    try:
-        digest = parse_sha256_hex(value)
-    except FormatError as exc:
-        raise InvalidInput(f"'sha256': {exc.reason}") from None
+    digest = sha256_field(body["sha256"])
     label = check_label(body["label"], "JSON field 'label'") if "label" in body else None
     return digest, label
 

@@ -14,10 +14,9 @@ from sqlalchemy.exc import DBAPIError
 
 from service import sealing
 from service.api.errors import problem
-from service.api.parsing import query_int, read_json_object, reject_unknown_fields
+from service.api.parsing import query_int, read_json_object, reject_unknown_fields, sha256_field
 from service.api.state import runtime_state
-from service.errors import FormatError, InvalidInput, NotFound
-from service.formats import parse_sha256_hex
+from service.errors import InvalidInput, NotFound
 from service.note import Verifier
 from service.receipt import b64
 from service.verify import verify_receipt
@@ -76,15 +75,7 @@ def verify() -> Response:
     document = body["receipt"]
     if not isinstance(document, dict):
         raise InvalidInput("'receipt' must be a JSON object (an evidence-receipt/v1 document)")
-    digest: bytes | None = None
-    if "sha256" in body:
-        value = body["sha256"]
-        if not isinstance(value, str):
-            raise InvalidInput("'sha256' must be a string of 64 lowercase hex digits")
-        try:
-            digest = parse_sha256_hex(value)
-        except FormatError as exc:
-            raise InvalidInput(f"'sha256': {exc.reason}") from None
+    digest = sha256_field(body["sha256"]) if "sha256" in body else None
     state = runtime_state()
     with state.reader.begin() as conn:
         published = sealing.key_list(conn)

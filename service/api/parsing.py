@@ -15,7 +15,8 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.sansio.multipart import Data, Epilogue, Event, Field, File, MultipartDecoder, NeedData, Preamble
 
 from service import strictjson
-from service.errors import InvalidInput, PayloadTooLarge
+from service.errors import FormatError, InvalidInput, PayloadTooLarge
+from service.formats import parse_sha256_hex
 from service.strictjson import json_type
 
 MAX_LABEL_LENGTH = 500
@@ -52,6 +53,19 @@ def read_json_object(stream: IO[bytes], *, limit: int = MAX_JSON_BODY) -> dict[s
     if not isinstance(value, dict):
         raise InvalidInput(f"the JSON body must be an object, found {json_type(value)}")
     return value
+
+
+def sha256_field(value: Any) -> bytes:
+    """The digest in a JSON body's ``sha256`` field (64 lowercase hex digits).
+
+    :raise InvalidInput: not a string, or not 64 lowercase hex digits (the reason says which).
+    """
+    if not isinstance(value, str):
+        raise InvalidInput(f"'sha256' must be a string of 64 lowercase hex digits, found {json_type(value)}")
+    try:
+        return parse_sha256_hex(value)
+    except FormatError as exc:
+        raise InvalidInput(f"'sha256': {exc.reason}") from None
 
 
 def reject_unknown_fields(obj: dict[str, Any], allowed: tuple[str, ...], where: str) -> None:
