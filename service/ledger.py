@@ -23,6 +23,7 @@ from sqlalchemy import (
     CheckConstraint,
     Column,
     Connection,
+    Engine,
     ForeignKey,
     Index,
     Integer,
@@ -396,6 +397,12 @@ def find_evidence_by_sha256(conn: Connection, tenant_id: int, sha256: bytes) -> 
         .order_by(evidence.c.received_us, evidence.c.pk)
     )
     return list(conn.execute(stmt).all())
+
+
+def read_only(engine: Engine) -> Engine:
+    """The same engine (same pool) for read-only work: on SQLite its transactions begin ``DEFERRED`` instead of
+    ``IMMEDIATE`` (``service.db``), so background polls and reads never take, or wait for, the write lock."""
+    return engine.execution_options(sqlite_begin="DEFERRED")
 
 
 def lock_ledger(conn: Connection) -> None:

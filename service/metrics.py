@@ -109,7 +109,7 @@ class DatabaseCollector(Collector):
         size = GaugeMetricFamily("evidence_ledger_size", "Ledger entries (sealed batches)")
         up = GaugeMetricFamily("evidence_database_up", "1 if the database answered this scrape")
         try:
-            with self.engine.connect() as conn:
+            with ledger.read_only(self.engine).connect() as conn:
                 pending.add_metric([], ledger.pending_count(conn))
                 size.add_metric([], ledger.ledger_size(conn))
         except SQLAlchemyError:

@@ -301,7 +301,7 @@ def seal_pending(engine: Any, signer: Signer, *, max_leaves: int, max_age: float
     now_fn = clock or utc_now
     sealed: list[SealResult] = []
     while True:
-        with engine.connect() as conn:
+        with ledger.read_only(engine).connect() as conn:
             due = seal_due(conn, now_fn(), max_leaves, max_age) or (
                 force and ledger.oldest_pending_us(conn) is not None
             )

@@ -103,7 +103,7 @@ def timestamp_batch(
     if not settings.tsa:
         return []
     trusted = _roots_for(settings, roots)
-    with engine.connect() as conn:
+    with ledger.read_only(engine).connect() as conn:
         batch = ledger.get_batch(conn, seq)
         if batch is None:
             raise KeyError(f"no ledger entry {seq}")
@@ -176,10 +176,10 @@ def timestamp_pending(
         return report
     trusted = _roots_for(settings, roots)
     for tsa in settings.tsa:
-        with engine.connect() as conn:
+        with ledger.read_only(engine).connect() as conn:
             seqs = ledger.batches_without_timestamp(conn, tsa.name, limit)
         for seq in seqs:
-            with engine.connect() as conn:
+            with ledger.read_only(engine).connect() as conn:
                 batch = ledger.get_batch(conn, seq)
             if batch is None:  # cannot happen: batches are append-only
                 continue

@@ -243,7 +243,7 @@ def deliver(engine: Engine, delivery: Delivery, public_url: str, *, timeout: flo
     """Make one attempt: POST the signed event, append its row to ``webhook_deliveries``; True on a 2xx."""
     import requests
 
-    with engine.connect() as conn:
+    with ledger.read_only(engine).connect() as conn:
         hook = ledger.get_webhook_by_id(conn, delivery.webhook_id)
         body = event_body(conn, delivery.webhook_id, delivery.batch_seq, public_url)
     if hook is None or body is None:
@@ -278,7 +278,7 @@ def deliver(engine: Engine, delivery: Delivery, public_url: str, *, timeout: flo
 def dispatch_due(engine: Engine, settings: Settings, *, delays: Sequence[float] = RETRY_DELAYS,
                  clock: Callable[[], datetime] = utc_now, limit: int = 100) -> int:
     """One sweep: make every attempt that is due; returns how many were delivered."""
-    with engine.connect() as conn:
+    with ledger.read_only(engine).connect() as conn:
         due = due_deliveries(conn, clock(), delays, limit)
     return sum(deliver(engine, d, settings.public_url) for d in due)
 

@@ -19,6 +19,7 @@ from service.api.state import EXTENSION_KEY, ApiState
 from service.certs import load_certificate_files
 from service.config import Settings
 from service.ingest import GroupCommitter
+from service.ledger import read_only
 from service.runtime import Runtime
 
 
@@ -48,7 +49,7 @@ def create_app(
 
     state = ApiState(
         runtime=runtime,
-        reader=runtime.engine.execution_options(sqlite_begin="DEFERRED"),
+        reader=read_only(runtime.engine),
         tsa_roots=load_certificate_files(settings.tsa_ca_files),
         committer=GroupCommitter(runtime.engine),
     )
