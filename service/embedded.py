@@ -60,8 +60,7 @@ class Sealer(threading.Thread):
             self.join(timeout)
         if self.timestamper is not None:
             self.timestamper.stop()
-        if self.dispatcher.is_alive():
-            self.dispatcher.stop()
+        self.dispatcher.stop()
 
     def run(self) -> None:
         try:
