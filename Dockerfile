@@ -10,7 +10,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
-# CJK and Latin fonts for the certificate PDFs (service/fonts.py looks for these Debian packages).
+# CJK and Latin fonts for the certificate PDFs (service/court/fonts.py looks for these Debian packages).
 RUN apt-get update \
     && apt-get install -y --no-install-recommends fonts-noto-cjk fonts-wqy-zenhei fonts-dejavu-core \
     && rm -rf /var/lib/apt/lists/*
@@ -25,8 +25,8 @@ COPY pyproject.toml README.md ./
 COPY service ./service
 COPY workers ./workers
 COPY migrations ./migrations
-# Editable: service.db finds migrations/ beside the package (/app/migrations), as in the repository.
-RUN pip install -e . && python -c "import service.db, workers.celery_app"
+# Editable: service.storage.db finds migrations/ beside the package (/app/migrations), as in the repository.
+RUN pip install -e . && python -c "import service.storage.db, workers.celery_app"
 
 USER evidence:evidence
 ENV EVIDENCE_DATA_DIR=/var/lib/evidence

@@ -27,12 +27,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from service import db, ledger, merkle, sealing  # noqa: E402
-from service.audit import audit_ledger, leaf_bytes  # noqa: E402
+from service import sealing  # noqa: E402
 from service.config import Settings  # noqa: E402
-from service.formats import utc_now  # noqa: E402
+from service.core import merkle  # noqa: E402
+from service.core.formats import utc_now  # noqa: E402
 from service.runtime import Runtime  # noqa: E402
+from service.storage import db, ledger  # noqa: E402
 from service.tenants import create_tenant, hash_api_key  # noqa: E402
+from service.trust.audit import audit_ledger, leaf_bytes  # noqa: E402
 
 TARGET = 200_000
 

@@ -1,4 +1,4 @@
-"""Benchmark of service.merkle.BatchTree against the bare cost of hashlib and against pymerkle 7.
+"""Benchmark of service.core.merkle.BatchTree against the bare cost of hashlib and against pymerkle 7.
 
 Usage: python bench/bench_merkle.py [--sizes 10000,100000,1000000] [--quick] [--repeat 3]
 
@@ -30,7 +30,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from service.merkle import BatchTree  # noqa: E402
+from service.core.merkle import BatchTree  # noqa: E402
 
 
 def floor_time(n: int) -> float:

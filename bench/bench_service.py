@@ -303,10 +303,11 @@ class RssSampler(threading.Thread):
 
 def prepare_big_batch(data_dir: Path, tenant_name: str, leaves: int) -> tuple[list[str], float]:
     """Record ``leaves`` digests for the tenant and seal them into one batch; return the ids and the seal time."""
-    from service import ledger, sealing
+    from service import sealing
     from service.config import Settings
-    from service.formats import utc_now
+    from service.core.formats import utc_now
     from service.runtime import Runtime
+    from service.storage import ledger
 
     settings = Settings(data_dir=data_dir, batch_max_size=leaves)
     runtime = Runtime.from_settings(settings)

@@ -43,12 +43,13 @@ from rich.table import Table  # noqa: E402
 from sqlalchemy import create_engine, text  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
-from service import bulk, db, ledger, sealing  # noqa: E402
+from service import bulk, sealing  # noqa: E402
 from service.api import bulk as bulk_api  # noqa: E402
 from service.api import create_app, stop_sealer  # noqa: E402
 from service.config import Settings  # noqa: E402
-from service.formats import new_evidence_id, utc_now  # noqa: E402
+from service.core.formats import new_evidence_id, utc_now  # noqa: E402
 from service.runtime import Runtime  # noqa: E402
+from service.storage import db, ledger  # noqa: E402
 from service.tenants import create_tenant  # noqa: E402
 
 PG_ADMIN_URL = os.environ.get("EVIDENCE_TEST_PG_ADMIN_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")

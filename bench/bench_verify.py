@@ -22,11 +22,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from service import merkle  # noqa: E402
-from service.formats import Checkpoint, Leaf, LedgerEntry, parse_time  # noqa: E402
-from service.note import Signer, Verifier, parse_vkeys, sign_note  # noqa: E402
-from service.receipt import build_receipt, dump_json, load_json  # noqa: E402
-from service.verify import verify_receipt  # noqa: E402
+from service.core import merkle  # noqa: E402
+from service.core.formats import Checkpoint, Leaf, LedgerEntry, parse_time  # noqa: E402
+from service.core.note import Signer, Verifier, parse_vkeys, sign_note  # noqa: E402
+from service.core.receipt import build_receipt, dump_json, load_json  # noqa: E402
+from service.core.verify import verify_receipt  # noqa: E402
 
 GOLDEN = Path(__file__).resolve().parent.parent / "tests" / "vectors" / "receipts"
 

@@ -1,8 +1,8 @@
 """Alembic environment of Evidence Ledger (one history for SQLite and PostgreSQL).
 
-The URL comes from the Config (``service.db.upgrade(url)`` passes it as an attribute, or a
+The URL comes from the Config (``service.storage.db.upgrade(url)`` passes it as an attribute, or a
 ``sqlalchemy.url`` main option), else from ``DATABASE_URL`` through ``service.config.Settings``.
-Engines are made by ``service.db.make_engine``, so SQLite migrations run inside ``BEGIN IMMEDIATE``.
+Engines are made by ``service.storage.db.make_engine``, so SQLite migrations run inside ``BEGIN IMMEDIATE``.
 On PostgreSQL a session advisory lock keeps concurrent migrators apart, and lock/statement timeouts stop
 a migration from queueing behind (and in front of) live traffic for long. Each migration runs in its own
 transaction.
@@ -16,9 +16,9 @@ from logging.config import fileConfig
 from alembic import context
 from sqlalchemy import text
 
-from service import ledger
 from service.config import Settings
-from service.db import make_engine
+from service.storage import ledger
+from service.storage.db import make_engine
 
 # pg_advisory_lock key for migrations: b"EVMG" (distinct from ledger.LEDGER_LOCK_ID).
 MIGRATION_LOCK_ID = 0x45564D47
@@ -26,7 +26,7 @@ LOCK_TIMEOUT = "10s"
 STATEMENT_TIMEOUT = "5min"
 
 config = context.config
-if config.config_file_name is not None:  # the alembic CLI; service.db builds its Config in code
+if config.config_file_name is not None:  # the alembic CLI; service.storage.db builds its Config in code
     fileConfig(config.config_file_name, disable_existing_loggers=False)
 target_metadata = ledger.metadata
 

@@ -1,4 +1,4 @@
 """Evidence Ledger.
 
-Empty on purpose: importing ``service.verify`` (the offline verifier) must not pull in Flask, SQLAlchemy or Celery.
+Empty on purpose: importing ``service.core.verify`` (the offline verifier) must not pull in Flask, SQLAlchemy or Celery.
 """

@@ -7,7 +7,7 @@ digest. The idempotency row is inserted in the same transaction as the evidence,
 (tenant, key) decides between two concurrent requests: the loser's transaction rolls back (nothing of it is
 stored) and it answers with the winner's stored answer.
 
-Must not import: Flask, Celery. SQL lives in ``service.ledger``.
+Must not import: Flask, Celery. SQL lives in ``service.storage.ledger``.
 """
 
 from __future__ import annotations
@@ -23,11 +23,13 @@ from typing import Any
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
-from service import ledger, sealing, strictjson
-from service.errors import FormatError, IdempotencyConflict, InvalidInput, InvalidItem
-from service.formats import format_time, parse_sha256_hex
-from service.receipt import JSONObject
-from service.strictjson import json_type
+from service import sealing
+from service.core import strictjson
+from service.core.errors import FormatError, IdempotencyConflict, InvalidInput, InvalidItem
+from service.core.formats import format_time, parse_sha256_hex
+from service.core.receipt import JSONObject
+from service.core.strictjson import json_type
+from service.storage import ledger
 
 __all__ = [
     "MAX_BATCH_BODY",

@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from service.errors import EvidenceError
+from service.core.errors import EvidenceError
 
 # name -> "module:attribute"; registered explicitly (no auto-discovery), loaded lazily.
 COMMANDS: dict[str, str] = {

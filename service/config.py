@@ -5,7 +5,7 @@ Owns: the ``Settings`` frozen dataclass (every knob the service has, with its do
 gunicorn's app factory, the Celery worker, Alembic's ``env.py``) call ``from_env``; tests build
 ``Settings(...)`` directly. Flask's own configuration holds only Flask's keys, never these.
 
-Must not import: Flask, SQLAlchemy, Celery (``service.verify`` reads no settings at all).
+Must not import: Flask, SQLAlchemy, Celery (``service.core.verify`` reads no settings at all).
 
 Environment variables (an empty value counts as unset), with their defaults:
 
@@ -41,7 +41,7 @@ from typing import TypeVar
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from service.errors import ConfigError
+from service.core.errors import ConfigError
 
 __all__ = ["DEFAULT_DATA_DIR", "Settings", "TimestampAuthority"]
 

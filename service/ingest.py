@@ -26,8 +26,8 @@ from typing import Final
 
 from sqlalchemy.engine import Engine
 
-from service.errors import Pushback
-from service.formats import utc_now
+from service.core.errors import Pushback
+from service.core.formats import utc_now
 from service.sealing import Deposit, record_deposits
 
 __all__ = ["GroupCommitter", "GroupStats"]

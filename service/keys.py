@@ -10,8 +10,8 @@ import os
 import stat
 from pathlib import Path
 
-from service.errors import ConfigError, FormatError
-from service.note import Signer
+from service.core.errors import ConfigError, FormatError
+from service.core.note import Signer
 
 
 def _check_private(path: Path) -> None:

@@ -32,7 +32,7 @@ from prometheus_client.registry import Collector
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from service import ledger
+from service.storage import ledger
 
 if TYPE_CHECKING:
     from flask import Flask, Response

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
 from service.config import Settings
-from service.errors import RateLimited
+from service.core.errors import RateLimited
 
 if TYPE_CHECKING:
     import redis

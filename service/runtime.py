@@ -11,12 +11,12 @@ from functools import cached_property
 
 from sqlalchemy.engine import Engine
 
-from service import db, ledger
 from service.config import Settings
-from service.formats import utc_now
+from service.core.formats import utc_now
+from service.core.note import Signer
 from service.keys import load_or_create_signer, load_signer
-from service.note import Signer
 from service.sealing import ensure_genesis, to_us
+from service.storage import db, ledger
 
 
 @dataclass

@@ -15,11 +15,12 @@ from typing import Any
 
 from sqlalchemy.engine import Connection
 
-from service import ledger, merkle
-from service.errors import InvalidInput, NotFound
-from service.formats import Checkpoint, Leaf, LedgerEntry, format_time, new_evidence_id
-from service.note import Signer, sign_note
-from service.receipt import JSONObject, build_receipt
+from service.core import merkle
+from service.core.errors import InvalidInput, NotFound
+from service.core.formats import Checkpoint, Leaf, LedgerEntry, format_time, new_evidence_id
+from service.core.note import Signer, sign_note
+from service.core.receipt import JSONObject, build_receipt
+from service.storage import ledger
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -296,7 +297,7 @@ def seal_pending(engine: Any, signer: Signer, *, max_leaves: int, max_age: float
     The one entry point used by the in-process sealer (embedded default) and the Celery task (production).
     ``force`` seals whatever is pending even if no batch is due yet (tests, shutdown, ``evidence seal``).
     """
-    from service.formats import utc_now
+    from service.core.formats import utc_now
 
     now_fn = clock or utc_now
     sealed: list[SealResult] = []

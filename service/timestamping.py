@@ -25,13 +25,14 @@ from cryptography import x509
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
-from service import ledger, tsa_client
-from service.certs import load_certificate_files as load_tsa_roots
+from service import tsa_client
 from service.config import Settings, TimestampAuthority
-from service.errors import ConfigError, TimestampError, TimestampInvalid
-from service.formats import utc_now
+from service.core.certs import load_certificate_files as load_tsa_roots
+from service.core.errors import ConfigError, TimestampError, TimestampInvalid
+from service.core.formats import utc_now
+from service.core.timestamps import verify_token
 from service.sealing import to_us
-from service.timestamps import verify_token
+from service.storage import ledger
 
 __all__ = [
     "PendingReport",

@@ -2,7 +2,7 @@
 
 Owns: one POST of a TimeStampReq over HTTP (RFC 3161 §3.4) and its error handling.
 Must not be imported by the offline verifier (it imports ``requests``); the token checks are in
-``service.timestamps``.
+``service.core.timestamps``.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import secrets
 
 import requests
 
-from service.errors import TimestampError
-from service.timestamps import build_request, token_from_response
+from service.core.errors import TimestampError
+from service.core.timestamps import build_request, token_from_response
 
 TIMESTAMP_QUERY = "application/timestamp-query"
 TIMESTAMP_REPLY = "application/timestamp-reply"

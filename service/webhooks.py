@@ -15,7 +15,7 @@ its row, or two sweepers, may send an attempt twice): receivers deduplicate on t
 Signature (documented in docs/batch.md): header ``Evidence-Signature: t=<unix seconds>,v1=<hex>`` where hex is
 HMAC-SHA256 with the webhook secret over ``"<t>." + body`` (the exact body bytes).
 
-Must not import: Flask, Celery. SQL lives in ``service.ledger``; HTTP is ``requests`` (imported when sending).
+Must not import: Flask, Celery. SQL lives in ``service.storage.ledger``; HTTP is ``requests`` (imported when sending).
 """
 
 from __future__ import annotations
@@ -36,10 +36,11 @@ from urllib.parse import urlsplit
 from sqlalchemy.engine import Connection, Engine
 
 # `sealing` as a module (not its names), so that sealing.py may import this module in turn.
-from service import ledger, sealing
+from service import sealing
 from service.config import Settings
-from service.errors import InvalidInput, NotFound
-from service.formats import format_time, utc_now
+from service.core.errors import InvalidInput, NotFound
+from service.core.formats import format_time, utc_now
+from service.storage import ledger
 
 if TYPE_CHECKING:
     from service.sealing import SealResult

@@ -25,9 +25,9 @@ from sqlalchemy import Connection, Engine, create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
-from service import db
+from service.storage import db
 
-# SQLAlchemy 2.1 maps a bare postgresql:// to psycopg 3; we ship psycopg2 (as service.db.make_engine does).
+# SQLAlchemy 2.1 maps a bare postgresql:// to psycopg 3; we ship psycopg2 (as service.storage.db.make_engine does).
 PG_ADMIN_URL = (
     make_url(os.environ.get("EVIDENCE_TEST_PG_ADMIN_URL") or "postgresql://postgres@127.0.0.1:5432/postgres")
     .set(drivername="postgresql+psycopg2")

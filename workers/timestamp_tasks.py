@@ -19,7 +19,7 @@ from typing import Any
 from celery import shared_task
 
 from service import timestamping
-from service.errors import TimestampError
+from service.core.errors import TimestampError
 from workers.tasks import get_runtime
 
 __all__ = ["TIMESTAMP_ENTRY", "TIMESTAMP_PENDING", "timestamp_entry", "timestamp_pending"]

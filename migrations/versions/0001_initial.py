@@ -23,7 +23,7 @@ down_revision: str | None = None
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-# Frozen copy (a migration must not change when service.ledger changes later).
+# Frozen copy (a migration must not change when service.storage.ledger changes later).
 APPEND_ONLY_TABLES = (
     "evidence",
     "batches",

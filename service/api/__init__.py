@@ -16,11 +16,11 @@ from service import logs, metrics
 from service.api import bulk, errors, evidence, ledger, openapi, pages, proofs
 from service.api.parsing import MULTIPART_OVERHEAD
 from service.api.state import EXTENSION_KEY, ApiState
-from service.certs import load_certificate_files
 from service.config import Settings
+from service.core.certs import load_certificate_files
 from service.ingest import GroupCommitter
-from service.ledger import read_only
 from service.runtime import Runtime
+from service.storage.ledger import read_only
 
 
 def create_app(

@@ -12,7 +12,7 @@ import time
 from flask import Flask, request
 
 from service.api.state import EXTENSION_KEY, ApiState, runtime_state
-from service.errors import Unauthorized
+from service.core.errors import Unauthorized
 from service.tenants import tenant_for_api_key
 
 

@@ -18,8 +18,8 @@ from service.api.auth import require_tenant
 from service.api.errors import problem
 from service.api.parsing import read_json_object, reject_unknown_fields
 from service.api.state import runtime_state
-from service.errors import FormatError, InvalidInput, InvalidItem, PayloadTooLarge
-from service.formats import parse_sha256_hex, utc_now
+from service.core.errors import FormatError, InvalidInput, InvalidItem, PayloadTooLarge
+from service.core.formats import parse_sha256_hex, utc_now
 from service.ratelimit import RateLimiter, enforce, make_limiter
 
 bp = Blueprint("bulk", __name__)

@@ -1,6 +1,6 @@
 """Every error the HTTP API returns, as an RFC 9457 problem document, made in this one place.
 
-Owns: the mapping from our domain errors (``service.errors``), werkzeug's HTTP exceptions (404, 405, 413, bad
+Owns: the mapping from our domain errors (``service.core.errors``), werkzeug's HTTP exceptions (404, 405, 413, bad
 JSON...), database outages and unexpected exceptions to ``application/problem+json`` responses
 ``{"type", "title", "status", "detail"}``. HTTP status codes appear nowhere else in the service.
 Unexpected exceptions are logged here and answered with a 500 that reveals nothing about internals.
@@ -16,7 +16,7 @@ from flask import Flask, Response, json
 from sqlalchemy.exc import DBAPIError, OperationalError
 from werkzeug.exceptions import HTTPException
 
-from service.errors import (
+from service.core.errors import (
     EvidenceError,
     FontMissing,
     FormatError,

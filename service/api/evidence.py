@@ -28,10 +28,10 @@ from service.api.parsing import (
     sha256_field,
 )
 from service.api.state import runtime_state
-from service.errors import FormatError, InvalidInput, PayloadTooLarge
-from service.formats import check_evidence_id, utc_now
-from service.hashing import sha256_stream
-from service.receipt import dump_json
+from service.core.errors import FormatError, InvalidInput, PayloadTooLarge
+from service.core.formats import check_evidence_id, utc_now
+from service.core.hashing import sha256_stream
+from service.core.receipt import dump_json
 
 bp = Blueprint("evidence", __name__, url_prefix="/v1/evidence")
 

@@ -16,10 +16,10 @@ from service import sealing
 from service.api.errors import problem
 from service.api.parsing import query_int, read_json_object, reject_unknown_fields, sha256_field
 from service.api.state import runtime_state
-from service.errors import InvalidInput, NotFound
-from service.note import Verifier
-from service.receipt import b64
-from service.verify import verify_receipt
+from service.core.errors import InvalidInput, NotFound
+from service.core.note import Verifier
+from service.core.receipt import b64
+from service.core.verify import verify_receipt
 
 bp = Blueprint("ledger", __name__)
 

@@ -3,7 +3,7 @@
 Owns: serving the two self-contained pages of ``service/static`` (the verify page with this server's published
 keys embedded, so a saved copy still has them) with a Content-Security-Policy that allows only their own inline
 script and style (by hash) and, for ``/verify``, no network at all; and rendering the certificate of deposit
-(``service.certificate.render_certificate``) for a tenant's sealed evidence. ``openapi_paths()`` describes these
+(``service.court.certificate.render_certificate``) for a tenant's sealed evidence. ``openapi_paths()`` describes these
 routes for ``/openapi.json``. No SQL here: reads go through ``service.sealing``.
 """
 
@@ -25,12 +25,12 @@ from flask import Blueprint, Response, jsonify
 from service import sealing
 from service.api.auth import require_tenant
 from service.api.state import runtime_state
-from service.certificate import TimestampDisplay, render_certificate
-from service.errors import FormatError, InvalidInput, TimestampInvalid
-from service.formats import check_evidence_id
-from service.note import Verifier
-from service.receipt import dump_json
-from service.verify import verify_receipt
+from service.core.errors import FormatError, InvalidInput, TimestampInvalid
+from service.core.formats import check_evidence_id
+from service.core.note import Verifier
+from service.core.receipt import dump_json
+from service.core.verify import verify_receipt
+from service.court.certificate import TimestampDisplay, render_certificate
 
 bp = Blueprint("pages", __name__)
 
@@ -150,7 +150,7 @@ def timestamp_displays(document: dict[str, Any], tsa_roots: list[Any]) -> list[T
     stamps = document.get("timestamps") or []
     if not stamps:
         return None
-    from service import timestamps  # lazy: rfc3161-client is only needed when there are tokens
+    from service.core import timestamps  # lazy: rfc3161-client is only needed when there are tokens
 
     entry = base64.b64decode(document["ledger"]["entry"])
     shown: list[TimestampDisplay] = []

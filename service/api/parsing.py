@@ -14,10 +14,10 @@ from typing import IO, Any
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.sansio.multipart import Data, Epilogue, Event, Field, File, MultipartDecoder, NeedData, Preamble
 
-from service import strictjson
-from service.errors import FormatError, InvalidInput, PayloadTooLarge
-from service.formats import parse_sha256_hex
-from service.strictjson import json_type
+from service.core import strictjson
+from service.core.errors import FormatError, InvalidInput, PayloadTooLarge
+from service.core.formats import parse_sha256_hex
+from service.core.strictjson import json_type
 
 MAX_LABEL_LENGTH = 500
 MAX_JSON_BODY = 1024 * 1024

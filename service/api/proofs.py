@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, request
 
-from service import tlog_proof
 from service.api.parsing import query_int
 from service.api.state import runtime_state
+from service.trust import tlog_proof
 
 bp = Blueprint("proofs", __name__)
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import click
 
 from service.config import Settings
-from service.errors import ConfigError, SchemaDrift
+from service.core.errors import ConfigError, SchemaDrift
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
@@ -41,7 +41,7 @@ def ensure_schema(settings: Settings) -> None:
 
     :raise ConfigError: a PostgreSQL database that is not at the head revision (run ``evidence db upgrade``).
     """
-    from service import db
+    from service.storage import db
 
     if is_sqlite(settings):
         db.upgrade(settings.database_url)
@@ -62,7 +62,7 @@ def ensure_schema(settings: Settings) -> None:
 @contextmanager
 def transaction(data_dir: str | None) -> Iterator[Connection]:
     """One transaction on the database ``evidence serve`` uses (schema ensured first); the engine is closed after."""
-    from service import db
+    from service.storage import db
 
     settings = settings_for(data_dir)
     ensure_schema(settings)
@@ -84,7 +84,7 @@ def tenant() -> None:
 @click.option("--data-dir", type=click.Path(file_okay=False), help=DATA_DIR_HELP)
 def tenant_create(name: str, data_dir: str | None) -> None:
     """Create tenant NAME and print its new API key (alone, on the last line)."""
-    from service.formats import utc_now
+    from service.core.formats import utc_now
     from service.tenants import create_tenant
 
     with transaction(data_dir) as conn:
@@ -102,7 +102,7 @@ def db_group() -> None:
 @click.option("--data-dir", type=click.Path(file_okay=False), help=DATA_DIR_HELP)
 def db_upgrade(data_dir: str | None) -> None:
     """Migrate the database to the latest schema."""
-    from service import db
+    from service.storage import db
 
     settings = settings_for(data_dir)
     db.upgrade(settings.database_url)
@@ -113,7 +113,7 @@ def db_upgrade(data_dir: str | None) -> None:
 @click.option("--data-dir", type=click.Path(file_okay=False), help=DATA_DIR_HELP)
 def db_check(data_dir: str | None) -> None:
     """Migrate, then check the database schema equals the code's tables (exit 1 if not)."""
-    from service import db
+    from service.storage import db
 
     settings = settings_for(data_dir)
     try:

@@ -24,7 +24,7 @@ SHOWN_FINDINGS = 20
 
 
 class _Bar:
-    """``service.audit.Progress`` drawn with rich on stderr."""
+    """``service.trust.audit.Progress`` drawn with rich on stderr."""
 
     def __init__(self, console: Console) -> None:
         self._progress = Progress(
@@ -62,10 +62,10 @@ def audit(data_dir: str | None, tsa_ca: tuple[str, ...], token_grace: float, job
     """Re-verify the whole ledger from the database; exit 1 naming the first inconsistency."""
     from sqlalchemy.exc import DBAPIError
 
-    from service import db
-    from service.audit import AuditReport, audit_ledger
-    from service.errors import ConfigError
+    from service.core.errors import ConfigError
+    from service.storage import db
     from service.timestamping import load_tsa_roots
+    from service.trust.audit import AuditReport, audit_ledger
 
     settings = settings_for(data_dir)
     if settings.database_url.startswith("sqlite"):

@@ -16,8 +16,8 @@ import click
 
 from service.commands.verify import UsageFailure
 from service.config import Settings
-from service.errors import FormatError, UnreadableReceipt
-from service.receipt import FORMAT, load_json
+from service.core.errors import FormatError, UnreadableReceipt
+from service.core.receipt import FORMAT, load_json
 
 PUBLIC_URL_ENV = "EVIDENCE_PUBLIC_URL"
 LOCAL_TZ_ENV = "EVIDENCE_LOCAL_TZ"
@@ -49,7 +49,7 @@ def certificate(receipt: str, output: str, label: str | None, server_url: str | 
     if not isinstance(document, dict) or document.get("format") != FORMAT:
         raise UsageFailure(f"{receipt!r} is JSON but not an {FORMAT} receipt")
 
-    from service.certificate import render_certificate  # lazy: fpdf2 and segno load only here
+    from service.court.certificate import render_certificate  # lazy: fpdf2 and segno load only here
 
     try:
         pdf = render_certificate(

@@ -16,10 +16,10 @@ import click
 
 from service.commands.admin import DATA_DIR_HELP, settings_for
 from service.config import Settings
-from service.errors import ConfigError
-from service.formats import format_time, utc_now
+from service.core.errors import ConfigError
+from service.core.formats import format_time, utc_now
+from service.core.note import Signer, Verifier
 from service.keys import load_signer, write_signer
-from service.note import Signer, Verifier
 
 
 def _settings() -> Settings:
@@ -118,9 +118,9 @@ def rotate_signing_key(settings: Settings, *, now: datetime | None = None) -> Ro
 
     :raise ConfigError: the key file's key is not the published, still valid key of this database.
     """
-    from service import db, ledger
     from service.keys import rotate_signer
     from service.sealing import from_us, to_us
+    from service.storage import db, ledger
 
     path = settings.signing_key_file
     engine = db.make_engine(settings)
@@ -184,7 +184,8 @@ def list_keys(data_dir: str | None, as_json: bool) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from service import db, sealing
+    from service import sealing
+    from service.storage import db
 
     settings = settings_for(data_dir)
     engine = db.make_engine(settings)

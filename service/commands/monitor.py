@@ -1,13 +1,13 @@
 """Commands for people outside the operator: ``evidence monitor`` and ``evidence tlog-proof``.
 
 ``evidence monitor URL --state FILE [--key VKEY]... [--once] [--interval S]`` follows a running service through
-its public endpoints only (``service.monitor``). Exit 1 on any inconsistency, with a message saying what the log
+its public endpoints only (``service.trust.monitor``). Exit 1 on any inconsistency, with a message saying what the log
 did; with ``--once``, exit 0 when the log is consistent with everything seen before, 2 when the server cannot be
 reached. Without ``--once`` it keeps watching (an unreachable server is reported and retried) until it finds an
 inconsistency or is interrupted.
 
 ``evidence tlog-proof RECEIPT [-o FILE]`` writes the ledger part of a receipt as a C2SP tlog-proof
-(``service.tlog_proof``). Neither command needs a database or settings.
+(``service.trust.tlog_proof``). Neither command needs a database or settings.
 """
 
 from __future__ import annotations
@@ -36,8 +36,8 @@ def _say(message: str) -> None:
               help="Seconds between two checks.")
 def monitor(url: str, state_path: Path, keys: tuple[str, ...], once: bool, interval: float) -> None:
     """Watch the ledger at URL from outside; exit 1 as soon as it contradicts what was seen before."""
-    from service.errors import FormatError, LogInconsistency
-    from service.monitor import MonitorState, MonitorUnavailable, check_once
+    from service.core.errors import FormatError, LogInconsistency
+    from service.trust.monitor import MonitorState, MonitorUnavailable, check_once
 
     pinned = load_trusted_keys(keys, {})
     url = url.rstrip("/")
@@ -72,9 +72,9 @@ def monitor(url: str, state_path: Path, keys: tuple[str, ...], once: bool, inter
               help="Where to write the proof (default stdout); use the extension .tlog-proof.")
 def tlog_proof_command(receipt: str, output: str) -> None:
     """Write the ledger part of RECEIPT as a C2SP tlog-proof (c2sp.org/tlog-proof@v1)."""
-    from service.errors import FormatError, UnreadableReceipt
-    from service.receipt import load_json
-    from service.tlog_proof import from_receipt
+    from service.core.errors import FormatError, UnreadableReceipt
+    from service.core.receipt import load_json
+    from service.trust.tlog_proof import from_receipt
 
     try:
         raw = sys.stdin.buffer.read() if receipt == "-" else Path(receipt).read_bytes()

@@ -85,8 +85,8 @@ def _worker_exit(_server: Any, worker: Any) -> None:
 @click.option("--threads", default=4, show_default=True, type=click.IntRange(1, 256), help="Threads per worker.")
 def serve(host: str, port: int, data_dir: str | None, workers: int, threads: int) -> None:
     """Run the whole service: embedded database in the data dir, in-process sealing, keys made on first start."""
-    from service import db
     from service.runtime import Runtime
+    from service.storage import db
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     tune_malloc()

@@ -12,13 +12,13 @@ from __future__ import annotations
 import click
 
 from service.commands.admin import DATA_DIR_HELP, tenant, transaction
-from service.errors import InvalidInput, NotFound
+from service.core.errors import InvalidInput, NotFound
 
 __all__ = ["tenant"]
 
 
 def _time(us: int | None) -> str:
-    from service.formats import format_time
+    from service.core.formats import format_time
     from service.sealing import from_us
 
     return "-" if us is None else format_time(from_us(us))[:19] + "Z"
@@ -28,7 +28,7 @@ def _time(us: int | None) -> str:
 @click.option("--data-dir", type=click.Path(file_okay=False), help=DATA_DIR_HELP)
 def tenant_list(data_dir: str | None) -> None:
     """List tenants with their state and active API key prefixes."""
-    from service import ledger
+    from service.storage import ledger
 
     with transaction(data_dir) as conn:
         tenants = ledger.list_tenants(conn)
@@ -49,9 +49,9 @@ def tenant_list(data_dir: str | None) -> None:
 @click.option("--data-dir", type=click.Path(file_okay=False), help=DATA_DIR_HELP)
 def tenant_revoke(name: str, data_dir: str | None) -> None:
     """Revoke tenant NAME: all its API keys stop working at once (its evidence stays in the ledger)."""
-    from service import ledger
-    from service.formats import utc_now
+    from service.core.formats import utc_now
     from service.sealing import to_us
+    from service.storage import ledger
 
     with transaction(data_dir) as conn:
         row = ledger.get_tenant_by_name(conn, name)
@@ -72,8 +72,8 @@ def key_group() -> None:
 @click.option("--data-dir", type=click.Path(file_okay=False), help=DATA_DIR_HELP)
 def key_add(name: str, data_dir: str | None) -> None:
     """Add a new API key to tenant NAME and print it (alone, on the last line; it is shown only now)."""
-    from service import ledger
-    from service.formats import utc_now
+    from service.core.formats import utc_now
+    from service.storage import ledger
     from service.tenants import DISPLAY_PREFIX_LENGTH, add_api_key
 
     with transaction(data_dir) as conn:
@@ -93,9 +93,9 @@ def key_add(name: str, data_dir: str | None) -> None:
 @click.option("--data-dir", type=click.Path(file_okay=False), help=DATA_DIR_HELP)
 def key_revoke(prefix: str, data_dir: str | None) -> None:
     """Revoke the API key shown with PREFIX in 'evidence tenant list' (or given whole)."""
-    from service import ledger
-    from service.formats import utc_now
+    from service.core.formats import utc_now
     from service.sealing import to_us
+    from service.storage import ledger
     from service.tenants import DISPLAY_PREFIX_LENGTH, hash_api_key
 
     with transaction(data_dir) as conn:

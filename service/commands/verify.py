@@ -17,12 +17,12 @@ from typing import Any
 
 import click
 
-from service.errors import ConfigError, EvidenceError, FormatError, UnreadableReceipt
-from service.formats import format_time, parse_sha256_hex, utc_now
-from service.hashing import sha256_file
-from service.note import Verifier, parse_vkeys
-from service.receipt import load_json
-from service.verify import STEP_TITLES, VerificationResult, verify_receipt
+from service.core.errors import ConfigError, EvidenceError, FormatError, UnreadableReceipt
+from service.core.formats import format_time, parse_sha256_hex, utc_now
+from service.core.hashing import sha256_file
+from service.core.note import Verifier, parse_vkeys
+from service.core.receipt import load_json
+from service.core.verify import STEP_TITLES, VerificationResult, verify_receipt
 
 TRUSTED_KEYS_ENV = "EVIDENCE_TRUSTED_KEYS"
 
@@ -70,7 +70,7 @@ def load_trusted_keys(values: tuple[str, ...], environ: dict[str, str] | os._Env
 
 
 def load_tsa_roots(paths: tuple[str, ...]) -> list[Any]:
-    from service.certs import load_certificate_files
+    from service.core.certs import load_certificate_files
 
     try:
         return load_certificate_files(paths)
@@ -85,7 +85,7 @@ def read_receipt(path: str) -> tuple[Any, bytes]:
     except OSError as exc:
         raise UsageFailure(f"cannot read the receipt {path!r}: {exc.strerror}") from None
     if raw.startswith(b"%PDF-"):
-        from service.certificate import extract_receipt
+        from service.court.certificate import extract_receipt
 
         try:
             raw = extract_receipt(raw)
@@ -165,7 +165,7 @@ def verify(receipt: str, file: str | None, sha256_hex: str | None, keys: tuple[s
     result = verify_receipt(document, sha256=digest, trusted_keys=trusted, tsa_roots=roots)
 
     if report_path is not None:
-        from service.certificate import render_report
+        from service.court.certificate import render_report
 
         inputs = {
             "receipt": receipt,

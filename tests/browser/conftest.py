@@ -21,11 +21,11 @@ import pytest
 from flask import Flask
 from werkzeug.serving import BaseWSGIServer, make_server
 
-from service import db
 from service.api import create_app, stop_sealer
 from service.config import Settings
-from service.formats import utc_now
+from service.core.formats import utc_now
 from service.runtime import Runtime
+from service.storage import db
 from service.tenants import create_tenant
 from tests.conftest import skip_or_fail
 

@@ -1,6 +1,6 @@
 """The verify and deposit pages in real headless Chromium, checked against the Python verifier.
 
-The page must reach the verdicts of ``service.verify`` with the same step numbers: every golden and tampered
+The page must reach the verdicts of ``service.core.verify`` with the same step numbers: every golden and tampered
 receipt of ``tests/unit/test_verify.py`` is dropped on the page and its step compared with ``verify_receipt``'s,
 and a seeded fuzz of single-field replacements runs through the page's own verifier function. Screenshots of the
 main states are written to ``test-artifacts/browser/``.
@@ -23,11 +23,11 @@ import pytest
 import requests
 
 from service.api import pages
-from service.certificate import extract_receipt, render_certificate
-from service.errors import UnreadableReceipt
-from service.note import parse_vkeys
-from service.receipt import load_json
-from service.verify import verify_receipt
+from service.core.errors import UnreadableReceipt
+from service.core.note import parse_vkeys
+from service.core.receipt import load_json
+from service.core.verify import verify_receipt
+from service.court.certificate import extract_receipt, render_certificate
 from tests.browser.conftest import LiveApp, screenshot
 from tests.unit.test_verify import CONTRACT, DIGEST, GOLDEN, NAMES, TAMPERED, TRUSTED, golden
 
@@ -189,7 +189,7 @@ def test_receipt_is_not_valid_on_its_own_key_hint(driver: Any, live_app: LiveApp
     assert "no trusted key is named after the checkpoint origin" in shown["why"]
 
 
-# --- every tampered receipt, through the page, against service.verify --------------------------------------
+# --- every tampered receipt, through the page, against service.core.verify --------------------------------------
 
 
 @pytest.mark.parametrize(("mutate", "step"), [(t[1], t[2]) for t in TAMPERED], ids=[t[0] for t in TAMPERED])
@@ -254,7 +254,7 @@ def test_duplicate_key_deep_inside_is_unreadable(offline_page: Any, tmp_path: Pa
     screenshot(offline_page, "verify-unreadable")
 
 
-# --- the page's verifier function against service.verify, on a seeded fuzz -------------------------------
+# --- the page's verifier function against service.core.verify, on a seeded fuzz -------------------------------
 
 
 def _paths(node: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:

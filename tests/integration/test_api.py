@@ -32,16 +32,18 @@ from sqlalchemy import func, select
 from werkzeug.test import EnvironBuilder, TestResponse
 from werkzeug.wrappers import Request
 
-from service import db, ledger, merkle, sealing
+from service import sealing
 from service.api import create_app, stop_sealer
 from service.api.openapi import document
 from service.config import Settings
-from service.errors import ProofError
-from service.formats import Checkpoint, LedgerEntry, utc_now
-from service.note import Verifier, open_note
+from service.core import merkle
+from service.core.errors import ProofError
+from service.core.formats import Checkpoint, LedgerEntry, utc_now
+from service.core.note import Verifier, open_note
+from service.core.verify import verify_receipt
 from service.runtime import Runtime
+from service.storage import db, ledger
 from service.tenants import create_tenant
-from service.verify import verify_receipt
 
 MAX_UPLOAD = 1024 * 1024  # small limit so the 413 tests are cheap
 
@@ -530,7 +532,7 @@ def test_verify_endpoint_trusts_the_servers_keys(client: FlaskClient, runtime: R
 
 
 def test_receipt_key_hint_is_never_trusted_by_verify(client: FlaskClient, runtime: Runtime, key: str) -> None:
-    from service.note import Signer, sign_note
+    from service.core.note import Signer, sign_note
 
     # A receipt re-signed by a stranger's key, which it names in its own `keys` hint.
     evidence_id = client.post("/v1/evidence", json={"sha256": "a" * 64}, headers=auth(key)).get_json()["id"]

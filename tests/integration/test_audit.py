@@ -22,9 +22,17 @@ import pytest
 from sqlalchemy import Engine, text
 from sqlalchemy.engine import make_url
 
-from service import audit as audit_module
-from service import db, ledger, merkle, sealing
-from service.audit import (
+from service import sealing
+from service.config import Settings, TimestampAuthority
+from service.core import merkle
+from service.core.formats import Checkpoint, Leaf, utc_now
+from service.core.note import Signer, sign_note
+from service.runtime import Runtime
+from service.storage import db, ledger
+from service.tenants import create_tenant, hash_api_key
+from service.timestamping import load_tsa_roots, timestamp_pending
+from service.trust import audit as audit_module
+from service.trust.audit import (
     AuditReport,
     _audit_paths,
     _leaf_hashes,
@@ -34,12 +42,6 @@ from service.audit import (
     audit_ledger,
     leaf_bytes,
 )
-from service.config import Settings, TimestampAuthority
-from service.formats import Checkpoint, Leaf, utc_now
-from service.note import Signer, sign_note
-from service.runtime import Runtime
-from service.tenants import create_tenant, hash_api_key
-from service.timestamping import load_tsa_roots, timestamp_pending
 from tests.support.local_tsa import LocalTSA
 
 needs_openssl = pytest.mark.skipif(shutil.which("openssl") is None, reason="the openssl binary is not installed")
@@ -236,7 +238,7 @@ def test_rewritten_entry_is_caught_by_the_log(runtime: Runtime, jobs: int) -> No
     with runtime.engine.connect() as conn:
         row = ledger.get_batch(conn, 1)
     assert row is not None
-    from service.formats import LedgerEntry
+    from service.core.formats import LedgerEntry
 
     forged_root = hashlib.sha256(b"another batch").digest()
     entry = LedgerEntry(1, int(row.size), forged_root, sealing.from_us(int(row.sealed_us))).to_bytes()

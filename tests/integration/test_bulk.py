@@ -20,16 +20,17 @@ from flask.testing import FlaskClient
 from sqlalchemy import func, select
 from sqlalchemy.engine import Connection
 
-from service import bulk, db, ledger, sealing
+from service import bulk, sealing
 from service.api import bulk as bulk_api
 from service.api import create_app
 from service.api.auth import forget_accepted_keys
 from service.config import Settings
-from service.errors import EvidenceError
-from service.formats import utc_now
+from service.core.errors import EvidenceError
+from service.core.formats import utc_now
+from service.core.verify import verify_receipt
 from service.runtime import Runtime
+from service.storage import db, ledger
 from service.tenants import create_tenant
-from service.verify import verify_receipt
 
 
 def make_runtime(tmp_path: Path, url: str, **overrides: Any) -> Runtime:

@@ -20,15 +20,16 @@ import pytest
 from click.testing import CliRunner
 from flask.testing import FlaskClient
 
-from service import db, sealing
+from service import sealing
 from service.api import create_app, pages
 from service.api.openapi import document as openapi_document
-from service.certificate import extract_receipt
 from service.cli import cli
 from service.commands.certificate import verify_url
 from service.config import Settings, TimestampAuthority
-from service.formats import utc_now
+from service.core.formats import utc_now
+from service.court.certificate import extract_receipt
 from service.runtime import Runtime
+from service.storage import db
 from service.tenants import create_tenant
 from tests.conftest import skip_or_fail
 

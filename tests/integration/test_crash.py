@@ -40,11 +40,13 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.pool import NullPool
 
-from service import db, keys, ledger, merkle, sealing
-from service.formats import Checkpoint, LedgerEntry, utc_now
-from service.note import Signer, open_note
+from service import keys, sealing
+from service.core import merkle
+from service.core.formats import Checkpoint, LedgerEntry, utc_now
+from service.core.note import Signer, open_note
+from service.core.verify import verify_receipt
 from service.sealing import to_us
-from service.verify import verify_receipt
+from service.storage import db, ledger
 from tests.conftest import PG_ADMIN_URL, skip_or_fail
 
 pytestmark = [pytest.mark.crash, pytest.mark.postgres, pytest.mark.redis, pytest.mark.slow,

@@ -21,15 +21,15 @@ import pytest
 from sqlalchemy import Engine, create_engine, func, select, text
 from sqlalchemy.exc import OperationalError
 
-from service import db, ledger
 from service.api import create_app, stop_sealer
 from service.api.state import EXTENSION_KEY, ApiState
 from service.config import Settings
-from service.errors import Pushback
-from service.formats import utc_now
+from service.core.errors import Pushback
+from service.core.formats import utc_now
 from service.ingest import GroupCommitter
 from service.runtime import Runtime
 from service.sealing import Deposit, to_us
+from service.storage import db, ledger
 from service.tenants import create_tenant
 
 JOIN_TIMEOUT = 60.0

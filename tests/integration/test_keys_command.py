@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from service import db, ledger
 from service.commands.keys import keys
-from service.note import Verifier
+from service.core.note import Verifier
+from service.storage import db, ledger
 
 
 @pytest.fixture

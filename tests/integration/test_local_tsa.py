@@ -16,8 +16,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from service.errors import TimestampError
-from service.timestamps import load_ca_certificates, token_info, verify_token
+from service.core.errors import TimestampError
+from service.core.timestamps import load_ca_certificates, token_info, verify_token
 from service.tsa_client import request_token
 from tests.support.local_tsa import LocalTSA, openssl_verify
 

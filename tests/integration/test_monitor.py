@@ -24,15 +24,17 @@ import pytest
 from flask import Flask
 from werkzeug.serving import BaseWSGIServer, make_server
 
-from service import db, ledger, sealing, tlog_proof
+from service import sealing
 from service.api import create_app
 from service.commands.keys import rotate_signing_key
 from service.config import Settings
-from service.errors import LogInconsistency
-from service.formats import LedgerEntry, utc_now
-from service.monitor import MonitorState, check_once
+from service.core.errors import LogInconsistency
+from service.core.formats import LedgerEntry, utc_now
 from service.runtime import Runtime
+from service.storage import db, ledger
 from service.tenants import create_tenant, hash_api_key
+from service.trust import tlog_proof
+from service.trust.monitor import MonitorState, check_once
 
 
 class Ledger:

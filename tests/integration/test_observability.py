@@ -14,11 +14,12 @@ import pytest
 from flask import Flask
 from prometheus_client.parser import text_string_to_metric_families
 
-from service import db, ledger, logs, metrics, sealing
+from service import logs, metrics, sealing
 from service.config import Settings
-from service.formats import utc_now
+from service.core.formats import utc_now
 from service.runtime import Runtime
 from service.sealing import SealResult, to_us
+from service.storage import db, ledger
 
 
 @pytest.fixture

@@ -13,14 +13,14 @@ from typing import Any
 import pytest
 import redis
 
-from service import db
 from service.api import bulk as bulk_api
 from service.api import create_app
 from service.config import Settings
-from service.errors import RateLimited
-from service.formats import utc_now
+from service.core.errors import RateLimited
+from service.core.formats import utc_now
 from service.ratelimit import MemoryRateLimiter, RedisRateLimiter, enforce, make_limiter
 from service.runtime import Runtime
+from service.storage import db
 from service.tenants import create_tenant
 from tests.conftest import skip_or_fail
 

@@ -16,17 +16,18 @@ from typing import Any
 
 import pytest
 
-from service import db, ledger, sealing
+from service import sealing
 from service.api import create_app
-from service.audit import audit_ledger
 from service.commands.keys import rotate_signing_key
 from service.config import Settings
-from service.errors import ConfigError
-from service.formats import parse_time, utc_now
-from service.note import Verifier
+from service.core.errors import ConfigError
+from service.core.formats import parse_time, utc_now
+from service.core.note import Verifier
+from service.core.verify import verify_receipt
 from service.runtime import Runtime
+from service.storage import db, ledger
 from service.tenants import create_tenant, hash_api_key
-from service.verify import verify_receipt
+from service.trust.audit import audit_ledger
 
 
 @pytest.fixture

@@ -9,9 +9,9 @@ import pytest
 from sqlalchemy import Connection, Engine, inspect, text
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
-from service import db, ledger
-from service.errors import InvalidInput, SchemaDrift
-from service.ledger import EvidenceRow
+from service.core.errors import InvalidInput, SchemaDrift
+from service.storage import db, ledger
+from service.storage.ledger import EvidenceRow
 
 T0 = 1_764_000_000_000_000  # microseconds
 

@@ -23,13 +23,13 @@ import pytest
 import requests
 from werkzeug.serving import BaseWSGIServer, make_server
 
-from service import db
 from service.api import bulk as bulk_api
 from service.api import create_app, stop_sealer
 from service.commands.client import STATE_NAME
 from service.config import Settings
-from service.formats import utc_now
+from service.core.formats import utc_now
 from service.runtime import Runtime
+from service.storage import db
 from service.tenants import create_tenant
 
 ROOT = Path(__file__).resolve().parents[2]

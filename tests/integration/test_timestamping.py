@@ -15,14 +15,15 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from service import db, ledger, sealing
+from service import sealing
 from service.config import Settings, TimestampAuthority
-from service.errors import ConfigError, TimestampError
-from service.formats import format_time, utc_now
+from service.core.errors import ConfigError, TimestampError
+from service.core.formats import format_time, utc_now
+from service.core.verify import verify_receipt
 from service.runtime import Runtime
+from service.storage import db, ledger
 from service.tenants import create_tenant, hash_api_key
 from service.timestamping import TimestampThread, load_tsa_roots, timestamp_batch, timestamp_pending
-from service.verify import verify_receipt
 from tests.support.local_tsa import LocalTSA, openssl_verify
 
 pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="the openssl binary is not installed")

@@ -20,12 +20,13 @@ from flask.testing import FlaskClient
 from sqlalchemy import text
 from sqlalchemy.exc import DatabaseError
 
-from service import db, ledger, sealing, webhooks
+from service import sealing, webhooks
 from service.api import bulk as bulk_api
 from service.api import create_app
 from service.config import Settings
-from service.formats import utc_now
+from service.core.formats import utc_now
 from service.runtime import Runtime
+from service.storage import db, ledger
 from service.tenants import create_tenant
 
 FAST = (0, 0.2, 0.2, 0.2, 0.2)  # retry delays for the tests: five attempts, 0.2 s apart

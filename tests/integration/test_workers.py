@@ -12,13 +12,14 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, func, select
 
-from service import db, keys, ledger, sealing
+from service import keys, sealing
 from service.config import Settings
-from service.formats import utc_now
-from service.note import Signer
+from service.core.formats import utc_now
+from service.core.note import Signer
+from service.core.verify import verify_receipt
 from service.runtime import Runtime
 from service.sealing import to_us
-from service.verify import verify_receipt
+from service.storage import db, ledger
 from workers import celery_app, tasks
 
 REDIS = "redis://127.0.0.1:6379/3"
@@ -172,7 +173,7 @@ def test_worker_runtime_loads_the_key_but_never_creates_it(
     monkeypatch.setenv("EVIDENCE_BROKER_URL", REDIS)
     monkeypatch.setenv("EVIDENCE_DATA_DIR", str(tmp_path))
     tasks.use_runtime(None)
-    from service.errors import ConfigError
+    from service.core.errors import ConfigError
 
     with pytest.raises(ConfigError):
         tasks.get_runtime()

@@ -1,6 +1,6 @@
-"""The certificate of deposit and the verification report PDFs (service.certificate, service.fonts).
+"""The certificate of deposit and the verification report PDFs (service.court.certificate, service.court.fonts).
 
-The receipt is built by hand from SPEC §2/§3/§4/§6, independently of service.receipt: the certificate must
+The receipt is built by hand from SPEC §2/§3/§4/§6, independently of service.core.receipt: the certificate must
 show what the bytes say. Checks use poppler (pdffonts, pdftotext, pdftoppm) as an outside reader would; without
 poppler those tests skip, unless EVIDENCE_REQUIRE_SERVICES=1 (then they fail). PNG renderings go to
 test-artifacts/ (gitignored) for a person to look at.
@@ -23,7 +23,8 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from service.certificate import (
+from service.core.errors import FontMissing, FormatError, NotACertificate
+from service.court.certificate import (
     TimestampDisplay,
     extract_receipt,
     format_fingerprint,
@@ -31,8 +32,7 @@ from service.certificate import (
     render_certificate,
     render_report,
 )
-from service.errors import FontMissing, FormatError, NotACertificate
-from service.fonts import find_fonts
+from service.court.fonts import find_fonts
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 WQY = Path("/usr/share/fonts/truetype/wqy/wqy-zenhei.ttc")
@@ -473,7 +473,7 @@ def test_report_attaches_the_machine_readable_result(invalid_report: bytes) -> N
 
 
 def test_wrap_breaks_latin_at_spaces_and_chinese_anywhere_but_before_closing_punctuation() -> None:
-    from service.certificate import _wrap
+    from service.court.certificate import _wrap
 
     assert _wrap("ab cd ef", 5, len) == ["ab cd", "ef"]
     assert _wrap("一二三，四", 3, len) == ["一二", "三，四"]  # the comma never starts a line

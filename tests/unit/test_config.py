@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from service.config import Settings, TimestampAuthority
-from service.errors import ConfigError
+from service.core.errors import ConfigError
 
 
 def test_defaults_are_the_embedded_deployment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

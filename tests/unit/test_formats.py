@@ -15,8 +15,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from service.errors import FormatError
-from service.formats import (
+from service.core.errors import FormatError
+from service.core.formats import (
     Checkpoint,
     Leaf,
     LedgerEntry,

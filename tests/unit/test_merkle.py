@@ -1,8 +1,8 @@
-"""Tests of service.merkle: RFC 6962/9162 known answers, exhaustive and property tests, every single mutation.
+"""Tests of service.core.merkle: RFC 6962/9162 known answers, exhaustive and property tests, every single mutation.
 
 The reference is tests/vectors/rfc6962.json (values copied from transparency-dev/merkle) and, for sizes the
 vectors do not cover, the independent recursive implementation of the RFC text in
-tests/vectors/check_rfc6962.py (hashlib only, written from the RFC, not from service.merkle).
+tests/vectors/check_rfc6962.py (hashlib only, written from the RFC, not from service.core.merkle).
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from service.errors import ProofError
-from service.merkle import (
+from service.core.errors import ProofError
+from service.core.merkle import (
     EMPTY_ROOT,
     BatchTree,
     append_nodes,

@@ -1,4 +1,4 @@
-"""Differential tests of service.merkle against pymerkle 7 (an independent implementation; test-only).
+"""Differential tests of service.core.merkle against pymerkle 7 (an independent implementation; test-only).
 
 What pymerkle gives and how it maps to RFC 9162:
 - roots: ``InmemoryTree.get_root(size)`` is RFC 9162's MTH (``get_state`` is deprecated in 7.0 and warns).
@@ -18,7 +18,7 @@ import random
 
 import pytest
 
-from service.merkle import BatchTree, leaf_hash, verify_consistency, verify_inclusion
+from service.core.merkle import BatchTree, leaf_hash, verify_consistency, verify_inclusion
 
 pymerkle = pytest.importorskip("pymerkle")
 from pymerkle.core import _consistency_path_layout  # noqa: E402

@@ -1,5 +1,5 @@
 """C2SP signed notes with Ed25519 (SPEC §4): every check of tests/vectors/check_note.py, run against
-service.note (not the checker's code), plus malformation tables, key strings and round-trip properties."""
+service.core.note (not the checker's code), plus malformation tables, key strings and round-trip properties."""
 
 from __future__ import annotations
 
@@ -17,9 +17,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from service.errors import BadNoteSignature, MalformedKey, MalformedNote, NoteError, UnknownKey
-from service.formats import Checkpoint
-from service.note import (
+from service.core.errors import BadNoteSignature, MalformedKey, MalformedNote, NoteError, UnknownKey
+from service.core.formats import Checkpoint
+from service.core.note import (
     MAX_SIGNATURES,
     SignedNote,
     Signer,

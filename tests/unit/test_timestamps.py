@@ -1,4 +1,4 @@
-"""service.timestamps: RFC 3161 requests, replies and the offline token check (SPEC §5, §6 step 7).
+"""service.core.timestamps: RFC 3161 requests, replies and the offline token check (SPEC §5, §6 step 7).
 
 Every token here is real: made by ``openssl ts -reply`` through tests.support.local_tsa.LocalTSA
 (called directly, without HTTP). Tampered tokens are derived from real ones.
@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 from asn1crypto import cms, core, tsp
 
-from service.errors import TimestampError, TimestampInvalid, VerificationError
-from service.timestamps import (
+from service.core.errors import TimestampError, TimestampInvalid, VerificationError
+from service.core.timestamps import (
     TimestampInfo,
     build_request,
     load_ca_certificates,

@@ -13,12 +13,12 @@ from datetime import UTC, datetime
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from service import merkle
-from service.errors import FormatError, NoteError, ProofError
-from service.formats import Checkpoint, LedgerEntry
-from service.note import Signer, sign_note
-from service.receipt import b64
-from service.tlog_proof import HEADER, TlogProof, from_receipt, verify
+from service.core import merkle
+from service.core.errors import FormatError, NoteError, ProofError
+from service.core.formats import Checkpoint, LedgerEntry
+from service.core.note import Signer, sign_note
+from service.core.receipt import b64
+from service.trust.tlog_proof import HEADER, TlogProof, from_receipt, verify
 
 ORIGIN = "example.org/evidence-ledger"
 

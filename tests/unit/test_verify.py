@@ -22,10 +22,10 @@ from cryptography.x509.oid import NameOID
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from service.errors import UnreadableReceipt
-from service.note import Signer, Verifier, parse_vkeys
-from service.receipt import load_json
-from service.verify import verify_receipt
+from service.core.errors import UnreadableReceipt
+from service.core.note import Signer, Verifier, parse_vkeys
+from service.core.receipt import load_json
+from service.core.verify import verify_receipt
 
 GOLDEN = Path(__file__).parent.parent / "vectors" / "receipts"
 CONTRACT = (GOLDEN / "contract.txt").read_bytes()
@@ -369,7 +369,7 @@ def test_cli_usage_and_unreadable_input_exit_2(args: list[str], words: str) -> N
 
 
 def test_verifier_imports_no_web_database_or_queue_module() -> None:
-    code = ("import sys, service.verify, service.commands.verify; "
+    code = ("import sys, service.core.verify, service.commands.verify; "
             "bad = [m for m in ('flask', 'sqlalchemy', 'celery', 'psycopg2', 'requests', 'werkzeug') "
             "if m in sys.modules]; print(bad); sys.exit(1 if bad else 0)")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
@@ -378,10 +378,10 @@ def test_verifier_imports_no_web_database_or_queue_module() -> None:
 
 def test_receipt_built_by_us_verifies() -> None:
     """build_receipt + our own trees round-trip through the verifier (the service path, without a database)."""
-    from service import merkle
-    from service.formats import Checkpoint, Leaf, LedgerEntry, parse_time
-    from service.note import sign_note
-    from service.receipt import build_receipt, dump_json
+    from service.core import merkle
+    from service.core.formats import Checkpoint, Leaf, LedgerEntry, parse_time
+    from service.core.note import sign_note
+    from service.core.receipt import build_receipt, dump_json
 
     signer = Signer.generate("test.example/log")
     leaves = [Leaf(f"id{i:020d}", hashlib.sha256(b"%d" % i).digest(), parse_time("2026-11-28T16:13:35.000001Z"))

@@ -117,7 +117,7 @@ class SchemaDrift(EvidenceError):
     """The database schema differs from the tables the code expects (``alembic check`` found changes)."""
 
 
-# --- documents: certificate and report PDFs (service.certificate, service.fonts) ---------------
+# --- documents: certificate and report PDFs (service.court.certificate, service.court.fonts) ---------------
 
 
 class FontMissing(EvidenceError):
@@ -176,7 +176,7 @@ class TimestampInvalid(VerificationError):
     step = 7
 
 
-# --- watching a log from outside (service.monitor) ---------------------------------------------
+# --- watching a log from outside (service.trust.monitor) ---------------------------------------------
 
 
 class LogInconsistency(EvidenceError):

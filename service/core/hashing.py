@@ -10,7 +10,7 @@ import hashlib
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
-from service.errors import PayloadTooLarge
+from service.core.errors import PayloadTooLarge
 
 CHUNK_SIZE = 1024 * 1024
 

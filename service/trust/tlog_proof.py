@@ -13,7 +13,7 @@ and building it from a receipt (``from_receipt``) or from the database (``proof_
 (``verify``). The record is ledger entry ``index`` of the ledger log; its record hash is the RFC 6962 leaf hash of
 the entry bytes. The entry is carried as ``extra`` so the proof is self-contained; like every extra data it is
 not trusted as such: ``verify`` hashes it and proves its inclusion.
-Must not import (at module level): SQLAlchemy, Flask, requests. ``proof_for_entry`` imports ``service.ledger``
+Must not import (at module level): SQLAlchemy, Flask, requests. ``proof_for_entry`` imports ``service.storage.ledger``
 when called; the rest is usable by offline verifiers.
 """
 
@@ -26,10 +26,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from service import merkle
-from service.errors import FormatError, InvalidInput, NoteError, NotFound, ProofError
-from service.formats import Checkpoint
-from service.note import Verifier, open_note
+from service.core import merkle
+from service.core.errors import FormatError, InvalidInput, NoteError, NotFound, ProofError
+from service.core.formats import Checkpoint
+from service.core.note import Verifier, open_note
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
@@ -158,8 +158,8 @@ def proof_for_entry(conn: Connection, seq: int, size: int | None = None) -> Tlog
 
     :raise InvalidInput: ``size`` is not above ``seq``. :raise NotFound: no such entry or checkpoint.
     """
-    from service import ledger
     from service.sealing import split_hashes
+    from service.storage import ledger
 
     batch = ledger.get_batch(conn, seq)
     if batch is None:

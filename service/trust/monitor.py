@@ -25,10 +25,10 @@ from typing import Any
 
 import requests
 
-from service import merkle
-from service.errors import EvidenceError, FormatError, LogInconsistency, NoteError, ProofError
-from service.formats import Checkpoint, LedgerEntry, format_time, utc_now
-from service.note import Verifier, open_note
+from service.core import merkle
+from service.core.errors import EvidenceError, FormatError, LogInconsistency, NoteError, ProofError
+from service.core.formats import Checkpoint, LedgerEntry, format_time, utc_now
+from service.core.note import Verifier, open_note
 
 __all__ = ["MonitorState", "MonitorUnavailable", "check_once"]
 

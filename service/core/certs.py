@@ -1,6 +1,6 @@
 """X.509 certificate files (trusted RFC 3161 TSA roots): PEM with one or more certificates, or DER.
 
-Owns: reading such files with a clear error. Must not import: anything but ``cryptography`` and ``service.errors``.
+Owns: reading such files with a clear error. Must not import: anything but ``cryptography`` and ``service.core.errors``.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from pathlib import Path
 
 from cryptography import x509
 
-from service.errors import ConfigError
+from service.core.errors import ConfigError
 
 
 def load_certificate_files(paths: Iterable[str | Path]) -> list[x509.Certificate]:

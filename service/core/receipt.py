@@ -2,7 +2,7 @@
 
 Owns: turning receipt bytes into a JSON object (strict JSON, nothing else), building the JSON document from
 the sealed rows' values, and the typed field accessors the verifier uses step by step.
-Must not import: anything outside the standard library and ``service.errors`` / ``service.formats``.
+Must not import: anything outside the standard library and ``service.core.errors`` / ``service.core.formats``.
 """
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from service import strictjson
-from service.errors import UnreadableReceipt, VerificationError
-from service.formats import Leaf, format_time
-from service.strictjson import json_type
+from service.core import strictjson
+from service.core.errors import UnreadableReceipt, VerificationError
+from service.core.formats import Leaf, format_time
+from service.core.strictjson import json_type
 
 FORMAT = "evidence-receipt/v1"
 MEDIA_TYPE = "application/json"

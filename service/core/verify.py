@@ -3,7 +3,7 @@
 Owns: checking one evidence-receipt/v1 document against a file digest, trusted checkpoint keys and trusted TSA
 certificates, and saying what that proves.
 Must not import: Flask, SQLAlchemy, Celery, requests or any setting. Trust is passed in; no network, no database.
-``service.timestamps`` (which needs rfc3161-client) is imported only when a token is actually checked.
+``service.core.timestamps`` (which needs rfc3161-client) is imported only when a token is actually checked.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from service import merkle
-from service.errors import (
+from service.core import merkle
+from service.core.errors import (
     BatchProofInvalid,
     CheckpointSignatureInvalid,
     DigestMismatch,
@@ -29,9 +29,9 @@ from service.errors import (
     TimestampInvalid,
     VerificationError,
 )
-from service.formats import Checkpoint, Leaf, LedgerEntry, format_time
-from service.note import Verifier, open_note
-from service.receipt import FORMAT, Fields, decode_b64
+from service.core.formats import Checkpoint, Leaf, LedgerEntry, format_time
+from service.core.note import Verifier, open_note
+from service.core.receipt import FORMAT, Fields, decode_b64
 
 if TYPE_CHECKING:
     from cryptography import x509
@@ -281,7 +281,7 @@ def _check_timestamps(
                 checked=False))
             continue
         try:
-            from service import timestamps
+            from service.core import timestamps
         except ImportError:  # the verifier runs with only `cryptography`; tokens need rfc3161-client
             result.checks.append(Check(
                 7, True, f"{where}: not checked: rfc3161-client is not installed", checked=False))

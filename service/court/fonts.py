@@ -27,7 +27,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from service.errors import FontMissing
+from service.core.errors import FontMissing
 
 ENV_CJK_FONT = "EVIDENCE_CJK_FONT"
 ENV_CJK_FONT_BOLD = "EVIDENCE_CJK_FONT_BOLD"

@@ -49,11 +49,12 @@ from cryptography import x509
 from sqlalchemy import BigInteger, and_, cast, exists, func, literal, select
 from sqlalchemy.engine import Connection, Engine
 
-from service import db, ledger, merkle
-from service.errors import FormatError, NoteError, ProofError, TimestampInvalid
-from service.formats import Checkpoint, LedgerEntry, format_time
-from service.note import Verifier, open_note
+from service.core import merkle
+from service.core.errors import FormatError, NoteError, ProofError, TimestampInvalid
+from service.core.formats import Checkpoint, LedgerEntry, format_time
+from service.core.note import Verifier, open_note
 from service.sealing import from_us, split_hashes, to_us
+from service.storage import db, ledger
 
 __all__ = ["AuditReport", "Finding", "Progress", "audit_ledger", "leaf_bytes"]
 
@@ -792,7 +793,7 @@ def _check_timestamps(
     t, b = ledger.timestamps, ledger.batches
     rows = _stream(conn, select(t.c.id, t.c.batch_seq, t.c.tsa, t.c.token, t.c.gen_time_us, b.c.entry)
                    .select_from(t.outerjoin(b, b.c.seq == t.c.batch_seq)).order_by(t.c.batch_seq, t.c.id))
-    from service.timestamps import verify_token  # rfc3161-client only when there is something to check
+    from service.core.timestamps import verify_token  # rfc3161-client only when there is something to check
 
     for row in rows:
         where = f"id={row.id} (seq {row.batch_seq}, tsa {row.tsa})"

@@ -3,10 +3,10 @@
 Owns: the Merkle Tree Hash (SPEC §1), inclusion and consistency proofs (RFC 9162 §2.1.3, §2.1.4), their
 verification, and the arithmetic of a ledger log kept as perfect subtrees (node ``(level, idx)`` is the root
 of the perfect subtree over leaves ``[idx * 2**level, (idx + 1) * 2**level)``).
-Must not import: anything outside the standard library except ``service.errors`` (the offline verifier uses
+Must not import: anything outside the standard library except ``service.core.errors`` (the offline verifier uses
 this module).
 
-Every error raised on purpose is a :class:`~service.errors.ProofError` whose message says what was expected
+Every error raised on purpose is a :class:`~service.core.errors.ProofError` whose message says what was expected
 and what was found. The verification functions raise nothing else, whatever their input.
 """
 
@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from hashlib import sha256
 from itertools import repeat
 
-from service.errors import ProofError
+from service.core.errors import ProofError
 
 __all__ = [
     "EMPTY_ROOT",

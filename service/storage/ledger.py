@@ -46,7 +46,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.sql import Select
 
-from service.errors import InvalidInput
+from service.core.errors import InvalidInput
 
 __all__ = [
     "APPEND_ONLY_TABLES",
@@ -401,7 +401,7 @@ def find_evidence_by_sha256(conn: Connection, tenant_id: int, sha256: bytes) -> 
 
 def read_only(engine: Engine) -> Engine:
     """The same engine (same pool) for read-only work: on SQLite its transactions begin ``DEFERRED`` instead of
-    ``IMMEDIATE`` (``service.db``), so background polls and reads never take, or wait for, the write lock."""
+    ``IMMEDIATE`` (``service.storage.db``), so background polls and reads never take, or wait for, the write lock."""
     return engine.execution_options(sqlite_begin="DEFERRED")
 
 
@@ -409,7 +409,7 @@ def lock_ledger(conn: Connection) -> None:
     """Serialise sealers for the rest of the transaction.
 
     PostgreSQL: ``pg_advisory_xact_lock``. SQLite: nothing to do, the transaction began with
-    ``BEGIN IMMEDIATE`` (``service.db.make_engine``) and already holds the database's write lock.
+    ``BEGIN IMMEDIATE`` (``service.storage.db.make_engine``) and already holds the database's write lock.
     """
     if _is_postgres(conn):
         conn.execute(select(func.pg_advisory_xact_lock(LEDGER_LOCK_ID)))

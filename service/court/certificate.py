@@ -5,7 +5,7 @@ machine-readable receipt inside the PDF as ``receipt.json``, and reading it back
 
 This module *displays*; it proves nothing. It parses the receipt (SPEC §6) minimally and tolerantly, so a
 certificate can be drawn for any receipt the service built and a report for any receipt a person brought,
-even a broken one. Checking is the verifier's job (``service.verify``), and the steps printed on the
+even a broken one. Checking is the verifier's job (``service.core.verify``), and the steps printed on the
 certificate tell the reader how to run it themselves.
 
 Must not import: anything in ``service`` but ``errors`` and ``fonts`` (the verifier imports
@@ -26,8 +26,8 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from service.errors import FormatError, NotACertificate
-from service.fonts import FontSet, find_fonts
+from service.core.errors import FormatError, NotACertificate
+from service.court.fonts import FontSet, find_fonts
 
 if TYPE_CHECKING:
     from fpdf import FPDF
@@ -49,7 +49,7 @@ __all__ = [
 @dataclass(frozen=True)
 class TimestampDisplay:
     """One RFC 3161 timestamp to print: its genTime, the TSA that signed it, and whether the caller checked
-    the token against a trusted TSA root (``service.timestamps.verify_token``) before handing it here."""
+    the token against a trusted TSA root (``service.core.timestamps.verify_token``) before handing it here."""
 
     gen_time: datetime
     authority: str

@@ -23,7 +23,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from rfc3161_client import TimeStampResponse, VerificationError, VerifierBuilder, decode_timestamp_response
 
-from service.errors import EvidenceError, TimestampError, TimestampInvalid
+from service.core.errors import EvidenceError, TimestampError, TimestampInvalid
 
 SHA256_OID = "2.16.840.1.101.3.4.2.1"
 _HASH_NAMES = {

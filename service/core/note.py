@@ -3,7 +3,7 @@
 Owns: key hashes, verifier keys (vkey strings), signer keys (golang.org/x/mod skey strings), fingerprints,
 signing a note text and opening (parsing + verifying) a signed note, byte for byte as c2sp.org/signed-note
 and Go's ``golang.org/x/mod/sumdb/note`` do it.
-Must not import: anything but the standard library, ``cryptography`` and ``service.errors``.
+Must not import: anything but the standard library, ``cryptography`` and ``service.core.errors``.
 No exception from ``cryptography`` or ``binascii`` leaves this module.
 """
 
@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from service.errors import BadNoteSignature, MalformedKey, MalformedNote, UnknownKey
+from service.core.errors import BadNoteSignature, MalformedKey, MalformedNote, UnknownKey
 
 __all__ = [
     "ALG_ED25519",

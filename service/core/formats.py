@@ -5,7 +5,7 @@ checks they are made of (evidence id, SHA-256 hex, canonical decimal, 32-byte ba
 Changing any format here breaks every receipt already issued: don't.
 Values are kept as ``bytes``/``int``/``datetime`` inside the dataclasses; hex and base64 appear only in
 the byte strings themselves.
-Must not import: anything outside the standard library and ``service.errors``.
+Must not import: anything outside the standard library and ``service.core.errors``.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from service.errors import FormatError
+from service.core.errors import FormatError
 
 __all__ = [
     "Checkpoint",
