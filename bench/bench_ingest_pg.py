@@ -34,8 +34,8 @@ from sqlalchemy.pool import NullPool  # noqa: E402
 from service import sealing  # noqa: E402
 from service.core.formats import utc_now  # noqa: E402
 from service.core.note import Signer  # noqa: E402
-from service.sealing import to_us  # noqa: E402
 from service.storage import db, ledger  # noqa: E402
+from service.storage.codec import to_us  # noqa: E402
 
 DEFAULT_ADMIN = os.environ.get("EVIDENCE_TEST_PG_ADMIN_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
 

@@ -30,6 +30,7 @@ from service.core.formats import format_time, parse_sha256_hex
 from service.core.receipt import JSONObject
 from service.core.strictjson import json_type
 from service.storage import ledger
+from service.storage.codec import from_us, to_us
 
 __all__ = [
     "MAX_BATCH_BODY",
@@ -125,7 +126,7 @@ def run_idempotent(
         try:
             with engine.begin() as conn:
                 now = clock()
-                now_us = sealing.to_us(now)
+                now_us = to_us(now)
                 stored = ledger.get_idempotency(conn, tenant_id, key, now_us)
                 if stored is not None:
                     return _replay(stored, req_hash, key), True
@@ -145,7 +146,7 @@ def stored_answer(conn: Connection, tenant_id: int, key: str, req_hash: bytes, n
 
     :raise IdempotencyConflict: the key was used for another request.
     """
-    row = ledger.get_idempotency(conn, tenant_id, key, sealing.to_us(now))
+    row = ledger.get_idempotency(conn, tenant_id, key, to_us(now))
     return None if row is None else _replay(row, req_hash, key)
 
 
@@ -233,7 +234,7 @@ def deposits_of_digest(conn: Connection, tenant_id: int, digest: bytes) -> list[
         item: JSONObject = {
             "id": row.id,
             "sha256": bytes(row.sha256).hex(),
-            "received_at": format_time(sealing.from_us(row.received_us)),
+            "received_at": format_time(from_us(row.received_us)),
             "status": "pending" if row.batch_seq is None else "sealed",
         }
         if row.label is not None:

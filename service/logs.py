@@ -1,10 +1,10 @@
 """Logging: JSON lines (python-json-logger) or plain text, and a request id on every line of a request.
 
-Owns: ``configure_logging(settings)`` (every process: API, workers, commands) and ``init_app(app)``, which
-gives each HTTP request an id (the client's ``X-Request-ID`` if it is sane, else a new random one), echoes
-it in the response's ``X-Request-ID`` header and adds it to every log record emitted while it runs.
+Owns: ``configure_logging(settings)`` (every process: API, workers, commands) and the request id that
+``service.api.observability`` gives each HTTP request (the client's ``X-Request-ID`` if it is sane, else a new
+random one), echoed in the response and added to every log record emitted while it runs.
 
-Must not import: Celery. Flask is imported only inside ``init_app``.
+Must not import: Celery or Flask (workers use this module).
 """
 
 from __future__ import annotations
@@ -13,17 +13,21 @@ import logging
 import re
 import secrets
 import sys
-from contextvars import ContextVar
-from typing import TYPE_CHECKING
+from contextvars import ContextVar, Token
 
 from pythonjsonlogger.json import JsonFormatter
 
 from service.config import Settings
 
-if TYPE_CHECKING:
-    from flask import Flask, Response
-
-__all__ = ["REQUEST_ID_HEADER", "RequestIdFilter", "configure_logging", "current_request_id", "init_app"]
+__all__ = [
+    "REQUEST_ID_HEADER",
+    "RequestIdFilter",
+    "bind_request_id",
+    "configure_logging",
+    "current_request_id",
+    "sane_request_id",
+    "unbind_request_id",
+]
 
 REQUEST_ID_HEADER = "X-Request-ID"
 # Echo a client's id only if it is short and harmless in logs and headers.
@@ -70,26 +74,15 @@ def configure_logging(settings: Settings, *, level: int | str = logging.INFO) ->
     root.setLevel(level)
 
 
-def init_app(app: Flask) -> None:
-    """Give every request an id: the ``X-Request-ID`` sent by the client (if sane) or a new one; echo it."""
-    from flask import g, request
+def sane_request_id(incoming: str) -> str:
+    """The client's ``X-Request-ID`` if it is short and harmless in logs and headers, else a new random id."""
+    return incoming if _SANE_ID.fullmatch(incoming) else secrets.token_hex(16)
 
-    @app.before_request
-    def _set_request_id() -> None:
-        incoming = request.headers.get(REQUEST_ID_HEADER, "")
-        request_id = incoming if _SANE_ID.fullmatch(incoming) else secrets.token_hex(16)
-        g.request_id = request_id
-        g.request_id_token = _request_id.set(request_id)
 
-    @app.after_request
-    def _echo_request_id(response: Response) -> Response:
-        request_id = g.get("request_id")
-        if request_id is not None:
-            response.headers[REQUEST_ID_HEADER] = request_id
-        return response
+def bind_request_id(request_id: str) -> Token[str | None]:
+    """Make ``request_id`` the id logged by this thread/context until ``unbind_request_id(token)``."""
+    return _request_id.set(request_id)
 
-    @app.teardown_request
-    def _clear_request_id(_exc: BaseException | None) -> None:
-        token = g.pop("request_id_token", None)
-        if token is not None:
-            _request_id.reset(token)
+
+def unbind_request_id(token: Token[str | None]) -> None:
+    _request_id.reset(token)

@@ -2,14 +2,14 @@
 
 Owns: the metric objects, the helpers that record them (``record_submissions``, ``record_error``,
 ``observe_batches``), a collector that reads the pending depth and the ledger size from the database at scrape
-time, and ``init_app(app, runtime)`` which adds ``GET /metrics`` to the Flask app.
+time. ``service.api.observability`` adds ``GET /metrics`` to the Flask app.
 
 Multi-process servers (gunicorn with several workers, Celery's prefork pool): set ``PROMETHEUS_MULTIPROC_DIR``
 to an empty directory, private to the host/container, before the processes start; ``/metrics`` then sums every
 process's counters and histograms (prometheus_client's multiprocess mode). The two gauges come from the
 database, so they are right whichever process answers.
 
-Must not import: Celery. Flask is imported only inside ``init_app``.
+Must not import: Celery or Flask (workers use this module).
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
 from prometheus_client import (
-    CONTENT_TYPE_LATEST,
     REGISTRY,
     CollectorRegistry,
     Counter,
@@ -35,9 +34,6 @@ from sqlalchemy.exc import SQLAlchemyError
 from service.storage import ledger
 
 if TYPE_CHECKING:
-    from flask import Flask, Response
-
-    from service.runtime import Runtime
     from service.sealing import SealResult
 
 __all__ = [
@@ -47,7 +43,6 @@ __all__ = [
     "SEAL_LATENCY",
     "SUBMISSIONS",
     "DatabaseCollector",
-    "init_app",
     "observe_batches",
     "record_error",
     "record_submissions",
@@ -136,26 +131,3 @@ def render(engine: Engine | None) -> bytes:
         extra.register(DatabaseCollector(engine))
         out += generate_latest(extra)
     return out
-
-
-def init_app(app: Flask, runtime: Runtime) -> None:
-    """Add ``GET /metrics`` (Prometheus text format) and per-request counters to ``app``."""
-    from flask import Response, request
-
-    engine = runtime.engine
-
-    @app.after_request
-    def _count_request(response: Response) -> Response:
-        endpoint = request.endpoint or "unmatched"
-        HTTP_REQUESTS.labels(request.method, endpoint, f"{response.status_code // 100}xx").inc()
-        if response.status_code >= 500:
-            record_error("http_5xx")
-        elif response.status_code >= 400:
-            record_error("http_4xx")
-        return response
-
-    def metrics_view() -> Response:
-        return Response(render(engine), content_type=CONTENT_TYPE_LATEST)
-
-    app.add_url_rule("/metrics", endpoint="metrics", view_func=metrics_view, methods=["GET"])
-

@@ -15,8 +15,9 @@ from service.config import Settings
 from service.core.formats import utc_now
 from service.core.note import Signer
 from service.keys import load_or_create_signer, load_signer
-from service.sealing import ensure_genesis, to_us
+from service.sealing import ensure_genesis
 from service.storage import db, ledger
+from service.storage.codec import to_us
 
 
 @dataclass

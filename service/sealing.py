@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.engine import Connection
@@ -21,23 +21,8 @@ from service.core.formats import Checkpoint, Leaf, LedgerEntry, format_time, new
 from service.core.note import Signer, sign_note
 from service.core.receipt import JSONObject, build_receipt
 from service.storage import ledger
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def to_us(dt: datetime) -> int:
-    """Microseconds since the Unix epoch (how times are stored)."""
-    delta = dt - _EPOCH
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
-
-
-def from_us(us: int) -> datetime:
-    return _EPOCH + timedelta(microseconds=us)
-
-
-def split_hashes(blob: bytes) -> list[bytes]:
-    return [blob[i : i + 32] for i in range(0, len(blob), 32)]
-
+from service.storage.codec import from_us, split_hashes, to_us
+from service.webhooks import enqueue_seal_events
 
 # --- deposits -----------------------------------------------------------------------------------
 
@@ -312,11 +297,8 @@ def seal_pending(engine: Any, signer: Signer, *, max_leaves: int, max_age: float
             result = seal_batch(conn, signer, now_fn(), max_leaves)
             if result is not None:
                 # Webhook events are queued in the sealing transaction: a sealed batch and its events commit
-                # together, so none is lost or sent for a batch that rolled back. (Local import: webhooks
-                # builds on this module.)
-                from service.webhooks import enqueue_seal_events
-
-                enqueue_seal_events(conn, result)
+                # together, so none is lost or sent for a batch that rolled back.
+                enqueue_seal_events(conn, result.seq)
         if result is None:
             return sealed
         sealed.append(result)

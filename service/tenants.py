@@ -14,8 +14,8 @@ from datetime import datetime
 from sqlalchemy.engine import Connection
 
 from service.core.errors import InvalidInput
-from service.sealing import to_us
 from service.storage import ledger
+from service.storage.codec import to_us
 
 API_KEY_PREFIX = "evl_"
 # evl_ + token_urlsafe(32) is 4 + 43 characters; anything far longer is not one of our keys.

@@ -31,8 +31,8 @@ from service.core.certs import load_certificate_files as load_tsa_roots
 from service.core.errors import ConfigError, TimestampError, TimestampInvalid
 from service.core.formats import utc_now
 from service.core.timestamps import verify_token
-from service.sealing import to_us
 from service.storage import ledger
+from service.storage.codec import to_us
 
 __all__ = [
     "PendingReport",

@@ -30,28 +30,16 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlsplit
 
 from sqlalchemy.engine import Connection, Engine
 
-# `sealing` as a module (not its names), so that sealing.py may import this module in turn.
-from service import sealing
 from service.config import Settings
 from service.core.errors import InvalidInput, NotFound
 from service.core.formats import format_time, utc_now
 from service.storage import ledger
-
-if TYPE_CHECKING:
-    from service.sealing import SealResult
-
-
-def to_us(dt: datetime) -> int:
-    return sealing.to_us(dt)
-
-
-def from_us(us: int) -> datetime:
-    return sealing.from_us(us)
+from service.storage.codec import from_us, to_us
 
 __all__ = [
     "RETRY_DELAYS",
@@ -157,16 +145,16 @@ def delete_webhook(conn: Connection, tenant_id: int, now: datetime) -> None:
 # --- queueing and events ----------------------------------------------------------------------------
 
 
-def enqueue_seal_events(conn: Connection, seal_result: SealResult) -> int:
+def enqueue_seal_events(conn: Connection, batch_seq: int) -> int:
     """Queue one event per tenant with a webhook and evidence in the sealed batch; returns how many.
 
     Call it in the sealing transaction (right after ``seal_batch`` returned, before commit), so a sealed batch
     and its queued events are committed together.
     """
-    hooks = ledger.webhooks_for_batch(conn, seal_result.seq)
+    hooks = ledger.webhooks_for_batch(conn, batch_seq)
     now_us = to_us(utc_now())
     for webhook_id in hooks:
-        ledger.insert_webhook_delivery(conn, webhook_id, seal_result.seq, 0, None, "queued", now_us)
+        ledger.insert_webhook_delivery(conn, webhook_id, batch_seq, 0, None, "queued", now_us)
     return len(hooks)
 
 

@@ -12,8 +12,7 @@ from pathlib import Path
 
 from flask import Flask
 
-from service import logs, metrics
-from service.api import bulk, errors, evidence, ledger, openapi, pages, proofs
+from service.api import bulk, errors, evidence, ledger, observability, openapi, pages, proofs
 from service.api.parsing import MULTIPART_OVERHEAD
 from service.api.state import EXTENSION_KEY, ApiState
 from service.config import Settings
@@ -56,8 +55,8 @@ def create_app(
     app.extensions[EXTENSION_KEY] = state
 
     errors.register(app)
-    logs.init_app(app)
-    metrics.init_app(app, runtime)
+    observability.init_logging(app)
+    observability.init_metrics(app, runtime)
     app.register_blueprint(evidence.bp)
     app.register_blueprint(bulk.bp)
     app.register_blueprint(ledger.bp)

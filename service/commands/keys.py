@@ -119,8 +119,8 @@ def rotate_signing_key(settings: Settings, *, now: datetime | None = None) -> Ro
     :raise ConfigError: the key file's key is not the published, still valid key of this database.
     """
     from service.keys import rotate_signer
-    from service.sealing import from_us, to_us
     from service.storage import db, ledger
+    from service.storage.codec import from_us, to_us
 
     path = settings.signing_key_file
     engine = db.make_engine(settings)

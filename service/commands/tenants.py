@@ -19,7 +19,7 @@ __all__ = ["tenant"]
 
 def _time(us: int | None) -> str:
     from service.core.formats import format_time
-    from service.sealing import from_us
+    from service.storage.codec import from_us
 
     return "-" if us is None else format_time(from_us(us))[:19] + "Z"
 
@@ -50,8 +50,8 @@ def tenant_list(data_dir: str | None) -> None:
 def tenant_revoke(name: str, data_dir: str | None) -> None:
     """Revoke tenant NAME: all its API keys stop working at once (its evidence stays in the ledger)."""
     from service.core.formats import utc_now
-    from service.sealing import to_us
     from service.storage import ledger
+    from service.storage.codec import to_us
 
     with transaction(data_dir) as conn:
         row = ledger.get_tenant_by_name(conn, name)
@@ -94,8 +94,8 @@ def key_add(name: str, data_dir: str | None) -> None:
 def key_revoke(prefix: str, data_dir: str | None) -> None:
     """Revoke the API key shown with PREFIX in 'evidence tenant list' (or given whole)."""
     from service.core.formats import utc_now
-    from service.sealing import to_us
     from service.storage import ledger
+    from service.storage.codec import to_us
     from service.tenants import DISPLAY_PREFIX_LENGTH, hash_api_key
 
     with transaction(data_dir) as conn:

@@ -33,7 +33,7 @@ from service.core.errors import SchemaDrift
 __all__ = ["MIGRATIONS_DIR", "alembic_config", "check", "current_revision", "heads", "make_engine", "upgrade"]
 
 # Top-level migrations/ beside the service package (not inside it: the image ships both).
-MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
 
 SQLITE_BUSY_TIMEOUT = 30.0  # seconds a writer waits for the write lock before "database is locked"
 _SQLITE_BEGIN_MODES = frozenset({"DEFERRED", "IMMEDIATE", "EXCLUSIVE"})

@@ -53,8 +53,8 @@ from service.core import merkle
 from service.core.errors import FormatError, NoteError, ProofError, TimestampInvalid
 from service.core.formats import Checkpoint, LedgerEntry, format_time
 from service.core.note import Verifier, open_note
-from service.sealing import from_us, split_hashes, to_us
 from service.storage import db, ledger
+from service.storage.codec import from_us, split_hashes, to_us
 
 __all__ = ["AuditReport", "Finding", "Progress", "audit_ledger", "leaf_bytes"]
 

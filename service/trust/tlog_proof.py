@@ -158,8 +158,8 @@ def proof_for_entry(conn: Connection, seq: int, size: int | None = None) -> Tlog
 
     :raise InvalidInput: ``size`` is not above ``seq``. :raise NotFound: no such entry or checkpoint.
     """
-    from service.sealing import split_hashes
     from service.storage import ledger
+    from service.storage.codec import split_hashes
 
     batch = ledger.get_batch(conn, seq)
     if batch is None:

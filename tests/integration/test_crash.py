@@ -45,8 +45,8 @@ from service.core import merkle
 from service.core.formats import Checkpoint, LedgerEntry, utc_now
 from service.core.note import Signer, open_note
 from service.core.verify import verify_receipt
-from service.sealing import to_us
 from service.storage import db, ledger
+from service.storage.codec import to_us
 from tests.conftest import PG_ADMIN_URL, skip_or_fail
 
 pytestmark = [pytest.mark.crash, pytest.mark.postgres, pytest.mark.redis, pytest.mark.slow,

@@ -28,8 +28,9 @@ from service.core.errors import Pushback
 from service.core.formats import utc_now
 from service.ingest import GroupCommitter
 from service.runtime import Runtime
-from service.sealing import Deposit, to_us
+from service.sealing import Deposit
 from service.storage import db, ledger
+from service.storage.codec import to_us
 from service.tenants import create_tenant
 
 JOIN_TIMEOUT = 60.0

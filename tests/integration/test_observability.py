@@ -1,4 +1,4 @@
-"""service.metrics and service.logs on a bare Flask app (the API's create_app calls the same init_app)."""
+"""service.metrics and service.logs on a bare Flask app (through service.api.observability, as create_app does)."""
 
 from __future__ import annotations
 
@@ -15,11 +15,13 @@ from flask import Flask
 from prometheus_client.parser import text_string_to_metric_families
 
 from service import logs, metrics, sealing
+from service.api import observability
 from service.config import Settings
 from service.core.formats import utc_now
 from service.runtime import Runtime
-from service.sealing import SealResult, to_us
+from service.sealing import SealResult
 from service.storage import db, ledger
+from service.storage.codec import to_us
 
 
 @pytest.fixture
@@ -46,7 +48,7 @@ def scrape(app: Flask) -> dict[str, float]:
 
 def test_metrics_endpoint_reads_pending_depth_and_ledger_size_from_the_database(runtime: Runtime) -> None:
     app = Flask(__name__)
-    metrics.init_app(app, runtime)
+    observability.init_metrics(app, runtime)
     before = scrape(app)
     assert before["evidence_pending"] == 0
     assert before["evidence_ledger_size"] == 0
@@ -59,7 +61,7 @@ def test_metrics_endpoint_reads_pending_depth_and_ledger_size_from_the_database(
 
 def test_metrics_count_submissions_batches_latency_and_http_errors(runtime: Runtime) -> None:
     app = Flask(__name__)
-    metrics.init_app(app, runtime)
+    observability.init_metrics(app, runtime)
     before = scrape(app)
     metrics.record_submissions("digest", 3)
     now = utc_now()
@@ -97,7 +99,7 @@ def test_request_id_is_echoed_generated_or_replaced_and_logged(
     logs.configure_logging(Settings(data_dir=tmp_path, log_json=True))
     try:
         app = Flask(__name__)
-        logs.init_app(app)
+        observability.init_logging(app)
 
         @app.get("/hello")
         def hello() -> str:

@@ -106,7 +106,7 @@ def seal_and_enqueue(runtime: Runtime) -> sealing.SealResult:
     with runtime.engine.begin() as conn:
         result = sealing.seal_batch(conn, runtime.signer, utc_now(), runtime.settings.batch_max_size)
         assert result is not None
-        webhooks.enqueue_seal_events(conn, result)
+        webhooks.enqueue_seal_events(conn, result.seq)
     return result
 
 
@@ -250,6 +250,6 @@ def test_no_webhook_no_event(runtime: Runtime, client: FlaskClient) -> None:
     with runtime.engine.begin() as conn:
         result = sealing.seal_batch(conn, runtime.signer, utc_now(), 100)
         assert result is not None
-        assert webhooks.enqueue_seal_events(conn, result) == 0
+        assert webhooks.enqueue_seal_events(conn, result.seq) == 0
     with runtime.engine.connect() as conn:
         assert ledger.open_webhook_deliveries(conn, 5) == []

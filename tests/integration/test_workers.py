@@ -18,8 +18,8 @@ from service.core.formats import utc_now
 from service.core.note import Signer
 from service.core.verify import verify_receipt
 from service.runtime import Runtime
-from service.sealing import to_us
 from service.storage import db, ledger
+from service.storage.codec import to_us
 from workers import celery_app, tasks
 
 REDIS = "redis://127.0.0.1:6379/3"
