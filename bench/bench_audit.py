@@ -60,8 +60,10 @@ def baseline(runtime: Runtime) -> float:
     e, bl = ledger.evidence, ledger.batch_leaves
     with runtime.engine.connect() as conn:
         rows = conn.execute(
-            e.select().with_only_columns(bl.c.batch_seq, e.c.id, e.c.sha256, e.c.received_us)
-            .select_from(bl.join(e, e.c.pk == bl.c.evidence_pk)).order_by(bl.c.batch_seq, bl.c.leaf_index)
+            e.select()
+            .with_only_columns(bl.c.batch_seq, e.c.id, e.c.sha256, e.c.received_us)
+            .select_from(bl.join(e, e.c.pk == bl.c.evidence_pk))
+            .order_by(bl.c.batch_seq, bl.c.leaf_index)
         ).all()
     batches: dict[int, list[tuple[str, bytes, int]]] = {}
     for seq, id_, digest, received in rows:
@@ -105,8 +107,9 @@ def main() -> int:
         finally:
             runtime.engine.dispose()
 
-    table = Table(title=f"evidence audit on {runtime.engine.dialect.name}: {args.rows:,} rows in batches of "
-                        f"{args.batch:,}")
+    table = Table(
+        title=f"evidence audit on {runtime.engine.dialect.name}: {args.rows:,} rows in batches of {args.batch:,}"
+    )
     for column in ("measure", "seconds", "rows/s"):
         table.add_column(column, justify="right" if column != "measure" else "left")
     table.add_row("generate (record + seal)", f"{generated:.2f}", f"{args.rows / generated:,.0f}")
@@ -114,16 +117,21 @@ def main() -> int:
     for jobs, runs in times.items():
         median, best = statistics.median(runs), min(runs)
         rates[jobs] = args.rows / median
-        table.add_row(f"audit_ledger --jobs {jobs} (median; best of {args.repeat})", f"{median:.3f} ({best:.3f})",
-                      f"{args.rows / median:,.0f} ({args.rows / best:,.0f})")
+        table.add_row(
+            f"audit_ledger --jobs {jobs} (median; best of {args.repeat})",
+            f"{median:.3f} ({best:.3f})",
+            f"{args.rows / median:,.0f} ({args.rows / best:,.0f})",
+        )
     table.add_row("baseline: leaf bytes + hashing + batch trees", f"{base:.3f}", f"{args.rows / base:,.0f}")
     table.add_row("target", "", f"{TARGET:,}")
     Console().print(table)
     best_jobs = max(rates, key=lambda j: rates[j])
-    print(" ".join(f"audit_jobs{j}_rows_per_s={r:.0f}" for j, r in rates.items()),
-          f"RESULT audit_rows_per_s={rates[best_jobs]:.0f} (jobs={best_jobs}, median) "
-          f"baseline_rows_per_s={args.rows / base:.0f} target={TARGET} "
-          f"{'PASS' if rates[best_jobs] >= TARGET else 'BELOW TARGET'}")
+    print(
+        " ".join(f"audit_jobs{j}_rows_per_s={r:.0f}" for j, r in rates.items()),
+        f"RESULT audit_rows_per_s={rates[best_jobs]:.0f} (jobs={best_jobs}, median) "
+        f"baseline_rows_per_s={args.rows / base:.0f} target={TARGET} "
+        f"{'PASS' if rates[best_jobs] >= TARGET else 'BELOW TARGET'}",
+    )
     return 0
 
 

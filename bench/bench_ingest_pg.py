@@ -108,8 +108,10 @@ def main() -> None:
         full = [s for n, s in batches if n == args.batch] or [s for _, s in batches]
         leaves = sum(n for n, _ in batches)
         seconds = sum(s for _, s in batches)
-        print(f"\nsealed {leaves} leaves in {len(batches)} batches, {seconds:.2f} s: {leaves / seconds:,.0f} leaves/s; "
-              f"median {statistics.median(full):.3f} s per batch of {args.batch}")
+        print(
+            f"\nsealed {leaves} leaves in {len(batches)} batches, {seconds:.2f} s: {leaves / seconds:,.0f} leaves/s; "
+            f"median {statistics.median(full):.3f} s per batch of {args.batch}"
+        )
     finally:
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))

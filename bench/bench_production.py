@@ -98,8 +98,10 @@ def insert_app() -> Any:
         if conn is None or conn.closed:
             conn = local.conn = psycopg2.connect(dsn)
         with conn, conn.cursor() as cur:
-            cur.execute("INSERT INTO bench_scratch (sha256, received_us) VALUES (%s, %s) RETURNING id",
-                        (digest, time.time_ns() // 1000))
+            cur.execute(
+                "INSERT INTO bench_scratch (sha256, received_us) VALUES (%s, %s) RETURNING id",
+                (digest, time.time_ns() // 1000),
+            )
             (row_id,) = cur.fetchone()
         response = jsonify({"id": row_id, "sha256": body["sha256"], "status": "pending"})
         response.status_code = 202
@@ -202,19 +204,23 @@ def wait_drained(dsn: str, watcher: BatchWatcher, timeout: float = 120) -> float
 
 def sealed_rows(dsn: str, where: str, args: Any) -> list[tuple[str, int, int, int]]:
     """(id, received_us, batch_seq, sealed_us) of sealed evidence matching ``where``."""
-    return [tuple(r) for r in query(  # type: ignore[misc]
-        dsn,
-        "SELECT e.id, e.received_us, bl.batch_seq, b.sealed_us FROM evidence e "
-        "JOIN batch_leaves bl ON bl.evidence_pk = e.pk JOIN batches b ON b.seq = bl.batch_seq WHERE " + where,
-        args,
-    )]
+    return [
+        tuple(r)
+        for r in query(  # type: ignore[misc]
+            dsn,
+            "SELECT e.id, e.received_us, bl.batch_seq, b.sealed_us FROM evidence e "
+            "JOIN batch_leaves bl ON bl.evidence_pk = e.pk JOIN batches b ON b.seq = bl.batch_seq WHERE " + where,
+            args,
+        )
+    ]
 
 
 # --- (a) fixed-rate generator ------------------------------------------------------------------------------
 
 
-def fixed_rate(port: int, api_key: str, rate: float, seconds: float, threads: int = 16
-               ) -> tuple[list[tuple[str, float, float]], float, int]:
+def fixed_rate(
+    port: int, api_key: str, rate: float, seconds: float, threads: int = 16
+) -> tuple[list[tuple[str, float, float]], float, int]:
     """Send ``rate * seconds`` submissions, request i at t0 + i/rate (open loop, bounded by ``threads`` in flight).
 
     Returns ([(evidence id, scheduled wall time, response seconds)], achieved elapsed seconds, errors).
@@ -271,14 +277,18 @@ def fixed_rate(port: int, api_key: str, rate: float, seconds: float, threads: in
 
 
 def bulk_body(n: int) -> bytes:
-    return json.dumps({"items": [{"sha256": os.urandom(32).hex(), "label": f"file-{i:06d}.bin"}
-                                 for i in range(n)]}).encode()
+    return json.dumps(
+        {"items": [{"sha256": os.urandom(32).hex(), "label": f"file-{i:06d}.bin"} for i in range(n)]}
+    ).encode()
 
 
 def post_bulk(port: int, api_key: str, body: bytes) -> float:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
-    headers = {"Authorization": f"Bearer {api_key}", "Content-Type": "application/json",
-               "Idempotency-Key": secrets.token_hex(8)}
+    headers = {
+        "Authorization": f"Bearer {api_key}",
+        "Content-Type": "application/json",
+        "Idempotency-Key": secrets.token_hex(8),
+    }
     try:
         t0 = time.perf_counter()
         conn.request("POST", "/v1/evidence/batch", body=body, headers=headers)
@@ -338,8 +348,9 @@ def wait_for_log(path: Path, text: str, timeout: float) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="10 s at the fixed rate, 2 max-rate rounds of 5 s, "
-                                                              "3 bulk rounds")
+    parser.add_argument(
+        "--quick", action="store_true", help="10 s at the fixed rate, 2 max-rate rounds of 5 s, 3 bulk rounds"
+    )
     parser.add_argument("--rate", type=float, default=300.0, help="fixed offered rate (submissions/s)")
     parser.add_argument("--rate-seconds", type=float, default=25.0)
     parser.add_argument("--rounds", type=int, default=3, help="interleaved max-rate rounds (service, baseline)")
@@ -361,9 +372,14 @@ def main() -> None:
             key_file = tmp / "secrets" / "signing.key"
             key_file.parent.mkdir(mode=0o700)
             env = clean_env(
-                DATABASE_URL=url, EVIDENCE_BROKER_URL=REDIS_URL, EVIDENCE_CELERY_QUEUE=queue,
-                EVIDENCE_SIGNING_KEY_FILE=str(key_file), EVIDENCE_ORIGIN=ORIGIN, EVIDENCE_DATA_DIR=str(tmp),
-                EVIDENCE_RATE_LIMIT="0", BENCH_BASELINE_DSN=dsn,
+                DATABASE_URL=url,
+                EVIDENCE_BROKER_URL=REDIS_URL,
+                EVIDENCE_CELERY_QUEUE=queue,
+                EVIDENCE_SIGNING_KEY_FILE=str(key_file),
+                EVIDENCE_ORIGIN=ORIGIN,
+                EVIDENCE_DATA_DIR=str(tmp),
+                EVIDENCE_RATE_LIMIT="0",
+                BENCH_BASELINE_DSN=dsn,
             )
             # First installation, as docs/operations.md says.
             evidence_cli("keys", "init", env=env)
@@ -371,27 +387,74 @@ def main() -> None:
             evidence_cli("keys", "publish", env=env)
             api_key = evidence_cli("tenant", "create", "bench", env=env).splitlines()[-1].strip()
             ((tenant_id,),) = query(dsn, "SELECT id FROM tenants WHERE name = 'bench'")
-            execute(dsn, "CREATE TABLE bench_scratch (id bigserial PRIMARY KEY, sha256 bytea NOT NULL, "
-                         "received_us bigint NOT NULL)")
+            execute(
+                dsn,
+                "CREATE TABLE bench_scratch (id bigserial PRIMARY KEY, sha256 bytea NOT NULL, "
+                "received_us bigint NOT NULL)",
+            )
             registers_bulk = _create_app_registers_bulk(env)
 
             port, base_port = free_port(), free_port()
-            gunicorn = [GUNICORN, "--workers=4", "--access-logfile=-", "--no-control-socket",
-                        "--pythonpath", str(BENCH)]
-            api = stack.enter_context(process(
-                [*gunicorn, f"--bind=127.0.0.1:{port}", "bench_production:production_app()"], env=env,
-                log=tmp / "api.log", ready_url=f"http://127.0.0.1:{port}/readyz"))
-            baseline = stack.enter_context(process(
-                [*gunicorn, f"--bind=127.0.0.1:{base_port}", "bench_production:insert_app()"], env=env,
-                log=tmp / "baseline.log", ready_url=f"http://127.0.0.1:{base_port}/"))
+            gunicorn = [
+                GUNICORN,
+                "--workers=4",
+                "--access-logfile=-",
+                "--no-control-socket",
+                "--pythonpath",
+                str(BENCH),
+            ]
+            api = stack.enter_context(
+                process(
+                    [*gunicorn, f"--bind=127.0.0.1:{port}", "bench_production:production_app()"],
+                    env=env,
+                    log=tmp / "api.log",
+                    ready_url=f"http://127.0.0.1:{port}/readyz",
+                )
+            )
+            baseline = stack.enter_context(
+                process(
+                    [*gunicorn, f"--bind=127.0.0.1:{base_port}", "bench_production:insert_app()"],
+                    env=env,
+                    log=tmp / "baseline.log",
+                    ready_url=f"http://127.0.0.1:{base_port}/",
+                )
+            )
             celery_pids: list[int] = []
             for i in range(2):
-                celery_pids.append(stack.enter_context(process(
-                    [CELERY, "-A", "workers.celery_app", "worker", "--concurrency=1", "-n", f"bench{i}-{queue}@%h",
-                     "--loglevel=INFO"], env=env, log=tmp / f"worker-{i}.log")).pid)
-            celery_pids.append(stack.enter_context(process(
-                [CELERY, "-A", "workers.celery_app", "beat", f"--schedule={tmp / 'celerybeat-schedule'}",
-                 "--loglevel=INFO"], env=env, log=tmp / "beat.log")).pid)
+                celery_pids.append(
+                    stack.enter_context(
+                        process(
+                            [
+                                CELERY,
+                                "-A",
+                                "workers.celery_app",
+                                "worker",
+                                "--concurrency=1",
+                                "-n",
+                                f"bench{i}-{queue}@%h",
+                                "--loglevel=INFO",
+                            ],
+                            env=env,
+                            log=tmp / f"worker-{i}.log",
+                        )
+                    ).pid
+                )
+            celery_pids.append(
+                stack.enter_context(
+                    process(
+                        [
+                            CELERY,
+                            "-A",
+                            "workers.celery_app",
+                            "beat",
+                            f"--schedule={tmp / 'celerybeat-schedule'}",
+                            "--loglevel=INFO",
+                        ],
+                        env=env,
+                        log=tmp / "beat.log",
+                    )
+                ).pid
+            )
             svc_cpu = {"api": [api.pid], "celery": celery_pids, "postgres": "postgres"}
             base_cpu = {"api": [baseline.pid], "celery": celery_pids, "postgres": "postgres"}
             for i in range(2):
@@ -428,8 +491,9 @@ def main() -> None:
             for _ in range(args.rounds):
                 base.append(run_wrk(base_url, seconds=args.seconds, connections=args.connections, cpu=base_cpu))
                 t_start = time.time_ns() // 1000
-                svc.append(run_wrk(svc_url, seconds=args.seconds, connections=args.connections, api_key=api_key,
-                                   cpu=svc_cpu))
+                svc.append(
+                    run_wrk(svc_url, seconds=args.seconds, connections=args.connections, api_key=api_key, cpu=svc_cpu)
+                )
                 t_end = time.time_ns() // 1000
                 wait_drained(dsn, watcher)
                 round_rows = sealed_rows(dsn, "e.received_us BETWEEN %s AND %s", (t_start, t_end))
@@ -444,49 +508,88 @@ def main() -> None:
                 t_bulk += post_bulk(port, api_key, bulk_body(args.bulk_size))
                 t_copy += copy_rows(dsn, tenant_id, args.bulk_size)
             wait_drained(dsn, watcher)
-            audit = query(dsn, "SELECT (SELECT count(*) FROM evidence), (SELECT count(*) FROM batch_leaves), "
-                               "(SELECT count(*) FROM batches)")[0]
+            audit = query(
+                dsn,
+                "SELECT (SELECT count(*) FROM evidence), (SELECT count(*) FROM batch_leaves), "
+                "(SELECT count(*) FROM batches)",
+            )[0]
 
-        console.print(f"[bold]bench_production.py[/bold] {started}, {os.cpu_count()} CPUs, load average "
-                      f"{' '.join(f'{x:.1f}' for x in os.getloadavg())} at the end; gunicorn --workers=4 (sync), "
-                      f"2 celery workers --concurrency=1 + beat, EVIDENCE_BATCH_MAX_AGE=1.0 (beat every 0.5 s); "
-                      f"create_app registers the bulk blueprint itself: {registers_bulk}; at the end "
-                      f"{audit[0]:,} evidence, {audit[1]:,} sealed, {audit[2]:,} batches")
+        console.print(
+            f"[bold]bench_production.py[/bold] {started}, {os.cpu_count()} CPUs, load average "
+            f"{' '.join(f'{x:.1f}' for x in os.getloadavg())} at the end; gunicorn --workers=4 (sync), "
+            f"2 celery workers --concurrency=1 + beat, EVIDENCE_BATCH_MAX_AGE=1.0 (beat every 0.5 s); "
+            f"create_app registers the bulk blueprint itself: {registers_bulk}; at the end "
+            f"{audit[0]:,} evidence, {audit[1]:,} sealed, {audit[2]:,} batches"
+        )
         table = Table(title="(a) seal latency (submit → receipt available), median / p99 / max in ms")
-        for col in ("offered", "achieved /s", "errors", "HTTP response", "submit → batch visible (p99 target ≤ 2 s)",
-                    "stored sealed − received", "batches"):
+        for col in (
+            "offered",
+            "achieved /s",
+            "errors",
+            "HTTP response",
+            "submit → batch visible (p99 target ≤ 2 s)",
+            "stored sealed − received",
+            "batches",
+        ):
             table.add_column(col, justify="right")
-        table.add_row(f"{args.rate:g}/s for {args.rate_seconds:g} s", f"{len(results) / elapsed:,.0f}",
-                      str(fixed_errors), ms_stats(fixed_response), f"[bold]{ms_stats(fixed_visible)}[/bold]",
-                      ms_stats(fixed_stored), str(fixed_batches))
+        table.add_row(
+            f"{args.rate:g}/s for {args.rate_seconds:g} s",
+            f"{len(results) / elapsed:,.0f}",
+            str(fixed_errors),
+            ms_stats(fixed_response),
+            f"[bold]{ms_stats(fixed_visible)}[/bold]",
+            ms_stats(fixed_stored),
+            str(fixed_batches),
+        )
         total_max = sum(r.requests for r in svc)
-        table.add_row(f"max (wrk -c{args.connections}, {args.rounds} x {args.seconds:g} s)",
-                      f"{statistics.median(r.rps for r in svc):,.0f}", str(sum(r.errors for r in svc)),
-                      f"{statistics.median(r.p50_ms for r in svc):,.0f} / "
-                      f"{statistics.median(r.p99_ms for r in svc):,.0f} / -", ms_stats(max_visible),
-                      ms_stats(max_stored), f"{max_batches} ({total_max:,} submissions)")
+        table.add_row(
+            f"max (wrk -c{args.connections}, {args.rounds} x {args.seconds:g} s)",
+            f"{statistics.median(r.rps for r in svc):,.0f}",
+            str(sum(r.errors for r in svc)),
+            f"{statistics.median(r.p50_ms for r in svc):,.0f} / {statistics.median(r.p99_ms for r in svc):,.0f} / -",
+            ms_stats(max_visible),
+            ms_stats(max_stored),
+            f"{max_batches} ({total_max:,} submissions)",
+        )
         console.print(table)
 
-        table = Table(title=f"(b) single submissions/s at max rate: wrk 1 thread, {args.connections} connections, "
-                            f"{args.seconds:g} s rounds, same gunicorn command")
-        for col in ("round", "service req/s", "p50 / p99 ms", "CPU ms/req: gunicorn / postgres / celery / wrk",
-                    "1 INSERT/request req/s", "p50 / p99 ms", "CPU ms/req: gunicorn / postgres / wrk",
-                    "machine busy (svc / base)", "ratio (target ≥ 0.5)"):
+        table = Table(
+            title=f"(b) single submissions/s at max rate: wrk 1 thread, {args.connections} connections, "
+            f"{args.seconds:g} s rounds, same gunicorn command"
+        )
+        for col in (
+            "round",
+            "service req/s",
+            "p50 / p99 ms",
+            "CPU ms/req: gunicorn / postgres / celery / wrk",
+            "1 INSERT/request req/s",
+            "p50 / p99 ms",
+            "CPU ms/req: gunicorn / postgres / wrk",
+            "machine busy (svc / base)",
+            "ratio (target ≥ 0.5)",
+        ):
             table.add_column(col, justify="right")
 
         def busy(r: WrkResult) -> float:
             return r.cpu["machine"] / args.seconds / (os.cpu_count() or 1)
 
         for i, (s, b) in enumerate(zip(svc, base, strict=True), 1):
-            table.add_row(str(i), f"{s.rps:,.0f}", f"{s.p50_ms:.1f} / {s.p99_ms:.1f}",
-                          " / ".join(f"{s.cpu_ms(g):.2f}" for g in ("api", "postgres", "celery", "wrk")),
-                          f"{b.rps:,.0f}", f"{b.p50_ms:.1f} / {b.p99_ms:.1f}",
-                          " / ".join(f"{b.cpu_ms(g):.2f}" for g in ("api", "postgres", "wrk")),
-                          f"{busy(s):.0%} / {busy(b):.0%}", f"{s.rps / b.rps:.2f}")
+            table.add_row(
+                str(i),
+                f"{s.rps:,.0f}",
+                f"{s.p50_ms:.1f} / {s.p99_ms:.1f}",
+                " / ".join(f"{s.cpu_ms(g):.2f}" for g in ("api", "postgres", "celery", "wrk")),
+                f"{b.rps:,.0f}",
+                f"{b.p50_ms:.1f} / {b.p99_ms:.1f}",
+                " / ".join(f"{b.cpu_ms(g):.2f}" for g in ("api", "postgres", "wrk")),
+                f"{busy(s):.0%} / {busy(b):.0%}",
+                f"{s.rps / b.rps:.2f}",
+            )
         s_med = statistics.median(r.rps for r in svc)
         b_med = statistics.median(r.rps for r in base)
-        table.add_row("median", f"{s_med:,.0f}", "", "", f"{b_med:,.0f}", "", "", "",
-                      f"[bold]{s_med / b_med:.2f}[/bold]")
+        table.add_row(
+            "median", f"{s_med:,.0f}", "", "", f"{b_med:,.0f}", "", "", "", f"[bold]{s_med / b_med:.2f}[/bold]"
+        )
         console.print(table)
 
         n = args.bulk_rounds * args.bulk_size

@@ -59,8 +59,15 @@ from rich.table import Table  # noqa: E402
 GUNICORN = str(Path(sys.executable).with_name("gunicorn"))
 POST_DIGEST_LUA = BENCH / "wrk" / "post_digest.lua"
 # Variables of the calling shell that would point the server somewhere else.
-ENV_KEYS_TO_DROP = ("DATABASE_URL", "EVIDENCE_BROKER_URL", "EVIDENCE_DATA_DIR", "EVIDENCE_SIGNING_KEY_FILE",
-                    "EVIDENCE_REDIS_URL", "EVIDENCE_CELERY_QUEUE", "PROMETHEUS_MULTIPROC_DIR")
+ENV_KEYS_TO_DROP = (
+    "DATABASE_URL",
+    "EVIDENCE_BROKER_URL",
+    "EVIDENCE_DATA_DIR",
+    "EVIDENCE_SIGNING_KEY_FILE",
+    "EVIDENCE_REDIS_URL",
+    "EVIDENCE_CELERY_QUEUE",
+    "PROMETHEUS_MULTIPROC_DIR",
+)
 MiB = 1024 * 1024
 
 
@@ -111,8 +118,15 @@ def http_get_status(url: str) -> int:
 
 
 @contextmanager
-def process(args: list[str], *, env: dict[str, str], log: Path, ready_url: str | None = None,
-            cwd: Path = ROOT, timeout: float = 60) -> Iterator[subprocess.Popen[bytes]]:
+def process(
+    args: list[str],
+    *,
+    env: dict[str, str],
+    log: Path,
+    ready_url: str | None = None,
+    cwd: Path = ROOT,
+    timeout: float = 60,
+) -> Iterator[subprocess.Popen[bytes]]:
     """Start ``args`` in its own session (logging to ``log``), wait for ``ready_url`` to answer 200, stop it after."""
     with open(log, "ab") as out:
         proc = subprocess.Popen(args, env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
@@ -153,8 +167,9 @@ def stop_process(proc: subprocess.Popen[bytes], timeout: float = 20) -> None:
 
 
 def evidence_cli(*args: str, env: dict[str, str]) -> str:
-    done = subprocess.run([sys.executable, "-m", "service", *args], capture_output=True, text=True, env=env,
-                          cwd=ROOT, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "service", *args], capture_output=True, text=True, env=env, cwd=ROOT, timeout=120
+    )
     if done.returncode != 0:
         raise SystemExit(f"evidence {' '.join(args)} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
     return done.stdout
@@ -195,15 +210,33 @@ class WrkResult:
         return WrkResult(float(rps.group(1)), int(count.group(1)), ms("50"), ms("99"), errors)
 
 
-def run_wrk(url: str, *, seconds: float, connections: int, threads: int = 1, api_key: str = "",
-            script: Path = POST_DIGEST_LUA, cpu: dict[str, Any] | None = None) -> WrkResult:
+def run_wrk(
+    url: str,
+    *,
+    seconds: float,
+    connections: int,
+    threads: int = 1,
+    api_key: str = "",
+    script: Path = POST_DIGEST_LUA,
+    cpu: dict[str, Any] | None = None,
+) -> WrkResult:
     """One bounded wrk run (``-d``); wrk stops by itself, and a hard timeout guards against a hang.
 
     ``cpu``: groups for ``cpu_seconds`` measured around the run; the result's ``cpu`` has them plus ``wrk``.
     """
     env = {**os.environ, "BENCH_API_KEY": api_key, "BENCH_NONCE": secrets.token_hex(4)}
-    args = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds:g}s", "--timeout", "10s", "--latency",
-            "-s", str(script), url]
+    args = [
+        "wrk",
+        f"-t{threads}",
+        f"-c{connections}",
+        f"-d{seconds:g}s",
+        "--timeout",
+        "10s",
+        "--latency",
+        "-s",
+        str(script),
+        url,
+    ]
     before = cpu_snapshot(cpu or {})
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
     done = subprocess.run(args, capture_output=True, text=True, env=env, timeout=seconds + 60)
@@ -238,8 +271,11 @@ def cpu_snapshot(groups: dict[str, Any]) -> dict[str, dict[int, float]]:
 
     out: dict[str, dict[int, float]] = {}
     for name, spec in groups.items():
-        procs = ([p for p in psutil.process_iter(["name"]) if p.info["name"] == spec] if isinstance(spec, str)
-                 else [p for pid in spec for p in _tree(pid)])
+        procs = (
+            [p for p in psutil.process_iter(["name"]) if p.info["name"] == spec]
+            if isinstance(spec, str)
+            else [p for pid in spec for p in _tree(pid)]
+        )
         times: dict[int, float] = {}
         for p in procs:
             try:
@@ -249,15 +285,17 @@ def cpu_snapshot(groups: dict[str, Any]) -> dict[str, dict[int, float]]:
                 pass
         out[name] = times
     total = psutil.cpu_times()
-    out["machine"] = {0: total.user + total.system + total.nice + getattr(total, "irq", 0.0)
-                      + getattr(total, "softirq", 0.0)}
+    out["machine"] = {
+        0: total.user + total.system + total.nice + getattr(total, "irq", 0.0) + getattr(total, "softirq", 0.0)
+    }
     return out
 
 
 def cpu_delta(before: dict[str, dict[int, float]], after: dict[str, dict[int, float]]) -> dict[str, float]:
     """Seconds used per group between two snapshots (processes born in between count from zero)."""
-    return {name: sum(t - before.get(name, {}).get(pid, 0.0) for pid, t in times.items())
-            for name, times in after.items()}
+    return {
+        name: sum(t - before.get(name, {}).get(pid, 0.0) for pid, t in times.items()) for name, times in after.items()
+    }
 
 
 def require_tools(*names: str) -> None:
@@ -320,8 +358,9 @@ def prepare_big_batch(data_dir: Path, tenant_name: str, leaves: int) -> tuple[li
         for start in range(0, leaves, 10_000):
             n = min(10_000, leaves - start)
             with runtime.engine.begin() as conn:
-                deposits = sealing.record_evidence(conn, tenant.id, [(os.urandom(32), None) for _ in range(n)],
-                                                   utc_now())
+                deposits = sealing.record_evidence(
+                    conn, tenant.id, [(os.urandom(32), None) for _ in range(n)], utc_now()
+                )
             ids.extend(d.id for d in deposits)
         t0 = time.perf_counter()
         results = sealing.seal_pending(runtime.engine, signer, max_leaves=leaves, max_age=3600.0, force=True)
@@ -400,10 +439,26 @@ def upload(port: int, api_key: str, path: Path, server_pid: int) -> Upload:
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
     try:
         done = subprocess.run(
-            ["curl", "-sS", "-X", "POST", "-T", str(path), "-H", "Expect:",
-             "-H", "Content-Type: application/octet-stream", "-H", f"Authorization: Bearer {api_key}",
-             "-w", "\n%{http_code} %{time_total}", f"http://127.0.0.1:{port}/v1/evidence?label=upload.bin"],
-            capture_output=True, text=True, timeout=600,
+            [
+                "curl",
+                "-sS",
+                "-X",
+                "POST",
+                "-T",
+                str(path),
+                "-H",
+                "Expect:",
+                "-H",
+                "Content-Type: application/octet-stream",
+                "-H",
+                f"Authorization: Bearer {api_key}",
+                "-w",
+                "\n%{http_code} %{time_total}",
+                f"http://127.0.0.1:{port}/v1/evidence?label=upload.bin",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=600,
         )
     finally:
         growth = sampler.stop()
@@ -457,18 +512,48 @@ def main() -> None:
             hash_local(upload_file)  # page cache warm
 
         port, base_port = free_port(), free_port()
-        serve_args = [sys.executable, "-m", "service", "serve", "--port", str(port), "--data-dir", str(data),
-                      "--threads", str(args.threads)]
+        serve_args = [
+            sys.executable,
+            "-m",
+            "service",
+            "serve",
+            "--port",
+            str(port),
+            "--data-dir",
+            str(data),
+            "--threads",
+            str(args.threads),
+        ]
         # The same gunicorn shape as `evidence serve` (service/commands/serve.py): gthread, 2 workers x 4 threads,
         # access log to stdout, and its malloc settings in the environment.
-        base_args = [GUNICORN, "--bind", f"127.0.0.1:{base_port}", "--workers", "2", "--worker-class", "gthread",
-                     "--threads", str(args.threads), "--access-logfile", "-", "--no-control-socket",
-                     "--pythonpath", str(BENCH), "bench_service:baseline_app()"]
+        base_args = [
+            GUNICORN,
+            "--bind",
+            f"127.0.0.1:{base_port}",
+            "--workers",
+            "2",
+            "--worker-class",
+            "gthread",
+            "--threads",
+            str(args.threads),
+            "--access-logfile",
+            "-",
+            "--no-control-socket",
+            "--pythonpath",
+            str(BENCH),
+            "bench_service:baseline_app()",
+        ]
         from service.commands.serve import MALLOC_ENV
 
-        with (process(serve_args, env=env, log=tmp / "serve.log", ready_url=f"http://127.0.0.1:{port}/readyz") as srv,
-              process(base_args, env=clean_env(**MALLOC_ENV), log=tmp / "baseline.log",
-                      ready_url=f"http://127.0.0.1:{base_port}/") as _base):
+        with (
+            process(serve_args, env=env, log=tmp / "serve.log", ready_url=f"http://127.0.0.1:{port}/readyz") as srv,
+            process(
+                base_args,
+                env=clean_env(**MALLOC_ENV),
+                log=tmp / "baseline.log",
+                ready_url=f"http://127.0.0.1:{base_port}/",
+            ) as _base,
+        ):
             # (c) first, on an idle server
             lat: list[float] = []
             if "c" in args.parts:
@@ -482,10 +567,23 @@ def main() -> None:
             run_wrk(f"http://127.0.0.1:{port}/v1/evidence", seconds=2, connections=args.connections, api_key=api_key)
             run_wrk(f"http://127.0.0.1:{base_port}/v1/evidence", seconds=2, connections=args.connections)
             for _ in range(args.rounds):
-                base.append(run_wrk(f"http://127.0.0.1:{base_port}/v1/evidence", seconds=args.seconds,
-                                    connections=args.connections, cpu={"server": [_base.pid]}))
-                svc.append(run_wrk(f"http://127.0.0.1:{port}/v1/evidence", seconds=args.seconds,
-                                   connections=args.connections, api_key=api_key, cpu={"server": [srv.pid]}))
+                base.append(
+                    run_wrk(
+                        f"http://127.0.0.1:{base_port}/v1/evidence",
+                        seconds=args.seconds,
+                        connections=args.connections,
+                        cpu={"server": [_base.pid]},
+                    )
+                )
+                svc.append(
+                    run_wrk(
+                        f"http://127.0.0.1:{port}/v1/evidence",
+                        seconds=args.seconds,
+                        connections=args.connections,
+                        api_key=api_key,
+                        cpu={"server": [srv.pid]},
+                    )
+                )
             time.sleep(2)  # let the in-process sealer catch up before the uploads
 
             # (b) interleaved rounds
@@ -499,58 +597,121 @@ def main() -> None:
                         raise SystemExit(f"server digest {up.sha256} != local {local_digest}")
                     uploads.append((local_s, up))
 
-        console.print(f"[bold]bench_service.py[/bold] {started}, {os.cpu_count()} CPUs, load average "
-                      f"{' '.join(f'{x:.1f}' for x in os.getloadavg())} at the end")
-        table = Table(title=f"(a) hash-only submissions/s: wrk, 1 thread, {args.connections} connections, "
-                            f"{args.seconds:g} s rounds; gunicorn gthread 2 workers x {args.threads} threads for both")
-        for col in ("round", "evidence serve req/s", "p50 / p99 ms", "server CPU ms/req", "errors",
-                    "trivial Flask req/s", "p50 / p99 ms", "server CPU ms/req", "wrk CPU ms/req (svc / base)",
-                    "machine busy (svc / base)", "ratio (target ≥ 0.5)"):
+        console.print(
+            f"[bold]bench_service.py[/bold] {started}, {os.cpu_count()} CPUs, load average "
+            f"{' '.join(f'{x:.1f}' for x in os.getloadavg())} at the end"
+        )
+        table = Table(
+            title=f"(a) hash-only submissions/s: wrk, 1 thread, {args.connections} connections, "
+            f"{args.seconds:g} s rounds; gunicorn gthread 2 workers x {args.threads} threads for both"
+        )
+        for col in (
+            "round",
+            "evidence serve req/s",
+            "p50 / p99 ms",
+            "server CPU ms/req",
+            "errors",
+            "trivial Flask req/s",
+            "p50 / p99 ms",
+            "server CPU ms/req",
+            "wrk CPU ms/req (svc / base)",
+            "machine busy (svc / base)",
+            "ratio (target ≥ 0.5)",
+        ):
             table.add_column(col, justify="right")
+
         def busy(r: WrkResult) -> float:
             return r.cpu["machine"] / args.seconds / (os.cpu_count() or 1)
 
         for i, (s, b) in enumerate(zip(svc, base, strict=True), 1):
-            table.add_row(str(i), f"{s.rps:,.0f}", f"{s.p50_ms:.1f} / {s.p99_ms:.1f}", f"{s.cpu_ms('server'):.2f}",
-                          str(s.errors + b.errors), f"{b.rps:,.0f}", f"{b.p50_ms:.1f} / {b.p99_ms:.1f}",
-                          f"{b.cpu_ms('server'):.2f}", f"{s.cpu_ms('wrk'):.2f} / {b.cpu_ms('wrk'):.2f}",
-                          f"{busy(s):.0%} / {busy(b):.0%}",
-                          f"{s.rps / b.rps:.2f}")
+            table.add_row(
+                str(i),
+                f"{s.rps:,.0f}",
+                f"{s.p50_ms:.1f} / {s.p99_ms:.1f}",
+                f"{s.cpu_ms('server'):.2f}",
+                str(s.errors + b.errors),
+                f"{b.rps:,.0f}",
+                f"{b.p50_ms:.1f} / {b.p99_ms:.1f}",
+                f"{b.cpu_ms('server'):.2f}",
+                f"{s.cpu_ms('wrk'):.2f} / {b.cpu_ms('wrk'):.2f}",
+                f"{busy(s):.0%} / {busy(b):.0%}",
+                f"{s.rps / b.rps:.2f}",
+            )
         s_med = statistics.median(r.rps for r in svc)
         b_med = statistics.median(r.rps for r in base)
-        table.add_row("median", f"{s_med:,.0f}", "", f"{statistics.median(r.cpu_ms('server') for r in svc):.2f}", "",
-                      f"{b_med:,.0f}", "", f"{statistics.median(r.cpu_ms('server') for r in base):.2f}", "", "",
-                      f"[bold]{s_med / b_med:.2f}[/bold]")
+        table.add_row(
+            "median",
+            f"{s_med:,.0f}",
+            "",
+            f"{statistics.median(r.cpu_ms('server') for r in svc):.2f}",
+            "",
+            f"{b_med:,.0f}",
+            "",
+            f"{statistics.median(r.cpu_ms('server') for r in base):.2f}",
+            "",
+            "",
+            f"[bold]{s_med / b_med:.2f}[/bold]",
+        )
         console.print(table)
 
         if "b" in args.parts:
             size_mb = args.upload_mib * MiB / 1e6
-            table = Table(title=f"(b) upload hashing: {args.upload_mib} MiB raw body (curl -T) vs hashlib.file_digest "
-                                "of the same cached file")
-            for col in ("round", "server MB/s", "local MB/s", "ratio (target ≥ 0.8)", "worker RSS growth",
-                        "server CPU s", "curl CPU s", "machine busy"):
+            table = Table(
+                title=f"(b) upload hashing: {args.upload_mib} MiB raw body (curl -T) vs hashlib.file_digest "
+                "of the same cached file"
+            )
+            for col in (
+                "round",
+                "server MB/s",
+                "local MB/s",
+                "ratio (target ≥ 0.8)",
+                "worker RSS growth",
+                "server CPU s",
+                "curl CPU s",
+                "machine busy",
+            ):
                 table.add_column(col, justify="right")
             for i, (local_s, up) in enumerate(uploads, 1):
-                table.add_row(str(i), f"{size_mb / up.seconds:,.0f}", f"{size_mb / local_s:,.0f}",
-                              f"{local_s / up.seconds:.2f}", f"{up.rss_growth / MiB:.1f} MiB",
-                              f"{up.cpu['server']:.2f}", f"{up.cpu['curl']:.2f}",
-                              f"{up.cpu['machine'] / up.seconds / (os.cpu_count() or 1):.0%}")
+                table.add_row(
+                    str(i),
+                    f"{size_mb / up.seconds:,.0f}",
+                    f"{size_mb / local_s:,.0f}",
+                    f"{local_s / up.seconds:.2f}",
+                    f"{up.rss_growth / MiB:.1f} MiB",
+                    f"{up.cpu['server']:.2f}",
+                    f"{up.cpu['curl']:.2f}",
+                    f"{up.cpu['machine'] / up.seconds / (os.cpu_count() or 1):.0%}",
+                )
             best_up = min(u.seconds for _, u in uploads)
             best_local = min(local_s for local_s, _ in uploads)
             med_ratio = statistics.median(local_s / u.seconds for local_s, u in uploads)
-            table.add_row("best / median ratio", f"{size_mb / best_up:,.0f}", f"{size_mb / best_local:,.0f}",
-                          f"[bold]{best_local / best_up:.2f}[/bold] / {med_ratio:.2f}",
-                          f"max {max(u.rss_growth for _, u in uploads) / MiB:.1f} MiB", "", "", "")
+            table.add_row(
+                "best / median ratio",
+                f"{size_mb / best_up:,.0f}",
+                f"{size_mb / best_local:,.0f}",
+                f"[bold]{best_local / best_up:.2f}[/bold] / {med_ratio:.2f}",
+                f"max {max(u.rss_growth for _, u in uploads) / MiB:.1f} MiB",
+                "",
+                "",
+                "",
+            )
             console.print(table)
 
         if "c" in args.parts:
-            table = Table(title=f"(c) GET /v1/evidence/{{id}}/receipt, batch of {args.leaves:,} leaves, "
-                                f"{args.fetches} random ids, 1 keep-alive connection")
+            table = Table(
+                title=f"(c) GET /v1/evidence/{{id}}/receipt, batch of {args.leaves:,} leaves, "
+                f"{args.fetches} random ids, 1 keep-alive connection"
+            )
             for col in ("median ms (target ≤ 20)", "p90 ms", "p99 ms", "max ms", "seal of the batch"):
                 table.add_column(col, justify="right")
             ms = [x * 1000 for x in lat]
-            table.add_row(f"[bold]{statistics.median(ms):.2f}[/bold]", f"{pct(ms, 90):.2f}", f"{pct(ms, 99):.2f}",
-                          f"{max(ms):.2f}", f"{seal_s:.1f} s")
+            table.add_row(
+                f"[bold]{statistics.median(ms):.2f}[/bold]",
+                f"{pct(ms, 90):.2f}",
+                f"{pct(ms, 99):.2f}",
+                f"{max(ms):.2f}",
+                f"{seal_s:.1f} s",
+            )
             console.print(table)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

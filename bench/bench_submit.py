@@ -111,8 +111,13 @@ def embedded_server(data: Path) -> Iterator[tuple[str, str]]:
 def run_submit(url: str, key: str, *args: str) -> float:
     env = {**os.environ, "EVIDENCE_URL": url, "EVIDENCE_API_KEY": key}
     t0 = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "service", "submit", *args, "--workers", str(WORKERS)],
-                          capture_output=True, text=True, env=env, cwd=ROOT)
+    done = subprocess.run(
+        [sys.executable, "-m", "service", "submit", *args, "--workers", str(WORKERS)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+    )
     elapsed = time.perf_counter() - t0
     if done.returncode != 0:
         raise SystemExit(f"submit failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
@@ -239,18 +244,31 @@ def main() -> None:
         console.print(table)
 
         console.print(f"bulk ingest: {args.ingest_rounds} x {args.ingest_size} rows per backend ...")
-        sqlite = ingest(f"sqlite:///{tmp / 'ingest' / 'evidence.db'}", tmp / "ingest", args.ingest_rounds,
-                        args.ingest_size, with_copy=False)
+        sqlite = ingest(
+            f"sqlite:///{tmp / 'ingest' / 'evidence.db'}",
+            tmp / "ingest",
+            args.ingest_rounds,
+            args.ingest_size,
+            with_copy=False,
+        )
         with throwaway_pg() as pg_url:
             pg = ingest(pg_url, tmp / "ingest-pg", args.ingest_rounds, args.ingest_size, with_copy=True)
         copy = pg["copy"]
         table = Table(title="bulk ingest digests/s (COPY = PostgreSQL COPY of the same evidence + pending rows)")
         for col in ("path", "SQLite", "PostgreSQL", "PG COPY", "SQLite / COPY", "PG / COPY (target ≥ 0.3)"):
             table.add_column(col, justify="right")
-        for label, k in (("bulk.record_batch (one round trip)", "record_batch"),
-                         ("POST /v1/evidence/batch in-process", "http")):
-            table.add_row(label, f"{sqlite[k]:,.0f}", f"{pg[k]:,.0f}", f"{copy:,.0f}", f"{sqlite[k] / copy:.2f}",
-                          f"{pg[k] / copy:.2f}")
+        for label, k in (
+            ("bulk.record_batch (one round trip)", "record_batch"),
+            ("POST /v1/evidence/batch in-process", "http"),
+        ):
+            table.add_row(
+                label,
+                f"{sqlite[k]:,.0f}",
+                f"{pg[k]:,.0f}",
+                f"{copy:,.0f}",
+                f"{sqlite[k] / copy:.2f}",
+                f"{pg[k] / copy:.2f}",
+            )
         console.print(table)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -258,4 +276,3 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
-

@@ -42,9 +42,18 @@ def big_receipt() -> tuple[bytes, bytes, list[Verifier]]:
     entries[77_777] = merkle.leaf_hash(entry)
     log = merkle.BatchTree(entries)
     note = sign_note(Checkpoint(signer.name, log.size, log.root).to_bytes(), [signer])
-    doc = build_receipt(leaf=leaves[4321], batch_seq=77_777, batch_size=tree.size, leaf_index=4321,
-                        batch_root=tree.root, batch_proof=tree.inclusion_proof(4321), entry=entry,
-                        ledger_proof=log.inclusion_proof(77_777), checkpoint=note, keys=[signer.verifier.vkey])
+    doc = build_receipt(
+        leaf=leaves[4321],
+        batch_seq=77_777,
+        batch_size=tree.size,
+        leaf_index=4321,
+        batch_root=tree.root,
+        batch_proof=tree.inclusion_proof(4321),
+        entry=entry,
+        ledger_proof=log.inclusion_proof(77_777),
+        checkpoint=note,
+        keys=[signer.verifier.vkey],
+    )
     return dump_json(doc), leaves[4321].sha256, [signer.verifier]
 
 
@@ -72,8 +81,10 @@ def measure(name: str, raw: bytes, digest: bytes, keys: list[Verifier], rounds: 
     sig_us, rec_us = statistics.median(t_sig) / 1000, statistics.median(t_receipt) / 1000
     ratio = rec_us / sig_us
     verdict = "ok" if ratio <= 3 else "MISSED"
-    print(f"{name:32} {len(raw):7,} B  Ed25519 {sig_us:7.1f} µs   receipt {rec_us:7.1f} µs   "
-          f"{ratio:4.2f}x  (target <= 3x: {verdict})")
+    print(
+        f"{name:32} {len(raw):7,} B  Ed25519 {sig_us:7.1f} µs   receipt {rec_us:7.1f} µs   "
+        f"{ratio:4.2f}x  (target <= 3x: {verdict})"
+    )
     return ratio
 
 

@@ -173,13 +173,13 @@ def parse_batch(body: bytes) -> list[tuple[bytes, str | None]]:
     except strictjson.StrictJSONError as exc:
         raise InvalidInput(exc.reason) from None
     if not isinstance(doc, dict):
-        raise InvalidInput(f"the JSON body must be an object {{\"items\": [...]}}, found {json_type(doc)}")
+        raise InvalidInput(f'the JSON body must be an object {{"items": [...]}}, found {json_type(doc)}')
     unknown = sorted(set(doc) - {"items"})
     if unknown:
         raise InvalidInput(f"unknown field(s) in the JSON body: {', '.join(map(repr, unknown))}; allowed: items")
     items = doc.get("items")
     if not isinstance(items, list):
-        raise InvalidInput(f"'items' must be an array of {{\"sha256\", \"label\"?}} objects, found {json_type(items)}")
+        raise InvalidInput(f'\'items\' must be an array of {{"sha256", "label"?}} objects, found {json_type(items)}')
     if not 1 <= len(items) <= MAX_BATCH_ITEMS:
         raise InvalidInput(f"'items' must hold 1 to {MAX_BATCH_ITEMS} items, found {len(items)}")
     return [_parse_item(i, item) for i, item in enumerate(items)]
@@ -188,7 +188,7 @@ def parse_batch(body: bytes) -> list[tuple[bytes, str | None]]:
 def _parse_item(index: int, item: Any) -> tuple[bytes, str | None]:
     where = f"items[{index}]"
     if not isinstance(item, dict):
-        raise InvalidItem(index, f"{where} must be an object {{\"sha256\", \"label\"?}}, found {json_type(item)}")
+        raise InvalidItem(index, f'{where} must be an object {{"sha256", "label"?}}, found {json_type(item)}')
     unknown = sorted(set(item) - {"sha256", "label"})
     if unknown:
         names = ", ".join(map(repr, unknown))

@@ -19,8 +19,7 @@ def _check_private(path: Path) -> None:
         mode = path.stat().st_mode
     except OSError as exc:
         raise ConfigError(
-            f"cannot read the signing key file {path}: {exc.strerror}; "
-            "provision it first (evidence keys init)"
+            f"cannot read the signing key file {path}: {exc.strerror}; provision it first (evidence keys init)"
         ) from None
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
         raise ConfigError(

@@ -65,9 +65,7 @@ def configure_logging(settings: Settings, *, level: int | str = logging.INFO) ->
     handler._evidence = True  # type: ignore[attr-defined]
     handler.addFilter(RequestIdFilter())
     if settings.log_json:
-        handler.setFormatter(
-            JsonFormatter(JSON_FIELDS, rename_fields={"asctime": "time", "levelname": "level"})
-        )
+        handler.setFormatter(JsonFormatter(JSON_FIELDS, rename_fields={"asctime": "time", "levelname": "level"}))
     else:
         handler.setFormatter(logging.Formatter(TEXT_FORMAT))
     root.addHandler(handler)

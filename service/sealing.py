@@ -53,9 +53,7 @@ def record_evidence(
     return record_deposits(conn, [(tenant_id, digest, label) for digest, label in items], now)
 
 
-def record_deposits(
-    conn: Connection, items: Sequence[tuple[int, bytes, str | None]], now: datetime
-) -> list[Deposit]:
+def record_deposits(conn: Connection, items: Sequence[tuple[int, bytes, str | None]], now: datetime) -> list[Deposit]:
     """Store pending evidence given as (tenant id, digest, label), in one round trip; return the deposits.
 
     Every item gets its own random id (SPEC §2: ≥ 96 random bits) and the same received time.
@@ -182,9 +180,7 @@ def evidence_status(conn: Connection, tenant_id: int, evidence_id: str) -> JSONO
     return out
 
 
-def receipt_for(
-    conn: Connection, tenant_id: int, evidence_id: str, *, keys: Sequence[str] = ()
-) -> JSONObject | None:
+def receipt_for(conn: Connection, tenant_id: int, evidence_id: str, *, keys: Sequence[str] = ()) -> JSONObject | None:
     """The evidence-receipt/v1 of a sealed evidence, from stored rows only; None while it is pending.
 
     The ledger proof is against the checkpoint signed when its batch was sealed (size seq+1), so a receipt never
@@ -275,8 +271,9 @@ def key_list(conn: Connection) -> list[dict[str, Any]]:
     ]
 
 
-def seal_pending(engine: Any, signer: Signer, *, max_leaves: int, max_age: float,
-                 clock: Any = None, force: bool = False) -> list[SealResult]:
+def seal_pending(
+    engine: Any, signer: Signer, *, max_leaves: int, max_age: float, clock: Any = None, force: bool = False
+) -> list[SealResult]:
     """Seal every batch that is due, each in its own transaction; return what was sealed.
 
     The one entry point used by the in-process sealer (embedded default) and the Celery task (production).

@@ -202,8 +202,14 @@ class TimestampThread(threading.Thread):
     Errors never stop it (they are logged and counted): a TSA outage only delays tokens.
     """
 
-    def __init__(self, engine: Engine, settings: Settings, *, interval: float = 30.0,
-                 request: RequestToken = tsa_client.request_token) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        settings: Settings,
+        *,
+        interval: float = 30.0,
+        request: RequestToken = tsa_client.request_token,
+    ) -> None:
         super().__init__(name="evidence-timestamper", daemon=True)
         self.engine = engine
         self.settings = settings

@@ -118,7 +118,7 @@ def get_webhook(conn: Connection, tenant_id: int) -> dict[str, Any]:
     """
     row = ledger.active_webhook(conn, tenant_id)
     if row is None:
-        raise NotFound("no webhook is registered for this tenant: PUT /v1/webhook {\"url\": ...}")
+        raise NotFound('no webhook is registered for this tenant: PUT /v1/webhook {"url": ...}')
     out = _webhook_json(row)
     out["deliveries"] = [
         {
@@ -185,8 +185,9 @@ def sign(secret: str, timestamp: int, body: bytes) -> str:
     return f"t={timestamp},v1={mac}"
 
 
-def verify_signature(secret: str, header: str, body: bytes, *, now: float | None = None,
-                     tolerance: int = SIGNATURE_TOLERANCE) -> bool:
+def verify_signature(
+    secret: str, header: str, body: bytes, *, now: float | None = None, tolerance: int = SIGNATURE_TOLERANCE
+) -> bool:
     """What a receiver does: parse the header, recompute the HMAC, compare in constant time, check freshness."""
     fields: dict[str, list[str]] = {}
     for part in header.split(","):
@@ -214,8 +215,9 @@ class Delivery:
     attempt: int  # the number of the attempt to make now (1, 2, ...)
 
 
-def due_deliveries(conn: Connection, now: datetime, delays: Sequence[float] = RETRY_DELAYS,
-                   limit: int = 100) -> list[Delivery]:
+def due_deliveries(
+    conn: Connection, now: datetime, delays: Sequence[float] = RETRY_DELAYS, limit: int = 100
+) -> list[Delivery]:
     """Events not yet delivered whose next attempt is due at ``now`` (active webhooks only), oldest first."""
     now_us = to_us(now)
     due: list[Delivery] = []
@@ -259,13 +261,24 @@ def deliver(engine: Engine, delivery: Delivery, public_url: str, *, timeout: flo
             conn, delivery.webhook_id, delivery.batch_seq, delivery.attempt, status, error, to_us(utc_now())
         )
     if error is not None:
-        log.warning("webhook %d batch %d attempt %d failed: %s", delivery.webhook_id, delivery.batch_seq,
-                    delivery.attempt, error)
+        log.warning(
+            "webhook %d batch %d attempt %d failed: %s",
+            delivery.webhook_id,
+            delivery.batch_seq,
+            delivery.attempt,
+            error,
+        )
     return error is None
 
 
-def dispatch_due(engine: Engine, settings: Settings, *, delays: Sequence[float] = RETRY_DELAYS,
-                 clock: Callable[[], datetime] = utc_now, limit: int = 100) -> int:
+def dispatch_due(
+    engine: Engine,
+    settings: Settings,
+    *,
+    delays: Sequence[float] = RETRY_DELAYS,
+    clock: Callable[[], datetime] = utc_now,
+    limit: int = 100,
+) -> int:
     """One sweep: make every attempt that is due; returns how many were delivered."""
     with ledger.read_only(engine).connect() as conn:
         due = due_deliveries(conn, clock(), delays, limit)
@@ -275,8 +288,9 @@ def dispatch_due(engine: Engine, settings: Settings, *, delays: Sequence[float] 
 class WebhookDispatcher(threading.Thread):
     """The embedded default's delivery thread: sweeps every ``interval`` seconds until ``stop()``."""
 
-    def __init__(self, engine: Engine, settings: Settings, *, interval: float = 1.0,
-                 delays: Sequence[float] = RETRY_DELAYS) -> None:
+    def __init__(
+        self, engine: Engine, settings: Settings, *, interval: float = 1.0, delays: Sequence[float] = RETRY_DELAYS
+    ) -> None:
         super().__init__(name="evidence-webhooks", daemon=True)
         self.engine = engine
         self.settings = settings

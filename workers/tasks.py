@@ -72,8 +72,12 @@ def run_sealer(runtime: Runtime, *, force: bool = False) -> list[sealing.SealRes
     for r in results:
         log.info(
             "sealed batch",
-            extra={"seq": r.seq, "size": r.size, "ledger_size": r.ledger_size,
-                   "wait_s": (r.sealed - r.oldest_received).total_seconds()},
+            extra={
+                "seq": r.seq,
+                "size": r.size,
+                "ledger_size": r.ledger_size,
+                "wait_s": (r.sealed - r.oldest_received).total_seconds(),
+            },
         )
     return results
 

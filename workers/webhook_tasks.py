@@ -51,8 +51,7 @@ def _dispatch_webhooks(self: Any) -> int:
     try:
         return run_dispatch(get_runtime())
     except OperationalError as exc:
-        log.warning("database unavailable while delivering webhooks (retry %d): %s", self.request.retries + 1,
-                    exc.orig)
+        log.warning("database unavailable while delivering webhooks (retry %d): %s", self.request.retries + 1, exc.orig)
         raise self.retry(exc=exc, countdown=retry_delay(self.request.retries), max_retries=MAX_RETRIES) from None
 
 

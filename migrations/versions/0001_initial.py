@@ -144,9 +144,7 @@ def _create_tables() -> None:
         sa.Column("root", sa.LargeBinary(), nullable=False),
         sa.Column("sealed_us", sa.BigInteger(), nullable=False),
         sa.Column("entry", sa.LargeBinary(), nullable=False, comment="the exact SPEC §3 ledger entry bytes"),
-        sa.Column(
-            "ledger_proof", sa.LargeBinary(), nullable=False, comment="inclusion of entry seq in log of seq+1"
-        ),
+        sa.Column("ledger_proof", sa.LargeBinary(), nullable=False, comment="inclusion of entry seq in log of seq+1"),
         sa.CheckConstraint("length(root) = 32", name=op.f("ck_batches_root_is_sha256")),
         sa.CheckConstraint("seq >= 0", name=op.f("ck_batches_seq_non_negative")),
         sa.CheckConstraint("size >= 1", name=op.f("ck_batches_size_positive")),
@@ -208,9 +206,7 @@ def _create_tables() -> None:
 
     op.create_table(
         "evidence",
-        sa.Column(
-            "pk", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False
-        ),
+        sa.Column("pk", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False),
         sa.Column("id", sa.Text(), nullable=False),
         sa.Column("tenant_id", sa.Integer(), nullable=False),
         sa.Column("sha256", sa.LargeBinary(), nullable=False),
@@ -231,18 +227,14 @@ def _create_tables() -> None:
         sa.Column("response", sa.Text(), nullable=False, comment="JSON answer replayed for the same request"),
         sa.Column("created_us", sa.BigInteger(), nullable=False),
         sa.Column("expires_us", sa.BigInteger(), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["tenant_id"], ["tenants.id"], name=op.f("fk_idempotency_keys_tenant_id_tenants")
-        ),
+        sa.ForeignKeyConstraint(["tenant_id"], ["tenants.id"], name=op.f("fk_idempotency_keys_tenant_id_tenants")),
         sa.PrimaryKeyConstraint("tenant_id", "key", name=op.f("pk_idempotency_keys")),
     )
     op.create_index(op.f("ix_idempotency_keys_expires_us"), "idempotency_keys", ["expires_us"], unique=False)
 
     op.create_table(
         "timestamps",
-        sa.Column(
-            "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False
-        ),
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False),
         sa.Column("batch_seq", sa.BigInteger(), nullable=False),
         sa.Column("tsa", sa.Text(), nullable=False),
         sa.Column("token", sa.LargeBinary(), nullable=False, comment="DER TimeStampToken"),
@@ -276,12 +268,8 @@ def _create_tables() -> None:
         sa.Column("batch_seq", sa.BigInteger(), nullable=False),
         sa.Column("leaf_index", sa.Integer(), nullable=False),
         sa.Column("proof", sa.LargeBinary(), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["batch_seq"], ["batches.seq"], name=op.f("fk_batch_leaves_batch_seq_batches")
-        ),
-        sa.ForeignKeyConstraint(
-            ["evidence_pk"], ["evidence.pk"], name=op.f("fk_batch_leaves_evidence_pk_evidence")
-        ),
+        sa.ForeignKeyConstraint(["batch_seq"], ["batches.seq"], name=op.f("fk_batch_leaves_batch_seq_batches")),
+        sa.ForeignKeyConstraint(["evidence_pk"], ["evidence.pk"], name=op.f("fk_batch_leaves_evidence_pk_evidence")),
         sa.PrimaryKeyConstraint("evidence_pk", name=op.f("pk_batch_leaves")),
         sa.UniqueConstraint("batch_seq", "leaf_index", name=op.f("uq_batch_leaves_batch_seq_leaf_index")),
     )
@@ -294,32 +282,24 @@ def _create_tables() -> None:
             nullable=False,
         ),
         sa.Column("received_us", sa.BigInteger(), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["evidence_pk"], ["evidence.pk"], name=op.f("fk_pending_evidence_pk_evidence")
-        ),
+        sa.ForeignKeyConstraint(["evidence_pk"], ["evidence.pk"], name=op.f("fk_pending_evidence_pk_evidence")),
         sa.PrimaryKeyConstraint("evidence_pk", name=op.f("pk_pending")),
     )
     op.create_index(op.f("ix_pending_received_us"), "pending", ["received_us"], unique=False)
 
     op.create_table(
         "webhook_deliveries",
-        sa.Column(
-            "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False
-        ),
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False),
         sa.Column("webhook_id", sa.Integer(), nullable=False),
         sa.Column("batch_seq", sa.BigInteger(), nullable=True),
         sa.Column("attempt", sa.Integer(), nullable=False),
         sa.Column("status_code", sa.Integer(), nullable=True),
         sa.Column("error", sa.Text(), nullable=True),
         sa.Column("created_us", sa.BigInteger(), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["batch_seq"], ["batches.seq"], name=op.f("fk_webhook_deliveries_batch_seq_batches")
-        ),
+        sa.ForeignKeyConstraint(["batch_seq"], ["batches.seq"], name=op.f("fk_webhook_deliveries_batch_seq_batches")),
         sa.ForeignKeyConstraint(
             ["webhook_id"], ["webhooks.id"], name=op.f("fk_webhook_deliveries_webhook_id_webhooks")
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_webhook_deliveries")),
     )
-    op.create_index(
-        op.f("ix_webhook_deliveries_webhook_id"), "webhook_deliveries", ["webhook_id"], unique=False
-    )
+    op.create_index(op.f("ix_webhook_deliveries_webhook_id"), "webhook_deliveries", ["webhook_id"], unique=False)

@@ -91,7 +91,7 @@ def deposit_batch() -> Response:
     key = idempotency_key()
     mimetype = request.mimetype
     if mimetype != "application/json":
-        raise InvalidInput(f"send the batch as application/json {{\"items\": [...]}}; found {mimetype or 'none'!r}")
+        raise InvalidInput(f'send the batch as application/json {{"items": [...]}}; found {mimetype or "none"!r}')
     body = _read_body(bulk.MAX_BATCH_BODY)
     req_hash = bulk.request_hash(request.method, request.path, body)
     state = runtime_state()
@@ -257,15 +257,20 @@ def openapi_paths() -> dict[str, dict[str, Any]]:
                 },
                 "responses": {
                     "202": _json(
-                        {"type": "object", "required": ["items"],
-                         "properties": {"items": {"type": "array", "items": _ref("schemas", "Deposit")}}},
+                        {
+                            "type": "object",
+                            "required": ["items"],
+                            "properties": {"items": {"type": "array", "items": _ref("schemas", "Deposit")}},
+                        },
                         "Accepted, in request order; pending until sealed.",
                     ),
                     "400": _ref("responses", "BadRequest"),
                     "409": {"description": "The Idempotency-Key was used with another body.", "content": _PROBLEM},
                     "413": _ref("responses", "TooLarge"),
-                    "422": {"description": "One item is invalid (its index is named); nothing stored.",
-                            "content": _PROBLEM},
+                    "422": {
+                        "description": "One item is invalid (its index is named); nothing stored.",
+                        "content": _PROBLEM,
+                    },
                     **_TENANT,
                 },
             }
@@ -292,9 +297,16 @@ def openapi_paths() -> dict[str, dict[str, Any]]:
                 "security": [{"bearerAuth": []}],
                 "requestBody": {
                     "required": True,
-                    "content": {"application/json": {"schema": {
-                        "type": "object", "required": ["url"], "additionalProperties": False,
-                        "properties": {"url": {"type": "string", "format": "uri"}}}}},
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "required": ["url"],
+                                "additionalProperties": False,
+                                "properties": {"url": {"type": "string", "format": "uri"}},
+                            }
+                        }
+                    },
                 },
                 "responses": {
                     "201": _json(_WEBHOOK, "Registered; the secret is shown only in this answer."),

@@ -103,9 +103,7 @@ def from_http_exception(exc: HTTPException) -> Response:
     }.get(status, exc.description or HTTPStatus(status).description)
     # Keep the headers the status needs (Allow on 405, Retry-After on 429/503), drop werkzeug's Content-Type.
     headers = {
-        name: value
-        for name, value in exc.get_headers()
-        if name.lower() in ("allow", "retry-after", "www-authenticate")
+        name: value for name, value in exc.get_headers() if name.lower() in ("allow", "retry-after", "www-authenticate")
     }
     return problem(status, detail, headers=headers)
 

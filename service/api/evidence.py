@@ -58,7 +58,7 @@ def deposit() -> Response:
         found = f"{mimetype!r}" if mimetype else "no Content-Type"
         raise UnsupportedMediaType(
             description=f"send the file as application/octet-stream or multipart/form-data (field 'file'), or its "
-            f"digest as application/json {{\"sha256\": ...}}; found {found}"
+            f'digest as application/json {{"sha256": ...}}; found {found}'
         )
     state = runtime_state()
     # A process serving several requests at once commits them in groups (one transaction each group). A

@@ -301,8 +301,13 @@ def _evidence_paths() -> dict[str, Schema]:
                     "202": _json(
                         _ref("Deposit"),
                         "Accepted: pending until its batch is sealed.",
-                        {"Location": {"required": True, "schema": {"type": "string"},
-                                      "description": "The evidence's status URL."}},
+                        {
+                            "Location": {
+                                "required": True,
+                                "schema": {"type": "string"},
+                                "description": "The evidence's status URL.",
+                            }
+                        },
                     ),
                     "400": _response("BadRequest"),
                     "413": _response("TooLarge"),
@@ -426,11 +431,19 @@ def _public_paths() -> dict[str, Schema]:
                 "operationId": "ledgerProof",
                 "summary": "A ledger entry's C2SP tlog-proof (c2sp.org/tlog-proof@v1) against a checkpoint.",
                 "parameters": [
-                    {"name": "seq", "in": "query", "required": True,
-                     "schema": {"type": "integer", "minimum": 0, "maximum": MAX_QUERY_INT}},
-                    {"name": "size", "in": "query", "required": False,
-                     "description": "Checkpoint size (default seq + 1: the checkpoint signed when it was sealed).",
-                     "schema": {"type": "integer", "minimum": 1, "maximum": MAX_QUERY_INT}},
+                    {
+                        "name": "seq",
+                        "in": "query",
+                        "required": True,
+                        "schema": {"type": "integer", "minimum": 0, "maximum": MAX_QUERY_INT},
+                    },
+                    {
+                        "name": "size",
+                        "in": "query",
+                        "required": False,
+                        "description": "Checkpoint size (default seq + 1: the checkpoint signed when it was sealed).",
+                        "schema": {"type": "integer", "minimum": 1, "maximum": MAX_QUERY_INT},
+                    },
                 ],
                 "responses": {
                     "200": {

@@ -57,16 +57,18 @@ def content_security_policy(name: str, connect: str) -> str:
     for kind, body in _INLINE.findall(static_page(name)):
         digest = base64.b64encode(hashlib.sha256(body.encode("utf-8")).digest()).decode("ascii")
         sources[kind].append(f"'sha256-{digest}'")
-    return "; ".join([
-        "default-src 'none'",
-        "script-src " + (" ".join(sources["script"]) or "'none'"),
-        "style-src " + (" ".join(sources["style"]) or "'none'"),
-        "img-src data:",
-        f"connect-src {connect}",
-        "base-uri 'none'",
-        "form-action 'none'",
-        "frame-ancestors 'none'",
-    ])
+    return "; ".join(
+        [
+            "default-src 'none'",
+            "script-src " + (" ".join(sources["script"]) or "'none'"),
+            "style-src " + (" ".join(sources["style"]) or "'none'"),
+            "img-src data:",
+            f"connect-src {connect}",
+            "base-uri 'none'",
+            "form-action 'none'",
+            "frame-ancestors 'none'",
+        ]
+    )
 
 
 def _html(text: str, csp: str) -> Response:
@@ -214,15 +216,22 @@ def openapi_paths() -> dict[str, Any]:
                     "200": {
                         "description": "The certificate.",
                         "headers": {
-                            "Content-Disposition": {"required": True, "schema": {"type": "string"},
-                                                    "description": "attachment; filename=..."}
+                            "Content-Disposition": {
+                                "required": True,
+                                "schema": {"type": "string"},
+                                "description": "attachment; filename=...",
+                            }
                         },
                         "content": {PDF_MEDIA_TYPE: {"schema": {"type": "string", "format": "binary"}}},
                     },
                     "202": {
                         "description": "Still pending; retry later.",
-                        "headers": {"Retry-After": {"description": "Seconds to wait before retrying.",
-                                                    "schema": {"type": "string"}}},
+                        "headers": {
+                            "Retry-After": {
+                                "description": "Seconds to wait before retrying.",
+                                "schema": {"type": "string"},
+                            }
+                        },
                         "content": {"application/json": {"schema": {"$ref": "#/components/schemas/EvidenceStatus"}}},
                     },
                     "400": {"description": "Malformed id.", "content": problem},

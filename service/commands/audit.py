@@ -28,8 +28,12 @@ class _Bar:
 
     def __init__(self, console: Console) -> None:
         self._progress = Progress(
-            TextColumn("auditing evidence rows"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-            console=console, transient=True,
+            TextColumn("auditing evidence rows"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            console=console,
+            transient=True,
         )
         self._task = self._progress.add_task("audit", total=None)
 
@@ -37,8 +41,9 @@ class _Bar:
         self._progress.start()
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self._progress.stop()
 
     def start(self, total_rows: int) -> None:
@@ -50,14 +55,28 @@ class _Bar:
 
 @click.command()
 @click.option("--data-dir", type=click.Path(file_okay=False), help=DATA_DIR_HELP)
-@click.option("--tsa-ca", "tsa_ca", multiple=True, type=click.Path(dir_okay=False),
-              help="Trusted TSA root certificate (PEM/DER), in addition to EVIDENCE_TSA_CA_FILES. Repeatable.")
-@click.option("--token-grace", default=3600.0, show_default=True, type=click.FloatRange(min=0),
-              help="Seconds an entry may wait for its RFC 3161 token from each configured TSA before it counts "
-                   "as missing.")
-@click.option("--jobs", default=min(os.cpu_count() or 1, 4), show_default="CPUs, at most 4", type=click.IntRange(min=1),
-              help="Processes checking the evidence leaves of ranges of batches (1: all in this process). The "
-                   "findings and their order do not depend on it.")
+@click.option(
+    "--tsa-ca",
+    "tsa_ca",
+    multiple=True,
+    type=click.Path(dir_okay=False),
+    help="Trusted TSA root certificate (PEM/DER), in addition to EVIDENCE_TSA_CA_FILES. Repeatable.",
+)
+@click.option(
+    "--token-grace",
+    default=3600.0,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    help="Seconds an entry may wait for its RFC 3161 token from each configured TSA before it counts as missing.",
+)
+@click.option(
+    "--jobs",
+    default=min(os.cpu_count() or 1, 4),
+    show_default="CPUs, at most 4",
+    type=click.IntRange(min=1),
+    help="Processes checking the evidence leaves of ranges of batches (1: all in this process). The "
+    "findings and their order do not depend on it.",
+)
 def audit(data_dir: str | None, tsa_ca: tuple[str, ...], token_grace: float, jobs: int) -> None:
     """Re-verify the whole ledger from the database; exit 1 naming the first inconsistency."""
     from sqlalchemy.exc import DBAPIError
@@ -82,8 +101,9 @@ def audit(data_dir: str | None, tsa_ca: tuple[str, ...], token_grace: float, job
         names = [t.name for t in settings.tsa]
         if err.is_terminal:
             with _Bar(err) as bar:
-                report: AuditReport = audit_ledger(engine, tsa_names=names, tsa_roots=roots,
-                                                   token_grace=token_grace, progress=bar, jobs=jobs)
+                report: AuditReport = audit_ledger(
+                    engine, tsa_names=names, tsa_roots=roots, token_grace=token_grace, progress=bar, jobs=jobs
+                )
         else:
             report = audit_ledger(engine, tsa_names=names, tsa_roots=roots, token_grace=token_grace, jobs=jobs)
     except DBAPIError as exc:

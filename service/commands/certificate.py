@@ -31,11 +31,21 @@ def verify_url(server_url: str | None) -> str:
 
 @click.command()
 @click.argument("receipt", metavar="RECEIPT")
-@click.option("-o", "--output", "output", required=True, metavar="FILE.pdf", type=click.Path(dir_okay=False),
-              help="Where to write the certificate PDF.")
+@click.option(
+    "-o",
+    "--output",
+    "output",
+    required=True,
+    metavar="FILE.pdf",
+    type=click.Path(dir_okay=False),
+    help="Where to write the certificate PDF.",
+)
 @click.option("--label", metavar="L", help="A label for the file (printed on the certificate).")
-@click.option("--server-url", metavar="U",
-              help=f"The service's public URL; the QR code opens U/verify (default ${PUBLIC_URL_ENV}).")
+@click.option(
+    "--server-url",
+    metavar="U",
+    help=f"The service's public URL; the QR code opens U/verify (default ${PUBLIC_URL_ENV}).",
+)
 def certificate(receipt: str, output: str, label: str | None, server_url: str | None) -> None:
     """Render the certificate of deposit (PDF, receipt attached) for the receipt file RECEIPT."""
     try:
@@ -69,5 +79,6 @@ def certificate(receipt: str, output: str, label: str | None, server_url: str | 
     evidence_id = evidence.get("id") if isinstance(evidence, dict) else None
     about = f", the certificate of evidence {evidence_id}" if isinstance(evidence_id, str) else ""
     click.echo(f"wrote {output} ({len(pdf):,} bytes){about}")
-    click.echo("This command does not verify the receipt; check it with: evidence verify "
-               f"{output} FILE --key VKEY", err=True)
+    click.echo(
+        f"This command does not verify the receipt; check it with: evidence verify {output} FILE --key VKEY", err=True
+    )

@@ -150,8 +150,11 @@ def walk(paths: Iterable[Path]) -> Iterator[tuple[Path, str]]:
 
 
 def _skipped(name: str) -> bool:
-    return name.endswith(RECEIPT_SUFFIX) or name == STATE_NAME or (name.startswith(f".{STATE_NAME}.") and
-                                                                    name.endswith(".tmp"))
+    return (
+        name.endswith(RECEIPT_SUFFIX)
+        or name == STATE_NAME
+        or (name.startswith(f".{STATE_NAME}.") and name.endswith(".tmp"))
+    )
 
 
 def hash_file(path: Path) -> str:
@@ -247,8 +250,12 @@ class Progress:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
             self._progress = Progress(
-                TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                console=self.console, transient=True,
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeRemainingColumn(),
+                console=self.console,
+                transient=True,
             )
             self._progress.start()
         return self
@@ -271,8 +278,15 @@ def state_path_for(paths: list[Path], out: Path | None) -> Path:
     return (first if first.is_dir() else first.parent) / STATE_NAME
 
 
-def submit_all(state: State, client: Client, paths: list[Path], label_from: str | None, chunk: int, workers: int,
-               progress: Progress) -> int:
+def submit_all(
+    state: State,
+    client: Client,
+    paths: list[Path],
+    label_from: str | None,
+    chunk: int,
+    workers: int,
+    progress: Progress,
+) -> int:
     """Send the chunks of an earlier run that were never acknowledged, then hash the files not in the state yet and
     send them in new chunks of ``chunk``; return how many files could not be read.
 
@@ -289,8 +303,9 @@ def submit_all(state: State, client: Client, paths: list[Path], label_from: str 
         if e is not None and e.id is not None:
             st = p.stat()
             if (st.st_size, st.st_mtime_ns) != (e.size, e.mtime_ns):
-                click.echo(f"warning: {p} changed after it was submitted; its receipt is for the earlier content",
-                           err=True)
+                click.echo(
+                    f"warning: {p} changed after it was submitted; its receipt is for the earlier content", err=True
+                )
     hashed = progress.task("hashing", len(new))
     sent = progress.task("submitting", len(new))
 
@@ -341,8 +356,12 @@ def send_chunk(state: State, client: Client, n: int, *, save: bool = True) -> No
     dies before that, the re-run resends this chunk with the same key and body and gets the same ids back.
     """
     body = state.chunk_body(n)
-    r = client.request("POST", "/v1/evidence/batch", data=body,
-                       headers={"Content-Type": "application/json", "Idempotency-Key": state.chunk_key(n)})
+    r = client.request(
+        "POST",
+        "/v1/evidence/batch",
+        data=body,
+        headers={"Content-Type": "application/json", "Idempotency-Key": state.chunk_key(n)},
+    )
     if r.status_code == 401:
         raise SubmitError(f"the server refused the API key: {problem_text(r)}")
     if r.status_code != 202:
@@ -463,19 +482,39 @@ def _client(server: str | None, api_key: str | None) -> Client:
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @click.option("--server", envvar="EVIDENCE_URL", help="Service URL (default $EVIDENCE_URL).")
 @click.option("--api-key", envvar="EVIDENCE_API_KEY", help="Tenant API key (default $EVIDENCE_API_KEY).")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path),
-              help="Write receipts (and the state file) here, mirroring relative paths; default: beside each file.")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Write receipts (and the state file) here, mirroring relative paths; default: beside each file.",
+)
 @click.option("--no-wait", is_flag=True, help="Submit only; fetch receipts later with 'evidence receipts fetch'.")
-@click.option("--chunk", type=click.IntRange(1, MAX_CHUNK), default=1000, show_default=True,
-              help="Digests per batch request.")
-@click.option("--label-from", type=click.Choice(["name", "path"]), help="Label each deposit with its file name or "
-              "relative path.")
-@click.option("--workers", type=click.IntRange(1, 64), default=min(8, os.cpu_count() or 1), show_default=True,
-              help="Files hashed at once.")
-@click.option("--timeout", type=click.FloatRange(min=0), default=600.0, show_default=True,
-              help="Seconds to wait for sealing.")
-def submit(paths: tuple[Path, ...], server: str | None, api_key: str | None, out: Path | None, no_wait: bool,
-           chunk: int, label_from: str | None, workers: int, timeout: float) -> None:
+@click.option(
+    "--chunk", type=click.IntRange(1, MAX_CHUNK), default=1000, show_default=True, help="Digests per batch request."
+)
+@click.option(
+    "--label-from", type=click.Choice(["name", "path"]), help="Label each deposit with its file name or relative path."
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 64),
+    default=min(8, os.cpu_count() or 1),
+    show_default=True,
+    help="Files hashed at once.",
+)
+@click.option(
+    "--timeout", type=click.FloatRange(min=0), default=600.0, show_default=True, help="Seconds to wait for sealing."
+)
+def submit(
+    paths: tuple[Path, ...],
+    server: str | None,
+    api_key: str | None,
+    out: Path | None,
+    no_wait: bool,
+    chunk: int,
+    label_from: str | None,
+    workers: int,
+    timeout: float,
+) -> None:
     """Hash files locally (they never leave this machine), deposit their digests, wait, write one receipt per file."""
     client = _client(server, api_key)
     state_path = state_path_for(list(paths), out)
@@ -504,12 +543,17 @@ def receipts() -> None:
 @click.argument("target", required=False, type=click.Path(exists=True, path_type=Path))
 @click.option("--server", envvar="EVIDENCE_URL", help="Service URL (default: the one in the state file).")
 @click.option("--api-key", envvar="EVIDENCE_API_KEY", help="Tenant API key (default $EVIDENCE_API_KEY).")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path),
-              help="Where the receipts go (default: as the submit run chose).")
-@click.option("--timeout", type=click.FloatRange(min=0), default=600.0, show_default=True,
-              help="Seconds to wait for sealing.")
-def receipts_fetch(target: Path | None, server: str | None, api_key: str | None, out: Path | None,
-                   timeout: float) -> None:
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where the receipts go (default: as the submit run chose).",
+)
+@click.option(
+    "--timeout", type=click.FloatRange(min=0), default=600.0, show_default=True, help="Seconds to wait for sealing."
+)
+def receipts_fetch(
+    target: Path | None, server: str | None, api_key: str | None, out: Path | None, timeout: float
+) -> None:
     """Fetch the receipts of a 'submit --no-wait' run. TARGET: its state file, or the folder or file it was run on
     (default: the current folder)."""
     target = (target or Path(".")).absolute()

@@ -32,8 +32,12 @@ def keys() -> None:
 
 
 @keys.command("init")
-@click.option("--key-file", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Where to write the key; default $EVIDENCE_SIGNING_KEY_FILE or <data dir>/signing.key.")
+@click.option(
+    "--key-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Where to write the key; default $EVIDENCE_SIGNING_KEY_FILE or <data dir>/signing.key.",
+)
 @click.option("--origin", default=None, help="Key name = checkpoint origin; default $EVIDENCE_ORIGIN.")
 def init(key_file: Path | None, origin: str | None) -> None:
     """Create a new signing key file (mode 0600); refuses to overwrite an existing one."""
@@ -50,8 +54,12 @@ def init(key_file: Path | None, origin: str | None) -> None:
 
 
 @keys.command("show")
-@click.option("--key-file", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="The key file; default $EVIDENCE_SIGNING_KEY_FILE or <data dir>/signing.key.")
+@click.option(
+    "--key-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="The key file; default $EVIDENCE_SIGNING_KEY_FILE or <data dir>/signing.key.",
+)
 def show(key_file: Path | None) -> None:
     """Print the verifier key (what verifiers trust) of the signing key, and its fingerprint."""
     settings = _settings()
@@ -166,8 +174,9 @@ def rotate(data_dir: str | None, force: bool) -> None:
             "rotate, start it again (or pass --force and restart it right after)"
         )
     result = rotate_signing_key(settings)
-    click.echo(f"retired key {result.old.key_id} (fingerprint {result.old.fingerprint}), kept at {result.retired}",
-               err=True)
+    click.echo(
+        f"retired key {result.old.key_id} (fingerprint {result.old.fingerprint}), kept at {result.retired}", err=True
+    )
     click.echo(f"new key {result.new.key_id}, valid from {format_time(result.at)}", err=True)
     click.echo(f"fingerprint {result.new.fingerprint}", err=True)
     click.echo("restart every process that signs checkpoints (evidence serve, Celery workers)", err=True)

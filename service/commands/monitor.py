@@ -27,13 +27,24 @@ def _say(message: str) -> None:
 
 @click.command()
 @click.argument("url")
-@click.option("--state", "state_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
-              help="JSON file where the last verified checkpoint is kept (written atomically).")
-@click.option("--key", "keys", multiple=True, metavar="VKEY",
-              help="Pin a verifier key (or a file of keys); default: trust /v1/keys on first use.")
+@click.option(
+    "--state",
+    "state_path",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="JSON file where the last verified checkpoint is kept (written atomically).",
+)
+@click.option(
+    "--key",
+    "keys",
+    multiple=True,
+    metavar="VKEY",
+    help="Pin a verifier key (or a file of keys); default: trust /v1/keys on first use.",
+)
 @click.option("--once", is_flag=True, help="Check once and exit (0 consistent, 1 inconsistent, 2 unreachable).")
-@click.option("--interval", default=60.0, show_default=True, type=click.FloatRange(min=0.1),
-              help="Seconds between two checks.")
+@click.option(
+    "--interval", default=60.0, show_default=True, type=click.FloatRange(min=0.1), help="Seconds between two checks."
+)
 def monitor(url: str, state_path: Path, keys: tuple[str, ...], once: bool, interval: float) -> None:
     """Watch the ledger at URL from outside; exit 1 as soon as it contradicts what was seen before."""
     from service.core.errors import FormatError, LogInconsistency
@@ -68,8 +79,13 @@ def monitor(url: str, state_path: Path, keys: tuple[str, ...], once: bool, inter
 
 @click.command("tlog-proof")
 @click.argument("receipt", type=click.Path(dir_okay=False, allow_dash=True))
-@click.option("-o", "--output", type=click.Path(dir_okay=False, allow_dash=True), default="-",
-              help="Where to write the proof (default stdout); use the extension .tlog-proof.")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, allow_dash=True),
+    default="-",
+    help="Where to write the proof (default stdout); use the extension .tlog-proof.",
+)
 def tlog_proof_command(receipt: str, output: str) -> None:
     """Write the ledger part of RECEIPT as a C2SP tlog-proof (c2sp.org/tlog-proof@v1)."""
     from service.core.errors import FormatError, UnreadableReceipt

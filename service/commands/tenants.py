@@ -83,8 +83,10 @@ def key_add(name: str, data_dir: str | None) -> None:
         if row.revoked_at is not None:
             raise InvalidInput(f"tenant {name!r} is revoked; a revoked tenant gets no new keys")
         api_key = add_api_key(conn, row.id, utc_now())
-    click.echo(f"Added an API key to tenant {name!r} (prefix {api_key[:DISPLAY_PREFIX_LENGTH]}). "
-               "It is shown only now; keep it secret:")
+    click.echo(
+        f"Added an API key to tenant {name!r} (prefix {api_key[:DISPLAY_PREFIX_LENGTH]}). "
+        "It is shown only now; keep it secret:"
+    )
     click.echo(api_key)
 
 

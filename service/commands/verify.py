@@ -111,10 +111,13 @@ def render_text(result: VerificationResult, receipt_path: str, file_path: str | 
     if result.valid:
         lines.append("")
         lines.append("VALID. " + (result.statement or ""))
-        lines.append("What this proves: the digest above was committed to the operator's signed, append-only "
-                     "ledger no later than the time stated; any change to the file changes its SHA-256.")
-        lines.append("What it does not prove: who made the file, how, whether its content is true, or its legal "
-                     "effect.")
+        lines.append(
+            "What this proves: the digest above was committed to the operator's signed, append-only "
+            "ledger no later than the time stated; any change to the file changes its SHA-256."
+        )
+        lines.append(
+            "What it does not prove: who made the file, how, whether its content is true, or its legal effect."
+        )
         if result.key is not None:
             lines.append(f"Trusted key used: {result.key.vkey}")
             lines.append(f"Its fingerprint: {result.key.fingerprint}")
@@ -129,16 +132,37 @@ def render_text(result: VerificationResult, receipt_path: str, file_path: str | 
 @click.argument("receipt", metavar="RECEIPT")
 @click.argument("file", required=False, metavar="[FILE]")
 @click.option("--sha256", "sha256_hex", metavar="HEX", help="The file's SHA-256 (instead of FILE).")
-@click.option("--key", "keys", multiple=True, metavar="VKEY",
-              help=f"A trusted verifier key string, or a file with one per line (repeatable; also "
-                   f"${TRUSTED_KEYS_ENV}).")
-@click.option("--tsa-ca", "tsa_cas", multiple=True, metavar="PEM",
-              help="A trusted Time-Stamp Authority certificate (PEM or DER; repeatable).")
+@click.option(
+    "--key",
+    "keys",
+    multiple=True,
+    metavar="VKEY",
+    help=f"A trusted verifier key string, or a file with one per line (repeatable; also ${TRUSTED_KEYS_ENV}).",
+)
+@click.option(
+    "--tsa-ca",
+    "tsa_cas",
+    multiple=True,
+    metavar="PEM",
+    help="A trusted Time-Stamp Authority certificate (PEM or DER; repeatable).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON (SPEC §8 shape).")
-@click.option("--report", "report_path", metavar="FILE.pdf", type=click.Path(dir_okay=False),
-              help="Also write a bilingual verification report (PDF) a person can file.")
-def verify(receipt: str, file: str | None, sha256_hex: str | None, keys: tuple[str, ...],
-           tsa_cas: tuple[str, ...], as_json: bool, report_path: str | None) -> None:
+@click.option(
+    "--report",
+    "report_path",
+    metavar="FILE.pdf",
+    type=click.Path(dir_okay=False),
+    help="Also write a bilingual verification report (PDF) a person can file.",
+)
+def verify(
+    receipt: str,
+    file: str | None,
+    sha256_hex: str | None,
+    keys: tuple[str, ...],
+    tsa_cas: tuple[str, ...],
+    as_json: bool,
+    report_path: str | None,
+) -> None:
     """Verify RECEIPT (a receipt JSON or a certificate PDF) offline, optionally against FILE.
 
     Exit status: 0 valid, 1 invalid, 2 usage error or unreadable input.
@@ -176,8 +200,12 @@ def verify(receipt: str, file: str | None, sha256_hex: str | None, keys: tuple[s
             "verified_at": format_time(utc_now()),
             "tool": _tool_version(),
         }
-        pdf = render_report(result.to_json(), receipt=document if isinstance(document, dict) else {},
-                            inputs=inputs, local_tz=os.environ.get("EVIDENCE_LOCAL_TZ", "Asia/Shanghai"))
+        pdf = render_report(
+            result.to_json(),
+            receipt=document if isinstance(document, dict) else {},
+            inputs=inputs,
+            local_tz=os.environ.get("EVIDENCE_LOCAL_TZ", "Asia/Shanghai"),
+        )
         try:
             Path(report_path).write_bytes(pdf)
         except OSError as exc:

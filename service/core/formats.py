@@ -42,9 +42,7 @@ _B64_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123
 
 # --- <time> (SPEC §2): RFC 3339, UTC, exactly six fractional digits, "Z" --------------------------
 
-_TIME_RE = re.compile(
-    r"([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]{2})\.([0-9]{6})Z", re.ASCII
-)
+_TIME_RE = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]{2})\.([0-9]{6})Z", re.ASCII)
 _TIME_PREFIX_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}", re.ASCII)
 
 
@@ -56,10 +54,7 @@ def format_time(dt: datetime) -> str:
     if dt.tzinfo is None or dt.utcoffset() is None:
         raise ValueError("format_time needs a timezone-aware datetime, got a naive one")
     u = dt if dt.tzinfo is UTC else dt.astimezone(UTC)
-    return (
-        f"{u.year:04d}-{u.month:02d}-{u.day:02d}T{u.hour:02d}:{u.minute:02d}:{u.second:02d}"
-        f".{u.microsecond:06d}Z"
-    )
+    return f"{u.year:04d}-{u.month:02d}-{u.day:02d}T{u.hour:02d}:{u.minute:02d}:{u.second:02d}.{u.microsecond:06d}Z"
 
 
 def parse_time(s: str) -> datetime:
@@ -124,9 +119,7 @@ def check_evidence_id(s: str) -> str:
         raise FormatError(f"evidence id is {len(s)} characters long, at most 64 allowed")
     for i, c in enumerate(s):
         if c not in _ID_CHARS:
-            raise FormatError(
-                f"evidence id contains {c!r} (U+{ord(c):04X}) at position {i}; allowed: A-Z a-z 0-9 _ -"
-            )
+            raise FormatError(f"evidence id contains {c!r} (U+{ord(c):04X}) at position {i}; allowed: A-Z a-z 0-9 _ -")
     return s
 
 
@@ -268,10 +261,7 @@ class Leaf:
     def to_bytes(self) -> bytes:
         """Return the exact SPEC §2 leaf bytes."""
         return (
-            f"{_LEAF_HEADER}\n"
-            f"id {self.id}\n"
-            f"sha256 {self.sha256.hex()}\n"
-            f"received {format_time(self.received)}\n"
+            f"{_LEAF_HEADER}\nid {self.id}\nsha256 {self.sha256.hex()}\nreceived {format_time(self.received)}\n"
         ).encode()
 
     @classmethod
@@ -342,8 +332,9 @@ class LedgerEntry:
         """
         if isinstance(b, bytes) and (m := _ENTRY_FAST.fullmatch(b)) is not None:
             try:
-                return cls(int(m[1]), int(m[2]), _parse_root("root", m[3].decode("ascii")),
-                           parse_time(m[4].decode("ascii")))
+                return cls(
+                    int(m[1]), int(m[2]), _parse_root("root", m[3].decode("ascii")), parse_time(m[4].decode("ascii"))
+                )
             except FormatError:
                 pass  # the line-by-line parser below gives the exact reason
         what = "ledger entry"
@@ -398,9 +389,7 @@ class Checkpoint:
         text = _decode_text(b, what)
         lines = text[:-1].split("\n")
         if len(lines) < 3:
-            raise FormatError(
-                f"{what}: missing lines: expected origin, size and root hash, found {len(lines)}"
-            )
+            raise FormatError(f"{what}: missing lines: expected origin, size and root hash, found {len(lines)}")
         origin, size, root, *extensions = lines
         if origin == "":
             raise FormatError(f"{what}: origin line is empty")

@@ -104,14 +104,10 @@ class Verifier:
         if problem is not None:
             raise MalformedKey(problem)
         if not isinstance(self.public_key, bytes) or len(self.public_key) != _PUBLIC_KEY_SIZE:
-            raise MalformedKey(
-                f"Ed25519 public key must be {_PUBLIC_KEY_SIZE} bytes, got {self.public_key!r}"
-            )
+            raise MalformedKey(f"Ed25519 public key must be {_PUBLIC_KEY_SIZE} bytes, got {self.public_key!r}")
         expected = key_hash(self.name, self.public_key)
         if self.key_hash != expected:
-            raise MalformedKey(
-                f"key hash mismatch for {self.name}: given {self.key_hash:08x}, computed {expected:08x}"
-            )
+            raise MalformedKey(f"key hash mismatch for {self.name}: given {self.key_hash:08x}, computed {expected:08x}")
 
     @classmethod
     def from_vkey(cls, s: str) -> Verifier:
@@ -143,9 +139,7 @@ class Verifier:
         if material[0] != ALG_ED25519:
             raise MalformedKey(f"vkey {name}: unknown signature type 0x{material[0]:02x} (only Ed25519 0x01)")
         if len(material) != 1 + _PUBLIC_KEY_SIZE:
-            raise MalformedKey(
-                f"vkey {name}: Ed25519 key is {len(material) - 1} bytes, expected {_PUBLIC_KEY_SIZE}"
-            )
+            raise MalformedKey(f"vkey {name}: Ed25519 key is {len(material) - 1} bytes, expected {_PUBLIC_KEY_SIZE}")
         return cls(name, given, material[1:])
 
     @property
@@ -223,9 +217,7 @@ class Signer:
             raise MalformedKey("malformed skey: expected 0x01 followed by a 32-byte Ed25519 seed")
         signer = cls(name, material[1:])
         if int(hash16, 16) != signer.key_hash:
-            raise MalformedKey(
-                f"skey key hash mismatch for {name}: given {hash16}, computed {signer.key_hash:08x}"
-            )
+            raise MalformedKey(f"skey key hash mismatch for {name}: given {hash16}, computed {signer.key_hash:08x}")
         return signer
 
     @property
@@ -319,8 +311,7 @@ def open_note(note: bytes, verifiers: Iterable[Verifier]) -> SignedNote:
     for number, line in enumerate(lines, start=1):
         if not line.startswith(_SIG_PREFIX):
             raise MalformedNote(
-                f"malformed note: signature line {number} does not start with "
-                "'\u2014 ' (U+2014 EM DASH, space)"
+                f"malformed note: signature line {number} does not start with '\u2014 ' (U+2014 EM DASH, space)"
             )
         body = line[len(_SIG_PREFIX) :]
         name, _, b64 = body.partition(" ")

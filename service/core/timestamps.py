@@ -98,9 +98,7 @@ def token_from_response(der: bytes, *, digest: bytes, nonce: int | None) -> byte
     if status != "granted":
         text = "; ".join(status_text) if status_text else "no status text"
         failures = ", ".join(sorted(fail_info)) if fail_info else "none given"
-        raise TimestampError(
-            f"the TSA did not grant a token: status {status} ({text}; failure info: {failures})"
-        )
+        raise TimestampError(f"the TSA did not grant a token: status {status} ({text}; failure info: {failures})")
     if not isinstance(token, cms.ContentInfo):
         raise TimestampError("the TSA's reply is granted but carries no TimeStampToken")
     try:
@@ -110,9 +108,7 @@ def token_from_response(der: bytes, *, digest: bytes, nonce: int | None) -> byte
     info = _decode(token_der, TimestampError).tst_info
     algorithm = info.message_imprint.hash_algorithm.dotted_string
     if algorithm != SHA256_OID:
-        raise TimestampError(
-            f"the token's imprint algorithm is {_hash_name(algorithm)}, we asked for SHA-256"
-        )
+        raise TimestampError(f"the token's imprint algorithm is {_hash_name(algorithm)}, we asked for SHA-256")
     imprint = info.message_imprint.message
     if imprint != digest:
         raise TimestampError(f"the token's imprint is {imprint.hex()}, we asked for {digest.hex()}")
@@ -235,9 +231,7 @@ def _signer_certificate(response: TimeStampResponse) -> x509.Certificate | None:
     return None
 
 
-def _unique_signer_certificate(
-    response: TimeStampResponse, roots: Sequence[x509.Certificate]
-) -> x509.Certificate:
+def _unique_signer_certificate(response: TimeStampResponse, roots: Sequence[x509.Certificate]) -> x509.Certificate:
     """The one certificate, embedded or trusted, that the SignerInfo's issuer and serial name.
 
     The embedded certificates are outside the signature: anyone can add an altered copy of the TSA
@@ -306,9 +300,7 @@ def _info(response: TimeStampResponse, signer: x509.Certificate | None) -> Times
         raise TimestampInvalid(f"the token's TSTInfo cannot be read: {_short(e)}") from e
 
 
-def _verification_reason(
-    library_message: str, roots: Sequence[x509.Certificate], gen_time: datetime.datetime
-) -> str:
+def _verification_reason(library_message: str, roots: Sequence[x509.Certificate], gen_time: datetime.datetime) -> str:
     """Turn rfc3161-client's VerificationError text into a reason a person understands."""
     trusted = "; ".join(root.subject.rfc4514_string() for root in roots)
     details = _openssl_details(library_message)
@@ -320,10 +312,7 @@ def _verification_reason(
     if library_message.startswith("Error while verifying certificates"):
         return f"the token's signature does not verify (the token was altered or is corrupt): {details}"
     if "EKU" in library_message:
-        return (
-            "the TSA certificate is not marked for time-stamping as RFC 3161 §2.3 requires: "
-            + library_message
-        )
+        return "the TSA certificate is not marked for time-stamping as RFC 3161 §2.3 requires: " + library_message
     if "Certificates neither found" in library_message:
         return "the token carries no TSA certificate (it was requested without certReq)"
     return f"the token does not verify: {library_message}"

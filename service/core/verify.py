@@ -150,8 +150,14 @@ def _run_steps(
             raise DigestMismatch(f"the file's SHA-256 is {sha256.hex()}; the receipt is for {claimed_hex}")
         ok(Check(1, True, f"the file's SHA-256 is {sha256.hex()}, the digest the receipt is for"))
     else:
-        ok(Check(1, True, f"not checked: no file or digest was given; the receipt is for SHA-256 {claimed_hex}",
-                 checked=False))
+        ok(
+            Check(
+                1,
+                True,
+                f"not checked: no file or digest was given; the receipt is for SHA-256 {claimed_hex}",
+                checked=False,
+            )
+        )
 
     # Step 2: the leaf parses and agrees with evidence.{id, sha256, received_at}.
     leaf_bytes = f.base64("evidence.leaf", LeafMismatch)
@@ -166,9 +172,7 @@ def _run_steps(
     if leaf.sha256.hex() != claimed_hex:
         raise LeafMismatch(f"the leaf is for SHA-256 {leaf.sha256.hex()}; the receipt says {claimed_hex}")
     if format_time(leaf.received) != received_at:
-        raise LeafMismatch(
-            f"the leaf says received {format_time(leaf.received)}; the receipt says {received_at!r}"
-        )
+        raise LeafMismatch(f"the leaf says received {format_time(leaf.received)}; the receipt says {received_at!r}")
     result.evidence_id = leaf.id
     result.received = leaf.received
     leaf_hash = merkle.leaf_hash(leaf_bytes)
@@ -183,8 +187,13 @@ def _run_steps(
         merkle.verify_inclusion(leaf_hash, index, size, batch_proof, batch_root)
     except ProofError as exc:
         raise BatchProofInvalid(f"the batch proof does not lead to the batch root: {exc.reason}") from None
-    ok(Check(3, True, f"leaf {index} of a batch of {size}: {len(batch_proof)} proof hashes lead to batch root "
-                      f"{batch_root.hex()}"))
+    ok(
+        Check(
+            3,
+            True,
+            f"leaf {index} of a batch of {size}: {len(batch_proof)} proof hashes lead to batch root {batch_root.hex()}",
+        )
+    )
 
     # Step 4: the ledger entry parses and agrees with the batch; sealed >= received.
     seq = f.integer("batch.seq", EntryMismatch)
@@ -207,8 +216,13 @@ def _run_steps(
             f"({format_time(leaf.received)})"
         )
     result.sealed = entry.sealed
-    ok(Check(4, True, f"ledger entry {entry.seq} records this batch (size {entry.size}), sealed "
-                      f"{format_time(entry.sealed)}"))
+    ok(
+        Check(
+            4,
+            True,
+            f"ledger entry {entry.seq} records this batch (size {entry.size}), sealed {format_time(entry.sealed)}",
+        )
+    )
 
     # Step 5: the entry's leaf hash with ledger.proof at (seq, checkpoint size) gives the checkpoint root.
     note_text = f.string("ledger.checkpoint", LedgerProofInvalid)
@@ -223,8 +237,14 @@ def _run_steps(
             f"the ledger proof does not lead to the checkpoint root of {checkpoint.origin} at size "
             f"{checkpoint.size}: {exc.reason}"
         ) from None
-    ok(Check(5, True, f"entry {seq} is in the ledger log of {checkpoint.origin} at size {checkpoint.size}, root "
-                      f"{checkpoint.root.hex()}"))
+    ok(
+        Check(
+            5,
+            True,
+            f"entry {seq} is in the ledger log of {checkpoint.origin} at size {checkpoint.size}, root "
+            f"{checkpoint.root.hex()}",
+        )
+    )
 
     # Step 6: the checkpoint is signed by a trusted key whose name is the origin.
     candidates = [k for k in trusted_keys if k.name == checkpoint.origin]
@@ -276,31 +296,43 @@ def _check_timestamps(
             raise TimestampInvalid(f"the receipt field {where}.token must be a base64 string")
         token = decode_b64(token_text, f"{where}.token", TimestampInvalid)
         if not tsa_roots:
-            result.checks.append(Check(
-                7, True, f"{where}: not checked: no TSA certificate is trusted (pass --tsa-ca to check it)",
-                checked=False))
+            result.checks.append(
+                Check(
+                    7,
+                    True,
+                    f"{where}: not checked: no TSA certificate is trusted (pass --tsa-ca to check it)",
+                    checked=False,
+                )
+            )
             continue
         try:
             from service.core import timestamps
         except ImportError:  # the verifier runs with only `cryptography`; tokens need rfc3161-client
-            result.checks.append(Check(
-                7, True, f"{where}: not checked: rfc3161-client is not installed", checked=False))
+            result.checks.append(
+                Check(7, True, f"{where}: not checked: rfc3161-client is not installed", checked=False)
+            )
             continue
         try:
             info = timestamps.verify_token(token, entry_bytes, tsa_roots)
         except TimestampInvalid as exc:
             raise TimestampInvalid(f"{where}: {exc.reason}") from None
         result.timestamps.append(TimestampResult(info.authority, info.gen_time))
-        result.checks.append(Check(
-            7, True, f"{where}: the ledger entry existed no later than {format_time(info.gen_time)} per "
-                     f"{info.authority}"))
+        result.checks.append(
+            Check(
+                7,
+                True,
+                f"{where}: the ledger entry existed no later than {format_time(info.gen_time)} per {info.authority}",
+            )
+        )
 
 
 def _statement(result: VerificationResult, *, file_checked: bool) -> str:
     assert result.sealed is not None and result.origin is not None
     subject = f"the file given (SHA-256 {result.sha256})" if file_checked else f"this SHA-256 ({result.sha256})"
-    text = (f"{subject[0].upper()}{subject[1:]} was sealed in the ledger of {result.origin} no later than "
-            f"{format_time(result.sealed)}")
+    text = (
+        f"{subject[0].upper()}{subject[1:]} was sealed in the ledger of {result.origin} no later than "
+        f"{format_time(result.sealed)}"
+    )
     for ts in result.timestamps:
         text += f", and no later than {format_time(ts.gen_time)} per {ts.authority}"
     return text + "."

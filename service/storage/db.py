@@ -39,9 +39,7 @@ SQLITE_BUSY_TIMEOUT = 30.0  # seconds a writer waits for the write lock before "
 _SQLITE_BEGIN_MODES = frozenset({"DEFERRED", "IMMEDIATE", "EXCLUSIVE"})
 
 
-def make_engine(
-    settings_or_url: Settings | str, *, sqlite_busy_timeout: float = SQLITE_BUSY_TIMEOUT
-) -> Engine:
+def make_engine(settings_or_url: Settings | str, *, sqlite_busy_timeout: float = SQLITE_BUSY_TIMEOUT) -> Engine:
     """An engine for the settings' ``database_url`` (or the URL given).
 
     SQLite: WAL journal, ``foreign_keys=ON``, ``synchronous=NORMAL``, a busy timeout, transactions begun

@@ -276,9 +276,7 @@ def list_tenants(conn: Connection) -> list[AnyRow]:
 def revoke_tenant(conn: Connection, name: str, now_us: int) -> bool:
     """Mark the tenant revoked (its keys stop working). False if no such active tenant."""
     result = conn.execute(
-        update(tenants)
-        .where(tenants.c.name == name, tenants.c.revoked_at.is_(None))
-        .values(revoked_at=now_us)
+        update(tenants).where(tenants.c.name == name, tenants.c.revoked_at.is_(None)).values(revoked_at=now_us)
     )
     return result.rowcount == 1
 
@@ -516,11 +514,7 @@ def ledger_size(conn: Connection) -> int:
 
 def entries_range(conn: Connection, start: int, end: int) -> list[bytes]:
     """Ledger entry bytes of ``seq`` in [start, end), in order (shorter if the ledger is shorter)."""
-    stmt = (
-        select(batches.c.entry)
-        .where(batches.c.seq >= start, batches.c.seq < end)
-        .order_by(batches.c.seq)
-    )
+    stmt = select(batches.c.entry).where(batches.c.seq >= start, batches.c.seq < end).order_by(batches.c.seq)
     return [bytes(e) for e in conn.execute(stmt).scalars()]
 
 
@@ -548,15 +542,9 @@ def insert_nodes(conn: Connection, items: Iterable[tuple[tuple[int, int], bytes]
 # --- checkpoints and signing keys -------------------------------------------------------------
 
 
-def insert_checkpoint(
-    conn: Connection, size: int, root: bytes, note: bytes, key_hash: int, created_us: int
-) -> None:
+def insert_checkpoint(conn: Connection, size: int, root: bytes, note: bytes, key_hash: int, created_us: int) -> None:
     """Store the signed checkpoint of ledger size ``size`` (one per size)."""
-    conn.execute(
-        insert(checkpoints).values(
-            size=size, root=root, note=note, key_hash=key_hash, created_us=created_us
-        )
-    )
+    conn.execute(insert(checkpoints).values(size=size, root=root, note=note, key_hash=key_hash, created_us=created_us))
 
 
 def latest_checkpoint(conn: Connection) -> AnyRow | None:
@@ -574,19 +562,13 @@ def insert_signing_key(conn: Connection, vkey: str, origin: str, key_hash: int, 
     exists = conn.execute(select(signing_keys.c.id).where(signing_keys.c.vkey == vkey)).first()
     if exists is not None:
         return False
-    conn.execute(
-        insert(signing_keys).values(
-            vkey=vkey, origin=origin, key_hash=key_hash, valid_from_us=valid_from_us
-        )
-    )
+    conn.execute(insert(signing_keys).values(vkey=vkey, origin=origin, key_hash=key_hash, valid_from_us=valid_from_us))
     return True
 
 
 def list_signing_keys(conn: Connection) -> list[AnyRow]:
     """All verifier keys (vkey, origin, key_hash, valid_from_us, valid_until_us), oldest first."""
-    return list(
-        conn.execute(select(signing_keys).order_by(signing_keys.c.valid_from_us, signing_keys.c.id)).all()
-    )
+    return list(conn.execute(select(signing_keys).order_by(signing_keys.c.valid_from_us, signing_keys.c.id)).all())
 
 
 def close_signing_key(conn: Connection, key_hash: int, valid_until_us: int) -> int:
@@ -625,9 +607,7 @@ def batches_without_timestamp(conn: Connection, tsa: str, limit: int) -> list[in
     stmt = (
         select(batches.c.seq)
         .select_from(
-            batches.outerjoin(
-                timestamps, and_(timestamps.c.batch_seq == batches.c.seq, timestamps.c.tsa == tsa)
-            )
+            batches.outerjoin(timestamps, and_(timestamps.c.batch_seq == batches.c.seq, timestamps.c.tsa == tsa))
         )
         .where(timestamps.c.id.is_(None))
         .order_by(batches.c.seq)
@@ -741,9 +721,7 @@ def revoke_api_key(conn: Connection, key_id: int, now_us: int) -> bool:
 def insert_webhook(conn: Connection, tenant_id: int, url: str, secret: str, now_us: int) -> int:
     """Register a callback URL and its signing secret for a tenant; returns the webhook id."""
     result = conn.execute(
-        insert(webhooks)
-        .values(tenant_id=tenant_id, url=url, secret=secret, created_us=now_us)
-        .returning(webhooks.c.id)
+        insert(webhooks).values(tenant_id=tenant_id, url=url, secret=secret, created_us=now_us).returning(webhooks.c.id)
     )
     return int(result.scalar_one())
 

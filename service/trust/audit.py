@@ -153,8 +153,12 @@ def _leaf_hashes(ids: list[str], digests: list[bytes], received: list[int]) -> l
 
 def _next_level(level: list[bytes]) -> list[bytes]:
     n = len(level)
-    out = list(map(_digest, map(sha256, map(b"".join, zip(repeat(_NODE_PREFIX), level[0 : n - 1 : 2], level[1::2],
-                                                         strict=False)))))
+    out = list(
+        map(
+            _digest,
+            map(sha256, map(b"".join, zip(repeat(_NODE_PREFIX), level[0 : n - 1 : 2], level[1::2], strict=False))),
+        )
+    )
     if n % 2:
         out.append(level[-1])  # unpaired: promoted unchanged (RFC 9162's split at the largest power of two)
     return out
@@ -315,8 +319,16 @@ def audit_ledger(
     return report
 
 
-def _audit(engine: Engine, report: AuditReport, tsa_names: Sequence[str], tsa_roots: Sequence[x509.Certificate],
-           token_grace: float, progress: Progress | None, now_us: int, jobs: int) -> None:
+def _audit(
+    engine: Engine,
+    report: AuditReport,
+    tsa_names: Sequence[str],
+    tsa_roots: Sequence[x509.Certificate],
+    token_grace: float,
+    progress: Progress | None,
+    now_us: int,
+    jobs: int,
+) -> None:
     with _snapshot(engine) as conn:
         keys = _check_signing_keys(conn, report)
         if progress is not None:
@@ -351,9 +363,9 @@ def _check_signing_keys(conn: Connection, report: AuditReport) -> list[_Key]:
 def _leaf_query(where: Any = None) -> Any:
     """The evidence leaves (``batch_leaves`` joined to ``evidence``) in ``(batch_seq, leaf_index)`` order."""
     e, bl = ledger.evidence, ledger.batch_leaves
-    stmt = (select(bl.c.batch_seq, bl.c.leaf_index, bl.c.evidence_pk, bl.c.proof, e.c.id, e.c.sha256,
-                   e.c.received_us)
-            .select_from(bl.outerjoin(e, e.c.pk == bl.c.evidence_pk)))
+    stmt = select(
+        bl.c.batch_seq, bl.c.leaf_index, bl.c.evidence_pk, bl.c.proof, e.c.id, e.c.sha256, e.c.received_us
+    ).select_from(bl.outerjoin(e, e.c.pk == bl.c.evidence_pk))
     if where is not None:
         stmt = stmt.where(where)
     return stmt.order_by(bl.c.batch_seq, bl.c.leaf_index)
@@ -375,19 +387,21 @@ def _check_batches_and_log(
     conn: Connection, report: AuditReport, keys: list[_Key], progress: Progress | None, jobs: int = 1
 ) -> None:
     b, n, c = ledger.batches, ledger.ledger_nodes, ledger.checkpoints
-    batch_rows = _stream(conn, select(b.c.seq, b.c.size, b.c.root, b.c.sealed_us, b.c.entry, b.c.ledger_proof)
-                         .order_by(b.c.seq))
+    batch_rows = _stream(
+        conn, select(b.c.seq, b.c.size, b.c.root, b.c.sealed_us, b.c.entry, b.c.ledger_proof).order_by(b.c.seq)
+    )
     # Step 3 per batch, either here (rows: the batch's leaf rows) or in worker processes (a _LeafResult each).
     database = conn.engine.url.database or ""
     in_memory = conn.dialect.name == "sqlite" and (database in ("", ":memory:") or "memory" in database)
     parallel = jobs > 1 and not in_memory  # another process cannot open an in-memory SQLite database
-    leaves = _Peek(_parallel_leaf_results(conn, jobs) if parallel
-                   else _raw_groups(conn, _leaf_query(), "audit_leaves"))
+    leaves = _Peek(_parallel_leaf_results(conn, jobs) if parallel else _raw_groups(conn, _leaf_query(), "audit_leaves"))
     node_end = (n.c.idx + 1).op("<<")(n.c.level)
-    nodes = _Peek(_stream(conn, select(n.c.level, n.c.idx, n.c.hash, node_end.label("end"))
-                          .order_by(node_end, n.c.level)))
-    checkpoints = _Peek(_stream(conn, select(c.c.size, c.c.root, c.c.note, c.c.key_hash, c.c.created_us)
-                                .order_by(c.c.size)))
+    nodes = _Peek(
+        _stream(conn, select(n.c.level, n.c.idx, n.c.hash, node_end.label("end")).order_by(node_end, n.c.level))
+    )
+    checkpoints = _Peek(
+        _stream(conn, select(c.c.size, c.c.root, c.c.note, c.c.key_hash, c.c.created_us).order_by(c.c.size))
+    )
     log = _Log(report, keys)
     log.checkpoints(checkpoints, 0)
     previous_sealed = -1
@@ -396,8 +410,11 @@ def _check_batches_and_log(
         # leaves of batches that do not exist (a deleted ledger entry, or rows pointing nowhere)
         while leaves.head is not None and leaves.head[0] < seq:
             orphan_seq, orphans = leaves.pop()
-            report.add("batch_leaves", f"evidence_pk={_first_pk(orphans)}",
-                       f"belongs to batch {orphan_seq}, which is not in the ledger")
+            report.add(
+                "batch_leaves",
+                f"evidence_pk={_first_pk(orphans)}",
+                f"belongs to batch {orphan_seq}, which is not in the ledger",
+            )
         group: Any = leaves.pop()[1] if leaves.head is not None and leaves.head[0] == seq else []
         entry = _check_entry(report, row, previous_sealed)
         sealed_us = int(row.sealed_us)
@@ -406,8 +423,12 @@ def _check_batches_and_log(
             # The worker checked the leaves against the batch row it read: it must be this one (SQLite workers
             # read their own snapshot), so that what the log verifies below is what the leaves recompute to.
             if group.batch != (int(row.size), bytes(row.root), bytes(row.entry)):
-                report.add("batches", f"seq={seq}", "changed while the audit ran (a worker process read another "
-                                                    "row): its leaves are not checked; run the audit again")
+                report.add(
+                    "batches",
+                    f"seq={seq}",
+                    "changed while the audit ran (a worker process read another "
+                    "row): its leaves are not checked; run the audit again",
+                )
             else:
                 for finding in group.findings:
                     report.add(finding.table, finding.key, finding.problem)
@@ -424,12 +445,18 @@ def _check_batches_and_log(
         report.count("ledger entries")
     while leaves.head is not None:
         orphan_seq, orphans = leaves.pop()
-        report.add("batch_leaves", f"evidence_pk={_first_pk(orphans)}",
-                   f"belongs to batch {orphan_seq}, beyond the last ledger entry")
+        report.add(
+            "batch_leaves",
+            f"evidence_pk={_first_pk(orphans)}",
+            f"belongs to batch {orphan_seq}, beyond the last ledger entry",
+        )
     while nodes.head is not None:
         extra = nodes.pop()
-        report.add("ledger_nodes", f"(level={extra.level}, idx={extra.idx})",
-                   f"covers leaves up to {extra.end}, beyond the ledger size {log.size}")
+        report.add(
+            "ledger_nodes",
+            f"(level={extra.level}, idx={extra.idx})",
+            f"covers leaves up to {extra.end}, beyond the ledger size {log.size}",
+        )
     while checkpoints.head is not None:
         extra = checkpoints.pop()
         report.add("checkpoints", f"size={extra.size}", f"is beyond the ledger size {log.size}")
@@ -471,10 +498,12 @@ def _parallel_leaf_results(conn: Connection, jobs: int) -> Iterator[tuple[int, _
     # as long as the audit of 200,000 rows). The workers only open their own engine and return picklable results;
     # they share no connection with the parent (whose only other thread may be the progress bar's).
     method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-    with ProcessPoolExecutor(max_workers=min(jobs, len(ranges)),
-                             mp_context=multiprocessing.get_context(method)) as pool:
-        futures: list[Future[list[_LeafResult]]] = [pool.submit(_audit_leaf_range, url, snapshot, lo, hi)
-                                                    for lo, hi in ranges]
+    with ProcessPoolExecutor(
+        max_workers=min(jobs, len(ranges)), mp_context=multiprocessing.get_context(method)
+    ) as pool:
+        futures: list[Future[list[_LeafResult]]] = [
+            pool.submit(_audit_leaf_range, url, snapshot, lo, hi) for lo, hi in ranges
+        ]
         try:
             for future in futures:
                 for result in future.result():
@@ -495,8 +524,12 @@ def _audit_leaf_range(url: str, snapshot: str | None, low: int, high: int) -> li
             if snapshot is not None:
                 conn.exec_driver_sql(f"SET TRANSACTION SNAPSHOT '{snapshot}'")
             b, bl = ledger.batches, ledger.batch_leaves
-            batches = _Peek(_stream(conn, select(b.c.seq, b.c.size, b.c.root, b.c.entry)
-                                    .where(b.c.seq.between(low, high)).order_by(b.c.seq)))
+            batches = _Peek(
+                _stream(
+                    conn,
+                    select(b.c.seq, b.c.size, b.c.root, b.c.entry).where(b.c.seq.between(low, high)).order_by(b.c.seq),
+                )
+            )
             results: list[_LeafResult] = []
             for seq, rows in _raw_groups(conn, _leaf_query(bl.c.batch_seq.between(low, high)), "audit_leaf_range"):
                 while batches.head is not None and int(batches.head.seq) < seq:
@@ -512,8 +545,9 @@ def _audit_leaf_range(url: str, snapshot: str | None, low: int, high: int) -> li
                 part = AuditReport()
                 _check_leaves(part, row, entry, rows)
                 batch = (int(row.size), bytes(row.root), bytes(row.entry))
-                results.append(_LeafResult(seq, len(rows), rows[0][2], batch, tuple(part.findings),
-                                           tuple(part.checked.items())))
+                results.append(
+                    _LeafResult(seq, len(rows), rows[0][2], batch, tuple(part.findings), tuple(part.checked.items()))
+                )
             return results
     finally:
         engine.dispose()
@@ -563,8 +597,11 @@ def _check_leaves(report: AuditReport, row: Any, entry: LedgerEntry | None, rows
             detail.append(f"leaf index {missing[0]} is missing{more}")
         if extra:
             detail.append(f"leaf index {extra[0]} is beyond the batch size")
-        report.add("batch_leaves", f"batch_seq={seq}",
-                   f"{count} leaves stored for a batch of size {size}: " + ("; ".join(detail) or "duplicate indexes"))
+        report.add(
+            "batch_leaves",
+            f"batch_seq={seq}",
+            f"{count} leaves stored for a batch of size {size}: " + ("; ".join(detail) or "duplicate indexes"),
+        )
         return
     if None in ids:
         i = ids.index(None)
@@ -589,8 +626,11 @@ def _check_leaves(report: AuditReport, row: Any, entry: LedgerEntry | None, rows
         late = max(received)
         if late > sealed_us:
             i = received.index(late)
-            report.add("evidence", f"pk={pks[i]} (id {ids[i]})",
-                       f"received {_time_text(late)} after its batch {seq} was sealed {_time_text(sealed_us)}")
+            report.add(
+                "evidence",
+                f"pk={pks[i]} (id {ids[i]})",
+                f"received {_time_text(late)} after its batch {seq} was sealed {_time_text(sealed_us)}",
+            )
     hashes = _leaf_hashes(ids, digests, received)
     levels = _levels(hashes)
     if hmac.compare_digest(levels[-1][0], root) and _paths_match(levels, proofs):
@@ -603,18 +643,26 @@ def _check_leaves(report: AuditReport, row: Any, entry: LedgerEntry | None, rows
         try:
             merkle.verify_inclusion(hashes[i], i, count, split_hashes(proofs[i]), root)
         except ProofError as exc:
-            report.add("evidence", f"pk={pks[i]} (id {ids[i]})",
-                       f"leaf {i} of batch {seq} does not reach the batch root with its stored proof: the "
-                       f"evidence row (id, sha256 or received time) or the proof was altered ({exc.reason})")
+            report.add(
+                "evidence",
+                f"pk={pks[i]} (id {ids[i]})",
+                f"leaf {i} of batch {seq} does not reach the batch root with its stored proof: the "
+                f"evidence row (id, sha256 or received time) or the proof was altered ({exc.reason})",
+            )
             return
     if not hmac.compare_digest(levels[-1][0], root):
-        report.add("batches", f"seq={seq}", f"the root recomputed from its {count} evidence leaves is "
-                                            f"{levels[-1][0].hex()}, the entry records {root.hex()}")
+        report.add(
+            "batches",
+            f"seq={seq}",
+            f"the root recomputed from its {count} evidence leaves is "
+            f"{levels[-1][0].hex()}, the entry records {root.hex()}",
+        )
         return
     paths = _audit_paths(levels)
     i = next(j for j in range(count) if paths[j] != proofs[j])
-    report.add("batch_leaves", f"evidence_pk={pks[i]}",
-               f"leaf {i} of batch {seq}: the stored proof is not its audit path")
+    report.add(
+        "batch_leaves", f"evidence_pk={pks[i]}", f"leaf {i} of batch {seq}: the stored proof is not its audit path"
+    )
 
 
 class _Log:
@@ -635,16 +683,20 @@ class _Log:
         if self.broken:
             return
         if seq != self.size:
-            self.report.add("batches", f"seq={self.size}",
-                            f"is missing: the ledger jumps from seq {self.size - 1} to {seq}; later entries, "
-                            "nodes and checkpoints cannot be checked against the log")
+            self.report.add(
+                "batches",
+                f"seq={self.size}",
+                f"is missing: the ledger jumps from seq {self.size - 1} to {seq}; later entries, "
+                "nodes and checkpoints cannot be checked against the log",
+            )
             self.broken = True
             return
         subtrees = merkle.perfect_subtrees(0, seq)
         proof = [self.frontier[k] for k in reversed(subtrees)]
         if split_hashes(bytes(row.ledger_proof)) != proof:
-            self.report.add("batches", f"seq={seq}", "ledger_proof is not the entry's inclusion proof in the log "
-                                                     f"of size {seq + 1}")
+            self.report.add(
+                "batches", f"seq={seq}", f"ledger_proof is not the entry's inclusion proof in the log of size {seq + 1}"
+            )
         else:
             self.report.count("ledger proofs verify")
         leaf = merkle.leaf_hash(bytes(row.entry))
@@ -658,8 +710,11 @@ class _Log:
             if found is None:
                 self.report.add("ledger_nodes", f"(level={key[0]}, idx={key[1]})", "is missing")
             elif not hmac.compare_digest(found, value):
-                self.report.add("ledger_nodes", f"(level={key[0]}, idx={key[1]})",
-                                f"hash {found.hex()} differs from the recomputed {value.hex()}")
+                self.report.add(
+                    "ledger_nodes",
+                    f"(level={key[0]}, idx={key[1]})",
+                    f"hash {found.hex()} differs from the recomputed {value.hex()}",
+                )
             else:
                 self.report.count("ledger nodes agree")
         for key in stored:
@@ -690,8 +745,12 @@ class _Log:
         note = bytes(row.note)
         created_us = int(row.created_us)
         if not hmac.compare_digest(bytes(row.root), root):
-            self.report.add("checkpoints", where, f"root column {bytes(row.root).hex()} differs from the ledger log "
-                                                  f"root {root.hex()} recomputed from the entries")
+            self.report.add(
+                "checkpoints",
+                where,
+                f"root column {bytes(row.root).hex()} differs from the ledger log "
+                f"root {root.hex()} recomputed from the entries",
+            )
             return
         split = note.rfind(b"\n\n")
         try:
@@ -703,8 +762,12 @@ class _Log:
             self.report.add("checkpoints", where, "the note has no signature block")
             return
         if body.size != size or not hmac.compare_digest(body.root, root):
-            self.report.add("checkpoints", where, f"the signed note is for size {body.size}, root {body.root.hex()}; "
-                                                  f"the ledger log of size {size} has root {root.hex()}")
+            self.report.add(
+                "checkpoints",
+                where,
+                f"the signed note is for size {body.size}, root {body.root.hex()}; "
+                f"the ledger log of size {size} has root {root.hex()}",
+            )
             return
         if self.origin is None:
             self.origin = body.origin
@@ -722,8 +785,9 @@ class _Log:
                     merkle.verify_consistency(old_size, size, old_root, body.root, proof)
                     self.report.count("consecutive checkpoints consistent")
                 except ProofError as exc:
-                    self.report.add("checkpoints", where, f"not consistent with the checkpoint of size {old_size}: "
-                                                          f"{exc.reason}")
+                    self.report.add(
+                        "checkpoints", where, f"not consistent with the checkpoint of size {old_size}: {exc.reason}"
+                    )
             elif old_size == 0:
                 self.report.count("consecutive checkpoints consistent")  # everything extends the empty tree
         self.last_checkpoint = (size, body.root)
@@ -736,8 +800,9 @@ class _Log:
             opened = None
         if opened is not None:
             if opened.verified[0].key_hash != key_hash:
-                self.report.add("checkpoints", where, f"key_hash column {key_hash:08x}, signed by "
-                                                      f"{opened.verified[0].key_id}")
+                self.report.add(
+                    "checkpoints", where, f"key_hash column {key_hash:08x}, signed by {opened.verified[0].key_id}"
+                )
             self.report.count("checkpoint signatures verify")
             return
         # Say why: signed by a published key outside its window, or by no published key at all.
@@ -746,8 +811,12 @@ class _Log:
                 open_note(note, [k.verifier])
             except NoteError:
                 continue
-            self.report.add("checkpoints", where, f"signed at {_time_text(created_us)} by key {k.verifier.key_id} "
-                                                  f"outside its validity window {k.window()}")
+            self.report.add(
+                "checkpoints",
+                where,
+                f"signed at {_time_text(created_us)} by key {k.verifier.key_id} "
+                f"outside its validity window {k.window()}",
+            )
             return
         self.report.add("checkpoints", where, "the signature does not verify with any published signing key")
 
@@ -766,19 +835,24 @@ def _check_evidence_accounting(conn: Connection, report: AuditReport) -> None:
     both = conn.execute(
         select(e.c.pk, e.c.id)
         .select_from(p.join(bl, bl.c.evidence_pk == p.c.evidence_pk).join(e, e.c.pk == p.c.evidence_pk))
-        .order_by(p.c.evidence_pk).limit(1)
+        .order_by(p.c.evidence_pk)
+        .limit(1)
     ).first()
     if both is not None:
         report.add("pending", f"evidence_pk={both.pk} (id {both.id})", "is still pending although it is sealed")
     dangling = conn.execute(
-        select(p.c.evidence_pk).select_from(p.outerjoin(e, e.c.pk == p.c.evidence_pk))
-        .where(e.c.pk.is_(None)).order_by(p.c.evidence_pk).limit(1)
+        select(p.c.evidence_pk)
+        .select_from(p.outerjoin(e, e.c.pk == p.c.evidence_pk))
+        .where(e.c.pk.is_(None))
+        .order_by(p.c.evidence_pk)
+        .limit(1)
     ).first()
     if dangling is not None:
         report.add("pending", f"evidence_pk={dangling.evidence_pk}", "points to no evidence row")
     total = int(conn.execute(select(func.count()).select_from(e)).scalar_one())
-    sealed_rows = int(conn.execute(
-        select(func.count()).select_from(bl.join(e, e.c.pk == bl.c.evidence_pk))).scalar_one())
+    sealed_rows = int(
+        conn.execute(select(func.count()).select_from(bl.join(e, e.c.pk == bl.c.evidence_pk))).scalar_one()
+    )
     pending_rows = int(conn.execute(select(func.count()).select_from(p)).scalar_one())
     if both is not None or dangling is not None or total != sealed_rows + pending_rows:
         row = conn.execute(select(e.c.pk, e.c.id).where(~sealed, ~waiting).order_by(e.c.pk).limit(1)).first()
@@ -791,8 +865,12 @@ def _check_timestamps(
     conn: Connection, report: AuditReport, tsa_names: Sequence[str], roots: Sequence[x509.Certificate], cutoff_us: int
 ) -> None:
     t, b = ledger.timestamps, ledger.batches
-    rows = _stream(conn, select(t.c.id, t.c.batch_seq, t.c.tsa, t.c.token, t.c.gen_time_us, b.c.entry)
-                   .select_from(t.outerjoin(b, b.c.seq == t.c.batch_seq)).order_by(t.c.batch_seq, t.c.id))
+    rows = _stream(
+        conn,
+        select(t.c.id, t.c.batch_seq, t.c.tsa, t.c.token, t.c.gen_time_us, b.c.entry)
+        .select_from(t.outerjoin(b, b.c.seq == t.c.batch_seq))
+        .order_by(t.c.batch_seq, t.c.id),
+    )
     from service.core.timestamps import verify_token  # rfc3161-client only when there is something to check
 
     for row in rows:
@@ -809,8 +887,11 @@ def _check_timestamps(
             report.add("timestamps", where, f"the token does not verify: {exc.reason}")
             continue
         if to_us(info.gen_time) != int(row.gen_time_us):
-            report.add("timestamps", where, f"gen_time {_time_text(int(row.gen_time_us))} but the token says "
-                                            f"{format_time(info.gen_time)}")
+            report.add(
+                "timestamps",
+                where,
+                f"gen_time {_time_text(int(row.gen_time_us))} but the token says {format_time(info.gen_time)}",
+            )
             continue
         report.count("tokens verify")
     for name in tsa_names:
@@ -819,12 +900,17 @@ def _check_timestamps(
             .select_from(b.outerjoin(t, and_(t.c.batch_seq == b.c.seq, t.c.tsa == name)))
             .where(t.c.id.is_(None))
         )
-        late = conn.execute(missing.where(b.c.sealed_us < cast(literal(cutoff_us), BigInteger))
-                            .order_by(b.c.seq).limit(1)).first()
+        late = conn.execute(
+            missing.where(b.c.sealed_us < cast(literal(cutoff_us), BigInteger)).order_by(b.c.seq).limit(1)
+        ).first()
         if late is not None:
-            report.add("timestamps", f"seq={late.seq}", f"has no token from TSA {name!r} although it was sealed "
-                                                        f"{_time_text(int(late.sealed_us))} (a token was removed, "
-                                                        "or the TSA has failed since)")
+            report.add(
+                "timestamps",
+                f"seq={late.seq}",
+                f"has no token from TSA {name!r} although it was sealed "
+                f"{_time_text(int(late.sealed_us))} (a token was removed, "
+                "or the TSA has failed since)",
+            )
         recent = conn.execute(select(func.count()).select_from(missing.subquery())).scalar_one()
         if recent and late is None:
             report.notes.append(f"{recent} ledger entries still wait for a token from {name!r} (sealed recently)")

@@ -68,9 +68,16 @@ class MonitorState:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "format": STATE_FORMAT, "url": self.url, "origin": self.origin, "size": self.size,
-            "root": _b64(self.root), "checkpoint": self.checkpoint, "frontier": [_b64(h) for h in self.frontier],
-            "last_sealed": self.last_sealed, "keys": self.keys, "key_source": self.key_source,
+            "format": STATE_FORMAT,
+            "url": self.url,
+            "origin": self.origin,
+            "size": self.size,
+            "root": _b64(self.root),
+            "checkpoint": self.checkpoint,
+            "frontier": [_b64(h) for h in self.frontier],
+            "last_sealed": self.last_sealed,
+            "keys": self.keys,
+            "key_source": self.key_source,
             "updated": self.updated,
         }
 
@@ -91,11 +98,16 @@ class MonitorState:
             if data.get("format") != STATE_FORMAT:
                 raise ValueError(f"format is {data.get('format')!r}")
             state = cls(
-                url=str(data["url"]), origin=data["origin"], size=int(data["size"]),
-                root=base64.b64decode(data["root"], validate=True), checkpoint=str(data["checkpoint"]),
+                url=str(data["url"]),
+                origin=data["origin"],
+                size=int(data["size"]),
+                root=base64.b64decode(data["root"], validate=True),
+                checkpoint=str(data["checkpoint"]),
                 frontier=[base64.b64decode(h, validate=True) for h in data["frontier"]],
-                last_sealed=data["last_sealed"], keys=[str(k) for k in data["keys"]],
-                key_source=str(data["key_source"]), updated=str(data["updated"]),
+                last_sealed=data["last_sealed"],
+                keys=[str(k) for k in data["keys"]],
+                key_source=str(data["key_source"]),
+                updated=str(data["updated"]),
             )
         except (ValueError, KeyError, TypeError, AttributeError, binascii.Error) as exc:
             raise FormatError(f"the state file {path} is not an {STATE_FORMAT} document: {exc}") from None
@@ -227,7 +239,11 @@ def check_once(
 
 
 def _check_signature(
-    client: _Client, note: bytes, checkpoint: Checkpoint, new: MonitorState, pinned: Sequence[Verifier],
+    client: _Client,
+    note: bytes,
+    checkpoint: Checkpoint,
+    new: MonitorState,
+    pinned: Sequence[Verifier],
     say: Callable[[str], None],
 ) -> None:
     if pinned:
@@ -238,8 +254,10 @@ def _check_signature(
             published = client.published_keys()
             new.keys = [k.vkey for k in published]
             new.key_source = f"trust on first use of {client.url}/v1/keys"
-            say("trusting on first use the keys published at /v1/keys (pin them with --key): "
-                + "; ".join(f"{k.key_id} fingerprint {k.fingerprint}" for k in published))
+            say(
+                "trusting on first use the keys published at /v1/keys (pin them with --key): "
+                + "; ".join(f"{k.key_id} fingerprint {k.fingerprint}" for k in published)
+            )
         trusted = [Verifier.from_vkey(k) for k in new.keys]
     candidates = [k for k in trusted if k.name == checkpoint.origin]
     try:
@@ -258,8 +276,10 @@ def _check_signature(
         if opened is not None:
             key = opened.verified[0]
             new.keys.append(key.vkey)
-            say(f"NOTICE: the checkpoint is signed by a newly published key {key.key_id} (fingerprint "
-                f"{key.fingerprint}); accepted because the keys are trusted on first use")
+            say(
+                f"NOTICE: the checkpoint is signed by a newly published key {key.key_id} (fingerprint "
+                f"{key.fingerprint}); accepted because the keys are trusted on first use"
+            )
             return
     raise LogInconsistency(f"the checkpoint of size {checkpoint.size} is not signed by a trusted key: {failure}")
 

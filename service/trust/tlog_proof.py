@@ -90,12 +90,12 @@ class TlogProof:
         rest = lines[1:]
         extra: bytes | None = None
         if rest and rest[0].startswith("extra "):
-            extra = _b64decode(rest[0][len("extra "):], "the extra data")
+            extra = _b64decode(rest[0][len("extra ") :], "the extra data")
             rest = rest[1:]
         if not rest or not _INDEX.fullmatch(rest[0]):
             found = rest[0][:60] if rest else "nothing"
             raise FormatError(f"tlog-proof: expected 'index <n>' (decimal, no leading zeros), found {found!r}")
-        index = int(rest[0][len("index "):])
+        index = int(rest[0][len("index ") :])
         hashes = []
         for i, line in enumerate(rest[1:]):
             h = _b64decode(line, f"proof line {i + 1}")
@@ -146,8 +146,7 @@ def verify(proof: TlogProof, trusted_keys: Sequence[Verifier], record: bytes | N
         checkpoint = Checkpoint.from_bytes(proof.checkpoint[: split + 1])
     except FormatError as exc:
         raise NoteError(f"the checkpoint does not parse: {exc.reason}") from None
-    merkle.verify_inclusion(merkle.leaf_hash(data), proof.index, checkpoint.size, list(proof.hashes),
-                            checkpoint.root)
+    merkle.verify_inclusion(merkle.leaf_hash(data), proof.index, checkpoint.size, list(proof.hashes), checkpoint.root)
     open_note(proof.checkpoint, [k for k in trusted_keys if k.name == checkpoint.origin])
     return checkpoint
 

@@ -34,7 +34,6 @@ CHROMEDRIVER = Path("/usr/bin/chromedriver")
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "browser"
 
 
-
 @dataclass
 class LiveApp:
     url: str
@@ -83,8 +82,10 @@ def driver(downloads: Path) -> Iterator[Any]:
     """One headless Chromium for the session, with a fresh profile and no background networking."""
     missing = [str(p) for p in (CHROMIUM, CHROMEDRIVER) if not p.exists()]
     if missing:
-        skip_or_fail(f"{' and '.join(missing)} missing: install the Debian packages chromium and chromium-driver "
-                     "(scripts/install-system-deps)")
+        skip_or_fail(
+            f"{' and '.join(missing)} missing: install the Debian packages chromium and chromium-driver "
+            "(scripts/install-system-deps)"
+        )
     os.environ["SE_OFFLINE"] = "true"  # Selenium Manager must never download a browser or driver
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
@@ -92,16 +93,29 @@ def driver(downloads: Path) -> Iterator[Any]:
     profile = tempfile.mkdtemp(prefix="evidence-chromium-")
     options = webdriver.ChromeOptions()
     options.binary_location = str(CHROMIUM)
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                "--disable-dev-shm-usage", f"--user-data-dir={profile}", "--window-size=1280,1800",
-                "--lang=zh-CN"):
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-dev-shm-usage",
+        f"--user-data-dir={profile}",
+        "--window-size=1280,1800",
+        "--lang=zh-CN",
+    ):
         options.add_argument(arg)
-    options.add_experimental_option("prefs", {
-        "download.default_directory": str(downloads),
-        "download.prompt_for_download": False,
-        "safebrowsing.enabled": False,
-    })
+    options.add_experimental_option(
+        "prefs",
+        {
+            "download.default_directory": str(downloads),
+            "download.prompt_for_download": False,
+            "safebrowsing.enabled": False,
+        },
+    )
     browser = webdriver.Chrome(options=options, service=Service(executable_path=str(CHROMEDRIVER)))
     browser.execute_cdp_cmd("Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(downloads)})
     browser.set_script_timeout(60)
@@ -117,8 +131,10 @@ def screenshot(driver: Any, name: str) -> Path:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     height = driver.execute_script("return Math.ceil(document.documentElement.scrollHeight)")
     width = 1280
-    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
-                           {"width": width, "height": int(height), "deviceScaleFactor": 1, "mobile": False})
+    driver.execute_cdp_cmd(
+        "Emulation.setDeviceMetricsOverride",
+        {"width": width, "height": int(height), "deviceScaleFactor": 1, "mobile": False},
+    )
     path = ARTIFACTS / f"{name}.png"
     try:
         path.write_bytes(driver.get_screenshot_as_png())

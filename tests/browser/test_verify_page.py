@@ -112,8 +112,17 @@ def saved_verify_page(tmp_path: Path, keys: list[dict[str, Any]]) -> Path:
 @pytest.fixture
 def offline_page(tmp_path: Path, driver: Any) -> Any:
     """The saved page (golden test key embedded) opened from file:// with the contract chosen."""
-    page = saved_verify_page(tmp_path, [{"vkey": GOLDEN_VKEY, "origin": TRUSTED[0].name,
-                                         "valid_from": "2026-01-01T00:00:00.000000Z", "valid_until": None}])
+    page = saved_verify_page(
+        tmp_path,
+        [
+            {
+                "vkey": GOLDEN_VKEY,
+                "origin": TRUSTED[0].name,
+                "valid_from": "2026-01-01T00:00:00.000000Z",
+                "valid_until": None,
+            }
+        ],
+    )
     open_page(driver, page.as_uri())
     choose_file(driver, GOLDEN / "contract.txt")
     return driver
@@ -142,8 +151,16 @@ def test_golden_receipt_with_its_file_is_valid(driver: Any, live_app: LiveApp, n
     assert shown["valid"] and shown["step"] is None
     assert "VALID" in shown["head"]
     assert shown["statement"] == expected.statement
-    assert shown["steps"] == {0: "pass", 1: "pass", 2: "pass", 3: "pass", 4: "pass", 5: "pass", 6: "pass",
-                              7: "notchecked"}
+    assert shown["steps"] == {
+        0: "pass",
+        1: "pass",
+        2: "pass",
+        3: "pass",
+        4: "pass",
+        5: "pass",
+        6: "pass",
+        7: "notchecked",
+    }
     assert [c["detail"] for c in shown["result"]["checks"]] == [c.detail for c in expected.checks]
     if name == NAMES[0]:
         screenshot(driver, "verify-valid")
@@ -222,16 +239,19 @@ def test_a_failing_step_is_shown_clearly(offline_page: Any, tmp_path: Path) -> N
     screenshot(offline_page, "verify-invalid-step3")
 
 
-@pytest.mark.parametrize("raw", [
-    b'{"format": "evidence-receipt/v1", "format": "evidence-receipt/v1"}',
-    b'{"x": NaN}',
-    b'{"x": -Infinity}',
-    b'{"x": "\xff"}',
-    b"\xef\xbb\xbf{}",
-    b"",
-    b'{"a": 1,}',
-    b"[1, 2",
-])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"format": "evidence-receipt/v1", "format": "evidence-receipt/v1"}',
+        b'{"x": NaN}',
+        b'{"x": -Infinity}',
+        b'{"x": "\xff"}',
+        b"\xef\xbb\xbf{}",
+        b"",
+        b'{"a": 1,}',
+        b"[1, 2",
+    ],
+)
 def test_unreadable_receipt_is_refused_like_load_json(offline_page: Any, tmp_path: Path, raw: bytes) -> None:
     with pytest.raises(UnreadableReceipt):
         load_json(raw)
@@ -272,13 +292,39 @@ def _random_value(rng: random.Random, doc: dict[str, Any], path: tuple[Any, ...]
     node: Any = doc
     for p in path:
         node = node[p]
-    choices: list[Any] = [None, True, False, 0, -1, 2**70, 1.0, 1.5, "", "x", [], {}, "AAAA", "AA==", "QR==",
-                          b64(b"\x00" * 32), "evidence-receipt/v1", [b64(b"\x01" * 32)], 3, 5, 7]
+    choices: list[Any] = [
+        None,
+        True,
+        False,
+        0,
+        -1,
+        2**70,
+        1.0,
+        1.5,
+        "",
+        "x",
+        [],
+        {},
+        "AAAA",
+        "AA==",
+        "QR==",
+        b64(b"\x00" * 32),
+        "evidence-receipt/v1",
+        [b64(b"\x01" * 32)],
+        3,
+        5,
+        7,
+    ]
     if isinstance(node, str):
         # small edits of the real string: drop, duplicate or change one character, or change case
         i = rng.randrange(len(node)) if node else 0
-        choices += [node[:i] + node[i + 1:], node[:i] + node[i:i + 1] * 2 + node[i + 1:],
-                    node[:i] + rng.choice("Aa0+/=\n -_Z.") + node[i + 1:], node.upper(), node + "\n"]
+        choices += [
+            node[:i] + node[i + 1 :],
+            node[:i] + node[i : i + 1] * 2 + node[i + 1 :],
+            node[:i] + rng.choice("Aa0+/=\n -_Z.") + node[i + 1 :],
+            node.upper(),
+            node + "\n",
+        ]
     if isinstance(node, int) and not isinstance(node, bool):
         choices += [node + 1, node - 1, node * 2]
     return rng.choice(choices)
@@ -327,14 +373,20 @@ def test_page_verifier_agrees_with_service_verify_on_a_seeded_fuzz(offline_page:
           return out;
         })().then(done, (e) => done({error: String(e && e.stack || e)}));
         """,
-        cases, [GOLDEN_VKEY],
+        cases,
+        [GOLDEN_VKEY],
     )
     assert not isinstance(got, dict), got
     mismatches = []
     for (text, sha), page in zip(cases, got, strict=True):
         expected = verify_receipt(json.loads(text), sha256=bytes.fromhex(sha) if sha else None, trusted_keys=TRUSTED)
-        want = {"valid": expected.valid, "step": expected.step, "reason": expected.reason,
-                "steps": [c.step for c in expected.checks], "statement": expected.statement}
+        want = {
+            "valid": expected.valid,
+            "step": expected.step,
+            "reason": expected.reason,
+            "steps": [c.step for c in expected.checks],
+            "statement": expected.statement,
+        }
         if page != want:
             mismatches.append((text[:200], want, page))
     assert not mismatches, f"{len(mismatches)} of {len(cases)} differ; first: {mismatches[:3]}"
@@ -343,12 +395,41 @@ def test_page_verifier_agrees_with_service_verify_on_a_seeded_fuzz(offline_page:
 
 
 def test_base64_decoding_matches_python_strict_decoder(offline_page: Any) -> None:
-    samples = ["", "QQ", "QQ=", "QQ==", "QR==", "QUI=", "QUI==", "QUJD==", "Q", "Q=", "Q===", "QUJDQ", "=QQ==",
-               "Q Q=", "QU=I", "QUJD", "QUJD\n", "Zm9v", "Zm9vYg==", "Zm9vYmE=", "Zm9vYmFy", "Zm9vYmE", "Zg=", "Zg",
-               "é", "QQ==QQ==", "+/+/", "-_-_"]
+    samples = [
+        "",
+        "QQ",
+        "QQ=",
+        "QQ==",
+        "QR==",
+        "QUI=",
+        "QUI==",
+        "QUJD==",
+        "Q",
+        "Q=",
+        "Q===",
+        "QUJDQ",
+        "=QQ==",
+        "Q Q=",
+        "QU=I",
+        "QUJD",
+        "QUJD\n",
+        "Zm9v",
+        "Zm9vYg==",
+        "Zm9vYmE=",
+        "Zm9vYmFy",
+        "Zm9vYmE",
+        "Zg=",
+        "Zg",
+        "é",
+        "QQ==QQ==",
+        "+/+/",
+        "-_-_",
+    ]
     got = offline_page.execute_script(
         "return arguments[0].map((s) => { const r = window.evidenceLedger.pyB64decode(s);"
-        " return r.error ? null : Array.from(r.bytes); });", samples)
+        " return r.error ? null : Array.from(r.bytes); });",
+        samples,
+    )
     for text, page in zip(samples, got, strict=True):
         try:
             want: list[int] | None = list(base64.b64decode(text.encode("ascii"), validate=True))
@@ -362,8 +443,9 @@ def test_base64_decoding_matches_python_strict_decoder(offline_page: Any) -> Non
 
 def test_certificate_pdf_is_accepted_as_the_receipt(offline_page: Any, tmp_path: Path) -> None:
     raw = (GOLDEN / "batch7-index6-ledger6.json").read_bytes()
-    pdf = render_certificate(json.loads(raw), verify_url="https://ledger.example/verify", label="买卖合同 contract",
-                             receipt_json=raw)
+    pdf = render_certificate(
+        json.loads(raw), verify_url="https://ledger.example/verify", label="买卖合同 contract", receipt_json=raw
+    )
     assert extract_receipt(pdf) == raw
     path = tmp_path / "certificate.pdf"
     path.write_bytes(pdf)
@@ -483,8 +565,10 @@ def test_deposit_page_end_to_end(driver: Any, live_app: LiveApp, tmp_path: Path,
     driver.find_element("id", "api-key").send_keys("evl_wrong")
     driver.find_element("id", "file-input").send_keys(str(evidence))
     driver.find_element("id", "submit-button").click()
-    status = wait_for(lambda: driver.find_element("id", "status").text.startswith("401") and
-                      driver.find_element("id", "status").text, "the 401")
+    status = wait_for(
+        lambda: driver.find_element("id", "status").text.startswith("401") and driver.find_element("id", "status").text,
+        "the 401",
+    )
     assert "API key is not valid" in status
 
 

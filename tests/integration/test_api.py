@@ -203,8 +203,9 @@ def test_checkpoints_verify_and_consistency_proof_links_them(any_runtime: Runtim
     sizes: list[Checkpoint] = []
     for n in range(5):
         for i in range(n + 1):
-            client.post("/v1/evidence", json={"sha256": hashlib.sha256(f"{n}/{i}".encode()).hexdigest()},
-                        headers=auth(key))
+            client.post(
+                "/v1/evidence", json={"sha256": hashlib.sha256(f"{n}/{i}".encode()).hexdigest()}, headers=auth(key)
+            )
         seal(any_runtime)
         sizes.append(checkpoint())
     assert [c.size for c in sizes] == [1, 2, 3, 4, 5]
@@ -232,8 +233,9 @@ def test_checkpoints_verify_and_consistency_proof_links_them(any_runtime: Runtim
 def test_another_tenant_gets_404_for_foreign_evidence(any_runtime: Runtime) -> None:
     _app, client = make_client(any_runtime)
     alice, bob = new_key(any_runtime, "alice"), new_key(any_runtime, "bob")
-    evidence_id = client.post("/v1/evidence", data=b"alice's file", headers=auth(alice),
-                              content_type="application/octet-stream").get_json()["id"]
+    evidence_id = client.post(
+        "/v1/evidence", data=b"alice's file", headers=auth(alice), content_type="application/octet-stream"
+    ).get_json()["id"]
     assert client.get(f"/v1/evidence/{evidence_id}", headers=auth(alice)).status_code == 200
     assert_problem(client.get(f"/v1/evidence/{evidence_id}", headers=auth(bob)), 404, evidence_id)
     seal(any_runtime)
@@ -294,18 +296,42 @@ def test_revoked_tenant_key_is_401(client: FlaskClient, runtime: Runtime, key: s
         (json.dumps({"sha256": "a" * 64, "label": "x" * 501}), "application/json", ["1-500 characters", "501"]),
         (json.dumps({"sha256": "a" * 64, "label": "bell\u0007"}), "application/json", ["U+0007"]),
         (json.dumps({"sha256": "a" * 64, "label": 7}), "application/json", ["must be a string"]),
-        ("--b\r\nContent-Disposition: form-data; name=\"other\"\r\n\r\nx\r\n--b--\r\n",
-         "multipart/form-data; boundary=b", ["unknown multipart field", "other"]),
-        ("--b\r\nContent-Disposition: form-data; name=\"label\"\r\n\r\nx\r\n--b--\r\n",
-         "multipart/form-data; boundary=b", ["no part named 'file'"]),
-        ("--b\r\nContent-Disposition: form-data; name=\"file\"\r\n\r\nx", "multipart/form-data; boundary=b",
-         ["malformed"]),
+        (
+            '--b\r\nContent-Disposition: form-data; name="other"\r\n\r\nx\r\n--b--\r\n',
+            "multipart/form-data; boundary=b",
+            ["unknown multipart field", "other"],
+        ),
+        (
+            '--b\r\nContent-Disposition: form-data; name="label"\r\n\r\nx\r\n--b--\r\n',
+            "multipart/form-data; boundary=b",
+            ["no part named 'file'"],
+        ),
+        (
+            '--b\r\nContent-Disposition: form-data; name="file"\r\n\r\nx',
+            "multipart/form-data; boundary=b",
+            ["malformed"],
+        ),
         ("x", "multipart/form-data", ["boundary"]),
     ],
     ids=[
-        "non-hex", "upper-case-hex", "short-hex", "hex-not-string", "no-sha256", "not-object", "bad-json",
-        "duplicate-key", "nan", "not-utf8", "unknown-field", "empty-label", "long-label", "control-label",
-        "label-not-string", "multipart-unknown-field", "multipart-no-file", "multipart-truncated",
+        "non-hex",
+        "upper-case-hex",
+        "short-hex",
+        "hex-not-string",
+        "no-sha256",
+        "not-object",
+        "bad-json",
+        "duplicate-key",
+        "nan",
+        "not-utf8",
+        "unknown-field",
+        "empty-label",
+        "long-label",
+        "control-label",
+        "label-not-string",
+        "multipart-unknown-field",
+        "multipart-no-file",
+        "multipart-truncated",
         "multipart-no-boundary",
     ],
 )
@@ -323,8 +349,9 @@ def test_label_in_query_and_body_at_once_is_400(client: FlaskClient, key: str) -
 
 
 def test_unsupported_content_type_is_415(client: FlaskClient, key: str) -> None:
-    response = client.post("/v1/evidence", data="sha256=abc", headers=auth(key),
-                           content_type="application/x-www-form-urlencoded")
+    response = client.post(
+        "/v1/evidence", data="sha256=abc", headers=auth(key), content_type="application/x-www-form-urlencoded"
+    )
     assert_problem(response, 415, "application/octet-stream", "x-www-form-urlencoded")
 
 
@@ -427,12 +454,14 @@ def expected_digest(size: int) -> str:
 def test_oversized_raw_upload_with_content_length_is_413_and_stores_nothing(
     client: FlaskClient, runtime: Runtime, key: str
 ) -> None:
-    response = client.post("/v1/evidence", data=b"x" * (MAX_UPLOAD + 1), headers=auth(key),
-                           content_type="application/octet-stream")
+    response = client.post(
+        "/v1/evidence", data=b"x" * (MAX_UPLOAD + 1), headers=auth(key), content_type="application/octet-stream"
+    )
     assert_problem(response, 413, str(MAX_UPLOAD))
     assert table_counts(runtime) == (0, 0)
-    exact = client.post("/v1/evidence", data=b"x" * MAX_UPLOAD, headers=auth(key),
-                        content_type="application/octet-stream")
+    exact = client.post(
+        "/v1/evidence", data=b"x" * MAX_UPLOAD, headers=auth(key), content_type="application/octet-stream"
+    )
     assert exact.status_code == 202
     assert table_counts(runtime) == (1, 1)
 
@@ -448,9 +477,7 @@ def test_oversized_streamed_upload_without_length_is_413_and_stores_nothing(
     assert table_counts(runtime) == (0, 0)
 
 
-def test_oversized_multipart_file_is_413_and_stores_nothing(
-    client: FlaskClient, runtime: Runtime, key: str
-) -> None:
+def test_oversized_multipart_file_is_413_and_stores_nothing(client: FlaskClient, runtime: Runtime, key: str) -> None:
     # Built by hand: werkzeug's test encoder spools big forms to a temporary file it never closes.
     body = (
         b'--b\r\nContent-Disposition: form-data; name="label"\r\n\r\ntoo big\r\n'
@@ -471,8 +498,8 @@ def test_streamed_multipart_upload_of_300_mb_keeps_memory_flat(tmp_path: Path, s
         key = new_key(rt)
         boundary = "----evidence-test-boundary"
         prefix = (
-            f"--{boundary}\r\nContent-Disposition: form-data; name=\"label\"\r\n\r\nbig one\r\n"
-            f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"big.bin\"\r\n"
+            f'--{boundary}\r\nContent-Disposition: form-data; name="label"\r\n\r\nbig one\r\n'
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="big.bin"\r\n'
             "Content-Type: application/octet-stream\r\n\r\n"
         ).encode()
         suffix = f"\r\n--{boundary}--\r\n".encode()
@@ -503,8 +530,9 @@ def test_streamed_multipart_upload_of_300_mb_keeps_memory_flat(tmp_path: Path, s
 
 def test_verify_endpoint_trusts_the_servers_keys(client: FlaskClient, runtime: Runtime, key: str) -> None:
     data = b"the file"
-    evidence_id = client.post("/v1/evidence", data=data, headers=auth(key),
-                              content_type="application/octet-stream").get_json()["id"]
+    evidence_id = client.post(
+        "/v1/evidence", data=data, headers=auth(key), content_type="application/octet-stream"
+    ).get_json()["id"]
     seal(runtime)
     receipt = client.get(f"/v1/evidence/{evidence_id}/receipt", headers=auth(key)).get_json()
     digest = hashlib.sha256(data).hexdigest()

@@ -121,9 +121,13 @@ def tamper(engine: Engine, *statements: str, params: dict[str, Any] | None = Non
 
 def sealed_evidence(rt: Runtime, seq: int, index: int) -> Any:
     with rt.engine.connect() as conn:
-        return conn.execute(text(
-            "SELECT e.pk, e.id FROM evidence e JOIN batch_leaves b ON b.evidence_pk = e.pk "
-            "WHERE b.batch_seq = :s AND b.leaf_index = :i"), {"s": seq, "i": index}).one()
+        return conn.execute(
+            text(
+                "SELECT e.pk, e.id FROM evidence e JOIN batch_leaves b ON b.evidence_pk = e.pk "
+                "WHERE b.batch_seq = :s AND b.leaf_index = :i"
+            ),
+            {"s": seq, "i": index},
+        ).one()
 
 
 def assert_first(report: AuditReport, table: str, key: str, *words: str) -> None:
@@ -150,10 +154,18 @@ def test_fast_leaf_bytes_and_trees_equal_the_reference() -> None:
         assert levels[-1][0] == tree.root
         proofs = [b"".join(tree.inclusion_proof(i)) for i in range(n)]
         assert _audit_paths(levels) == proofs
-        assert _leaves_bytes([x.id for x in leaves], [x.sha256 for x in leaves],
-                             [sealing.to_us(x.received) for x in leaves]) == raw
-        assert _leaf_hashes([x.id for x in leaves], [x.sha256 for x in leaves],
-                            [sealing.to_us(x.received) for x in leaves]) == hashes
+        assert (
+            _leaves_bytes(
+                [x.id for x in leaves], [x.sha256 for x in leaves], [sealing.to_us(x.received) for x in leaves]
+            )
+            == raw
+        )
+        assert (
+            _leaf_hashes(
+                [x.id for x in leaves], [x.sha256 for x in leaves], [sealing.to_us(x.received) for x in leaves]
+            )
+            == hashes
+        )
         assert _paths_match(levels, proofs)
         if n > 2:  # the same bytes, one hash moved from a proof to the next: the concatenation alone is equal
             moved = [proofs[0][:-32], proofs[0][-32:] + proofs[1], *proofs[2:]]
@@ -193,8 +205,11 @@ def test_tokens_without_trusted_roots_are_reported_not_checked(runtime: Runtime,
 
 def test_changed_digest_is_named(runtime: Runtime, jobs: int) -> None:
     victim = sealed_evidence(runtime, 1, 2)
-    tamper(runtime.engine, "UPDATE evidence SET sha256 = :d WHERE pk = :pk",
-           params={"d": hashlib.sha256(b"forged").digest(), "pk": victim.pk})
+    tamper(
+        runtime.engine,
+        "UPDATE evidence SET sha256 = :d WHERE pk = :pk",
+        params={"d": hashlib.sha256(b"forged").digest(), "pk": victim.pk},
+    )
     report = run_audit(runtime, jobs=jobs)
     assert_first(report, "evidence", f"pk={victim.pk} (id {victim.id})", "leaf 2 of batch 1", "stored proof")
     assert report.finding_count == 1
@@ -203,8 +218,13 @@ def test_changed_digest_is_named(runtime: Runtime, jobs: int) -> None:
 def test_deleted_evidence_row_is_named(runtime: Runtime, jobs: int) -> None:
     victim = sealed_evidence(runtime, 0, 4)
     tamper(runtime.engine, "DELETE FROM evidence WHERE pk = :pk", params={"pk": victim.pk})
-    assert_first(run_audit(runtime, jobs=jobs), "batch_leaves", f"evidence_pk={victim.pk}", "leaf 4 of batch 0",
-                 "evidence row is missing")
+    assert_first(
+        run_audit(runtime, jobs=jobs),
+        "batch_leaves",
+        f"evidence_pk={victim.pk}",
+        "leaf 4 of batch 0",
+        "evidence row is missing",
+    )
 
 
 @pytest.mark.parametrize("bad_id", ["with space", "two\nlines", "x" * 65])
@@ -213,16 +233,26 @@ def test_invalid_evidence_id_is_named(runtime: Runtime, jobs: int, bad_id: str) 
     invalid id into valid-looking lines."""
     victim = sealed_evidence(runtime, 1, 1)
     tamper(runtime.engine, "UPDATE evidence SET id = :id WHERE pk = :pk", params={"id": bad_id, "pk": victim.pk})
-    assert_first(run_audit(runtime, jobs=jobs), "evidence", f"pk={victim.pk}", "is not a valid evidence id",
-                 repr(bad_id))
+    assert_first(
+        run_audit(runtime, jobs=jobs), "evidence", f"pk={victim.pk}", "is not a valid evidence id", repr(bad_id)
+    )
 
 
 def test_deleted_leaf_and_evidence_is_named(runtime: Runtime, jobs: int) -> None:
     victim = sealed_evidence(runtime, 2, 1)
-    tamper(runtime.engine, "DELETE FROM batch_leaves WHERE evidence_pk = :pk",
-           "DELETE FROM evidence WHERE pk = :pk", params={"pk": victim.pk})
-    assert_first(run_audit(runtime, jobs=jobs), "batch_leaves", "batch_seq=2", "3 leaves stored for a batch of size 4",
-                 "leaf index 1 is missing")
+    tamper(
+        runtime.engine,
+        "DELETE FROM batch_leaves WHERE evidence_pk = :pk",
+        "DELETE FROM evidence WHERE pk = :pk",
+        params={"pk": victim.pk},
+    )
+    assert_first(
+        run_audit(runtime, jobs=jobs),
+        "batch_leaves",
+        "batch_seq=2",
+        "3 leaves stored for a batch of size 4",
+        "leaf index 1 is missing",
+    )
 
 
 def test_swapped_batch_root_is_named(runtime: Runtime, jobs: int) -> None:
@@ -242,8 +272,9 @@ def test_rewritten_entry_is_caught_by_the_log(runtime: Runtime, jobs: int) -> No
 
     forged_root = hashlib.sha256(b"another batch").digest()
     entry = LedgerEntry(1, int(row.size), forged_root, sealing.from_us(int(row.sealed_us))).to_bytes()
-    tamper(runtime.engine, "UPDATE batches SET root = :r, entry = :e WHERE seq = 1",
-           params={"r": forged_root, "e": entry})
+    tamper(
+        runtime.engine, "UPDATE batches SET root = :r, entry = :e WHERE seq = 1", params={"r": forged_root, "e": entry}
+    )
     report = run_audit(runtime, jobs=jobs)
     assert_first(report, "evidence", "(id ", "leaf 0 of batch 1")
     tables = {f.table for f in report.findings}
@@ -256,17 +287,24 @@ def test_forged_checkpoint_is_named(runtime: Runtime, jobs: int) -> None:
     assert row is not None
     attacker = Signer.generate(runtime.signer.name)  # same name, other key
     note = sign_note(Checkpoint(runtime.signer.name, 2, bytes(row.root)).to_bytes(), [attacker])
-    tamper(runtime.engine, "UPDATE checkpoints SET note = :n, key_hash = :k WHERE size = 2",
-           params={"n": note, "k": attacker.key_hash})
-    assert_first(run_audit(runtime, jobs=jobs), "checkpoints", "size=2",
-                 "does not verify with any published signing key")
+    tamper(
+        runtime.engine,
+        "UPDATE checkpoints SET note = :n, key_hash = :k WHERE size = 2",
+        params={"n": note, "k": attacker.key_hash},
+    )
+    assert_first(
+        run_audit(runtime, jobs=jobs), "checkpoints", "size=2", "does not verify with any published signing key"
+    )
 
 
 def test_checkpoint_for_another_root_is_named(runtime: Runtime, jobs: int) -> None:
     forged_root = hashlib.sha256(b"fork").digest()
     note = sign_note(Checkpoint(runtime.signer.name, 3, forged_root).to_bytes(), [runtime.signer])
-    tamper(runtime.engine, "UPDATE checkpoints SET note = :n, root = :r WHERE size = 3",
-           params={"n": note, "r": forged_root})
+    tamper(
+        runtime.engine,
+        "UPDATE checkpoints SET note = :n, root = :r WHERE size = 3",
+        params={"n": note, "r": forged_root},
+    )
     assert_first(run_audit(runtime, jobs=jobs), "checkpoints", "size=3", "differs from the ledger log root")
 
 
@@ -297,8 +335,12 @@ def test_dropped_pending_evidence_is_named(runtime: Runtime, jobs: int) -> None:
 def test_sealed_evidence_still_pending_is_named(runtime: Runtime, jobs: int) -> None:
     victim = sealed_evidence(runtime, 1, 0)
     tamper(runtime.engine, "INSERT INTO pending (evidence_pk, received_us) VALUES (:pk, 0)", params={"pk": victim.pk})
-    assert_first(run_audit(runtime, jobs=jobs), "pending", f"evidence_pk={victim.pk} (id {victim.id})",
-                 "still pending although it is sealed")
+    assert_first(
+        run_audit(runtime, jobs=jobs),
+        "pending",
+        f"evidence_pk={victim.pk} (id {victim.id})",
+        "still pending although it is sealed",
+    )
 
 
 def test_deleted_ledger_node_and_gap_in_seq_are_named(runtime: Runtime, jobs: int) -> None:
@@ -311,6 +353,7 @@ def test_parallel_audit_reports_exactly_what_the_serial_one_does(runtime: Runtim
     """Findings (all of them, in order) and counts do not depend on --jobs, through tampering that the worker
     ranges see differently: a missing ledger entry (its leaves become orphans), leaves of no batch beyond the last
     one, a batch without leaves and a bad leaf in a later range."""
+
     def same_everywhere() -> AuditReport:
         serial = run_audit(runtime, jobs=1)
         for n in (2, 3, 5):
@@ -323,8 +366,7 @@ def test_parallel_audit_reports_exactly_what_the_serial_one_does(runtime: Runtim
 
     assert same_everywhere().ok
     victim = sealed_evidence(runtime, 2, 3)
-    tamper(runtime.engine, "UPDATE evidence SET received_us = received_us - 1 WHERE pk = :pk",
-           params={"pk": victim.pk})
+    tamper(runtime.engine, "UPDATE evidence SET received_us = received_us - 1 WHERE pk = :pk", params={"pk": victim.pk})
     assert_first(same_everywhere(), "evidence", f"pk={victim.pk}", "leaf 3 of batch 2")
     tamper(runtime.engine, "DELETE FROM batches WHERE seq = 1")
     assert_first(same_everywhere(), "batch_leaves", "evidence_pk=", "belongs to batch 1, which is not in the ledger")
@@ -340,13 +382,16 @@ _real_leaf_range = audit_module._audit_leaf_range
 def _worker_reading_another_batch_1(url: str, snapshot: str | None, low: int, high: int) -> list[Any]:
     """A worker whose view of batch 1 differs from the main snapshot's (what a SQLite worker could see if a
     superuser rewrote the row in between)."""
-    return [dataclasses.replace(r, batch=(r.batch[0], bytes(32), r.batch[2])) if r.seq == 1 and r.batch else r
-            for r in _real_leaf_range(url, snapshot, low, high)]
+    return [
+        dataclasses.replace(r, batch=(r.batch[0], bytes(32), r.batch[2])) if r.seq == 1 and r.batch else r
+        for r in _real_leaf_range(url, snapshot, low, high)
+    ]
 
 
 @pytest.mark.parametrize("jobs", [2], indirect=True, ids=["jobs2"])
-def test_a_worker_that_read_another_batch_row_is_not_trusted(runtime: Runtime, jobs: int,
-                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_worker_that_read_another_batch_row_is_not_trusted(
+    runtime: Runtime, jobs: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(audit_module, "_audit_leaf_range", _worker_reading_another_batch_1)  # forked: inherited
     report = run_audit(runtime, jobs=jobs)
     assert_first(report, "batches", "seq=1", "changed while the audit ran")
@@ -358,15 +403,24 @@ def test_a_worker_that_read_another_batch_row_is_not_trusted(runtime: Runtime, j
 
 
 def evidence(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "service", *args], capture_output=True, text=True,
-                          env={**os.environ, **env}, timeout=120, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "service", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **env},
+        timeout=120,
+        check=False,
+    )
 
 
 def test_command_exit_codes_and_first_bad_row(runtime: Runtime, jobs: int) -> None:
     url = make_url(str(runtime.settings.database_url)).render_as_string(hide_password=False)
-    env = {"DATABASE_URL": url, "EVIDENCE_DATA_DIR": str(runtime.settings.data_dir),
-           "EVIDENCE_TSA": f"tsa0={runtime.settings.tsa[0].url}",
-           "EVIDENCE_TSA_CA_FILES": str(runtime.settings.tsa_ca_files[0])}
+    env = {
+        "DATABASE_URL": url,
+        "EVIDENCE_DATA_DIR": str(runtime.settings.data_dir),
+        "EVIDENCE_TSA": f"tsa0={runtime.settings.tsa[0].url}",
+        "EVIDENCE_TSA_CA_FILES": str(runtime.settings.tsa_ca_files[0]),
+    }
     ok = evidence("audit", f"--jobs={jobs}", env=env)
     assert ok.returncode == 0, ok.stderr
     assert "OK: the ledger is consistent (3 entries)" in ok.stdout
@@ -374,8 +428,7 @@ def test_command_exit_codes_and_first_bad_row(runtime: Runtime, jobs: int) -> No
     assert "\x1b[" not in ok.stdout + ok.stderr  # piped: no progress bar, no colours
 
     victim = sealed_evidence(runtime, 2, 0)
-    tamper(runtime.engine, "UPDATE evidence SET received_us = received_us + 1 WHERE pk = :pk",
-           params={"pk": victim.pk})
+    tamper(runtime.engine, "UPDATE evidence SET received_us = received_us + 1 WHERE pk = :pk", params={"pk": victim.pk})
     bad = evidence("audit", f"--jobs={jobs}", env=env)
     assert bad.returncode == 1, bad.stdout + bad.stderr
     assert f"INCONSISTENT: first bad row: evidence pk={victim.pk} (id {victim.id})" in bad.stderr

@@ -146,9 +146,7 @@ def test_malformed_batch_bodies_are_400(runtime: Runtime, client: FlaskClient, b
     assert words in r.get_json()["detail"]
 
 
-def test_more_than_10000_items_is_refused_and_10000_are_stored_at_once(
-    runtime: Runtime, client: FlaskClient
-) -> None:
+def test_more_than_10000_items_is_refused_and_10000_are_stored_at_once(runtime: Runtime, client: FlaskClient) -> None:
     key = new_key(runtime)
     r = post_batch(client, key, body_of(10_001, label=False))
     assert r.status_code == 400 and "10000" in r.get_json()["detail"]
@@ -287,9 +285,7 @@ def test_concurrent_requests_with_one_key_insert_once(runtime: Runtime) -> None:
 
     def call() -> None:
         try:
-            results.append(
-                bulk.run_idempotent(runtime.engine, tenant_id, "race", req, 86_400, produce, utc_now)
-            )
+            results.append(bulk.run_idempotent(runtime.engine, tenant_id, "race", req, 86_400, produce, utc_now))
         except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
             errors.append(exc)
 

@@ -39,12 +39,11 @@ GOLDEN = Path(__file__).resolve().parents[1] / "vectors" / "receipts"
 # --- fixtures -------------------------------------------------------------------------------------
 
 
-
-
 def make_runtime(tmp_path: Path, url: str, **overrides: Any) -> Runtime:
     db.upgrade(url)
-    settings = Settings(data_dir=tmp_path / "data", database_url=url, public_url="https://ledger.example/base/",
-                        **overrides)
+    settings = Settings(
+        data_dir=tmp_path / "data", database_url=url, public_url="https://ledger.example/base/", **overrides
+    )
     runtime = Runtime.from_settings(settings)
     runtime.prepare_signing()
     return runtime
@@ -170,8 +169,9 @@ def test_certificate_shows_a_timestamp_checked_against_the_trusted_tsa(tmp_path:
     from tests.support.local_tsa import LocalTSA
 
     with LocalTSA(name="Certificate Test TSA") as tsa:
-        runtime = make_runtime(tmp_path, sqlite_url, tsa=(TimestampAuthority("tsa0", tsa.url),),
-                               tsa_ca_files=(tsa.ca_cert_path,))
+        runtime = make_runtime(
+            tmp_path, sqlite_url, tsa=(TimestampAuthority("tsa0", tsa.url),), tsa_ca_files=(tsa.ca_cert_path,)
+        )
         try:
             client = create_app(runtime=runtime, start_sealer=False).test_client()
             key = new_key(runtime, "acme")
@@ -217,8 +217,9 @@ def test_verify_page_embeds_the_published_keys_and_allows_no_network(client: Fla
 
 
 def test_embedded_keys_cannot_end_the_data_block() -> None:
-    page = pages.embed_keys(pages.static_page("verify.html"), [{"vkey": "</script><script>alert(1)</script>"}],
-                            "https://x.example")
+    page = pages.embed_keys(
+        pages.static_page("verify.html"), [{"vkey": "</script><script>alert(1)</script>"}], "https://x.example"
+    )
     block = page.split('id="published-keys">', 1)[1].split("</script>", 1)[0]
     assert "<" not in block and json.loads(block)["keys"][0]["vkey"] == "</script><script>alert(1)</script>"
 
@@ -253,24 +254,39 @@ def test_certificate_command_renders_offline_and_the_result_verifies(tmp_path: P
     out = tmp_path / "cert.pdf"
     raw = (GOLDEN / "batch5-index2-ledger3.json").read_bytes()
     runner = CliRunner()
-    made = runner.invoke(cli, ["certificate", str(GOLDEN / "batch5-index2-ledger3.json"), "-o", str(out),
-                               "--label", "contract.txt", "--server-url", "https://court.example/ledger/"])
+    made = runner.invoke(
+        cli,
+        [
+            "certificate",
+            str(GOLDEN / "batch5-index2-ledger3.json"),
+            "-o",
+            str(out),
+            "--label",
+            "contract.txt",
+            "--server-url",
+            "https://court.example/ledger/",
+        ],
+    )
     assert made.exit_code == 0, made.output
     assert "golden02AAAAAAAAAAAAAAA" in made.output
     pdf = out.read_bytes()
     assert extract_receipt(pdf) == raw  # the original bytes, unchanged
-    checked = runner.invoke(cli, ["verify", str(out), str(GOLDEN / "contract.txt"), "--key",
-                                  str(GOLDEN / "trusted.vkey")])
+    checked = runner.invoke(
+        cli, ["verify", str(out), str(GOLDEN / "contract.txt"), "--key", str(GOLDEN / "trusted.vkey")]
+    )
     assert checked.exit_code == 0, checked.output
     assert "https://court.example/ledger/verify" in squeezed(pdftotext(pdf, tmp_path, layout=False))
 
 
-@pytest.mark.parametrize(("content", "words"), [
-    (b'{"format": "evidence-receipt/v1", "format": "x"}', "twice"),
-    (b"not json", "not a readable receipt"),
-    (b"[]", "not an evidence-receipt/v1"),
-    (b'{"format": "evidence-receipt/v2"}', "not an evidence-receipt/v1"),
-])
+@pytest.mark.parametrize(
+    ("content", "words"),
+    [
+        (b'{"format": "evidence-receipt/v1", "format": "x"}', "twice"),
+        (b"not json", "not a readable receipt"),
+        (b"[]", "not an evidence-receipt/v1"),
+        (b'{"format": "evidence-receipt/v2"}', "not an evidence-receipt/v1"),
+    ],
+)
 def test_certificate_command_refuses_what_is_not_a_receipt(tmp_path: Path, content: bytes, words: str) -> None:
     receipt = tmp_path / "r.json"
     receipt.write_bytes(content)

@@ -49,8 +49,7 @@ from service.storage import db, ledger
 from service.storage.codec import to_us
 from tests.conftest import PG_ADMIN_URL, skip_or_fail
 
-pytestmark = [pytest.mark.crash, pytest.mark.postgres, pytest.mark.redis, pytest.mark.slow,
-              pytest.mark.timeout(180)]
+pytestmark = [pytest.mark.crash, pytest.mark.postgres, pytest.mark.redis, pytest.mark.slow, pytest.mark.timeout(180)]
 
 ROOT = Path(__file__).resolve().parents[2]
 CELERY = str(Path(sys.executable).with_name("celery"))
@@ -58,8 +57,22 @@ REDIS_URL = os.environ.get("EVIDENCE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0"
 AMQP_URL = os.environ.get("EVIDENCE_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672//")
 ORIGIN = "localhost/evidence-ledger"
 REDIS_START = [
-    "redis-server", "--daemonize", "yes", "--bind", "127.0.0.1", "-::1", "--port", "6379", "--save", "",
-    "--appendonly", "no", "--dir", "/var/lib/redis", "--logfile", "/var/log/redis/ci.log",
+    "redis-server",
+    "--daemonize",
+    "yes",
+    "--bind",
+    "127.0.0.1",
+    "-::1",
+    "--port",
+    "6379",
+    "--save",
+    "",
+    "--appendonly",
+    "no",
+    "--dir",
+    "/var/lib/redis",
+    "--logfile",
+    "/var/log/redis/ci.log",
 ]
 
 
@@ -89,20 +102,29 @@ def pg_cluster() -> str:
 
 
 def pg_ctl(action: str) -> None:
-    subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", pg_cluster(), "main", action],
-                   check=True, capture_output=True, timeout=60)
+    subprocess.run(
+        ["pg_ctlcluster", "--skip-systemctl-redirect", pg_cluster(), "main", action],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
 
 
 def ensure_postgres_running() -> None:
     if not port_open("127.0.0.1", 5432):
-        subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", pg_cluster(), "main", "start"],
-                       capture_output=True, timeout=60)
+        subprocess.run(
+            ["pg_ctlcluster", "--skip-systemctl-redirect", pg_cluster(), "main", "start"],
+            capture_output=True,
+            timeout=60,
+        )
     wait_until(lambda: port_open("127.0.0.1", 5432), 60, "PostgreSQL to accept connections")
 
 
 def redis_up() -> bool:
-    return subprocess.run(["redis-cli", "-p", "6379", "ping"], capture_output=True, text=True,
-                          timeout=5).stdout.strip() == "PONG"
+    return (
+        subprocess.run(["redis-cli", "-p", "6379", "ping"], capture_output=True, text=True, timeout=5).stdout.strip()
+        == "PONG"
+    )
 
 
 def ensure_redis_running() -> None:
@@ -116,8 +138,9 @@ def ensure_redis_running() -> None:
 @pytest.fixture
 def crash_db() -> Iterator[str]:
     """A throwaway database; the admin engine has no pool, so a PostgreSQL restart cannot break the drop."""
-    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT", poolclass=NullPool,
-                          connect_args={"connect_timeout": 3})
+    admin = create_engine(
+        PG_ADMIN_URL, isolation_level="AUTOCOMMIT", poolclass=NullPool, connect_args={"connect_timeout": 3}
+    )
     name = f"evidence_crash_{secrets.token_hex(6)}"
     try:
         with admin.connect() as conn:
@@ -151,20 +174,50 @@ class Deployment:
     def _spawn(self, args: list[str], log_name: str) -> subprocess.Popen[bytes]:
         # Own session: the whole worker (main process and pool child) can be stopped by its process group.
         with open(self.tmp / log_name, "ab") as log:  # the child keeps its own copy of the descriptor
-            return subprocess.Popen([CELERY, "-A", "workers.celery_app", *args], cwd=ROOT, env=self.env,
-                                    stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            return subprocess.Popen(
+                [CELERY, "-A", "workers.celery_app", *args],
+                cwd=ROOT,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
 
     def start_worker(self) -> subprocess.Popen[bytes]:
         i = len(self.workers)
-        proc = self._spawn(["worker", "-c", "1", "-P", "prefork", "-n", f"w{i}-{self.queue}@%h",
-                            "--without-gossip", "--without-mingle", "--without-heartbeat",
-                            "--loglevel", "INFO"], f"worker-{i}.log")
+        proc = self._spawn(
+            [
+                "worker",
+                "-c",
+                "1",
+                "-P",
+                "prefork",
+                "-n",
+                f"w{i}-{self.queue}@%h",
+                "--without-gossip",
+                "--without-mingle",
+                "--without-heartbeat",
+                "--loglevel",
+                "INFO",
+            ],
+            f"worker-{i}.log",
+        )
         self.workers.append(proc)
         return proc
 
     def start_beat(self) -> None:
-        self.beat = self._spawn(["beat", "-s", str(self.tmp / "beat-schedule"),
-                                 "--pidfile", str(self.tmp / "beat.pid"), "--loglevel", "INFO"], "beat.log")
+        self.beat = self._spawn(
+            [
+                "beat",
+                "-s",
+                str(self.tmp / "beat-schedule"),
+                "--pidfile",
+                str(self.tmp / "beat.pid"),
+                "--loglevel",
+                "INFO",
+            ],
+            "beat.log",
+        )
 
     def pool_processes(self) -> list[psutil.Process]:
         """The pool child of each live worker (the process that runs the tasks)."""
@@ -220,19 +273,20 @@ def deploy(crash_db: str, tmp_path: Path) -> Iterator[object]:
         with engine.begin() as conn:
             tenant_id = ledger.insert_tenant(conn, "crash", to_us(utc_now()))
         queue = f"evidence-crash-{secrets.token_hex(4)}"
-        env = {k: v for k, v in os.environ.items()
-               if not k.startswith(("EVIDENCE_", "DATABASE_URL", "PROMETHEUS_"))}
-        env.update({
-            "DATABASE_URL": crash_db,
-            "EVIDENCE_BROKER_URL": broker,
-            "EVIDENCE_CELERY_QUEUE": queue,
-            "EVIDENCE_DATA_DIR": str(tmp_path),
-            "EVIDENCE_SIGNING_KEY_FILE": str(key_file),
-            "EVIDENCE_BATCH_MAX_SIZE": str(batch_max_size),
-            "EVIDENCE_BATCH_MAX_AGE": str(batch_max_age),
-            "EVIDENCE_ORIGIN": ORIGIN,
-            "PYTHONPATH": str(ROOT),
-        })
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("EVIDENCE_", "DATABASE_URL", "PROMETHEUS_"))}
+        env.update(
+            {
+                "DATABASE_URL": crash_db,
+                "EVIDENCE_BROKER_URL": broker,
+                "EVIDENCE_CELERY_QUEUE": queue,
+                "EVIDENCE_DATA_DIR": str(tmp_path),
+                "EVIDENCE_SIGNING_KEY_FILE": str(key_file),
+                "EVIDENCE_BATCH_MAX_SIZE": str(batch_max_size),
+                "EVIDENCE_BATCH_MAX_AGE": str(batch_max_age),
+                "EVIDENCE_ORIGIN": ORIGIN,
+                "PYTHONPATH": str(ROOT),
+            }
+        )
         d = Deployment(crash_db, broker, queue, tmp_path, signer, engine, tenant_id, env)
         made.append(d)
         return d
@@ -314,8 +368,9 @@ def pending_count(engine: Engine) -> int:
 def drain(d: Deployment, timeout: float = 60) -> None:
     """Wait until the workers (driven by beat) have sealed everything."""
     try:
-        wait_until(lambda: pending_count(d.engine) == 0, timeout, "the workers to seal every pending deposit",
-                   interval=0.25)
+        wait_until(
+            lambda: pending_count(d.engine) == 0, timeout, "the workers to seal every pending deposit", interval=0.25
+        )
     except AssertionError:
         raise AssertionError(f"{pending_count(d.engine)} still pending\n{d.logs()}") from None
 
@@ -328,8 +383,9 @@ def check_ledger(d: Deployment, producer: Producer, *, sample: int = 200) -> dic
         q = lambda sql: conn.execute(text(sql)).all()  # noqa: E731
         assert q("SELECT count(*) FROM pending")[0][0] == 0
         stored = {r[0] for r in q("SELECT id FROM evidence")}
-        sealed_rows = q("SELECT e.id, b.batch_seq, b.leaf_index FROM evidence e "
-                        "JOIN batch_leaves b ON b.evidence_pk = e.pk")
+        sealed_rows = q(
+            "SELECT e.id, b.batch_seq, b.leaf_index FROM evidence e JOIN batch_leaves b ON b.evidence_pk = e.pk"
+        )
         sealed_ids = [r[0] for r in sealed_rows]
         # Exactly once: every acknowledged deposit is sealed, once; nothing unacknowledged but ambiguous is.
         assert len(sealed_ids) == len(set(sealed_ids)), "an evidence was sealed twice"
@@ -380,8 +436,9 @@ def check_ledger(d: Deployment, producer: Producer, *, sample: int = 200) -> dic
     return {"acked": len(acked), "sealed": len(sealed_ids), "batches": n, "receipts": len(chosen)}
 
 
-def run_load(d: Deployment, seconds: float, during: object = None, *, per_txn: int = 100,
-             pause: float = 0.02) -> Producer:
+def run_load(
+    d: Deployment, seconds: float, during: object = None, *, per_txn: int = 100, pause: float = 0.02
+) -> Producer:
     producer = Producer(d.url, d.tenant_id, per_txn=per_txn, pause=pause)
     producer.start()
     try:
@@ -467,9 +524,11 @@ def lock_holder(d: Deployment, conn: object) -> psutil.Process | None:
     """The worker pool process whose database session holds the ledger lock right now (mid-sealing)."""
     lock = ledger.LEDGER_LOCK_ID
     row = conn.execute(  # type: ignore[attr-defined]
-        text("SELECT a.client_port FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
-             "WHERE l.locktype = 'advisory' AND l.granted AND l.classid = :hi AND l.objid = :lo "
-             "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"),
+        text(
+            "SELECT a.client_port FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+            "WHERE l.locktype = 'advisory' AND l.granted AND l.classid = :hi AND l.objid = :lo "
+            "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+        ),
         {"hi": lock >> 32, "lo": lock & 0xFFFFFFFF},
     ).first()
     if row is None or row[0] is None:

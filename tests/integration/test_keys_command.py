@@ -39,9 +39,7 @@ def test_init_writes_a_private_key_prints_its_vkey_and_never_overwrites(tmp_path
     assert shown.exit_code == 0 and shown.stdout.strip().splitlines()[-1] == vkey
 
 
-def test_publish_records_the_vkey_and_the_genesis_checkpoint_idempotently(
-    env: dict[str, str], sqlite_url: str
-) -> None:
+def test_publish_records_the_vkey_and_the_genesis_checkpoint_idempotently(env: dict[str, str], sqlite_url: str) -> None:
     runner = CliRunner()
     assert runner.invoke(keys, ["init"], env=env).exit_code == 0
     db.upgrade(sqlite_url)

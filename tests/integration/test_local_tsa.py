@@ -106,9 +106,7 @@ def test_request_token_reports_a_rejection_with_the_url() -> None:
     with LocalTSA(digests=("sha512",)) as authority:
         with pytest.raises(TimestampError) as caught:
             request_token(authority.url, ENTRY)
-    assert caught.value.reason.startswith(
-        f"TSA {authority.url}: the TSA did not grant a token: status rejection"
-    )
+    assert caught.value.reason.startswith(f"TSA {authority.url}: the TSA did not grant a token: status rejection")
 
 
 def test_local_tsa_refuses_wrong_content_type(tsa: LocalTSA) -> None:

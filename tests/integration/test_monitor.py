@@ -59,8 +59,7 @@ class Ledger:
             with self.runtime.engine.begin() as conn:
                 items = [(hashlib.sha256(os.urandom(8)).digest(), None) for _ in range(3)]
                 sealing.record_evidence(conn, self.tenant, items, utc_now())
-            assert sealing.seal_pending(self.runtime.engine, self.runtime.signer, max_leaves=10, max_age=1,
-                                        force=True)
+            assert sealing.seal_pending(self.runtime.engine, self.runtime.signer, max_leaves=10, max_age=1, force=True)
 
     def close(self) -> None:
         self.runtime.engine.dispose()
@@ -106,8 +105,13 @@ def fork(tmp_path: Path, original: Ledger, batches: int) -> Ledger:
 
 
 def monitor_cli(url: str, state: Path, *extra: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "service", "monitor", url, "--state", str(state), "--once", *extra],
-                          capture_output=True, text=True, timeout=60, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "service", "monitor", url, "--state", str(state), "--once", *extra],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
 
 
 def test_monitor_follows_growth_then_catches_a_fork_at_the_same_size(
@@ -234,16 +238,20 @@ def test_proof_endpoint_serves_verifiable_tlog_proofs(original: Ledger) -> None:
     later = tlog_proof.TlogProof.from_bytes(client.get("/v1/ledger/proof?seq=0&size=3").data)
     assert tlog_proof.verify(later, keys).size == 3
     with original.runtime.engine.connect() as conn:
-        doc = sealing.receipt_for(conn, original.tenant, str(conn.execute(
-            ledger.evidence.select().limit(1)).one().id))
+        doc = sealing.receipt_for(conn, original.tenant, str(conn.execute(ledger.evidence.select().limit(1)).one().id))
     assert doc is not None
     assert tlog_proof.from_receipt(doc) == tlog_proof.TlogProof.from_bytes(client.get("/v1/ledger/proof?seq=0").data)
 
 
 @pytest.mark.parametrize(
     ("query", "status", "words"),
-    [("seq=9", 404, "no ledger entry 9"), ("seq=0&size=9", 404, "no checkpoint of size 9"),
-     ("seq=abc", 400, "non-negative integer"), ("", 400, "'seq' is required"), ("seq=1&size=1", 400, "above seq")],
+    [
+        ("seq=9", 404, "no ledger entry 9"),
+        ("seq=0&size=9", 404, "no checkpoint of size 9"),
+        ("seq=abc", 400, "non-negative integer"),
+        ("", 400, "'seq' is required"),
+        ("seq=1&size=1", 400, "above seq"),
+    ],
 )
 def test_proof_endpoint_errors_are_problem_documents(original: Ledger, query: str, status: int, words: str) -> None:
     original.seal(2)
@@ -261,12 +269,22 @@ def test_cli_tlog_proof_from_a_receipt(tmp_path: Path, original: Ledger) -> None
     path = tmp_path / "r.json"
     path.write_text(json.dumps(doc))
     out = tmp_path / "r.tlog-proof"
-    result = subprocess.run([sys.executable, "-m", "service", "tlog-proof", str(path), "-o", str(out)],
-                            capture_output=True, text=True, timeout=60, check=False)
+    result = subprocess.run(
+        [sys.executable, "-m", "service", "tlog-proof", str(path), "-o", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr
     proof = tlog_proof.TlogProof.from_bytes(out.read_bytes())
     assert proof.index == 1 and tlog_proof.verify(proof, [original.runtime.signer.verifier]).size == 2
     path.write_text("{}")
-    bad = subprocess.run([sys.executable, "-m", "service", "tlog-proof", str(path)],
-                         capture_output=True, text=True, timeout=60, check=False)
+    bad = subprocess.run(
+        [sys.executable, "-m", "service", "tlog-proof", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert bad.returncode == 1 and "not a usable receipt" in bad.stderr

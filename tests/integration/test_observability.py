@@ -88,8 +88,9 @@ def test_multiprocess_mode_sums_every_process(tmp_path: Path) -> None:
     for _ in range(2):
         subprocess.run([sys.executable, "-c", bump], env=env, check=True, cwd=Path(__file__).parents[2])
     show = "from service import metrics; import sys; sys.stdout.write(metrics.render(None).decode())"
-    out = subprocess.run([sys.executable, "-c", show], env=env, check=True, capture_output=True, text=True,
-                         cwd=Path(__file__).parents[2]).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", show], env=env, check=True, capture_output=True, text=True, cwd=Path(__file__).parents[2]
+    ).stdout
     assert 'evidence_submissions_total{kind="file"} 4.0' in out
 
 

@@ -113,8 +113,9 @@ def test_redis_gcra_allows_the_burst_then_the_rate(redis_client: Any) -> None:
 @pytest.mark.redis
 def test_redis_limit_is_shared_by_limiters_and_atomic_under_threads(redis_client: Any) -> None:
     prefix = redis_client.prefix_for_test
-    limiters = [RedisRateLimiter(redis.Redis.from_url(REDIS_URL), rate=0.01, burst=50, prefix=prefix)
-                for _ in range(4)]  # four "processes"
+    limiters = [
+        RedisRateLimiter(redis.Redis.from_url(REDIS_URL), rate=0.01, burst=50, prefix=prefix) for _ in range(4)
+    ]  # four "processes"
     allowed: list[int] = []
     lock = threading.Lock()
 

@@ -131,8 +131,14 @@ def test_rotation_refuses_an_unpublished_key_and_leaves_the_file(settings: Setti
 
 
 def evidence(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "service", *args], capture_output=True, text=True,
-                          env={**os.environ, "DATABASE_URL": "", **(env or {})}, timeout=120, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "service", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "DATABASE_URL": "", **(env or {})},
+        timeout=120,
+        check=False,
+    )
 
 
 def test_cli_rotate_and_list(tmp_path: Path) -> None:

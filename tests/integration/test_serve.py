@@ -38,8 +38,9 @@ def evidence(*args: str, env: dict[str, str], timeout: float = 60) -> subprocess
     )
 
 
-def http(method: str, url: str, *, body: bytes | None = None, headers: dict[str, str] | None = None
-         ) -> tuple[int, dict[str, str], bytes]:
+def http(
+    method: str, url: str, *, body: bytes | None = None, headers: dict[str, str] | None = None
+) -> tuple[int, dict[str, str], bytes]:
     request = urllib.request.Request(url, data=body, method=method, headers=headers or {})
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
@@ -63,9 +64,21 @@ def server(tmp_path: Path, env: dict[str, str]) -> Iterator[tuple[str, Path, sub
     log_path = tmp_path / "serve.log"
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "service", "serve", "--port", str(port), "--data-dir", str(data_dir),
-             "--workers", "2"],
-            stdout=log, stderr=subprocess.STDOUT, env=env,
+            [
+                sys.executable,
+                "-m",
+                "service",
+                "serve",
+                "--port",
+                str(port),
+                "--data-dir",
+                str(data_dir),
+                "--workers",
+                "2",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
         )
     base = f"http://127.0.0.1:{port}"
     try:
@@ -107,15 +120,18 @@ def test_serve_tenant_upload_seal_and_verify_offline(
     evidence_file = tmp_path / "exhibit-a.pdf"
     evidence_file.write_bytes(b"%PDF-1.7 exhibit A " + os.urandom(200_000))
     status, headers, body = http(
-        "POST", f"{base}/v1/evidence?label=exhibit%20A", body=evidence_file.read_bytes(),
+        "POST",
+        f"{base}/v1/evidence?label=exhibit%20A",
+        body=evidence_file.read_bytes(),
         headers={"Authorization": f"Bearer {api_key}", "Content-Type": "application/octet-stream"},
     )
     assert status == 202, body
     deposit = json.loads(body)
     assert headers["Location"] == f"/v1/evidence/{deposit['id']}"
 
-    status, _h, body = http("POST", f"{base}/v1/evidence", body=b"x",
-                            headers={"Content-Type": "application/octet-stream"})
+    status, _h, body = http(
+        "POST", f"{base}/v1/evidence", body=b"x", headers={"Content-Type": "application/octet-stream"}
+    )
     assert status == 401 and json.loads(body)["status"] == 401
 
     # The in-process sealer (one, in whichever worker holds the lock) seals within max age.

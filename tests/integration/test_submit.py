@@ -103,20 +103,31 @@ def make_tree(root: Path, n: int) -> list[Path]:
 
 def evidence(live: Live, *args: str, **kw: Any) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "EVIDENCE_URL": live.url, "EVIDENCE_API_KEY": live.key}
-    return subprocess.run([sys.executable, "-m", "service", *args], capture_output=True, text=True, env=env,
-                          cwd=ROOT, timeout=120, **kw)
+    return subprocess.run(
+        [sys.executable, "-m", "service", *args], capture_output=True, text=True, env=env, cwd=ROOT, timeout=120, **kw
+    )
 
 
 def popen(live: Live, *args: str) -> subprocess.Popen[str]:
     env = {**os.environ, "EVIDENCE_URL": live.url, "EVIDENCE_API_KEY": live.key}
-    return subprocess.Popen([sys.executable, "-m", "service", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+    return subprocess.Popen(
+        [sys.executable, "-m", "service", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=ROOT,
+    )
 
 
 def deposits_of(live: Live, path: Path) -> list[dict[str, Any]]:
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    r = requests.get(f"{live.url}/v1/evidence", params={"sha256": digest},
-                     headers={"Authorization": f"Bearer {live.key}"}, timeout=10)
+    r = requests.get(
+        f"{live.url}/v1/evidence",
+        params={"sha256": digest},
+        headers={"Authorization": f"Bearer {live.key}"},
+        timeout=10,
+    )
     assert r.status_code == 200, r.text
     items: list[dict[str, Any]] = r.json()["items"]
     return items
@@ -130,8 +141,13 @@ def assert_receipts_verify(live: Live, files: list[Path], receipt_of: Callable[[
         assert doc["evidence"]["sha256"] == hashlib.sha256(f.read_bytes()).hexdigest()
     # `evidence verify` in a subprocess for a few of them (each is a fresh interpreter).
     for f in files[:: max(1, len(files) // 4)]:
-        done = subprocess.run([sys.executable, "-m", "service", "verify", str(receipt_of(f)), str(f),
-                               "--key", live.vkey], capture_output=True, text=True, cwd=ROOT, timeout=60)
+        done = subprocess.run(
+            [sys.executable, "-m", "service", "verify", str(receipt_of(f)), str(f), "--key", live.vkey],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            timeout=60,
+        )
         assert done.returncode == 0, done.stdout + done.stderr
 
 
@@ -205,8 +221,14 @@ def test_no_wait_then_receipts_fetch(tmp_path: Path, live: Live) -> None:
 def test_usage_errors_exit_2_and_server_problems_are_shown(tmp_path: Path, live: Live) -> None:
     (tmp_path / "a.txt").write_text("a")
     env = {k: v for k, v in os.environ.items() if k not in ("EVIDENCE_URL", "EVIDENCE_API_KEY")}
-    no_server = subprocess.run([sys.executable, "-m", "service", "submit", str(tmp_path / "a.txt")],
-                               capture_output=True, text=True, env=env, cwd=ROOT, timeout=60)
+    no_server = subprocess.run(
+        [sys.executable, "-m", "service", "submit", str(tmp_path / "a.txt")],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=60,
+    )
     assert no_server.returncode == 2 and "EVIDENCE_URL" in no_server.stderr
     missing = evidence(live, "submit", str(tmp_path / "nothing-here"))
     assert missing.returncode == 2

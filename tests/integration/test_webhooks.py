@@ -74,8 +74,9 @@ def receiver() -> Iterator[Receiver]:
 @pytest.fixture
 def runtime(tmp_path: Path, db_url: str) -> Iterator[Runtime]:
     db.upgrade(db_url)
-    rt = Runtime.from_settings(Settings(data_dir=tmp_path / "data", database_url=db_url, rate_limit=0,
-                                        public_url="https://evidence.example"))
+    rt = Runtime.from_settings(
+        Settings(data_dir=tmp_path / "data", database_url=db_url, rate_limit=0, public_url="https://evidence.example")
+    )
     rt.prepare_signing()
     yield rt
     rt.engine.dispose()
@@ -224,9 +225,7 @@ def test_delivery_log_is_append_only(runtime: Runtime, client: FlaskClient) -> N
                 conn.execute(text(statement))
 
 
-def test_celery_task_body_sweeps_due_deliveries(
-    runtime: Runtime, client: FlaskClient, receiver: Receiver
-) -> None:
+def test_celery_task_body_sweeps_due_deliveries(runtime: Runtime, client: FlaskClient, receiver: Receiver) -> None:
     from workers import tasks, webhook_tasks
 
     receiver.fail = 0

@@ -131,8 +131,9 @@ def _deposit(engine: Engine, n: int) -> tuple[int, list[str]]:
     with engine.begin() as conn:
         tenant = ledger.get_tenant_by_name(conn, "t")
         tenant_id = tenant.id if tenant is not None else ledger.insert_tenant(conn, "t", to_us(utc_now()))
-        deposits = sealing.record_evidence(conn, tenant_id, [(bytes([i % 256]) * 32, None) for i in range(n)],
-                                           utc_now())
+        deposits = sealing.record_evidence(
+            conn, tenant_id, [(bytes([i % 256]) * 32, None) for i in range(n)], utc_now()
+        )
     return tenant_id, [d.id for d in deposits]
 
 

@@ -231,9 +231,7 @@ LEAF_FAILURES: list[tuple[str, bytes, str]] = [
 ]
 
 
-@pytest.mark.parametrize(
-    ("data", "reason"), [r[1:] for r in LEAF_FAILURES], ids=[r[0] for r in LEAF_FAILURES]
-)
+@pytest.mark.parametrize(("data", "reason"), [r[1:] for r in LEAF_FAILURES], ids=[r[0] for r in LEAF_FAILURES])
 def test_leaf_from_bytes_rejects(data: bytes, reason: str) -> None:
     with pytest.raises(FormatError, match=reason) as info:
         Leaf.from_bytes(data)
@@ -283,9 +281,7 @@ ENTRY_FAILURES: list[tuple[str, bytes, str]] = [
 ]
 
 
-@pytest.mark.parametrize(
-    ("data", "reason"), [r[1:] for r in ENTRY_FAILURES], ids=[r[0] for r in ENTRY_FAILURES]
-)
+@pytest.mark.parametrize(("data", "reason"), [r[1:] for r in ENTRY_FAILURES], ids=[r[0] for r in ENTRY_FAILURES])
 def test_entry_from_bytes_rejects(data: bytes, reason: str) -> None:
     with pytest.raises(FormatError, match=reason) as info:
         LedgerEntry.from_bytes(data)
@@ -351,9 +347,7 @@ def test_constructors_refuse_values_that_cannot_be_written(build: Any, reason: s
 
 # --- hypothesis round trips ---------------------------------------------------------------------
 
-ids = st.text(
-    alphabet="ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-", min_size=1, max_size=64
-)
+ids = st.text(alphabet="ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-", min_size=1, max_size=64)
 times = st.datetimes(timezones=st.just(UTC))
 hashes = st.binary(min_size=32, max_size=32)
 uint64 = st.integers(min_value=0, max_value=2**64 - 1)

@@ -40,9 +40,7 @@ VERIFIERS = {k["name"]: Verifier.from_vkey(k["vkey"]) for k in KEYS}
 SIGNERS = {k["name"]: Signer.from_skey(k["skey"]) for k in KEYS if "skey" in k}
 PETER = VERIFIERS["PeterNeumann"]
 PETER_SIGNER = SIGNERS["PeterNeumann"]
-GO_TEXT = (
-    b"If you think cryptography is the answer to your problem,\nthen you don't know what your problem is.\n"
-)
+GO_TEXT = b"If you think cryptography is the answer to your problem,\nthen you don't know what your problem is.\n"
 GO_NOTE = next(sn for sn in V["signed_notes"] if sn["id"] == "go-peter")["note"].encode()
 
 
@@ -256,9 +254,7 @@ def test_malformed_notes_from_vectors(mn: dict[str, Any]) -> None:
 # --- format-only C2SP examples (keys not published) ----------------------------------------------
 
 
-@pytest.mark.parametrize(
-    "key", ["signed_note_quasimodo", "checkpoint_behind_the_sofa", "checkpoint_with_cosignature"]
-)
+@pytest.mark.parametrize("key", ["signed_note_quasimodo", "checkpoint_behind_the_sofa", "checkpoint_with_cosignature"])
 def test_format_only_examples_parse_but_have_no_known_key(key: str) -> None:
     with pytest.raises(UnknownKey, match="note has no verifiable signatures"):
         open_note(V["format_only_examples"][key].encode(), [PETER])
@@ -338,9 +334,7 @@ NOTE_FAILURES: list[tuple[str, bytes, str]] = [
 ]
 
 
-@pytest.mark.parametrize(
-    ("note", "reason"), [r[1:] for r in NOTE_FAILURES], ids=[r[0] for r in NOTE_FAILURES]
-)
+@pytest.mark.parametrize(("note", "reason"), [r[1:] for r in NOTE_FAILURES], ids=[r[0] for r in NOTE_FAILURES])
 def test_open_note_rejects_malformed(note: bytes, reason: str) -> None:
     with pytest.raises(MalformedNote, match=reason) as info:
         open_note(note, [PETER])
@@ -431,9 +425,9 @@ def test_sign_and_open_a_checkpoint() -> None:
     assert Checkpoint.from_bytes(opened.text).size == 0
 
 
-note_texts = st.lists(
-    st.text(alphabet=st.characters(min_codepoint=0x20, codec="utf-8"), max_size=30), min_size=1
-).map(lambda lines: "".join(line + "\n" for line in lines).encode())
+note_texts = st.lists(st.text(alphabet=st.characters(min_codepoint=0x20, codec="utf-8"), max_size=30), min_size=1).map(
+    lambda lines: "".join(line + "\n" for line in lines).encode()
+)
 
 
 @settings(max_examples=50)

@@ -357,9 +357,7 @@ def test_verify_token_rejects_altered_copy_of_the_tsa_certificate(tsa: LocalTSA,
     signed_data = content_info["content"]
     real = signed_data["certificates"][0].chosen
     fake = real.copy()
-    fake["tbs_certificate"]["subject"] = fake["tbs_certificate"]["subject"].build(
-        {"common_name": "Forged TSA"}
-    )
+    fake["tbs_certificate"]["subject"] = fake["tbs_certificate"]["subject"].build({"common_name": "Forged TSA"})
     signed_data["certificates"] = [fake, real]
     forged = bytes(content_info.dump(force=True))
     with pytest.raises(TimestampInvalid, match="different certificates for its signer"):
@@ -419,9 +417,7 @@ def test_load_ca_certificates_reads_every_pem_certificate(tsa: LocalTSA, other_t
     assert names == ["CN=Unit Test TSA,O=Evidence Ledger tests", "CN=Unrelated TSA,O=Evidence Ledger tests"]
 
 
-@pytest.mark.parametrize(
-    "pem", [b"", b"hello", b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"]
-)
+@pytest.mark.parametrize("pem", [b"", b"hello", b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"])
 def test_load_ca_certificates_rejects_non_certificates(pem: bytes) -> None:
     with pytest.raises(TimestampInvalid, match="no readable PEM certificate"):
         load_ca_certificates(pem)

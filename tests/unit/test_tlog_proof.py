@@ -122,8 +122,11 @@ def test_from_receipt_takes_the_ledger_part() -> None:
     document = {
         "format": "evidence-receipt/v1",
         "batch": {"seq": 3},
-        "ledger": {"entry": b64(entries[3]), "proof": [b64(h) for h in tree.inclusion_proof(3)],
-                   "checkpoint": note.decode()},
+        "ledger": {
+            "entry": b64(entries[3]),
+            "proof": [b64(h) for h in tree.inclusion_proof(3)],
+            "checkpoint": note.decode(),
+        },
     }
     proof = from_receipt(document)
     assert spec_verify(proof.to_bytes(), signer.verifier.vkey) == (3, entries[3])

@@ -55,8 +55,10 @@ def test_golden_receipt_from_independent_implementation_is_valid(name: str) -> N
     assert result.step is None and result.reason is None
     assert [c.step for c in result.checks] == [0, 1, 2, 3, 4, 5, 6, 7]
     assert result.statement is not None
-    assert result.statement.startswith(f"The file given (SHA-256 {DIGEST.hex()}) was sealed in the ledger of "
-                                       "example.org/evidence-ledger-test no later than 2026-11-")
+    assert result.statement.startswith(
+        f"The file given (SHA-256 {DIGEST.hex()}) was sealed in the ledger of "
+        "example.org/evidence-ledger-test no later than 2026-11-"
+    )
 
 
 def test_without_a_file_step_1_is_reported_as_not_checked() -> None:
@@ -90,6 +92,7 @@ def _set(path: str, value: Any) -> Mutation:
         for p in parents:
             node = node[p]
         node[last] = value
+
     return mutate
 
 
@@ -100,6 +103,7 @@ def _delete(path: str) -> Mutation:
         for p in parents:
             node = node[p]
         del node[last]
+
     return mutate
 
 
@@ -110,6 +114,7 @@ def _edit_b64(path: str, edit: Callable[[bytes], bytes]) -> Mutation:
         for p in parents:
             node = node[p]
         node[last] = b64(edit(unb64(node[last])))
+
     return mutate
 
 
@@ -119,6 +124,7 @@ def _flip_proof(path: str, i: int) -> Mutation:
         h = bytearray(unb64(doc[section][field][i]))
         h[7] ^= 0x01
         doc[section][field][i] = b64(bytes(h))
+
     return mutate
 
 
@@ -129,6 +135,7 @@ def _replace_in(path: str, old: bytes, new: bytes) -> Mutation:
 def _checkpoint_edit(edit: Callable[[str], str]) -> Mutation:
     def mutate(doc: dict[str, Any]) -> None:
         doc["ledger"]["checkpoint"] = edit(doc["ledger"]["checkpoint"])
+
     return mutate
 
 
@@ -162,11 +169,14 @@ TAMPERED: list[tuple[str, Mutation, int, str]] = [
     ("evidence sha256 of another file", _set("evidence.sha256", "00" * 32), 1, "the receipt is for 0000"),
     ("evidence missing", _delete("evidence"), 1, "no 'evidence.sha256'"),
     ("leaf for another id", _set("evidence.id", "someone-else-AAAAAAAAAA"), 2, "evidence id"),
-    ("leaf received time changed", _replace_in("evidence.leaf", b"16:13:35.123456", b"16:13:35.123457"), 2,
-     "received"),
+    ("leaf received time changed", _replace_in("evidence.leaf", b"16:13:35.123456", b"16:13:35.123457"), 2, "received"),
     ("received_at changed", _set("evidence.received_at", "2026-11-28T16:13:35.123457Z"), 2, "received"),
-    ("leaf with upper-case hex", _edit_b64("evidence.leaf", lambda b: b.replace(DIGEST.hex().encode(),
-                                                                          DIGEST.hex().upper().encode())), 2, ""),
+    (
+        "leaf with upper-case hex",
+        _edit_b64("evidence.leaf", lambda b: b.replace(DIGEST.hex().encode(), DIGEST.hex().upper().encode())),
+        2,
+        "",
+    ),
     ("leaf not base64", _set("evidence.leaf", "not base64!"), 2, "base64"),
     ("leaf with trailing bytes", _edit_b64("evidence.leaf", lambda b: b + b"x"), 2, ""),
     ("flipped bit in batch proof", _flip_proof("batch.proof", 1), 3, "batch root"),
@@ -179,19 +189,26 @@ TAMPERED: list[tuple[str, Mutation, int, str]] = [
     ("batch root changed", _set("batch.root", b64(b"\x00" * 32)), 3, ""),
     ("size not pinned by the proof", _claim_smaller_batch, 4, "4 leaves"),
     ("batch seq changed", _set("batch.seq", 2), 4, "number 1"),
-    ("entry sealed before received", _replace_in("ledger.entry", b"sealed 2026-11-28T16:13:36.000000Z",
-                                                 b"sealed 2026-11-28T16:13:35.000000Z"), 4, "before"),
+    (
+        "entry sealed before received",
+        _replace_in("ledger.entry", b"sealed 2026-11-28T16:13:36.000000Z", b"sealed 2026-11-28T16:13:35.000000Z"),
+        4,
+        "before",
+    ),
     ("entry not an entry", _set("ledger.entry", b64(b"hello\n")), 4, "not a valid v1 entry"),
     ("flipped bit in ledger proof", _flip_proof("ledger.proof", 0), 5, "checkpoint root"),
     ("ledger proof missing", _delete("ledger.proof"), 5, "ledger.proof"),
-    ("checkpoint root changed", _checkpoint_edit(lambda n: n.replace(n.split("\n")[2], b64(b"\x01" * 32), 1)), 5,
-     "checkpoint root"),
+    (
+        "checkpoint root changed",
+        _checkpoint_edit(lambda n: n.replace(n.split("\n")[2], b64(b"\x01" * 32), 1)),
+        5,
+        "checkpoint root",
+    ),
     # the inclusion proof of entry 1 is the same in logs of 3 and 4 entries: only the signature pins the size
     ("checkpoint size changed", _checkpoint_edit(lambda n: n.replace("\n3\n", "\n4\n", 1)), 6, "signature"),
     ("checkpoint without blank line", _checkpoint_edit(lambda n: n.replace("\n\n", "\n")), 5, "blank line"),
     ("checkpoint signature flipped", _checkpoint_edit(_flip_signature), 6, "signature"),
-    ("checkpoint origin changed", _checkpoint_edit(lambda n: n.replace("example.org", "example.com", 1)), 6,
-     "origin"),
+    ("checkpoint origin changed", _checkpoint_edit(lambda n: n.replace("example.org", "example.com", 1)), 6, "origin"),
     ("checkpoint with en dash", _checkpoint_edit(lambda n: n.replace("\u2014", "\u2013")), 6, ""),
     ("timestamps not a list", _set("timestamps", {"type": "rfc3161"}), 7, "must be a list"),
     ("timestamp token not base64", _set("timestamps", [{"type": "rfc3161", "token": "@@@"}]), 7, "base64"),
@@ -222,9 +239,16 @@ def _self_signed_ca() -> x509.Certificate:
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Unrelated Test TSA")])
     now = dt.datetime.now(dt.UTC)
-    return (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(1).not_valid_before(now - dt.timedelta(days=1))
-            .not_valid_after(now + dt.timedelta(days=1)).sign(key, hashes.SHA256()))
+    return (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
 
 
 def test_garbage_token_fails_step_7_when_a_tsa_is_trusted() -> None:
@@ -243,16 +267,19 @@ def test_unknown_token_type_is_not_checked_and_not_fatal() -> None:
     assert any(not c.checked and "unknown token type" in c.detail for c in result.checks)
 
 
-@pytest.mark.parametrize("raw", [
-    b'{"format": "evidence-receipt/v1", "format": "evidence-receipt/v1"}',
-    b'{"x": NaN}',
-    b'{"x": Infinity}',
-    b'{"x": "\xff"}',
-    b"\xef\xbb\xbf{}",
-    b"",
-    b"{",
-    b"[1, 2",
-])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"format": "evidence-receipt/v1", "format": "evidence-receipt/v1"}',
+        b'{"x": NaN}',
+        b'{"x": Infinity}',
+        b'{"x": "\xff"}',
+        b"\xef\xbb\xbf{}",
+        b"",
+        b"{",
+        b"[1, 2",
+    ],
+)
 def test_unreadable_bytes_are_rejected_before_verification(raw: bytes) -> None:
     with pytest.raises(UnreadableReceipt):
         load_json(raw)
@@ -304,8 +331,7 @@ def test_any_single_field_replacement_never_crashes_and_is_never_valid_unless_un
 
 
 def _evidence(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "service", *args], capture_output=True, text=True, env=env,
-                          timeout=60)
+    return subprocess.run([sys.executable, "-m", "service", *args], capture_output=True, text=True, env=env, timeout=60)
 
 
 def test_cli_valid_receipt_exit_0_with_statement(tmp_path: Path) -> None:
@@ -317,8 +343,7 @@ def test_cli_valid_receipt_exit_0_with_statement(tmp_path: Path) -> None:
 
 
 def test_cli_json_output_has_the_spec_shape() -> None:
-    r = _evidence("verify", str(GOLDEN / "single.json"), "--sha256", DIGEST.hex(), "--key", TRUSTED[0].vkey,
-                  "--json")
+    r = _evidence("verify", str(GOLDEN / "single.json"), "--sha256", DIGEST.hex(), "--key", TRUSTED[0].vkey, "--json")
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
     assert set(out) == {"valid", "step", "reason", "checks", "statement"}
@@ -351,16 +376,21 @@ def test_cli_keys_from_environment(tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr
 
 
-@pytest.mark.parametrize(("args", "words"), [
-    (["verify", str(GOLDEN / "single.json")], "no trusted key"),
-    (["verify", "/nonexistent/receipt.json", "--key", "x+1+2"], "bad verifier key"),
-    (["verify", "/nonexistent/receipt.json", "--key", str(GOLDEN / "trusted.vkey")], "cannot read the receipt"),
-    (["verify", str(GOLDEN / "single.json"), "/nonexistent/file", "--key", str(GOLDEN / "trusted.vkey")],
-     "cannot read the file"),
-    (["verify", str(GOLDEN / "single.json"), "--sha256", "XYZ", "--key", str(GOLDEN / "trusted.vkey")], "--sha256"),
-    (["verify", str(GOLDEN / "contract.txt"), "--key", str(GOLDEN / "trusted.vkey")], "not a readable receipt"),
-    (["verify"], "Missing argument"),
-])
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["verify", str(GOLDEN / "single.json")], "no trusted key"),
+        (["verify", "/nonexistent/receipt.json", "--key", "x+1+2"], "bad verifier key"),
+        (["verify", "/nonexistent/receipt.json", "--key", str(GOLDEN / "trusted.vkey")], "cannot read the receipt"),
+        (
+            ["verify", str(GOLDEN / "single.json"), "/nonexistent/file", "--key", str(GOLDEN / "trusted.vkey")],
+            "cannot read the file",
+        ),
+        (["verify", str(GOLDEN / "single.json"), "--sha256", "XYZ", "--key", str(GOLDEN / "trusted.vkey")], "--sha256"),
+        (["verify", str(GOLDEN / "contract.txt"), "--key", str(GOLDEN / "trusted.vkey")], "not a readable receipt"),
+        (["verify"], "Missing argument"),
+    ],
+)
 def test_cli_usage_and_unreadable_input_exit_2(args: list[str], words: str) -> None:
     r = _evidence(*args, env={"PATH": "/usr/bin:/bin"})
     assert r.returncode == 2, r.stdout + r.stderr
@@ -369,9 +399,11 @@ def test_cli_usage_and_unreadable_input_exit_2(args: list[str], words: str) -> N
 
 
 def test_verifier_imports_no_web_database_or_queue_module() -> None:
-    code = ("import sys, service.core.verify, service.commands.verify; "
-            "bad = [m for m in ('flask', 'sqlalchemy', 'celery', 'psycopg2', 'requests', 'werkzeug') "
-            "if m in sys.modules]; print(bad); sys.exit(1 if bad else 0)")
+    code = (
+        "import sys, service.core.verify, service.commands.verify; "
+        "bad = [m for m in ('flask', 'sqlalchemy', 'celery', 'psycopg2', 'requests', 'werkzeug') "
+        "if m in sys.modules]; print(bad); sys.exit(1 if bad else 0)"
+    )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stdout + r.stderr
 
@@ -384,15 +416,26 @@ def test_receipt_built_by_us_verifies() -> None:
     from service.core.receipt import build_receipt, dump_json
 
     signer = Signer.generate("test.example/log")
-    leaves = [Leaf(f"id{i:020d}", hashlib.sha256(b"%d" % i).digest(), parse_time("2026-11-28T16:13:35.000001Z"))
-              for i in range(11)]
+    leaves = [
+        Leaf(f"id{i:020d}", hashlib.sha256(b"%d" % i).digest(), parse_time("2026-11-28T16:13:35.000001Z"))
+        for i in range(11)
+    ]
     tree = merkle.BatchTree([merkle.leaf_hash(x.to_bytes()) for x in leaves])
     entry = LedgerEntry(0, tree.size, tree.root, parse_time("2026-11-28T16:13:36.000000Z")).to_bytes()
     log_root = merkle.root_from_leaf_hashes([merkle.leaf_hash(entry)])
     note = sign_note(Checkpoint(signer.name, 1, log_root).to_bytes(), [signer])
-    doc = build_receipt(leaf=leaves[9], batch_seq=0, batch_size=tree.size, leaf_index=9, batch_root=tree.root,
-                        batch_proof=tree.inclusion_proof(9), entry=entry, ledger_proof=[], checkpoint=note,
-                        keys=[signer.verifier.vkey])
+    doc = build_receipt(
+        leaf=leaves[9],
+        batch_seq=0,
+        batch_size=tree.size,
+        leaf_index=9,
+        batch_root=tree.root,
+        batch_proof=tree.inclusion_proof(9),
+        entry=entry,
+        ledger_proof=[],
+        checkpoint=note,
+        keys=[signer.verifier.vkey],
+    )
     parsed = load_json(dump_json(doc))
     result = verify_receipt(parsed, sha256=leaves[9].sha256, trusted_keys=[Verifier.from_vkey(signer.verifier.vkey)])
     assert result.valid, result.to_json()

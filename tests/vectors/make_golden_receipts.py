@@ -71,8 +71,11 @@ def make() -> dict[str, object]:
     # Ledger of three batches. Batch 1 (5 leaves) holds our contract at index 2; the receipt proves entry 1
     # against the checkpoint of size 3 (a later checkpoint than the one signed at sealing: also valid).
     batch_leaves = [
-        leaf_bytes(f"golden{i:02d}AAAAAAAAAAAAAAA", hashlib.sha256(b"other %d" % i).digest(),
-                   f"2026-11-28T16:13:3{i}.00000{i}Z")
+        leaf_bytes(
+            f"golden{i:02d}AAAAAAAAAAAAAAA",
+            hashlib.sha256(b"other %d" % i).digest(),
+            f"2026-11-28T16:13:3{i}.00000{i}Z",
+        )
         for i in range(5)
     ]
     batch_leaves[2] = leaf_bytes("golden02AAAAAAAAAAAAAAA", digest, "2026-11-28T16:13:35.123456Z")
@@ -87,8 +90,12 @@ def make() -> dict[str, object]:
     checkpoint = f"{ORIGIN}\n3\n{b64(root(lt, 3))}\n".encode()
     cases["batch5-index2-ledger3"] = {
         "format": "evidence-receipt/v1",
-        "evidence": {"id": "golden02AAAAAAAAAAAAAAA", "sha256": digest.hex(),
-                     "received_at": "2026-11-28T16:13:35.123456Z", "leaf": b64(batch_leaves[2])},
+        "evidence": {
+            "id": "golden02AAAAAAAAAAAAAAA",
+            "sha256": digest.hex(),
+            "received_at": "2026-11-28T16:13:35.123456Z",
+            "leaf": b64(batch_leaves[2]),
+        },
         "batch": {"seq": 1, "size": 5, "index": 2, "root": b64(broot), "proof": inclusion(bt, 2, 5)},
         "ledger": {"entry": b64(entries[1]), "proof": inclusion(lt, 1, 3), "checkpoint": sign(checkpoint)},
         "timestamps": [],
@@ -102,31 +109,44 @@ def make() -> dict[str, object]:
     ct = tree([e0])
     cases["single"] = {
         "format": "evidence-receipt/v1",
-        "evidence": {"id": "golden-single_0123456789", "sha256": digest.hex(),
-                     "received_at": "2026-11-28T23:59:59.999999Z", "leaf": b64(one)},
+        "evidence": {
+            "id": "golden-single_0123456789",
+            "sha256": digest.hex(),
+            "received_at": "2026-11-28T23:59:59.999999Z",
+            "leaf": b64(one),
+        },
         "batch": {"seq": 0, "size": 1, "index": 0, "root": b64(root(ot, 1)), "proof": []},
-        "ledger": {"entry": b64(e0), "proof": [],
-                   "checkpoint": sign(f"{ORIGIN}\n1\n{b64(root(ct, 1))}\n".encode())},
+        "ledger": {"entry": b64(e0), "proof": [], "checkpoint": sign(f"{ORIGIN}\n1\n{b64(root(ct, 1))}\n".encode())},
         "keys": [vkey],
         "x-unknown-field": "ignored by verifiers (SPEC §6)",
     }
 
     # The last leaf of a 7-leaf batch, the last entry of a 6-entry ledger (odd right edges).
-    seven = [leaf_bytes(f"golden7-{i}-AAAAAAAAAAAAAAA", hashlib.sha256(b"seven %d" % i).digest(),
-                        "2026-11-28T10:00:00.000000Z") for i in range(6)]
+    seven = [
+        leaf_bytes(
+            f"golden7-{i}-AAAAAAAAAAAAAAA", hashlib.sha256(b"seven %d" % i).digest(), "2026-11-28T10:00:00.000000Z"
+        )
+        for i in range(6)
+    ]
     seven.append(leaf_bytes("golden7-6-AAAAAAAAAAAAAAA", digest, "2026-11-28T10:00:00.000001Z"))
     st = tree(seven)
-    six = [entry_bytes(i, 1, hashlib.sha256(b"e%d" % i).digest(), f"2026-11-28T09:00:0{i}.000000Z")
-           for i in range(5)]
+    six = [entry_bytes(i, 1, hashlib.sha256(b"e%d" % i).digest(), f"2026-11-28T09:00:0{i}.000000Z") for i in range(5)]
     six.append(entry_bytes(5, 7, root(st, 7), "2026-11-28T10:00:01.000000Z"))
     sixt = tree(six)
     cases["batch7-index6-ledger6"] = {
         "format": "evidence-receipt/v1",
-        "evidence": {"id": "golden7-6-AAAAAAAAAAAAAAA", "sha256": digest.hex(),
-                     "received_at": "2026-11-28T10:00:00.000001Z", "leaf": b64(seven[6])},
+        "evidence": {
+            "id": "golden7-6-AAAAAAAAAAAAAAA",
+            "sha256": digest.hex(),
+            "received_at": "2026-11-28T10:00:00.000001Z",
+            "leaf": b64(seven[6]),
+        },
         "batch": {"seq": 5, "size": 7, "index": 6, "root": b64(root(st, 7)), "proof": inclusion(st, 6, 7)},
-        "ledger": {"entry": b64(six[5]), "proof": inclusion(sixt, 5, 6),
-                   "checkpoint": sign(f"{ORIGIN}\n6\n{b64(root(sixt, 6))}\n".encode())},
+        "ledger": {
+            "entry": b64(six[5]),
+            "proof": inclusion(sixt, 5, 6),
+            "checkpoint": sign(f"{ORIGIN}\n6\n{b64(root(sixt, 6))}\n".encode()),
+        },
         "timestamps": [],
     }
     return {"vkey": vkey, "cases": cases}
