@@ -27,6 +27,7 @@ from service import sealing
 from service.core import strictjson
 from service.core.errors import FormatError, IdempotencyConflict, InvalidInput, InvalidItem
 from service.core.formats import format_time, parse_sha256_hex
+from service.core.labels import label_problem
 from service.core.receipt import JSONObject
 from service.core.strictjson import json_type
 from service.storage import ledger
@@ -48,11 +49,9 @@ __all__ = [
 MAX_BATCH_ITEMS = 10_000
 # 10,000 items with 500-character labels (up to 4 bytes each in UTF-8, escaped) fit comfortably.
 MAX_BATCH_BODY = 32 * 1024 * 1024
-MAX_LABEL_LENGTH = 500
 MAX_IDEMPOTENCY_KEY = 255
 _KEY_PATTERN = re.compile(r"[\x21-\x7e]{1,255}")
 # Characters a label may not hold (same rule as the single POST): controls, line separators, lone surrogates.
-_LABEL_FORBIDDEN = re.compile("[\u0000-\u001f\u007f-\u009f\u2028\u2029\ud800-\udfff]")
 
 
 @dataclass(frozen=True)
@@ -206,15 +205,9 @@ def _parse_item(index: int, item: Any) -> tuple[bytes, str | None]:
         return digest, None
     if not isinstance(label, str):
         raise InvalidItem(index, f"{where}.label must be a string, found {json_type(label)}")
-    if not 1 <= len(label) <= MAX_LABEL_LENGTH:
-        raise InvalidItem(index, f"{where}.label must be 1-{MAX_LABEL_LENGTH} characters, found {len(label)}")
-    bad = _LABEL_FORBIDDEN.search(label)
-    if bad is not None:
-        raise InvalidItem(
-            index,
-            f"{where}.label contains U+{ord(bad.group()):04X} at position {bad.start()}; control characters, "
-            "line separators and lone surrogates are not allowed",
-        )
+    problem = label_problem(label)
+    if problem is not None:
+        raise InvalidItem(index, f"{where}.label {problem}")
     return digest, label
 
 

@@ -19,7 +19,6 @@ from werkzeug.http import parse_options_header
 from service import metrics, sealing
 from service.api.auth import require_tenant
 from service.api.parsing import (
-    MAX_LABEL_LENGTH,
     MultipartUpload,
     check_label,
     query_label,
@@ -31,6 +30,7 @@ from service.api.state import runtime_state
 from service.core.errors import FormatError, InvalidInput, PayloadTooLarge
 from service.core.formats import check_evidence_id, utc_now
 from service.core.hashing import sha256_stream
+from service.core.labels import MAX_LABEL_LENGTH
 from service.core.receipt import dump_json
 
 bp = Blueprint("evidence", __name__, url_prefix="/v1/evidence")

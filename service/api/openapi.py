@@ -13,7 +13,8 @@ from typing import Any
 from flask import Blueprint, Response, jsonify
 
 from service.api import pages
-from service.api.parsing import LABEL_PATTERN, MAX_LABEL_LENGTH, MAX_QUERY_INT
+from service.api.parsing import MAX_QUERY_INT
+from service.core.labels import LABEL_PATTERN, MAX_LABEL_LENGTH
 from service.sealing import MAX_ENTRIES_PAGE
 
 bp = Blueprint("openapi", __name__)

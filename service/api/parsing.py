@@ -8,7 +8,6 @@ stream, parsed incrementally with werkzeug's sans-IO ``MultipartDecoder`` (``req
 from __future__ import annotations
 
 import io
-import re
 from typing import IO, Any
 
 from werkzeug.exceptions import RequestEntityTooLarge
@@ -17,9 +16,9 @@ from werkzeug.sansio.multipart import Data, Epilogue, Event, Field, File, Multip
 from service.core import strictjson
 from service.core.errors import FormatError, InvalidInput, PayloadTooLarge
 from service.core.formats import parse_sha256_hex
+from service.core.labels import label_problem
 from service.core.strictjson import json_type
 
-MAX_LABEL_LENGTH = 500
 MAX_JSON_BODY = 1024 * 1024
 # Largest value a query parameter may hold (the ledger's sizes are 64-bit signed in PostgreSQL).
 MAX_QUERY_INT = 2**63 - 1
@@ -28,10 +27,6 @@ READ_CHUNK = 256 * 1024
 MAX_MULTIPART_HEADERS = 64 * 1024
 MAX_MULTIPART_PARTS = 8
 MULTIPART_OVERHEAD = 1024 * 1024  # allowance above max_upload_bytes for boundaries, headers and the label
-
-# Characters a label may not hold: C0/C1 controls, line and paragraph separators, lone surrogates.
-LABEL_FORBIDDEN = re.compile("[\u0000-\u001f\u007f-\u009f\u2028\u2029\ud800-\udfff]")
-LABEL_PATTERN = "^[^\\u0000-\\u001f\\u007f-\\u009f\\u2028\\u2029\\ud800-\\udfff]+$"
 
 
 # --- JSON -----------------------------------------------------------------------------------------
@@ -106,14 +101,9 @@ def check_label(value: Any, where: str) -> str:
     """
     if not isinstance(value, str):
         raise InvalidInput(f"{where}: the label must be a string, found {json_type(value)}")
-    if not 1 <= len(value) <= MAX_LABEL_LENGTH:
-        raise InvalidInput(f"{where}: the label must be 1-{MAX_LABEL_LENGTH} characters, found {len(value)}")
-    bad = LABEL_FORBIDDEN.search(value)
-    if bad is not None:
-        raise InvalidInput(
-            f"{where}: the label contains U+{ord(bad.group()):04X} at position {bad.start()}; "
-            "control characters, line separators and lone surrogates are not allowed"
-        )
+    problem = label_problem(value)
+    if problem is not None:
+        raise InvalidInput(f"{where}: the label {problem}")
     return value
 
 

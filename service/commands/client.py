@@ -19,7 +19,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 import secrets
 import tempfile
 import threading
@@ -32,6 +31,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from service.core.labels import sanitize_label
+
 if TYPE_CHECKING:
     import requests
 
@@ -41,11 +42,9 @@ STATE_NAME = ".evidence-submit.json"
 STATE_FORMAT = "evidence-submit-state/v1"
 RECEIPT_SUFFIX = ".receipt.json"
 MAX_CHUNK = 10_000
-MAX_LABEL = 500
 HTTP_TIMEOUT = 120.0
 SEND_RETRIES = 5
 FETCH_THREADS = 8
-_LABEL_FORBIDDEN = re.compile("[\u0000-\u001f\u007f-\u009f\u2028\u2029\ud800-\udfff]")
 
 
 class SubmitError(click.ClickException):
@@ -165,9 +164,7 @@ def hash_file(path: Path) -> str:
 def make_label(mode: str | None, path: Path, rel: str) -> str | None:
     if mode is None:
         return None
-    text = path.name if mode == "name" else rel
-    text = _LABEL_FORBIDDEN.sub("?", text)
-    return text[-MAX_LABEL:] if text else None
+    return sanitize_label(path.name if mode == "name" else rel)
 
 
 # --- HTTP ---------------------------------------------------------------------------------------------
