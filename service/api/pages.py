@@ -41,12 +41,27 @@ KEYS_PLACEHOLDER = '<script type="application/json" id="published-keys">{"keys":
 PDF_MEDIA_TYPE = "application/pdf"
 
 _INLINE = re.compile(r"<(script|style)>(.*?)</\1>", re.S)
+# A line ``/* @include NAME.js */`` inside a page's inline <script> is replaced by ``service/static/NAME.js``: the
+# JavaScript shared by several pages lives in one file, and every served page is still one self-contained file.
+_INCLUDE = re.compile(r"^[ \t]*/\* @include ([a-z0-9-]+\.js) \*/[ \t]*\n", re.M)
+
+
+def _static_source(name: str) -> str:
+    return resources.files("service").joinpath("static", name).read_text(encoding="utf-8")
 
 
 @cache
 def static_page(name: str) -> str:
-    """The text of ``service/static/<name>`` (read once per process)."""
-    return resources.files("service").joinpath("static", name).read_text(encoding="utf-8")
+    """The page ``service/static/<name>`` as served: its ``/* @include X.js */`` lines replaced by the shared
+    scripts (so the page, and any copy saved from it, needs nothing else; read once per process)."""
+
+    def inline(match: re.Match[str]) -> str:
+        script = _static_source(match.group(1))
+        if "</script" in script.lower() or _INCLUDE.search(script):
+            raise RuntimeError(f"service/static/{match.group(1)} cannot be inlined")
+        return f"/* BEGIN {match.group(1)} */\n{script.rstrip()}\n/* END {match.group(1)} */\n"
+
+    return _INCLUDE.sub(inline, _static_source(name))
 
 
 @cache

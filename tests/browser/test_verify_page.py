@@ -13,7 +13,6 @@ import copy
 import hashlib
 import json
 import random
-import re
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -520,12 +519,35 @@ def test_big_files_are_hashed_in_slices(driver: Any, live_app: LiveApp, tmp_path
     assert driver.find_element("id", "file-digest").text == hashlib.sha256(big.read_bytes()).hexdigest()
 
 
-def test_sha256_stream_is_the_same_code_in_both_pages() -> None:
-    block = re.compile(r"/\* BEGIN sha256-stream.*?/\* END sha256-stream \*/", re.S)
-    verify = block.findall((STATIC / "verify.html").read_text())
-    deposit = block.findall((STATIC / "deposit.html").read_text())
-    assert len(verify) == len(deposit) == 1
-    assert verify == deposit
+def test_shared_script_is_one_file_inlined_into_both_served_pages() -> None:
+    shared = (STATIC / "hashing.js").read_text()
+    assert "class Sha256Stream" in shared and "async function hashFile" in shared
+    for name in ("verify.html", "deposit.html"):
+        source = (STATIC / name).read_text()
+        assert source.count("/* @include hashing.js */") == 1, name
+        assert "class Sha256Stream" not in source, f"{name} carries its own copy of the shared code"
+        served = pages.static_page(name)
+        assert served.count(shared.rstrip()) == 1, name
+        assert "@include" not in served and "<script src" not in served, name
+
+
+def test_page_saved_from_the_server_hashes_with_the_inlined_shared_script_from_file_url(
+    driver: Any, live_app: LiveApp, tmp_path: Path
+) -> None:
+    """The served page is one file: saved and opened from file://, the shared hashing code (the sliced path too)
+    runs with no request of any kind."""
+    response = requests.get(live_app.url + "/verify", timeout=10)
+    assert response.status_code == 200
+    saved = tmp_path / "evidence-ledger-verify.html"
+    saved.write_bytes(response.content)
+    big = tmp_path / "annex.bin"
+    big.write_bytes(random.Random(11).randbytes(3 * 1024 * 1024 + 5))
+    open_page(driver, saved.as_uri())
+    assert driver.current_url.startswith("file://")
+    driver.execute_script("window.EVIDENCE_WHOLE_FILE_LIMIT = 1024")  # force Sha256Stream over slices
+    choose_file(driver, big)
+    assert driver.find_element("id", "file-digest").text == hashlib.sha256(big.read_bytes()).hexdigest()
+    assert driver.execute_script("return performance.getEntriesByType('resource').length") == 0
 
 
 # --- the deposit page, end to end against the live app ------------------------------------------------------
