@@ -3,8 +3,7 @@
 The deployment of docs/operations.md, on a throwaway database ``evidence_bench_<random>`` and its own broker
 queue: the key made with ``evidence keys init``, ``evidence db upgrade``, ``evidence keys publish``, ``evidence
 tenant create``; then ``gunicorn --workers=4 --access-logfile=- "service.api:create_app()"`` (through
-``production_app`` below, which adds the bulk blueprint when ``create_app`` does not register it itself),
-2 ``celery -A workers.celery_app worker --concurrency=1`` processes and one ``celery beat``.
+``production_app`` below), 2 ``celery -A workers.celery_app worker --concurrency=1`` processes and one ``celery beat``.
 ``EVIDENCE_RATE_LIMIT=0``: the bench measures the service, not the per-key limiter.
 
 (a) sustained hash-only ``POST /v1/evidence`` at a fixed offered rate (default 300/s for 25 s, an open-loop
@@ -71,14 +70,10 @@ ORIGIN = "bench.example.org/evidence-ledger"
 
 
 def production_app() -> Any:
-    """``service.api:create_app()``, plus the bulk blueprint (POST /v1/evidence/batch) if it is not registered."""
-    from service.api import bulk as bulk_api
+    """``service.api:create_app()``, as gunicorn loads it."""
     from service.api import create_app
 
-    app = create_app()
-    if "bulk" not in app.blueprints:
-        app.register_blueprint(bulk_api.bp)
-    return app
+    return create_app()
 
 
 def insert_app() -> Any:

@@ -44,7 +44,6 @@ from sqlalchemy import create_engine, text  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
 from service import bulk, sealing  # noqa: E402
-from service.api import bulk as bulk_api  # noqa: E402
 from service.api import create_app, stop_sealer  # noqa: E402
 from service.config import Settings  # noqa: E402
 from service.core.formats import new_evidence_id, utc_now  # noqa: E402
@@ -92,8 +91,6 @@ def embedded_server(data: Path) -> Iterator[tuple[str, str]]:
     with runtime.engine.begin() as conn:
         key = create_tenant(conn, f"bench-{secrets.token_hex(3)}", utc_now())
     app = create_app(runtime=runtime, start_sealer=True)
-    if "bulk" not in app.blueprints:
-        app.register_blueprint(bulk_api.bp)
     import logging
 
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
@@ -196,8 +193,6 @@ def ingest(url: str, data: Path, rounds: int, size: int, with_copy: bool) -> dic
             tenant = ledger.get_tenant_by_name(conn, "bench")
             assert tenant is not None
         app = create_app(runtime=runtime, start_sealer=False)
-        if "bulk" not in app.blueprints:
-            app.register_blueprint(bulk_api.bp)
         client = app.test_client()
         totals = {"record_batch": 0.0, "http": 0.0, "copy": 0.0}
         for _ in range(rounds):  # interleaved, so load changes hit all three alike

@@ -56,7 +56,8 @@ _KEY_PATTERN = re.compile(r"[\x21-\x7e]{1,255}")
 
 @dataclass(frozen=True)
 class Answer:
-    """A response as it is sent and stored: status code and the exact body text (replayed byte for byte)."""
+    """An answer as the caller (the API) made it and ``run_idempotent`` stores it: status code and the exact body
+    text, replayed byte for byte for a retry with the same key."""
 
     status: int
     body: str
@@ -68,11 +69,6 @@ class Answer:
     def from_stored(cls, text: str) -> Answer:
         value = json.loads(text)
         return cls(int(value["status"]), str(value["body"]))
-
-
-def dump_body(obj: Any) -> str:
-    """The JSON text of a response body (compact, UTF-8, keys in their given order)."""
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
 
 
 # --- idempotency ---------------------------------------------------------------------------------
@@ -211,10 +207,11 @@ def _parse_item(index: int, item: Any) -> tuple[bytes, str | None]:
     return digest, label
 
 
-def record_batch(conn: Connection, tenant_id: int, items: list[tuple[bytes, str | None]], now: datetime) -> Answer:
-    """Store the items as pending evidence (one round trip) and return the 202 answer, items in request order."""
-    deposits = sealing.record_evidence(conn, tenant_id, items, now)
-    return Answer(202, dump_body({"items": [d.to_json() for d in deposits]}))
+def record_batch(
+    conn: Connection, tenant_id: int, items: list[tuple[bytes, str | None]], now: datetime
+) -> list[sealing.Deposit]:
+    """Store the items as pending evidence (one round trip) and return the deposits, in request order."""
+    return sealing.record_evidence(conn, tenant_id, items, now)
 
 
 # --- reading ---------------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from flask import Flask
 
-from service.api import bulk, errors, evidence, ledger, observability, openapi, pages, proofs
+from service.api import auth, bulk, errors, evidence, ledger, observability, openapi, pages, proofs, webhooks
 from service.api.parsing import MULTIPART_OVERHEAD
 from service.api.state import EXTENSION_KEY, ApiState
 from service.config import Settings
@@ -58,7 +58,9 @@ def create_app(
     observability.init_logging(app)
     observability.init_metrics(app, runtime)
     app.register_blueprint(evidence.bp)
+    auth.init_rate_limit(app)
     app.register_blueprint(bulk.bp)
+    app.register_blueprint(webhooks.bp)
     app.register_blueprint(ledger.bp)
     app.register_blueprint(openapi.bp)
     app.register_blueprint(pages.bp)

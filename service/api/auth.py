@@ -1,19 +1,24 @@
-"""Bearer API keys -> tenant id (SPEC §7: ``Authorization: Bearer <api key>``).
+"""Bearer API keys -> tenant id (SPEC §7: ``Authorization: Bearer <api key>``), and the per-key rate limit.
 
 Owns: reading the Authorization header and refusing requests without a valid key (``Unauthorized``, which
-``service.api.errors`` turns into 401 with ``WWW-Authenticate: Bearer``). The key lookup is
-``service.tenants.tenant_for_api_key``.
+``service.api.errors`` turns into 401 with ``WWW-Authenticate: Bearer``), and ``init_rate_limit``: the app-wide
+``before_request`` hook that counts every request carrying a Bearer key against that key's limit (429 with
+``Retry-After``), before the key is even looked up. The key lookup is ``service.tenants.tenant_for_api_key``;
+the limiter backends are ``service.ratelimit``.
 """
 
 from __future__ import annotations
 
 import time
 
-from flask import Flask, request
+from flask import Flask, current_app, request
 
 from service.api.state import EXTENSION_KEY, ApiState, runtime_state
 from service.core.errors import Unauthorized
+from service.ratelimit import RateLimiter, enforce, make_limiter
 from service.tenants import tenant_for_api_key
+
+LIMITER_KEY = "evidence_ratelimit"
 
 
 def forget_accepted_keys(app: Flask) -> None:
@@ -57,3 +62,28 @@ def require_tenant() -> int:
         raise Unauthorized("the API key is not valid (unknown or revoked)")
     state.accepted_keys.put(token, tenant_id, now)
     return tenant_id
+
+
+# --- rate limit -------------------------------------------------------------------------------------
+
+
+def init_rate_limit(app: Flask) -> None:
+    """Make the settings' limiter (none when ``rate_limit`` is 0) count every request of ``app`` that carries a
+    Bearer key. ``create_app`` calls this after storing the ``ApiState``."""
+    state = app.extensions[EXTENSION_KEY]
+    assert isinstance(state, ApiState)
+    app.extensions[LIMITER_KEY] = make_limiter(state.runtime.settings)
+    app.before_request(_rate_limit)
+
+
+def limiter_of(app: Flask) -> RateLimiter | None:
+    limiter: RateLimiter | None = app.extensions.get(LIMITER_KEY)
+    return limiter
+
+
+def _rate_limit() -> None:
+    """Every request with ``Authorization: Bearer <key>`` counts against that key (public calls without it don't)."""
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.strip().partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        enforce(limiter_of(current_app), token.strip())

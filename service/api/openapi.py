@@ -352,10 +352,11 @@ def _evidence_paths() -> dict[str, Schema]:
 
 def _batch_paths() -> dict[str, Schema]:
     """``POST /v1/evidence/batch``, ``GET /v1/evidence?sha256=`` and ``/v1/webhook``, described next to their views
-    (``service.api.bulk``); ``GET /v1/evidence`` joins the ``post`` above in the ``/v1/evidence`` path item."""
-    from service.api.bulk import openapi_paths
+    (``service.api.bulk``, ``service.api.webhooks``); ``GET /v1/evidence`` joins the ``post`` above in the
+    ``/v1/evidence`` path item."""
+    from service.api import bulk, webhooks
 
-    paths = openapi_paths()
+    paths = {**bulk.openapi_paths(), **webhooks.openapi_paths()}
     paths["/v1/evidence"] = {**_evidence_paths()["/v1/evidence"], **paths["/v1/evidence"]}
     return paths
 

@@ -21,7 +21,6 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import Connection
 
 from service import bulk, sealing
-from service.api import bulk as bulk_api
 from service.api import create_app
 from service.api.auth import forget_accepted_keys
 from service.config import Settings
@@ -50,8 +49,6 @@ def runtime(tmp_path: Path, db_url: str) -> Iterator[Runtime]:
 
 def make_app(runtime: Runtime) -> Flask:
     app = create_app(runtime=runtime, start_sealer=False)
-    if "bulk" not in app.blueprints:
-        app.register_blueprint(bulk_api.bp)
     return app
 
 
@@ -248,7 +245,8 @@ def test_an_expired_key_is_a_new_request(runtime: Runtime) -> None:
     req = bulk.request_hash("POST", "/v1/evidence/batch", b"body")
 
     def produce(conn: Connection, now: datetime) -> bulk.Answer:
-        return bulk.record_batch(conn, tenant_id, [(bytes(32), None)], now)
+        deposits = bulk.record_batch(conn, tenant_id, [(bytes(32), None)], now)
+        return bulk.Answer(202, json.dumps([d.to_json() for d in deposits]))
 
     ttl = 24 * 3600
     a, replayed_a = bulk.run_idempotent(runtime.engine, tenant_id, "k", req, ttl, produce, lambda: clock[0])
@@ -275,7 +273,8 @@ def test_concurrent_requests_with_one_key_insert_once(runtime: Runtime) -> None:
 
     def produce(conn: Connection, now: datetime) -> bulk.Answer:
         produced.append(1)
-        answer = bulk.record_batch(conn, tenant_id, items, now)
+        deposits = bulk.record_batch(conn, tenant_id, items, now)
+        answer = bulk.Answer(202, json.dumps([d.to_json() for d in deposits]))
         if postgres and len(produced) <= 2:
             barrier.wait()
         return answer

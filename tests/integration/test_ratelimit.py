@@ -13,7 +13,6 @@ from typing import Any
 import pytest
 import redis
 
-from service.api import bulk as bulk_api
 from service.api import create_app
 from service.config import Settings
 from service.core.errors import RateLimited
@@ -146,8 +145,6 @@ def _app_and_key(tmp_path: Path, url: str, **settings: Any) -> tuple[Any, str, R
     runtime = Runtime.from_settings(Settings(data_dir=tmp_path / "data", database_url=url, **settings))
     runtime.prepare_signing()
     app = create_app(runtime=runtime, start_sealer=False)
-    if "bulk" not in app.blueprints:
-        app.register_blueprint(bulk_api.bp)
     with runtime.engine.begin() as conn:
         key = create_tenant(conn, "acme", utc_now())
     return app, key, runtime

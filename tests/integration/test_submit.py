@@ -23,7 +23,6 @@ import pytest
 import requests
 from werkzeug.serving import BaseWSGIServer, make_server
 
-from service.api import bulk as bulk_api
 from service.api import create_app, stop_sealer
 from service.commands.client import STATE_NAME
 from service.config import Settings
@@ -58,8 +57,6 @@ def live(tmp_path: Path, db_url: str) -> Iterator[Live]:
     with runtime.engine.begin() as conn:
         key = create_tenant(conn, "acme", utc_now())
     app = create_app(runtime=runtime, start_sealer=True)
-    if "bulk" not in app.blueprints:
-        app.register_blueprint(bulk_api.bp)
     state = Live("", key, runtime.signer.verifier.vkey, runtime)
 
     def middleware(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:

@@ -21,7 +21,6 @@ from sqlalchemy import text
 from sqlalchemy.exc import DatabaseError
 
 from service import sealing, webhooks
-from service.api import bulk as bulk_api
 from service.api import create_app
 from service.config import Settings
 from service.core.formats import utc_now
@@ -85,8 +84,6 @@ def runtime(tmp_path: Path, db_url: str) -> Iterator[Runtime]:
 @pytest.fixture
 def client(runtime: Runtime) -> FlaskClient:
     app = create_app(runtime=runtime, start_sealer=False)
-    if "bulk" not in app.blueprints:
-        app.register_blueprint(bulk_api.bp)
     return app.test_client()
 
 
