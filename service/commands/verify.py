@@ -21,6 +21,7 @@ from service.core.errors import ConfigError, EvidenceError, FormatError, Unreada
 from service.core.formats import format_time, parse_sha256_hex, utc_now
 from service.core.hashing import sha256_file
 from service.core.note import Verifier, parse_vkeys
+from service.core.policy import Policy
 from service.core.receipt import load_json
 from service.core.verify import STEP_TITLES, VerificationResult, verify_receipt
 
@@ -67,6 +68,49 @@ def load_trusted_keys(values: tuple[str, ...], environ: dict[str, str] | os._Env
     for k in keys:
         unique.setdefault(k.vkey, k)
     return list(unique.values())
+
+
+def load_witness_policy(policy_path: str | None, witnesses: tuple[str, ...], quorum: int | None) -> Policy | None:
+    """The witness policy of ``--policy FILE`` or ``--witness VKEY… [--quorum N]`` (SPEC §9), or None."""
+    from service.core.cosignature import WitnessKey
+    from service.core.policy import parse_policy
+
+    if policy_path is not None and (witnesses or quorum is not None):
+        raise UsageFailure("give either --policy FILE or --witness VKEY… --quorum N, not both")
+    if policy_path is not None:
+        try:
+            data = Path(policy_path).read_bytes()
+        except OSError as exc:
+            raise UsageFailure(f"cannot read the policy file {policy_path!r}: {exc.strerror}") from None
+        try:
+            return parse_policy(data)
+        except FormatError as exc:
+            raise UsageFailure(f"--policy {policy_path}: {exc.reason}") from None
+    if not witnesses:
+        if quorum is not None:
+            raise UsageFailure("--quorum needs the witnesses' keys: add --witness VKEY (repeatable)")
+        return None
+    keys: list[WitnessKey] = []
+    for item in witnesses:
+        try:
+            if "+" not in item or Path(item).is_file():
+                try:
+                    text = Path(item).read_text(encoding="utf-8")
+                except (OSError, UnicodeDecodeError) as exc:
+                    raise UsageFailure(f"cannot read the witness key file {item!r}: {exc}") from None
+                lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.strip().startswith("#")]
+                if not lines:
+                    raise UsageFailure(f"the witness key file {item!r} holds no key")
+                keys.extend(WitnessKey.from_vkey(line) for line in lines)
+            else:
+                keys.append(WitnessKey.from_vkey(item))
+        except FormatError as exc:
+            raise UsageFailure(f"bad witness key {item!r}: {exc.reason}") from None
+    unique = list({k.vkey: k for k in keys}.values())
+    try:
+        return Policy.from_witnesses(unique, len(unique) if quorum is None else quorum)
+    except FormatError as exc:
+        raise UsageFailure(f"--quorum: {exc.reason}") from None
 
 
 def load_tsa_roots(paths: tuple[str, ...]) -> list[Any]:
@@ -125,6 +169,13 @@ def render_text(result: VerificationResult, receipt_path: str, file_path: str | 
         lines.append("")
         lines.append(f"INVALID at step {result.step} ({STEP_TITLES.get(result.step or 0, '')}): {result.reason}")
         lines.append("The later steps were not checked.")
+    if result.witnesses is not None:
+        lines.append("")
+        lines.append(f"Witnesses (quorum: {result.quorum}):")
+        for w in result.witnesses:
+            mark = "VALID  " if w.valid else ("INVALID" if w.present else "absent ")
+            lines.append(f"  [{mark}] {w.name}: {w.detail}")
+            lines.append(f"            fingerprint {w.fingerprint}")
     return "\n".join(lines)
 
 
@@ -146,6 +197,27 @@ def render_text(result: VerificationResult, receipt_path: str, file_path: str | 
     metavar="PEM",
     help="A trusted Time-Stamp Authority certificate (PEM or DER; repeatable).",
 )
+@click.option(
+    "--policy",
+    "policy_path",
+    metavar="FILE",
+    help="A C2SP tlog-policy file: witnesses, groups and the quorum of cosignatures required; its 'log' lines "
+    "are trusted log keys too (SPEC §9).",
+)
+@click.option(
+    "--witness",
+    "witnesses",
+    multiple=True,
+    metavar="VKEY",
+    help="A trusted witness key (cosignature/v1, type 0x04), or a file with one per line (repeatable).",
+)
+@click.option(
+    "--quorum",
+    type=click.IntRange(min=0),
+    default=None,
+    metavar="N",
+    help="How many of the --witness keys must have cosigned the checkpoint (default: all of them).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON (SPEC §8 shape).")
 @click.option(
     "--report",
@@ -160,10 +232,17 @@ def verify(
     sha256_hex: str | None,
     keys: tuple[str, ...],
     tsa_cas: tuple[str, ...],
+    policy_path: str | None,
+    witnesses: tuple[str, ...],
+    quorum: int | None,
     as_json: bool,
     report_path: str | None,
 ) -> None:
     """Verify RECEIPT (a receipt JSON or a certificate PDF) offline, optionally against FILE.
+
+    With --policy FILE or --witness VKEY… --quorum N, step 6 also requires that quorum of valid witness
+    cosignatures on the checkpoint (an invalid one by a listed witness fails it); the statement then says who
+    cosigned and when.
 
     Exit status: 0 valid, 1 invalid, 2 usage error or unreadable input.
     """
@@ -181,12 +260,13 @@ def verify(
         except OSError as exc:
             raise UsageFailure(f"cannot read the file {file!r}: {exc.strerror}") from None
     trusted = load_trusted_keys(keys, os.environ)
-    if not trusted:
+    policy = load_witness_policy(policy_path, witnesses, quorum)
+    if not trusted and not (policy is not None and policy.logs):
         raise UsageFailure(NO_KEY_HELP)
     roots = load_tsa_roots(tsa_cas)
     document, _raw = read_receipt(receipt)
 
-    result = verify_receipt(document, sha256=digest, trusted_keys=trusted, tsa_roots=roots)
+    result = verify_receipt(document, sha256=digest, trusted_keys=trusted, tsa_roots=roots, policy=policy)
 
     if report_path is not None:
         from service.court.certificate import render_report

@@ -43,6 +43,10 @@ class BadNoteSignature(NoteError):
     """A signature from a trusted key does not verify."""
 
 
+class MalformedPolicy(FormatError):
+    """A C2SP tlog-policy file (witnesses, groups, quorum) that does not follow the format (SPEC §9)."""
+
+
 # --- Merkle proofs (SPEC §1) -------------------------------------------------------------------
 
 

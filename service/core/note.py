@@ -33,6 +33,8 @@ __all__ = [
     "Verifier",
     "fingerprint",
     "key_hash",
+    "name_problem",
+    "note_text_and_lines",
     "open_note",
     "parse_vkeys",
     "sign_note",
@@ -366,3 +368,26 @@ def parse_vkeys(text: str) -> list[Verifier]:
         except MalformedKey as e:
             raise MalformedKey(f"line {number}: {e.reason}") from None
     return result
+
+
+def name_problem(name: str) -> str | None:
+    """Why ``name`` is not a valid note key name (Go ``isValidName``), or None if it is."""
+    return _name_problem(name)
+
+
+def note_text_and_lines(note: bytes) -> tuple[bytes, list[str]]:
+    """Split a signed note at its last blank line: the signed text (with its final newline) and the signature
+    lines (without newlines), checking the C2SP signed-note framing rules but no signature.
+
+    :raise MalformedNote: not UTF-8, a control byte, no blank line, no signature line, or no final newline.
+    """
+    _check_text(note, "note")
+    split = note.rfind(b"\n\n")
+    if split < 0:
+        raise MalformedNote("malformed note: no blank line between the text and the signatures")
+    text, sigs = note[: split + 1], note[split + 2 :]
+    if not sigs:
+        raise MalformedNote("malformed note: no signature lines after the blank line")
+    if not sigs.endswith(b"\n"):
+        raise MalformedNote("malformed note: the last signature line does not end with a newline")
+    return text, sigs[:-1].decode("utf-8").split("\n")

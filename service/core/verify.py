@@ -11,10 +11,11 @@ from __future__ import annotations
 import hmac
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from service.core import merkle
+from service.core.cosignature import check_cosignatures
 from service.core.errors import (
     BatchProofInvalid,
     CheckpointSignatureInvalid,
@@ -31,6 +32,7 @@ from service.core.errors import (
 )
 from service.core.formats import Checkpoint, Leaf, LedgerEntry, format_time
 from service.core.note import Verifier, open_note
+from service.core.policy import Policy
 from service.core.receipt import FORMAT, Fields, decode_b64
 
 if TYPE_CHECKING:
@@ -68,6 +70,30 @@ class TimestampResult:
     gen_time: datetime
 
 
+@dataclass(frozen=True)
+class WitnessResult:
+    """One witness of the policy and what the checkpoint says about it (SPEC §9)."""
+
+    name: str
+    vkey: str
+    fingerprint: str
+    valid: bool
+    time: datetime | None
+    detail: str
+    present: bool = True  # False: the checkpoint carries no cosignature by this witness
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "vkey": self.vkey,
+            "fingerprint": self.fingerprint,
+            "valid": self.valid,
+            "present": self.present,
+            "time": None if self.time is None else format_time(self.time),
+            "detail": self.detail,
+        }
+
+
 @dataclass
 class VerificationResult:
     """The outcome of verifying one receipt (SPEC §8 result shape via ``to_json``)."""
@@ -85,15 +111,28 @@ class VerificationResult:
     received: datetime | None = None
     key: Verifier | None = None
     timestamps: list[TimestampResult] = field(default_factory=list)
+    # SPEC §9: set when a witness policy was given (None: no policy, the v1 result shape)
+    witnesses: list[WitnessResult] | None = None
+    quorum: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "valid": self.valid,
             "step": self.step,
             "reason": self.reason,
             "checks": [c.to_json() for c in self.checks],
             "statement": self.statement,
         }
+        if self.witnesses is not None:
+            out["witnesses"] = [w.to_json() for w in self.witnesses]
+            out["quorum"] = self.quorum
+        return out
+
+    @property
+    def cosigned(self) -> list[WitnessResult]:
+        """The witnesses with a valid cosignature, earliest first."""
+        valid = [w for w in self.witnesses or [] if w.valid and w.time is not None]
+        return sorted(valid, key=lambda w: (w.time, w.name))
 
 
 def verify_receipt(
@@ -102,16 +141,21 @@ def verify_receipt(
     sha256: bytes | None = None,
     trusted_keys: Sequence[Verifier] = (),
     tsa_roots: Sequence[x509.Certificate] = (),
+    policy: Policy | None = None,
 ) -> VerificationResult:
     """Verify a parsed receipt document (any JSON value) and return the result; never raises for bad input.
 
-    ``sha256`` is the digest of the file in hand (step 1 is not checked without it). Only ``trusted_keys`` can make
-    step 6 pass: the receipt's own ``keys`` field is never trusted. Tokens are checked against ``tsa_roots``; with
-    none given they are reported as not checked.
+    ``sha256`` is the digest of the file in hand (step 1 is not checked without it). Only ``trusted_keys`` (and the
+    ``log`` lines of ``policy``) can make step 6 pass: the receipt's own ``keys`` field is never trusted. With a
+    witness ``policy`` (SPEC §9) step 6 also needs its quorum of valid cosignatures, and an invalid cosignature by
+    a listed witness fails it. Tokens are checked against ``tsa_roots``; with none given they are reported as
+    not checked.
     """
     result = VerificationResult()
+    if policy is not None:
+        trusted_keys = [*trusted_keys, *(k for k in policy.log_keys if k not in trusted_keys)]
     try:
-        _run_steps(document, sha256, trusted_keys, tsa_roots, result)
+        _run_steps(document, sha256, trusted_keys, tsa_roots, result, policy)
     except VerificationError as exc:
         result.valid = False
         result.step = exc.step
@@ -130,6 +174,7 @@ def _run_steps(
     trusted_keys: Sequence[Verifier],
     tsa_roots: Sequence[x509.Certificate],
     result: VerificationResult,
+    policy: Policy | None = None,
 ) -> None:
     ok = result.checks.append
 
@@ -260,9 +305,58 @@ def _run_steps(
     key = opened.verified[0]
     result.key = key
     ok(Check(6, True, f"signed by trusted key {key.vkey} (fingerprint {key.fingerprint})"))
+    if policy is not None:
+        _check_witnesses(note_bytes, policy, result)
 
     # Step 7: RFC 3161 tokens over SHA-256(entry bytes).
     _check_timestamps(f, entry_bytes, tsa_roots, result)
+
+
+def _check_witnesses(note: bytes, policy: Policy, result: VerificationResult) -> None:
+    """SPEC §9 step 6 with a witness policy: every listed witness's cosignature must verify if present, and the
+    valid ones must meet the quorum. Cosignatures by witnesses not in the policy are ignored."""
+    try:
+        checks = check_cosignatures(note, policy.witness_keys)
+    except NoteError as exc:
+        raise CheckpointSignatureInvalid(f"the checkpoint's signature lines cannot be read: {exc.reason}") from None
+    result.quorum = policy.describe_quorum()
+    result.witnesses = []
+    for entry, check in zip(policy.witnesses, checks, strict=True):
+        when = None if check.timestamp is None else datetime.fromtimestamp(check.timestamp, UTC)
+        if check.valid and when is not None:
+            detail = f"cosigned at {format_time(when)}"
+        else:
+            detail = check.reason or "no cosignature"
+        result.witnesses.append(
+            WitnessResult(
+                entry.name, entry.key.vkey, entry.key.fingerprint, check.valid, when, detail, present=check.present
+            )
+        )
+    bad = [w for w, c in zip(result.witnesses, checks, strict=True) if c.present and not c.valid]
+    if bad:
+        raise CheckpointSignatureInvalid(
+            "a listed witness's cosignature does not verify: "
+            + "; ".join(f"{w.name} ({w.vkey.rsplit('+', 1)[0]}): {w.detail}" for w in bad)
+        )
+    cosigned = result.cosigned
+    if not policy.satisfied(w.name for w in cosigned):
+        have = ", ".join(w.name for w in cosigned) or "none"
+        raise CheckpointSignatureInvalid(
+            f"the checkpoint is not cosigned by the witness quorum: it needs {result.quorum}; valid cosignatures "
+            f"by: {have}"
+        )
+    if cosigned:
+        result.checks.append(
+            Check(
+                6,
+                True,
+                f"cosigned by {len(cosigned)} witness{'es' if len(cosigned) != 1 else ''} of the policy ("
+                + ", ".join(f"{w.name} at {format_time(w.time)}" for w in cosigned if w.time is not None)
+                + f"); quorum {result.quorum} met",
+            )
+        )
+    else:
+        result.checks.append(Check(6, True, f"the policy's quorum is {result.quorum}: nothing more to check"))
 
 
 def _checkpoint_of(note: bytes) -> Checkpoint:
@@ -335,6 +429,9 @@ def _statement(result: VerificationResult, *, file_checked: bool) -> str:
     )
     for ts in result.timestamps:
         text += f", and no later than {format_time(ts.gen_time)} per {ts.authority}"
+    cosigned = result.cosigned
+    if cosigned and cosigned[0].time is not None:
+        text += f"; cosigned by {', '.join(w.name for w in cosigned)} no later than {format_time(cosigned[0].time)}"
     return text + "."
 
 
