@@ -36,6 +36,8 @@ from service.core.receipt import dump_json
 bp = Blueprint("evidence", __name__, url_prefix="/v1/evidence")
 
 ACCEPTED_MEDIA_TYPES = ("application/octet-stream", "multipart/form-data", "application/json")
+# A typo in a file path (curl's ``--data-binary @contrat.pdf``) sends nothing: never seal the SHA-256 of zero bytes.
+EMPTY_UPLOAD = "the upload was empty (0 bytes): check the file path"
 # How long a deposit waits for its group's commit before a 503 (below gunicorn's default 30 s worker timeout).
 DEPOSIT_TIMEOUT = 25.0
 
@@ -89,7 +91,9 @@ def _hash_raw_body() -> bytes:
     limit = _max_upload()
     if request.content_length is not None and request.content_length > limit:
         raise PayloadTooLarge(f"the upload is {request.content_length} bytes, larger than the limit of {limit}")
-    digest, _size = sha256_stream(cast(BinaryIO, request.stream), limit=limit)
+    digest, size = sha256_stream(cast(BinaryIO, request.stream), limit=limit)
+    if size == 0:
+        raise InvalidInput(EMPTY_UPLOAD)
     return digest
 
 
@@ -105,7 +109,9 @@ def _hash_multipart(boundary: str | None) -> tuple[bytes, str | None]:
         if name == "file":
             if digest is not None:
                 raise InvalidInput("the multipart body has more than one 'file' part; send one file per request")
-            digest, _size = sha256_stream(cast(BinaryIO, upload.part_stream()), limit=_max_upload())
+            digest, size = sha256_stream(cast(BinaryIO, upload.part_stream()), limit=_max_upload())
+            if size == 0:
+                raise InvalidInput(f"the 'file' part: {EMPTY_UPLOAD}")
         elif name == "label":
             if label is not None:
                 raise InvalidInput("the multipart body has more than one 'label' field")

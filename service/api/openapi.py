@@ -263,6 +263,8 @@ def _evidence_paths() -> dict[str, Schema]:
             "post": {
                 "operationId": "depositEvidence",
                 "summary": "Deposit a file (hashed as it streams, never stored) or its SHA-256.",
+                "description": "An empty file (0 bytes, raw or as the multipart 'file' part) is refused with 400: "
+                "it is almost always a mistyped file path, and its SHA-256 proves nothing.",
                 "security": [{"bearerAuth": []}],
                 "parameters": [
                     {

@@ -611,3 +611,18 @@ def test_deposit_page_sends_only_the_digest(driver: Any, live_app: LiveApp, tmp_
     sent = driver.execute_script("return window.__sent")
     bodies = [body for _url, body in sent if body]
     assert bodies == [json.dumps({"sha256": hashlib.sha256(secret.read_bytes()).hexdigest()}, separators=(",", ":"))]
+
+
+def test_deposit_page_refuses_an_empty_file_and_sends_nothing(driver: Any, live_app: LiveApp, tmp_path: Path) -> None:
+    empty = tmp_path / "contrat.pdf"
+    empty.write_bytes(b"")
+    open_page(driver, live_app.url + "/deposit")
+    driver.execute_script(
+        "window.__sent = 0; const f = window.fetch; window.fetch = (...a) => { window.__sent++; return f(...a); };"
+    )
+    driver.find_element("id", "api-key").send_keys(live_app.api_key)
+    driver.find_element("id", "file-input").send_keys(str(empty))
+    driver.find_element("id", "submit-button").click()
+    status = wait_for(lambda: driver.find_element("id", "status").text, "the refusal")
+    assert "0 bytes" in status and "文件为空" in status
+    assert driver.execute_script("return window.__sent") == 0

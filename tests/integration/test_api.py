@@ -312,6 +312,12 @@ def test_revoked_tenant_key_is_401(client: FlaskClient, runtime: Runtime, key: s
             ["malformed"],
         ),
         ("x", "multipart/form-data", ["boundary"]),
+        (b"", "application/octet-stream", ["the upload was empty (0 bytes): check the file path"]),
+        (
+            '--b\r\nContent-Disposition: form-data; name="file"; filename="contrat.pdf"\r\n\r\n\r\n--b--\r\n',
+            "multipart/form-data; boundary=b",
+            ["'file' part", "the upload was empty (0 bytes): check the file path"],
+        ),
     ],
     ids=[
         "non-hex",
@@ -333,6 +339,8 @@ def test_revoked_tenant_key_is_401(client: FlaskClient, runtime: Runtime, key: s
         "multipart-no-file",
         "multipart-truncated",
         "multipart-no-boundary",
+        "raw-empty",
+        "multipart-empty-file",
     ],
 )
 def test_malformed_deposit_is_400_naming_the_problem_and_stores_nothing(

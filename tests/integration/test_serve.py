@@ -173,3 +173,35 @@ def test_one_sealer_among_workers(server: tuple[str, Path, subprocess.Popen[byte
         with pytest.raises(BlockingIOError):
             fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
     assert http("GET", f"{base}/healthz")[0] == 200
+
+
+def test_readme_curl_upload_with_a_mistyped_path_fails_loudly(
+    tmp_path: Path, env: dict[str, str], server: tuple[str, Path, subprocess.Popen[bytes]]
+) -> None:
+    """The README's upload command, run as written against a real server with the file path mistyped: curl sends
+    0 bytes, the service refuses them with 400 and curl exits non-zero showing why (no deposit of SHA-256(b''))."""
+    base, data_dir, _process = server
+    key = evidence("tenant", "create", "readme", "--data-dir", str(data_dir), env=env).stdout.splitlines()[-1]
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    start = readme.index('curl -sS --fail-with-body -H "Authorization: Bearer $KEY" --data-binary @contract.pdf')
+    first, second = readme[start:].splitlines()[:2]
+    command = (first.rstrip("\\") + " " + second.strip()).replace("http://127.0.0.1:8000", base)
+    command = command.replace("@contract.pdf", "@contrat.pdf")  # the typo: no such file in tmp_path
+    run = subprocess.run(
+        ["bash", "-c", command], cwd=tmp_path, capture_output=True, text=True, env={**env, "KEY": key}, timeout=30
+    )
+    assert run.returncode == 22, run
+    problem = json.loads(run.stdout)
+    assert problem["status"] == 400
+    assert problem["detail"] == "the upload was empty (0 bytes): check the file path"
+    (tmp_path / "contract.pdf").write_bytes(b"%PDF-1.7 the real contract")
+    ok = subprocess.run(
+        ["bash", "-c", command.replace("@contrat.pdf", "@contract.pdf")],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env={**env, "KEY": key},
+        timeout=30,
+    )
+    assert ok.returncode == 0, ok
+    assert json.loads(ok.stdout)["status"] == "pending"
