@@ -269,7 +269,7 @@ def verify(
     result = verify_receipt(document, sha256=digest, trusted_keys=trusted, tsa_roots=roots, policy=policy)
 
     if report_path is not None:
-        from service.court.certificate import render_report
+        from service.court.report import render_report
 
         inputs = {
             "receipt": receipt,

@@ -1,4 +1,4 @@
-"""The certificate of deposit and the verification report PDFs (service.court.certificate, service.court.fonts).
+"""The certificate of deposit and the verification report PDFs (service.court: certificate, report, fonts).
 
 The receipt is built by hand from SPEC §2/§3/§4/§6, independently of service.core.receipt: the certificate must
 show what the bytes say. Checks use poppler (pdffonts, pdftotext, pdftoppm) as an outside reader would; without
@@ -30,9 +30,9 @@ from service.court.certificate import (
     format_fingerprint,
     receipt_bytes,
     render_certificate,
-    render_report,
 )
 from service.court.fonts import find_fonts
+from service.court.report import render_report
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 WQY = Path("/usr/share/fonts/truetype/wqy/wqy-zenhei.ttc")
@@ -473,7 +473,7 @@ def test_report_attaches_the_machine_readable_result(invalid_report: bytes) -> N
 
 
 def test_wrap_breaks_latin_at_spaces_and_chinese_anywhere_but_before_closing_punctuation() -> None:
-    from service.court.certificate import _wrap
+    from service.court.layout import wrap as _wrap
 
     assert _wrap("ab cd ef", 5, len) == ["ab cd", "ef"]
     assert _wrap("一二三，四", 3, len) == ["一二", "三，四"]  # the comma never starts a line
