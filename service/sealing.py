@@ -166,6 +166,10 @@ def evidence_status(conn: Connection, tenant_id: int, evidence_id: str) -> JSONO
     row = ledger.get_evidence(conn, tenant_id, evidence_id)
     if row is None:
         raise NotFound(f"no evidence with id {evidence_id!r}")
+    return _status_of(row)
+
+
+def _status_of(row: Any) -> JSONObject:
     out: JSONObject = {
         "id": row.id,
         "sha256": bytes(row.sha256).hex(),
@@ -193,24 +197,78 @@ def receipt_for(conn: Connection, tenant_id: int, evidence_id: str, *, keys: Seq
         raise NotFound(f"no evidence with id {evidence_id!r}")
     if row.batch_seq is None:
         return None
-    batch = ledger.get_batch(conn, row.batch_seq)
-    checkpoint = ledger.checkpoint_at(conn, row.batch_seq + 1)
-    if batch is None or checkpoint is None:
-        raise RuntimeError(f"sealed evidence {evidence_id} has no batch {row.batch_seq} or its checkpoint")
-    leaf = Leaf(row.id, bytes(row.sha256), from_us(row.received_us))
-    return build_receipt(
-        leaf=leaf,
-        batch_seq=batch.seq,
-        batch_size=batch.size,
-        leaf_index=row.leaf_index,
-        batch_root=bytes(batch.root),
-        batch_proof=split_hashes(bytes(row.proof)),
-        entry=bytes(batch.entry),
-        ledger_proof=split_hashes(bytes(batch.ledger_proof)),
-        checkpoint=bytes(checkpoint.note),
-        timestamps=[bytes(t.token) for t in ledger.timestamps_for_batch(conn, batch.seq)],
-        keys=keys,
-    )
+    return _Receipts(conn, keys).build(row)
+
+
+MAX_RECEIPTS_PAGE = 1000
+NOT_FOUND = "not_found"
+
+
+def receipts_for(
+    conn: Connection, tenant_id: int, evidence_ids: Sequence[str], *, keys: Sequence[str] = ()
+) -> list[JSONObject]:
+    """For each id, in the order given: the receipt (as ``receipt_for``) once sealed, the status object (as
+    ``evidence_status``) while pending, or ``{"id": ..., "status": "not_found"}`` when this tenant has no such
+    evidence: the same answer for an id never issued and for another tenant's id, so nothing leaks.
+
+    One query for the evidence rows, one for the time-stamp tokens, two per batch involved (row, checkpoint).
+    """
+    rows = ledger.get_evidence_many(conn, tenant_id, evidence_ids)
+    receipts = _Receipts(conn, keys)
+    receipts.prefetch_timestamps({int(r.batch_seq) for r in rows.values() if r.batch_seq is not None})
+    out: list[JSONObject] = []
+    for evidence_id in evidence_ids:
+        row = rows.get(evidence_id)
+        if row is None:
+            out.append({"id": evidence_id, "status": NOT_FOUND})
+        elif row.batch_seq is None:
+            out.append(_status_of(row))
+        else:
+            out.append(receipts.build(row))
+    return out
+
+
+class _Receipts:
+    """Builds the receipts of one transaction, reading each batch's row, checkpoint and tokens once."""
+
+    def __init__(self, conn: Connection, keys: Sequence[str]) -> None:
+        self.conn = conn
+        self.keys = list(keys)
+        self._batches: dict[int, tuple[Any, bytes, list[bytes]]] = {}
+        self._tokens: dict[int, list[bytes]] = {}
+
+    def prefetch_timestamps(self, seqs: set[int]) -> None:
+        self._tokens.update(ledger.timestamps_for_batches(self.conn, seqs))
+
+    def _batch(self, seq: int) -> tuple[Any, bytes, list[bytes]]:
+        cached = self._batches.get(seq)
+        if cached is None:
+            batch = ledger.get_batch(self.conn, seq)
+            checkpoint = ledger.checkpoint_at(self.conn, seq + 1)
+            if batch is None or checkpoint is None:
+                raise RuntimeError(f"sealed evidence has no batch {seq} or its checkpoint")
+            tokens = self._tokens.get(seq)
+            if tokens is None:
+                tokens = [bytes(t.token) for t in ledger.timestamps_for_batch(self.conn, seq)]
+            cached = (batch, bytes(checkpoint.note), tokens)
+            self._batches[seq] = cached
+        return cached
+
+    def build(self, row: Any) -> JSONObject:
+        batch, note, tokens = self._batch(int(row.batch_seq))
+        return build_receipt(
+            leaf=Leaf(row.id, bytes(row.sha256), from_us(row.received_us)),
+            batch_seq=batch.seq,
+            batch_size=batch.size,
+            leaf_index=row.leaf_index,
+            batch_root=bytes(batch.root),
+            batch_proof=split_hashes(bytes(row.proof)),
+            entry=bytes(batch.entry),
+            ledger_proof=split_hashes(bytes(batch.ledger_proof)),
+            checkpoint=note,
+            timestamps=tokens,
+            keys=self.keys,
+        )
 
 
 def latest_checkpoint(conn: Connection) -> bytes:

@@ -12,9 +12,10 @@ from typing import Any
 from flask import Blueprint, Response, request
 from sqlalchemy.engine import Connection
 
-from service import bulk
+from service import bulk, sealing
 from service.api.auth import require_tenant
 from service.api.errors import problem
+from service.api.parsing import read_json_object, reject_unknown_fields
 from service.api.responses import (
     PROBLEM_CONTENT,
     REPLAYED_HEADER,
@@ -26,7 +27,8 @@ from service.api.responses import (
 )
 from service.api.state import runtime_state
 from service.core.errors import FormatError, InvalidInput, InvalidItem, PayloadTooLarge
-from service.core.formats import parse_sha256_hex, utc_now
+from service.core.formats import check_evidence_id, parse_sha256_hex, utc_now
+from service.core.strictjson import json_type
 
 bp = Blueprint("bulk", __name__)
 
@@ -92,6 +94,42 @@ def deposit_batch() -> Response:
         utc_now,
     )
     return json_response(answer.body, answer.status, replayed=replayed)
+
+
+@bp.post("/v1/receipts")
+def receipts_in_bulk() -> Response:
+    """Up to 1,000 receipts in one request (an extension of SPEC §7): ``{"ids": [...]}`` -> 200 ``{"items": [...]}``
+    in request order, each the receipt, the status object while pending, or ``{"id", "status": "not_found"}``."""
+    tenant_id = require_tenant()
+    if request.mimetype != "application/json":
+        raise InvalidInput(f'send the ids as application/json {{"ids": [...]}}; found {request.mimetype or "none"!r}')
+    ids = parse_receipt_ids(read_json_object(request.stream))
+    with runtime_state().reader.begin() as conn:
+        keys = [k["vkey"] for k in sealing.key_list(conn)]
+        items = sealing.receipts_for(conn, tenant_id, ids, keys=keys)
+    return json_response(json_body({"items": items}), 200)
+
+
+def parse_receipt_ids(body: dict[str, Any]) -> list[str]:
+    """The evidence ids of a ``POST /v1/receipts`` body (1 to 1,000 strings, each a valid evidence id).
+
+    :raise InvalidInput: not of that shape. :raise InvalidItem: id ``i`` is not an evidence id.
+    """
+    reject_unknown_fields(body, ("ids",), "the JSON body")
+    ids = body.get("ids")
+    if not isinstance(ids, list):
+        raise InvalidInput(f"'ids' must be an array of evidence ids, found {json_type(ids)}")
+    if not 1 <= len(ids) <= sealing.MAX_RECEIPTS_PAGE:
+        raise InvalidInput(f"'ids' must hold 1 to {sealing.MAX_RECEIPTS_PAGE} evidence ids, found {len(ids)}")
+    out: list[str] = []
+    for i, value in enumerate(ids):
+        if not isinstance(value, str):
+            raise InvalidItem(i, f"ids[{i}] must be a string (an evidence id), found {json_type(value)}")
+        try:
+            out.append(check_evidence_id(value))
+        except FormatError as exc:
+            raise InvalidItem(i, f"ids[{i}]: {exc.reason}") from None
+    return out
 
 
 @bp.get("/v1/evidence")
@@ -187,6 +225,71 @@ def openapi_paths() -> dict[str, dict[str, Any]]:
                     "413": ref("responses", "TooLarge"),
                     "422": {
                         "description": "One item is invalid (its index is named); nothing stored.",
+                        "content": PROBLEM_CONTENT,
+                    },
+                    **TENANT_RESPONSES,
+                },
+            }
+        },
+        "/v1/receipts": {
+            "post": {
+                "operationId": "getReceipts",
+                "summary": "Up to 1,000 receipts in one request (extension of SPEC §7), answered in request order.",
+                "description": "Each item is the receipt once sealed, the status object while pending, or "
+                '{"id", "status": "not_found"} when this tenant has no such evidence (the same answer for an '
+                "unknown id and for another tenant's id).",
+                "security": [{"bearerAuth": []}],
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "required": ["ids"],
+                                "additionalProperties": False,
+                                "properties": {
+                                    "ids": {
+                                        "type": "array",
+                                        "minItems": 1,
+                                        "maxItems": sealing.MAX_RECEIPTS_PAGE,
+                                        "items": ref("schemas", "EvidenceId"),
+                                    }
+                                },
+                            }
+                        }
+                    },
+                },
+                "responses": {
+                    "200": json_content(
+                        {
+                            "type": "object",
+                            "required": ["items"],
+                            "properties": {
+                                "items": {
+                                    "type": "array",
+                                    "items": {
+                                        "oneOf": [
+                                            ref("schemas", "Receipt"),
+                                            ref("schemas", "EvidenceStatus"),
+                                            {
+                                                "type": "object",
+                                                "required": ["id", "status"],
+                                                "properties": {
+                                                    "id": {"type": "string"},
+                                                    "status": {"const": sealing.NOT_FOUND},
+                                                },
+                                            },
+                                        ]
+                                    },
+                                }
+                            },
+                        },
+                        "One item per id, in request order.",
+                    ),
+                    "400": ref("responses", "BadRequest"),
+                    "413": ref("responses", "TooLarge"),
+                    "422": {
+                        "description": "One id is not an evidence id (its index is named).",
                         "content": PROBLEM_CONTENT,
                     },
                     **TENANT_RESPONSES,

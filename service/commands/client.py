@@ -16,10 +16,12 @@ Exit codes: 0 everything done, 1 some files failed (unreadable, refused by the s
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import json
 import os
 import secrets
+import sys
 import tempfile
 import threading
 import time
@@ -32,6 +34,8 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from service.core.labels import sanitize_label
+from service.core.receipt import FORMAT as RECEIPT_FORMAT
+from service.core.receipt import dump_json
 
 if TYPE_CHECKING:
     import requests
@@ -44,7 +48,8 @@ RECEIPT_SUFFIX = ".receipt.json"
 MAX_CHUNK = 10_000
 HTTP_TIMEOUT = 120.0
 SEND_RETRIES = 5
-FETCH_THREADS = 8
+FETCH_THREADS = 4
+RECEIPTS_PAGE = 1000  # ids per POST /v1/receipts (the server's limit)
 
 
 class SubmitError(click.ClickException):
@@ -149,10 +154,11 @@ def walk(paths: Iterable[Path]) -> Iterator[tuple[Path, str]]:
 
 
 def _skipped(name: str) -> bool:
+    """Receipts, the state file, and the temp files of either that a killed run may leave behind."""
     return (
         name.endswith(RECEIPT_SUFFIX)
         or name == STATE_NAME
-        or (name.startswith(f".{STATE_NAME}.") and name.endswith(".tmp"))
+        or (name.startswith(".") and name.endswith(".tmp") and (RECEIPT_SUFFIX in name or STATE_NAME in name))
     )
 
 
@@ -388,41 +394,71 @@ def receipt_path(state: State, e: FileEntry) -> Path:
 def fetch_receipts(state: State, client: Client, progress: Progress, timeout: float) -> None:
     """Poll until every acknowledged file has its receipt written, or ``timeout`` seconds passed.
 
-    Each round probes one evidence per chunk (the chunk's last item) and fetches the whole chunk once it is sealed;
-    between rounds the wait grows 0.25 s, 0.5 s, 1 s ... up to 5 s.
+    Receipts come ``RECEIPTS_PAGE`` at a time from ``POST /v1/receipts``. Each round first asks for one evidence
+    per chunk (the chunk's last item, all in one request) and fetches a chunk's receipts once that one is sealed;
+    between rounds without news the wait grows 0.1 s, 0.2 s, 0.4 s ... up to 1 s.
+    A page of receipts is written file by file (temp file + rename: never half a file), made durable by one
+    ``durable`` barrier, and only then recorded as written in the state: a file the state calls written is on
+    disk. A receipt recorded as written whose file is missing is fetched again.
     """
-    waiting = [e for e in state.files.values() if e.id is not None and e.receipt is None]
+    for e in state.files.values():
+        if e.receipt is not None and not Path(e.receipt).is_file():
+            e.receipt = None
+    waiting = [e for e in state.files.values() if e.id is not None and e.receipt is None and e.error is None]
     advance = progress.task("receipts", len(waiting))
     deadline = time.monotonic() + timeout
-    delay = 0.25
-    lock = threading.Lock()
+    delay = 0.1
     by_chunk: dict[int, list[FileEntry]] = {}
     for e in waiting:
         by_chunk.setdefault(e.chunk, []).append(e)
 
-    def get(e: FileEntry) -> bool:
-        assert e.id is not None
-        r = client.request("GET", f"/v1/evidence/{e.id}/receipt")
-        if r.status_code == 202:
-            return False
+    def fetch(entries: list[FileEntry]) -> list[FileEntry]:
+        """Fetch and write the receipts of up to RECEIPTS_PAGE entries; return those still pending."""
+        r = client.request(
+            "POST",
+            "/v1/receipts",
+            data=json.dumps({"ids": [e.id for e in entries]}).encode(),
+            headers={"Content-Type": "application/json"},
+        )
         if r.status_code != 200:
-            e.error = problem_text(r)
-            click.echo(f"error: receipt of {e.path}: {e.error}", err=True)
-            return True
-        path = receipt_path(state, e)
-        write_atomically(path, r.content)
-        with lock:
+            message = problem_text(r)
+            if r.status_code == 401:
+                raise SubmitError(f"the server refused the API key: {message}")
+            for e in entries:
+                e.error = message
+            click.echo(f"error: receipts of {len(entries)} files: {message}", err=True)
+            return []
+        items = r.json()["items"]
+        if len(items) != len(entries):
+            raise SubmitError(f"the server answered {len(items)} items for {len(entries)} receipt requests")
+        done: list[tuple[FileEntry, Path, bytes]] = []
+        still: list[FileEntry] = []
+        for e, item in zip(entries, items, strict=True):
+            if item.get("status") == "pending":
+                still.append(e)
+            elif item.get("format") == RECEIPT_FORMAT and item.get("evidence", {}).get("id") == e.id:
+                done.append((e, receipt_path(state, e), dump_json(item)))
+            else:
+                e.error = f"the server has no receipt for evidence {e.id} ({item.get('status', 'unexpected answer')})"
+                click.echo(f"error: receipt of {e.path}: {e.error}", err=True)
+        write_files([(path, data) for _, path, data in done])
+        for e, path, _ in done:
             e.receipt, e.error = str(path), None
-        advance(1)
-        return True
+        advance(len(done))
+        return still
+
+    def pages(entries: list[FileEntry]) -> list[list[FileEntry]]:
+        return [entries[i : i + RECEIPTS_PAGE] for i in range(0, len(entries), RECEIPTS_PAGE)]
 
     with ThreadPoolExecutor(max_workers=FETCH_THREADS) as pool:
         while by_chunk:
-            probes = {n: entries[-1] for n, entries in by_chunk.items()}
-            sealed = [n for n, done in zip(probes, pool.map(get, probes.values()), strict=True) if done]
-            for n in sealed:
-                rest = [e for e in by_chunk[n] if e.receipt is None and e.error is None]
-                list(pool.map(get, rest))
+            numbers = list(by_chunk)
+            probes = [by_chunk[n][-1] for n in numbers]
+            still = {id(e) for page in pool.map(fetch, pages(probes)) for e in page}
+            sealed = [n for n, probe in zip(numbers, probes, strict=True) if id(probe) not in still]
+            rest = [e for n in sealed for e in by_chunk[n] if e.receipt is None and e.error is None]
+            list(pool.map(fetch, pages(rest)))
+            for n in numbers:
                 left = [e for e in by_chunk[n] if e.receipt is None and e.error is None]
                 if left:
                     by_chunk[n] = left
@@ -438,10 +474,79 @@ def fetch_receipts(state: State, client: Client, progress: Progress, timeout: fl
                 state.save()
                 break
             if sealed:
-                delay = 0.25
+                delay = 0.1
             else:
                 time.sleep(delay)
-                delay = min(delay * 2, 5.0)
+                delay = min(delay * 2, 1.0)
+
+
+def write_files(files: list[tuple[Path, bytes]]) -> None:
+    """Write each file as a temp file renamed into place (a crash leaves the old file or the new one, never half),
+    then make all of them durable at once (``durable``)."""
+    if not files:
+        return
+    dirs: set[Path] = set()
+    for path, data in files:
+        parent = path.parent
+        if parent not in dirs:
+            parent.mkdir(parents=True, exist_ok=True)
+            dirs.add(parent)
+        tmp = parent / f".{path.name}.{os.getpid()}.tmp"
+        with open(tmp, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    durable([path for path, _ in files], dirs)
+
+
+def durable(paths: list[Path], dirs: set[Path]) -> None:
+    """Make written files and their directory entries durable. On Linux one ``syncfs`` per file system (every
+    file and directory of it, one call) plus an fsync of each directory; elsewhere an fsync of each file."""
+    if _syncfs is not None:
+        seen: set[int] = set()
+        for d in dirs:
+            fd = os.open(d, os.O_RDONLY)
+            try:
+                dev = os.fstat(fd).st_dev
+                if dev not in seen:
+                    seen.add(dev)
+                    if _syncfs(fd) != 0:
+                        raise OSError(ctypes.get_errno(), f"syncfs of {d} failed")
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        return
+    for p in paths:
+        with open(p, "rb+") as f:
+            os.fsync(f.fileno())
+    for d in dirs:
+        _fsync_dir(d)
+
+
+def _fsync_dir(d: Path) -> None:
+    try:
+        fd = os.open(d, os.O_RDONLY)
+    except OSError:
+        return  # platforms without directory file descriptors
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _load_syncfs() -> Callable[[int], int] | None:
+    if sys.platform != "linux":
+        return None
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        fn: Callable[[int], int] = libc.syncfs
+    except (OSError, AttributeError):
+        return None
+    return fn
+
+
+_syncfs = _load_syncfs()
 
 
 def summary(state: State, unreadable: int, waited: bool) -> int:

@@ -387,6 +387,32 @@ def get_evidence(conn: Connection, tenant_id: int, evidence_id: str) -> AnyRow |
     return conn.execute(stmt).one_or_none()
 
 
+def get_evidence_many(conn: Connection, tenant_id: int, evidence_ids: Sequence[str]) -> dict[str, AnyRow]:
+    """Rows (columns as ``get_evidence``) of those ``evidence_ids`` that exist for this tenant, by id, in one
+    query. Ids that are unknown or another tenant's are simply absent: the caller cannot tell them apart."""
+    wanted = list(dict.fromkeys(evidence_ids))
+    if not wanted:
+        return {}
+    stmt = _evidence_select().where(evidence.c.tenant_id == tenant_id, evidence.c.id.in_(wanted))
+    return {row.id: row for row in conn.execute(stmt)}
+
+
+def timestamps_for_batches(conn: Connection, batch_seqs: Iterable[int]) -> dict[int, list[bytes]]:
+    """Tokens of several ledger entries, each list in id order (as ``timestamps_for_batch``)."""
+    seqs = sorted(set(batch_seqs))
+    out: dict[int, list[bytes]] = {seq: [] for seq in seqs}
+    if not seqs:
+        return out
+    stmt = (
+        select(timestamps.c.batch_seq, timestamps.c.token)
+        .where(timestamps.c.batch_seq.in_(seqs))
+        .order_by(timestamps.c.batch_seq, timestamps.c.id)
+    )
+    for seq, token in conn.execute(stmt):
+        out[int(seq)].append(bytes(token))
+    return out
+
+
 def find_evidence_by_sha256(conn: Connection, tenant_id: int, sha256: bytes) -> list[AnyRow]:
     """The tenant's evidence with this file digest (columns as ``get_evidence``), oldest first."""
     stmt = (

@@ -24,6 +24,7 @@ from service import bulk, sealing
 from service.api import create_app
 from service.api.auth import forget_accepted_keys
 from service.config import Settings
+from service.core import receipt as receipt_module
 from service.core.errors import EvidenceError
 from service.core.formats import utc_now
 from service.core.verify import verify_receipt
@@ -347,3 +348,77 @@ def test_key_rotation_and_tenant_revocation_through_the_cli(tmp_path: Path) -> N
         run("tenant", "revoke", "nobody", code=1)
     finally:
         runtime.engine.dispose()
+
+
+# --- POST /v1/receipts ------------------------------------------------------------------------------
+
+
+def post_receipts(client: FlaskClient, key: str, ids: Any) -> Any:
+    return client.post(
+        "/v1/receipts", data=json.dumps({"ids": ids}), headers=auth(key), content_type="application/json"
+    )
+
+
+def test_bulk_receipts_answer_in_request_order_byte_for_byte_like_the_single_get(
+    runtime: Runtime, client: FlaskClient
+) -> None:
+    key = new_key(runtime)
+    other = new_key(runtime, "other")
+    sealed_ids = [i["id"] for i in post_batch(client, key, body_of(6)).get_json()["items"]]
+    sealing.seal_pending(runtime.engine, runtime.signer, max_leaves=4, max_age=0, force=True)  # two batches
+    foreign_id = post_batch(client, other, body_of(1, salt="o")).get_json()["items"][0]["id"]
+    sealing.seal_pending(runtime.engine, runtime.signer, max_leaves=4, max_age=0, force=True)
+    pending_id = post_batch(client, key, body_of(1, salt="q")).get_json()["items"][0]["id"]
+    ids = [sealed_ids[5], pending_id, foreign_id, "never-issued", sealed_ids[0], sealed_ids[5], *sealed_ids[1:5]]
+    r = post_receipts(client, key, ids)
+    assert r.status_code == 200, r.get_data(as_text=True)
+    items = r.get_json()["items"]
+    assert len(items) == len(ids)
+    # Another tenant's id and an id never issued get the very same answer: nothing tells them apart.
+    assert items[2] == {"id": foreign_id, "status": "not_found"}
+    assert items[3] == {"id": "never-issued", "status": "not_found"}
+    single_status = client.get(f"/v1/evidence/{pending_id}/receipt", headers=auth(key))
+    assert single_status.status_code == 202 and items[1] == single_status.get_json()
+    for i in (0, 4, 5, 6, 7, 8, 9):
+        single = client.get(f"/v1/evidence/{ids[i]}/receipt", headers=auth(key))
+        assert single.status_code == 200
+        # A client writing `dump_json(item)` writes exactly the bytes the single GET serves.
+        assert receipt_module.dump_json(items[i]) == single.get_data()
+        assert verify_receipt(items[i], trusted_keys=[runtime.signer.verifier]).valid
+    assert {items[0]["batch"]["seq"], items[4]["batch"]["seq"]} == {0, 1}
+    # The other tenant sees its own evidence, and ours as not found.
+    theirs = post_receipts(client, other, [foreign_id, sealed_ids[0]]).get_json()["items"]
+    assert theirs[0]["format"] == "evidence-receipt/v1"
+    assert theirs[1] == {"id": sealed_ids[0], "status": "not_found"}
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "words"),
+    [
+        (b'{"ids": []}', 400, "1 to 1000"),
+        (json.dumps({"ids": ["a"] * 1001}).encode(), 400, "found 1001"),
+        (b'{"ids": "abc"}', 400, "array"),
+        (b'{"ids": ["abc"], "more": 1}', 400, "unknown field"),
+        (b'{"ids": ["ok", 5]}', 422, "ids[1]"),
+        (b'{"ids": ["ok", "bad id"]}', 422, "ids[1]"),
+        (b"[1]", 400, "object"),
+    ],
+)
+def test_bad_bulk_receipt_requests_are_refused_with_a_reason(
+    runtime: Runtime, client: FlaskClient, body: bytes, status: int, words: str
+) -> None:
+    key = new_key(runtime)
+    r = client.post("/v1/receipts", data=body, headers=auth(key), content_type="application/json")
+    assert r.status_code == status, r.get_data(as_text=True)
+    assert r.mimetype == "application/problem+json"
+    assert words in r.get_json()["detail"]
+    assert client.post("/v1/receipts", data=b'{"ids": ["x"]}', content_type="application/json").status_code == 401
+
+
+def test_bulk_receipts_take_1000_ids_at_once(runtime: Runtime, client: FlaskClient) -> None:
+    key = new_key(runtime)
+    ids = [i["id"] for i in post_batch(client, key, body_of(1000, label=False)).get_json()["items"]]
+    sealing.seal_pending(runtime.engine, runtime.signer, max_leaves=10_000, max_age=0, force=True)
+    items = post_receipts(client, key, ids).get_json()["items"]
+    assert [item["evidence"]["id"] for item in items] == ids
+    assert verify_receipt(items[777], trusted_keys=[runtime.signer.verifier]).valid

@@ -45,6 +45,9 @@ class Live:
     hold_second: bool = False
     stored: threading.Event = field(default_factory=threading.Event)
     release: threading.Event = field(default_factory=threading.Event)
+    receipt_posts: list[int] = field(default_factory=list)  # receipts in each answer of POST /v1/receipts
+    # When set, the answer of the second POST /v1/receipts that carries receipts is held until `release`.
+    hold_receipts: bool = False
 
 
 @pytest.fixture
@@ -74,6 +77,21 @@ def live(tmp_path: Path, db_url: str) -> Iterator[Live]:
                 state.stored.set()
                 state.release.wait(30)
             start_response(status, headers, exc_info)
+            return [body]
+        if environ["REQUEST_METHOD"] == "POST" and environ["PATH_INFO"] == "/v1/receipts":
+            captured = {}
+
+            def capture_receipts(status: str, headers: Any, exc_info: Any = None) -> Any:
+                captured["args"] = (status, headers, exc_info)
+                return lambda data: None
+
+            body = b"".join(app.wsgi_app(environ, capture_receipts))
+            receipts = sum(1 for item in json.loads(body).get("items", []) if "format" in item)
+            state.receipt_posts.append(receipts)
+            if state.hold_receipts and sum(1 for n in state.receipt_posts if n) == 2:
+                state.stored.set()
+                state.release.wait(30)
+            start_response(*captured["args"])
             return [body]
         return app.wsgi_app(environ, start_response)
 
@@ -234,3 +252,64 @@ def test_usage_errors_exit_2_and_server_problems_are_shown(tmp_path: Path, live:
     bad_key = evidence(live, "submit", str(tmp_path / "a.txt"), "--api-key", "evl_" + "x" * 43)
     assert bad_key.returncode == 1
     assert "HTTP 401" in bad_key.stderr and "not valid" in bad_key.stderr
+
+
+def test_killed_while_writing_receipts_then_rerun_writes_every_receipt(tmp_path: Path, live: Live) -> None:
+    files = make_tree(tmp_path / "case", 12)
+    out = tmp_path / "receipts"
+    live.hold_receipts = True
+    proc = popen(live, "submit", str(tmp_path / "case"), "--chunk", "4", "--out", str(out))
+    try:
+        # The first answer with receipts was written (the chunks' probes); the next page is held: kill now.
+        assert live.stored.wait(60), "no second page of receipts was asked for"
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate(timeout=10)
+    assert proc.returncode == -signal.SIGKILL
+    written_before = {p: p.read_bytes() for p in out.rglob("*.receipt.json")}
+    assert 1 <= len(written_before) < len(files)
+    live.hold_receipts = False
+    live.release.set()
+    posts = list(live.batch_posts)
+
+    done = evidence(live, "submit", str(tmp_path / "case"), "--chunk", "4", "--out", str(out))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert live.batch_posts == posts  # nothing deposited again
+    assert all(len(deposits_of(live, f)) == 1 for f in files)
+    assert_receipts_verify(live, files, lambda f: out / (f.relative_to(tmp_path / "case").as_posix() + ".receipt.json"))
+    for p, data in written_before.items():
+        assert p.read_bytes() == data  # a receipt never changes once issued
+    assert not [p for p in out.rglob("*") if p.name.endswith(".tmp")]
+    state = json.loads((out / STATE_NAME).read_text())
+    assert all(f["receipt"] is not None for f in state["files"].values())
+
+
+def test_bulk_receipts_are_the_bytes_of_the_single_get_and_a_lost_file_is_fetched_again(
+    tmp_path: Path, live: Live
+) -> None:
+    files = make_tree(tmp_path / "case", 5)
+    done = evidence(live, "submit", str(tmp_path / "case"))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert sum(live.receipt_posts) == 5  # every receipt came through POST /v1/receipts
+    state = json.loads((tmp_path / "case" / STATE_NAME).read_text())
+    for f in files:
+        entry = state["files"][str(f)]
+        single = requests.get(
+            f"{live.url}/v1/evidence/{entry['id']}/receipt", headers={"Authorization": f"Bearer {live.key}"}, timeout=10
+        )
+        assert single.status_code == 200
+        assert Path(str(f) + ".receipt.json").read_bytes() == single.content
+    lost = Path(str(files[2]) + ".receipt.json")
+    lost.unlink()
+    # A leftover temp file of a killed run is neither submitted nor kept as a receipt.
+    (tmp_path / "case" / f".{files[0].name}.receipt.json.999.tmp").write_text("{")
+    fetched = evidence(live, "receipts", "fetch", str(tmp_path / "case"))
+    assert fetched.returncode == 0, fetched.stdout + fetched.stderr
+    assert lost.is_file()
+    again = evidence(live, "submit", str(tmp_path / "case"))
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert all(len(deposits_of(live, f)) == 1 for f in files)
+    state = json.loads((tmp_path / "case" / STATE_NAME).read_text())
+    assert sorted(state["files"]) == sorted(map(str, files))
