@@ -59,7 +59,10 @@ def require_tenant() -> int:
     with state.reader.begin() as conn:
         tenant_id = tenant_for_api_key(conn, token)
     if tenant_id is None:
-        raise Unauthorized("the API key is not valid (unknown or revoked)")
+        raise Unauthorized(
+            "the API key is not valid (unknown or revoked). A key made with 'evidence tenant create' works only on "
+            "a server using the database that command names: run it with --data-dir set to this server's data dir"
+        )
     state.accepted_keys.put(token, tenant_id, now)
     return tenant_id
 

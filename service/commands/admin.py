@@ -2,8 +2,10 @@
 
 ``tenant create`` works on the database ``evidence serve`` uses (the data dir's embedded database, or
 ``DATABASE_URL``) and prints the new API key alone on the last line of stdout: it is stored only as a hash,
-so this is the one time it is shown. Errors propagate to ``service.cli.main`` (exit 2), except a schema that
-differs from the code (``db check``), which exits 1.
+so this is the one time it is shown. Commands that write say which database they used, and none creates a new
+embedded database unless told (``--data-dir`` or ``--init``): run from another folder, they would otherwise
+start an empty ledger beside the real one and print keys the running server refuses. Errors propagate to
+``service.cli.main`` (exit 2), except a schema that differs from the code (``db check``), which exits 1.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
@@ -22,6 +25,7 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
 
 DATA_DIR_HELP = "Data directory (embedded database and signing key); default $EVIDENCE_DATA_DIR or ./evidence-data."
+INIT_HELP = "Create the embedded database if the data dir has none (never done silently)."
 
 
 def settings_for(data_dir: str | None) -> Settings:
@@ -34,6 +38,41 @@ def settings_for(data_dir: str | None) -> Settings:
 
 def is_sqlite(settings: Settings) -> bool:
     return settings.database_url.startswith("sqlite")
+
+
+def sqlite_file(settings: Settings) -> Path | None:
+    """The file of an embedded (SQLite) database, None for a server database or an in-memory one."""
+    from sqlalchemy.engine import make_url
+
+    if not is_sqlite(settings):
+        return None
+    database = make_url(settings.database_url).database
+    return Path(database).absolute() if database and database != ":memory:" else None
+
+
+def database_name(settings: Settings) -> str:
+    """The database as a person recognises it: the embedded file's path, or the URL without its password."""
+    from sqlalchemy.engine import make_url
+
+    path = sqlite_file(settings)
+    if path is not None:
+        return str(path)
+    return make_url(settings.database_url).render_as_string(hide_password=True)
+
+
+def refuse_new_database(settings: Settings, *, told: bool) -> None:
+    """Refuse to open an embedded database that does not exist yet unless ``told`` (``--data-dir``/``--init``).
+
+    :raise ConfigError: naming the path looked at and the three ways on.
+    """
+    path = sqlite_file(settings)
+    if told or path is None or path.exists():
+        return
+    raise ConfigError(
+        f"there is no Evidence Ledger database at {path}. Run this command where 'evidence serve' runs, or give "
+        "the server's data directory with --data-dir DIR (or set DATABASE_URL), or pass --init to create a new, "
+        "empty database there"
+    )
 
 
 def ensure_schema(settings: Settings) -> None:
@@ -60,11 +99,15 @@ def ensure_schema(settings: Settings) -> None:
 
 
 @contextmanager
-def transaction(data_dir: str | None) -> Iterator[Connection]:
-    """One transaction on the database ``evidence serve`` uses (schema ensured first); the engine is closed after."""
+def transaction(data_dir: str | None, *, init: bool = False) -> Iterator[Connection]:
+    """One transaction on the database ``evidence serve`` uses (schema ensured first); the engine is closed after.
+
+    :raise ConfigError: the embedded database does not exist and neither ``data_dir`` nor ``init`` was given.
+    """
     from service.storage import db
 
     settings = settings_for(data_dir)
+    refuse_new_database(settings, told=data_dir is not None or init)
     ensure_schema(settings)
     engine = db.make_engine(settings)
     try:
@@ -82,14 +125,19 @@ def tenant() -> None:
 @tenant.command("create")
 @click.argument("name")
 @click.option("--data-dir", type=click.Path(file_okay=False), help=DATA_DIR_HELP)
-def tenant_create(name: str, data_dir: str | None) -> None:
-    """Create tenant NAME and print its new API key (alone, on the last line)."""
+@click.option("--init", is_flag=True, help=INIT_HELP)
+def tenant_create(name: str, data_dir: str | None, init: bool) -> None:
+    """Create tenant NAME and print its new API key (alone, on the last line).
+
+    The key works only on a server using the same database: the command says which one it used.
+    """
     from service.core.formats import utc_now
     from service.tenants import create_tenant
 
-    with transaction(data_dir) as conn:
+    with transaction(data_dir, init=init) as conn:
         api_key = create_tenant(conn, name, utc_now())
-    click.echo(f"Created tenant {name!r}. Its API key is shown only now; keep it secret:")
+    click.echo(f"Created tenant {name!r} in the database {database_name(settings_for(data_dir))}.")
+    click.echo("Its API key works on a server using that database, and is shown only now; keep it secret:")
     click.echo(api_key)
 
 
@@ -100,13 +148,15 @@ def db_group() -> None:
 
 @db_group.command("upgrade")
 @click.option("--data-dir", type=click.Path(file_okay=False), help=DATA_DIR_HELP)
-def db_upgrade(data_dir: str | None) -> None:
+@click.option("--init", is_flag=True, help=INIT_HELP)
+def db_upgrade(data_dir: str | None, init: bool) -> None:
     """Migrate the database to the latest schema."""
     from service.storage import db
 
     settings = settings_for(data_dir)
+    refuse_new_database(settings, told=data_dir is not None or init)
     db.upgrade(settings.database_url)
-    click.echo(f"database at head {', '.join(db.heads())}")
+    click.echo(f"database {database_name(settings)} at head {', '.join(db.heads())}")
 
 
 @db_group.command("check")
@@ -116,6 +166,7 @@ def db_check(data_dir: str | None) -> None:
     from service.storage import db
 
     settings = settings_for(data_dir)
+    refuse_new_database(settings, told=data_dir is not None)
     try:
         db.check(settings.database_url)
     except SchemaDrift as exc:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import click
 
-from service.commands.admin import DATA_DIR_HELP, settings_for
+from service.commands.admin import DATA_DIR_HELP, database_name, refuse_new_database, settings_for
 from service.config import Settings
 from service.core.errors import ConfigError
 from service.core.formats import format_time, utc_now
@@ -22,8 +22,8 @@ from service.core.note import Signer, Verifier
 from service.keys import load_signer, write_signer
 
 
-def _settings() -> Settings:
-    return Settings.from_env(os.environ)
+def _settings(data_dir: str | None = None) -> Settings:
+    return settings_for(data_dir)
 
 
 @click.group()
@@ -39,9 +39,10 @@ def keys() -> None:
     help="Where to write the key; default $EVIDENCE_SIGNING_KEY_FILE or <data dir>/signing.key.",
 )
 @click.option("--origin", default=None, help="Key name = checkpoint origin; default $EVIDENCE_ORIGIN.")
-def init(key_file: Path | None, origin: str | None) -> None:
+@click.option("--data-dir", type=click.Path(file_okay=False), help=DATA_DIR_HELP)
+def init(key_file: Path | None, origin: str | None, data_dir: str | None) -> None:
     """Create a new signing key file (mode 0600); refuses to overwrite an existing one."""
-    settings = _settings()
+    settings = _settings(data_dir)
     path = key_file or settings.signing_key_file
     name = origin or settings.origin
     if path.exists():
@@ -60,23 +61,28 @@ def init(key_file: Path | None, origin: str | None) -> None:
     default=None,
     help="The key file; default $EVIDENCE_SIGNING_KEY_FILE or <data dir>/signing.key.",
 )
-def show(key_file: Path | None) -> None:
+@click.option("--data-dir", type=click.Path(file_okay=False), help=DATA_DIR_HELP)
+def show(key_file: Path | None, data_dir: str | None) -> None:
     """Print the verifier key (what verifiers trust) of the signing key, and its fingerprint."""
-    settings = _settings()
+    settings = _settings(data_dir)
     signer = load_signer(key_file or settings.signing_key_file, settings.origin)
     click.echo(f"fingerprint {signer.verifier.fingerprint}", err=True)
     click.echo(signer.verifier.vkey)
 
 
 @keys.command("publish")
-def publish() -> None:
+@click.option("--data-dir", type=click.Path(file_okay=False), help=DATA_DIR_HELP)
+def publish(data_dir: str | None) -> None:
     """Record the verifier key in the database and sign the size-0 checkpoint if the ledger has none.
 
     Idempotent; run after ``evidence db upgrade`` (the compose ``migrate`` job does). Workers do it too.
     """
     from service.runtime import Runtime
 
-    runtime = Runtime.from_settings(_settings())
+    settings = _settings(data_dir)
+    refuse_new_database(settings, told=data_dir is not None)
+    click.echo(f"database {database_name(settings)}", err=True)
+    runtime = Runtime.from_settings(settings)
     try:
         signer = runtime.prepare_signing()
     finally:
@@ -168,6 +174,7 @@ def rotate_signing_key(settings: Settings, *, now: datetime | None = None) -> Ro
 def rotate(data_dir: str | None, force: bool) -> None:
     """Make a new signing key; close the old key's validity window and publish the new key."""
     settings = settings_for(data_dir)
+    refuse_new_database(settings, told=False)
     if settings.embedded and not force and _sealer_running(settings):
         raise ConfigError(
             "'evidence serve' is running on this data dir and would keep signing with the old key: stop it, "
@@ -179,6 +186,7 @@ def rotate(data_dir: str | None, force: bool) -> None:
     )
     click.echo(f"new key {result.new.key_id}, valid from {format_time(result.at)}", err=True)
     click.echo(f"fingerprint {result.new.fingerprint}", err=True)
+    click.echo(f"database {database_name(settings)}", err=True)
     click.echo("restart every process that signs checkpoints (evidence serve, Celery workers)", err=True)
     click.echo(result.new.vkey)
 
@@ -197,6 +205,7 @@ def list_keys(data_dir: str | None, as_json: bool) -> None:
     from service.storage import db
 
     settings = settings_for(data_dir)
+    refuse_new_database(settings, told=False)
     engine = db.make_engine(settings)
     try:
         with engine.connect() as conn:

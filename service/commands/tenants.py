@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import click
 
-from service.commands.admin import DATA_DIR_HELP, tenant, transaction
+from service.commands.admin import DATA_DIR_HELP, database_name, settings_for, tenant, transaction
 from service.core.errors import InvalidInput, NotFound
 
 __all__ = ["tenant"]
@@ -59,7 +59,9 @@ def tenant_revoke(name: str, data_dir: str | None) -> None:
             raise NotFound(f"no tenant named {name!r} (see 'evidence tenant list')")
         if not ledger.revoke_tenant(conn, name, to_us(utc_now())):
             raise InvalidInput(f"tenant {name!r} is already revoked")
-    click.echo(f"Revoked tenant {name!r}: its API keys no longer work.")
+    click.echo(
+        f"Revoked tenant {name!r} in the database {database_name(settings_for(data_dir))}: its API keys no longer work."
+    )
 
 
 @tenant.group("key")
@@ -84,8 +86,8 @@ def key_add(name: str, data_dir: str | None) -> None:
             raise InvalidInput(f"tenant {name!r} is revoked; a revoked tenant gets no new keys")
         api_key = add_api_key(conn, row.id, utc_now())
     click.echo(
-        f"Added an API key to tenant {name!r} (prefix {api_key[:DISPLAY_PREFIX_LENGTH]}). "
-        "It is shown only now; keep it secret:"
+        f"Added an API key to tenant {name!r} (prefix {api_key[:DISPLAY_PREFIX_LENGTH]}) in the database "
+        f"{database_name(settings_for(data_dir))}. It is shown only now; keep it secret:"
     )
     click.echo(api_key)
 
@@ -117,6 +119,9 @@ def key_revoke(prefix: str, data_dir: str | None) -> None:
         (match,) = matches
         ledger.revoke_api_key(conn, match.id, to_us(utc_now()))
         left = sum(1 for k in ledger.list_api_keys(conn, match.tenant_id) if k.revoked_at is None)
-    click.echo(f"Revoked API key {match.prefix} of tenant {match.name!r}; {left} active key(s) left.")
+    click.echo(
+        f"Revoked API key {match.prefix} of tenant {match.name!r} in the database "
+        f"{database_name(settings_for(data_dir))}; {left} active key(s) left."
+    )
     if left == 0:
         click.echo(f"warning: tenant {match.name!r} has no active key now ('evidence tenant key add')", err=True)

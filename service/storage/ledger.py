@@ -258,7 +258,9 @@ def insert_tenant(conn: Connection, name: str, now_us: int) -> int:
     :raise InvalidInput: a tenant of that name exists (revoked or not: names are never reused).
     """
     if get_tenant_by_name(conn, name) is not None:
-        raise InvalidInput(f"tenant {name!r} already exists")
+        raise InvalidInput(
+            f"tenant {name!r} already exists; to give it another API key: evidence tenant key add {name}"
+        )
     result = conn.execute(insert(tenants).values(name=name, created_at=now_us).returning(tenants.c.id))
     return int(result.scalar_one())
 
