@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import base64
 import hmac
+import operator
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from hashlib import sha256
-from itertools import repeat
+from itertools import chain, islice, repeat
 
 from service.core.errors import ProofError
 
@@ -25,10 +26,13 @@ __all__ = [
     "HASH_SIZE",
     "BatchTree",
     "append_nodes",
+    "audit_paths",
+    "audit_paths_match",
     "consistency_ranges",
     "hash_range",
     "inclusion_ranges",
     "leaf_hash",
+    "leaf_hashes",
     "log_consistency_proof",
     "log_inclusion_proof",
     "node_hash",
@@ -36,6 +40,7 @@ __all__ = [
     "perfect_subtrees",
     "root_from_inclusion_proof",
     "root_from_leaf_hashes",
+    "tree_levels",
     "verify_consistency",
     "verify_inclusion",
 ]
@@ -222,6 +227,67 @@ class BatchTree:
             level = (end - start - 1).bit_length()
             proof.append(self.node(level, start >> level))
         return proof
+
+
+# --- whole trees as lists, every leaf's audit path at once (the bulk path of ``evidence audit``) -------------
+
+
+def leaf_hashes(leaves: Iterable[bytes]) -> list[bytes]:
+    """``[leaf_hash(x) for x in leaves]`` as a chain of C-level maps (no Python bytecode per leaf)."""
+    return list(map(_digest, map(sha256, map(_LEAF_PREFIX.__add__, leaves))))
+
+
+def tree_levels(leaf_hashes: Sequence[bytes]) -> list[list[bytes]]:
+    """Every level of the tree over ``leaf_hashes`` (32 bytes each, not checked), leaves first, the root last
+    (``[[]]`` for no leaf): level ``l`` holds node ``j`` at index ``j``, as in ``BatchTree.node(l, j)``."""
+    levels = [list(leaf_hashes)]
+    while len(levels[-1]) > 1:
+        levels.append(_next_level(levels[-1]))
+    return levels
+
+
+def _siblings_per_leaf(levels: list[list[bytes]]) -> list[list[bytes]]:
+    """For each level below the root, every leaf's sibling node at that level (b"" where there is none)."""
+    n = len(levels[0])
+    out: list[list[bytes]] = []
+    for lv, nodes in enumerate(levels[:-1]):
+        m = len(nodes)
+        swapped: list[bytes] = [b""] * m  # node j's sibling is node j ^ 1; an unpaired last node has none
+        swapped[1::2] = nodes[0 : m - m % 2 : 2]
+        swapped[0 : m - m % 2 : 2] = nodes[1::2]
+        if lv == 0:
+            out.append(swapped)
+        else:  # leaf i sits under node i >> lv: repeat each sibling 2**lv times
+            out.append(list(islice(chain.from_iterable(map(repeat, swapped, repeat(1 << lv))), n)))
+    return out
+
+
+def audit_paths(levels: list[list[bytes]]) -> list[bytes]:
+    """Every leaf's RFC 9162 audit path of the tree ``tree_levels`` returned, each as its hashes concatenated
+    (leaf sibling first): ``b"".join(BatchTree(...).inclusion_proof(i))`` for every ``i``."""
+    per_level = _siblings_per_leaf(levels)
+    if not per_level:
+        return [b""] * len(levels[0])
+    return list(map(b"".join, zip(*per_level, strict=True)))
+
+
+def audit_paths_match(levels: list[list[bytes]], proofs: Sequence[bytes]) -> bool:
+    """True iff ``proofs[i]`` (concatenated hashes) is leaf i's audit path for every i, ``len(proofs)`` being the
+    number of leaves: one comparison of the concatenation of all paths, plus every proof's length (so no hash can
+    move from one proof to the next)."""
+    per_level = _siblings_per_leaf(levels)
+    n = len(levels[0])
+    if not per_level:
+        return all(p == b"" for p in proofs)
+    expected = b"".join(chain.from_iterable(zip(*per_level, strict=True)))
+    if expected != b"".join(proofs):
+        return False
+    lengths = [len(per_level) * HASH_SIZE] * n
+    for lv, siblings in enumerate(per_level):
+        if siblings[-1] == b"":  # the tail of leaves under the unpaired last node of this level
+            start = (len(levels[lv]) - 1) << lv
+            lengths[start:] = map(operator.sub, lengths[start:], repeat(HASH_SIZE))
+    return lengths == list(map(len, proofs))
 
 
 def _check_int(name: str, value: object) -> int:

@@ -23,8 +23,10 @@ Step 3 can run in worker processes (``jobs``), each checking ranges of batches o
 snapshot; their results are merged in ``seq`` order, so the report is the serial one (``_parallel_leaf_results``).
 
 Every problem is a ``Finding`` naming the table, the row's key and what is wrong; the first one is what
-``evidence audit`` prints before exiting 1. SELECT statements specific to the audit live here (read-only).
-Must not import: Flask or Celery.
+``evidence audit`` prints before exiting 1. Its SELECT statements (read-only) and its snapshot are
+``service.storage.audit_queries``; the leaf bytes and tree hashing are ``service.core.formats`` and
+``service.core.merkle`` (their column-wise bulk helpers), never re-implemented here.
+Must not import: Flask, Celery, SQLAlchemy's query builder (SQL is storage's), use cases, the API.
 """
 
 from __future__ import annotations
@@ -32,40 +34,32 @@ from __future__ import annotations
 import gc
 import hmac
 import multiprocessing
-import operator
 import re
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
-from hashlib import sha256
-from itertools import chain, groupby, islice, repeat
-from operator import itemgetter
 from typing import Any, Protocol
 
 from cryptography import x509
-from sqlalchemy import BigInteger, and_, cast, exists, func, literal, select
 from sqlalchemy.engine import Connection, Engine
 
 from service.core import merkle
 from service.core.errors import FormatError, NoteError, ProofError, TimestampInvalid
-from service.core.formats import Checkpoint, LedgerEntry, format_time
+from service.core.formats import Checkpoint, LedgerEntry, format_time, leaf_bytes_columns
 from service.core.note import Verifier, open_note
+from service.storage import audit_queries as q
 from service.storage import db, ledger
 from service.storage.codec import from_us, split_hashes, to_us
 
-__all__ = ["AuditReport", "Finding", "Progress", "audit_ledger", "leaf_bytes"]
+__all__ = ["AuditReport", "Finding", "Progress", "audit_ledger"]
 
-FETCH_ROWS = 10_000  # rows per round trip of a streaming cursor
 MAX_FINDINGS = 100  # findings kept in the report (all are counted)
 CHUNKS_PER_JOB = 4  # ranges of batches per worker process (--jobs > 1): smaller ranges even out the load
 
 _ID_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _IDS_RE = re.compile(r"(?:[A-Za-z0-9_-]{1,64}\n)*")  # newline-terminated ids, all valid
-_digest = type(sha256()).digest
-_NODE_PREFIX = b"\x01"
 
 
 @dataclass(frozen=True)
@@ -120,7 +114,7 @@ class Progress(Protocol):
     def advance(self, rows: int) -> None: ...
 
 
-# --- fast leaf bytes and batch trees (the hot path: one call per batch) ----------------------------
+# --- leaf hashes of a batch (the hot path: one call per batch) -------------------------------------------
 
 
 @lru_cache(maxsize=65_536)
@@ -128,135 +122,12 @@ def _time_text(us: int) -> str:
     return format_time(from_us(us))
 
 
-_LEAF_TEMPLATE = "evidence-ledger leaf v1\nid {}\nsha256 {}\nreceived {}\n"
-
-
-def leaf_bytes(evidence_id: str, sha256_digest: bytes, received_us: int) -> bytes:
-    """The SPEC §2 leaf bytes of one evidence row (same bytes as ``formats.Leaf.to_bytes``, checked by tests)."""
-    return _LEAF_TEMPLATE.format(evidence_id, sha256_digest.hex(), _time_text(received_us)).encode()
-
-
-def _leaves_bytes(ids: list[str], digests: list[bytes], received: list[int]) -> list[bytes]:
-    """``leaf_bytes`` for whole columns, as a chain of C-level maps."""
-    texts = map(_LEAF_TEMPLATE.format, ids, map(bytes.hex, digests), map(_time_text, received))
-    return list(map(str.encode, texts))
-
-
-_LEAF_HASH_TEMPLATE = "\x00" + _LEAF_TEMPLATE  # RFC 9162 leaf hash input: 0x00 || leaf bytes
-
-
 def _leaf_hashes(ids: list[str], digests: list[bytes], received: list[int]) -> list[bytes]:
-    """``merkle.leaf_hash(leaf_bytes(...))`` for whole columns (the prefix is in the template: no copy per leaf)."""
-    texts = map(_LEAF_HASH_TEMPLATE.format, ids, map(bytes.hex, digests), map(_time_text, received))
-    return list(map(_digest, map(sha256, map(str.encode, texts))))
-
-
-def _next_level(level: list[bytes]) -> list[bytes]:
-    n = len(level)
-    out = list(
-        map(
-            _digest,
-            map(sha256, map(b"".join, zip(repeat(_NODE_PREFIX), level[0 : n - 1 : 2], level[1::2], strict=False))),
-        )
-    )
-    if n % 2:
-        out.append(level[-1])  # unpaired: promoted unchanged (RFC 9162's split at the largest power of two)
-    return out
-
-
-def _levels(leaf_hashes: list[bytes]) -> list[list[bytes]]:
-    levels = [leaf_hashes]
-    while len(levels[-1]) > 1:
-        levels.append(_next_level(levels[-1]))
-    return levels
-
-
-def _siblings_per_leaf(levels: list[list[bytes]]) -> list[list[bytes]]:
-    """For each level below the root, every leaf's sibling node at that level (b"" where there is none)."""
-    n = len(levels[0])
-    out: list[list[bytes]] = []
-    for lv, nodes in enumerate(levels[:-1]):
-        m = len(nodes)
-        swapped: list[bytes] = [b""] * m  # node j's sibling is node j ^ 1; an unpaired last node has none
-        swapped[1::2] = nodes[0 : m - m % 2 : 2]
-        swapped[0 : m - m % 2 : 2] = nodes[1::2]
-        if lv == 0:
-            out.append(swapped)
-        else:  # leaf i sits under node i >> lv: repeat each sibling 2**lv times
-            out.append(list(islice(chain.from_iterable(map(repeat, swapped, repeat(1 << lv))), n)))
-    return out
-
-
-def _audit_paths(levels: list[list[bytes]]) -> list[bytes]:
-    """Every leaf's RFC 9162 audit path (concatenated hashes, leaf sibling first)."""
-    per_level = _siblings_per_leaf(levels)
-    if not per_level:
-        return [b""] * len(levels[0])
-    return list(map(b"".join, zip(*per_level, strict=True)))
-
-
-def _paths_match(levels: list[list[bytes]], proofs: list[bytes]) -> bool:
-    """True iff ``proofs[i]`` is leaf i's audit path for every i: one comparison of the concatenation of all
-    paths, plus every proof's length (so no hash can move from one proof to the next)."""
-    per_level = _siblings_per_leaf(levels)
-    n = len(levels[0])
-    if not per_level:
-        return all(p == b"" for p in proofs)
-    expected = b"".join(chain.from_iterable(zip(*per_level, strict=True)))
-    if expected != b"".join(proofs):
-        return False
-    lengths = [len(per_level) * merkle.HASH_SIZE] * n
-    for lv, siblings in enumerate(per_level):
-        if siblings[-1] == b"":  # the tail of leaves under the unpaired last node of this level
-            start = (len(levels[lv]) - 1) << lv
-            lengths[start:] = map(operator.sub, lengths[start:], repeat(merkle.HASH_SIZE))
-    return lengths == list(map(len, proofs))
+    """The RFC 9162 leaf hashes of a batch's evidence columns (ids and digests already checked)."""
+    return merkle.leaf_hashes(leaf_bytes_columns(ids, digests, map(_time_text, received)))
 
 
 # --- the audit ---------------------------------------------------------------------------------------
-
-
-@contextmanager
-def _snapshot(engine: Engine) -> Iterator[Connection]:
-    """One read-only, consistent view of the database (PostgreSQL REPEATABLE READ; SQLite a deferred read)."""
-    with engine.connect() as conn:
-        if conn.dialect.name == "postgresql":
-            conn = conn.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
-        else:
-            conn = conn.execution_options(sqlite_begin="DEFERRED")
-        with conn.begin():
-            yield conn
-
-
-def _stream(conn: Connection, stmt: Any) -> Iterator[Any]:
-    result = conn.execution_options(stream_results=True, yield_per=FETCH_ROWS).execute(stmt)
-    for partition in result.partitions():
-        yield from partition
-
-
-def _raw_groups(conn: Connection, stmt: Any, name: str) -> Iterator[tuple[int, list[tuple[Any, ...]]]]:
-    """``(batch_seq, rows)`` groups of a parameterless SELECT whose first column is ``batch_seq``, read through
-    a DBAPI cursor (PostgreSQL: a named, server-side cursor) in the connection's transaction: plain tuples, no
-    per-row Python objects beyond them (this is the audit's hot loop)."""
-    sql = str(stmt.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True}))  # integer bounds only
-    raw = conn.connection.driver_connection
-    assert raw is not None
-    if conn.dialect.name == "postgresql":
-        cursor = raw.cursor(name=name)
-        cursor.itersize = FETCH_ROWS
-    else:
-        cursor = raw.cursor()
-    try:
-        cursor.execute(sql)
-
-        def rows() -> Iterator[tuple[Any, ...]]:
-            while chunk := cursor.fetchmany(FETCH_ROWS):
-                yield from chunk
-
-        for seq, group in groupby(rows(), key=itemgetter(0)):
-            yield int(seq), list(group)
-    finally:
-        cursor.close()
 
 
 class _Peek:
@@ -329,11 +200,10 @@ def _audit(
     now_us: int,
     jobs: int,
 ) -> None:
-    with _snapshot(engine) as conn:
+    with q.snapshot(engine) as conn:
         keys = _check_signing_keys(conn, report)
         if progress is not None:
-            total = conn.execute(select(func.count()).select_from(ledger.batch_leaves)).scalar_one()
-            progress.start(int(total))
+            progress.start(q.sealed_leaf_count(conn))
         _check_batches_and_log(conn, report, keys, progress, jobs)
         _check_evidence_accounting(conn, report)
         _check_timestamps(conn, report, tsa_names, tsa_roots, now_us - int(token_grace * 1_000_000))
@@ -360,17 +230,6 @@ def _check_signing_keys(conn: Connection, report: AuditReport) -> list[_Key]:
     return keys
 
 
-def _leaf_query(where: Any = None) -> Any:
-    """The evidence leaves (``batch_leaves`` joined to ``evidence``) in ``(batch_seq, leaf_index)`` order."""
-    e, bl = ledger.evidence, ledger.batch_leaves
-    stmt = select(
-        bl.c.batch_seq, bl.c.leaf_index, bl.c.evidence_pk, bl.c.proof, e.c.id, e.c.sha256, e.c.received_us
-    ).select_from(bl.outerjoin(e, e.c.pk == bl.c.evidence_pk))
-    if where is not None:
-        stmt = stmt.where(where)
-    return stmt.order_by(bl.c.batch_seq, bl.c.leaf_index)
-
-
 @dataclass(frozen=True)
 class _LeafResult:
     """What step 3 found for one ``batch_seq`` group of leaf rows, computed in a worker process."""
@@ -386,22 +245,12 @@ class _LeafResult:
 def _check_batches_and_log(
     conn: Connection, report: AuditReport, keys: list[_Key], progress: Progress | None, jobs: int = 1
 ) -> None:
-    b, n, c = ledger.batches, ledger.ledger_nodes, ledger.checkpoints
-    batch_rows = _stream(
-        conn, select(b.c.seq, b.c.size, b.c.root, b.c.sealed_us, b.c.entry, b.c.ledger_proof).order_by(b.c.seq)
-    )
+    batch_rows = q.batch_rows(conn)
     # Step 3 per batch, either here (rows: the batch's leaf rows) or in worker processes (a _LeafResult each).
-    database = conn.engine.url.database or ""
-    in_memory = conn.dialect.name == "sqlite" and (database in ("", ":memory:") or "memory" in database)
-    parallel = jobs > 1 and not in_memory  # another process cannot open an in-memory SQLite database
-    leaves = _Peek(_parallel_leaf_results(conn, jobs) if parallel else _raw_groups(conn, _leaf_query(), "audit_leaves"))
-    node_end = (n.c.idx + 1).op("<<")(n.c.level)
-    nodes = _Peek(
-        _stream(conn, select(n.c.level, n.c.idx, n.c.hash, node_end.label("end")).order_by(node_end, n.c.level))
-    )
-    checkpoints = _Peek(
-        _stream(conn, select(c.c.size, c.c.root, c.c.note, c.c.key_hash, c.c.created_us).order_by(c.c.size))
-    )
+    parallel = jobs > 1 and not q.is_in_memory(conn)  # another process cannot open an in-memory SQLite database
+    leaves = _Peek(_parallel_leaf_results(conn, jobs) if parallel else q.leaf_groups(conn))
+    nodes = _Peek(q.node_rows(conn))
+    checkpoints = _Peek(q.checkpoint_rows(conn))
     log = _Log(report, keys)
     log.checkpoints(checkpoints, 0)
     previous_sealed = -1
@@ -482,14 +331,11 @@ def _parallel_leaf_results(conn: Connection, jobs: int) -> Iterator[tuple[int, _
     requires it to be the row of its own snapshot (which the ledger log then verifies), else names the batch.
     Results are consumed in range order, so the first finding is the serial audit's.
     """
-    bl = ledger.batch_leaves
-    low, high = conn.execute(select(func.min(bl.c.batch_seq), func.max(bl.c.batch_seq))).one()
-    if low is None:
+    span = q.leaf_seq_span(conn)
+    if span is None:
         return
-    low, high = int(low), int(high)
-    snapshot = None
-    if conn.dialect.name == "postgresql":
-        snapshot = str(conn.execute(select(func.pg_export_snapshot())).scalar_one())
+    low, high = span
+    snapshot = q.export_snapshot(conn)
     url = conn.engine.url.render_as_string(hide_password=False)
     chunks = min(high - low + 1, jobs * CHUNKS_PER_JOB)
     step = -(-(high - low + 1) // chunks)
@@ -520,18 +366,11 @@ def _audit_leaf_range(url: str, snapshot: str | None, low: int, high: int) -> li
     gc.disable()
     engine = db.make_engine(url)
     try:
-        with _snapshot(engine) as conn:
-            if snapshot is not None:
-                conn.exec_driver_sql(f"SET TRANSACTION SNAPSHOT '{snapshot}'")
-            b, bl = ledger.batches, ledger.batch_leaves
-            batches = _Peek(
-                _stream(
-                    conn,
-                    select(b.c.seq, b.c.size, b.c.root, b.c.entry).where(b.c.seq.between(low, high)).order_by(b.c.seq),
-                )
-            )
+        with q.snapshot(engine) as conn:
+            q.import_snapshot(conn, snapshot)
+            batches = _Peek(q.batch_rows_between(conn, low, high))
             results: list[_LeafResult] = []
-            for seq, rows in _raw_groups(conn, _leaf_query(bl.c.batch_seq.between(low, high)), "audit_leaf_range"):
+            for seq, rows in q.leaf_groups(conn, low, high):
                 while batches.head is not None and int(batches.head.seq) < seq:
                     batches.pop()
                 if batches.head is None or int(batches.head.seq) != seq:
@@ -632,8 +471,8 @@ def _check_leaves(report: AuditReport, row: Any, entry: LedgerEntry | None, rows
                 f"received {_time_text(late)} after its batch {seq} was sealed {_time_text(sealed_us)}",
             )
     hashes = _leaf_hashes(ids, digests, received)
-    levels = _levels(hashes)
-    if hmac.compare_digest(levels[-1][0], root) and _paths_match(levels, proofs):
+    levels = merkle.tree_levels(hashes)
+    if hmac.compare_digest(levels[-1][0], root) and merkle.audit_paths_match(levels, proofs):
         report.count("evidence leaves recompute to their batch root", count)
         report.count("stored leaf proofs verify", count)
         report.count("batch roots recompute")
@@ -658,7 +497,7 @@ def _check_leaves(report: AuditReport, row: Any, entry: LedgerEntry | None, rows
             f"{levels[-1][0].hex()}, the entry records {root.hex()}",
         )
         return
-    paths = _audit_paths(levels)
+    paths = merkle.audit_paths(levels)
     i = next(j for j in range(count) if paths[j] != proofs[j])
     report.add(
         "batch_leaves", f"evidence_pk={pks[i]}", f"leaf {i} of batch {seq}: the stored proof is not its audit path"
@@ -827,35 +666,15 @@ def _check_evidence_accounting(conn: Connection, report: AuditReport) -> None:
     Counts decide (``evidence = sealed + pending`` once nothing is both and no queue row points nowhere); only
     when they disagree is the evidence table scanned for the first row that is neither.
     """
-    e, bl, p = ledger.evidence, ledger.batch_leaves, ledger.pending
-    sealed = exists().where(bl.c.evidence_pk == e.c.pk)
-    waiting = exists().where(p.c.evidence_pk == e.c.pk)
-    # pending -> batch_leaves -> evidence: the planners start from the (short) queue; "WHERE EXISTS (sealed)" made
-    # SQLite scan every evidence row (0.16 s of 200,000). Same rows: batch_leaves.evidence_pk is its primary key.
-    both = conn.execute(
-        select(e.c.pk, e.c.id)
-        .select_from(p.join(bl, bl.c.evidence_pk == p.c.evidence_pk).join(e, e.c.pk == p.c.evidence_pk))
-        .order_by(p.c.evidence_pk)
-        .limit(1)
-    ).first()
+    both = q.first_sealed_and_pending(conn)
     if both is not None:
         report.add("pending", f"evidence_pk={both.pk} (id {both.id})", "is still pending although it is sealed")
-    dangling = conn.execute(
-        select(p.c.evidence_pk)
-        .select_from(p.outerjoin(e, e.c.pk == p.c.evidence_pk))
-        .where(e.c.pk.is_(None))
-        .order_by(p.c.evidence_pk)
-        .limit(1)
-    ).first()
+    dangling = q.first_dangling_pending(conn)
     if dangling is not None:
         report.add("pending", f"evidence_pk={dangling.evidence_pk}", "points to no evidence row")
-    total = int(conn.execute(select(func.count()).select_from(e)).scalar_one())
-    sealed_rows = int(
-        conn.execute(select(func.count()).select_from(bl.join(e, e.c.pk == bl.c.evidence_pk))).scalar_one()
-    )
-    pending_rows = int(conn.execute(select(func.count()).select_from(p)).scalar_one())
+    total, sealed_rows, pending_rows = q.evidence_counts(conn)
     if both is not None or dangling is not None or total != sealed_rows + pending_rows:
-        row = conn.execute(select(e.c.pk, e.c.id).where(~sealed, ~waiting).order_by(e.c.pk).limit(1)).first()
+        row = q.first_dropped_evidence(conn)
         if row is not None:
             report.add("evidence", f"pk={row.pk} (id {row.id})", "is neither sealed nor pending: it was dropped")
     report.count("evidence rows sealed exactly once or pending", total)
@@ -864,13 +683,7 @@ def _check_evidence_accounting(conn: Connection, report: AuditReport) -> None:
 def _check_timestamps(
     conn: Connection, report: AuditReport, tsa_names: Sequence[str], roots: Sequence[x509.Certificate], cutoff_us: int
 ) -> None:
-    t, b = ledger.timestamps, ledger.batches
-    rows = _stream(
-        conn,
-        select(t.c.id, t.c.batch_seq, t.c.tsa, t.c.token, t.c.gen_time_us, b.c.entry)
-        .select_from(t.outerjoin(b, b.c.seq == t.c.batch_seq))
-        .order_by(t.c.batch_seq, t.c.id),
-    )
+    rows = q.timestamp_rows(conn)
     from service.core.timestamps import verify_token  # rfc3161-client only when there is something to check
 
     for row in rows:
@@ -895,14 +708,7 @@ def _check_timestamps(
             continue
         report.count("tokens verify")
     for name in tsa_names:
-        missing = (
-            select(b.c.seq, b.c.sealed_us)
-            .select_from(b.outerjoin(t, and_(t.c.batch_seq == b.c.seq, t.c.tsa == name)))
-            .where(t.c.id.is_(None))
-        )
-        late = conn.execute(
-            missing.where(b.c.sealed_us < cast(literal(cutoff_us), BigInteger)).order_by(b.c.seq).limit(1)
-        ).first()
+        late, recent = q.batches_without_token(conn, name, cutoff_us)
         if late is not None:
             report.add(
                 "timestamps",
@@ -911,6 +717,5 @@ def _check_timestamps(
                 f"{_time_text(int(late.sealed_us))} (a token was removed, "
                 "or the TSA has failed since)",
             )
-        recent = conn.execute(select(func.count()).select_from(missing.subquery())).scalar_one()
         if recent and late is None:
             report.notes.append(f"{recent} ledger entries still wait for a token from {name!r} (sealed recently)")

@@ -32,16 +32,7 @@ from service.storage import db, ledger
 from service.tenants import create_tenant, hash_api_key
 from service.timestamping import load_tsa_roots, timestamp_pending
 from service.trust import audit as audit_module
-from service.trust.audit import (
-    AuditReport,
-    _audit_paths,
-    _leaf_hashes,
-    _leaves_bytes,
-    _levels,
-    _paths_match,
-    audit_ledger,
-    leaf_bytes,
-)
+from service.trust.audit import AuditReport, _leaf_hashes, audit_ledger
 from tests.support.local_tsa import LocalTSA
 
 needs_openssl = pytest.mark.skipif(shutil.which("openssl") is None, reason="the openssl binary is not installed")
@@ -143,35 +134,18 @@ def assert_first(report: AuditReport, table: str, key: str, *words: str) -> None
 # --- the hot path agrees with the reference implementations -----------------------------------------
 
 
-def test_fast_leaf_bytes_and_trees_equal_the_reference() -> None:
-    for n in (1, 2, 3, 5, 8, 13, 100):
-        leaves = [Leaf(f"id-{i}", hashlib.sha256(bytes([i])).digest(), utc_now()) for i in range(n)]
-        raw = [leaf_bytes(x.id, x.sha256, sealing.to_us(x.received)) for x in leaves]
-        assert raw == [x.to_bytes() for x in leaves]
-        hashes = [merkle.leaf_hash(b) for b in raw]
-        tree = merkle.BatchTree(hashes)
-        levels = _levels(hashes)
-        assert levels[-1][0] == tree.root
-        proofs = [b"".join(tree.inclusion_proof(i)) for i in range(n)]
-        assert _audit_paths(levels) == proofs
-        assert (
-            _leaves_bytes(
-                [x.id for x in leaves], [x.sha256 for x in leaves], [sealing.to_us(x.received) for x in leaves]
-            )
-            == raw
+def test_the_audits_leaf_hashes_equal_the_reference() -> None:
+    """The audit hashes a batch from its columns (``formats.leaf_bytes_columns`` + ``merkle.leaf_hashes``): the
+    same hashes as ``merkle.leaf_hash(Leaf(...).to_bytes())``, also for rows sharing one received time."""
+    received = utc_now()
+    for n in (1, 2, 3, 100):
+        leaves = [
+            Leaf(f"id-{i}", hashlib.sha256(bytes([i])).digest(), received if i % 2 else utc_now()) for i in range(n)
+        ]
+        hashes = _leaf_hashes(
+            [x.id for x in leaves], [x.sha256 for x in leaves], [sealing.to_us(x.received) for x in leaves]
         )
-        assert (
-            _leaf_hashes(
-                [x.id for x in leaves], [x.sha256 for x in leaves], [sealing.to_us(x.received) for x in leaves]
-            )
-            == hashes
-        )
-        assert _paths_match(levels, proofs)
-        if n > 2:  # the same bytes, one hash moved from a proof to the next: the concatenation alone is equal
-            moved = [proofs[0][:-32], proofs[0][-32:] + proofs[1], *proofs[2:]]
-            assert b"".join(moved) == b"".join(proofs) and not _paths_match(levels, moved)
-            flipped = [*proofs[:-1], proofs[-1][:-1] + bytes([proofs[-1][-1] ^ 1])]
-            assert not _paths_match(levels, flipped)
+        assert hashes == [merkle.leaf_hash(x.to_bytes()) for x in leaves]
 
 
 # --- a sound ledger ----------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from service.core.formats import (
     LedgerEntry,
     check_evidence_id,
     format_time,
+    leaf_bytes_columns,
     new_evidence_id,
     parse_sha256_hex,
     parse_time,
@@ -456,3 +457,12 @@ def test_c2sp_checkpoint_example_body_parses() -> None:
     request = fo["tlog_witness_add_checkpoint_request_body"]
     _, note = request.split("\n\n", 1)
     assert Checkpoint.from_bytes((note.split("\n\n")[0] + "\n").encode()).size == 20852163
+
+
+def test_leaf_bytes_columns_equal_leaf_to_bytes() -> None:
+    leaves = [Leaf(f"id-{i}", hashlib.sha256(bytes([i])).digest(), utc_now()) for i in range(20)]
+    columns = leaf_bytes_columns(
+        [x.id for x in leaves], [x.sha256 for x in leaves], [format_time(x.received) for x in leaves]
+    )
+    assert columns == [x.to_bytes() for x in leaves]
+    assert leaf_bytes_columns(["AbCdEfGhIjKlMnOpQrStUv"], [EMPTY_SHA256], [SPEC_TIME]) == [GOLDEN_LEAF]

@@ -26,10 +26,13 @@ from service.core.merkle import (
     EMPTY_ROOT,
     BatchTree,
     append_nodes,
+    audit_paths,
+    audit_paths_match,
     consistency_ranges,
     hash_range,
     inclusion_ranges,
     leaf_hash,
+    leaf_hashes,
     log_consistency_proof,
     log_inclusion_proof,
     node_hash,
@@ -37,6 +40,7 @@ from service.core.merkle import (
     perfect_subtrees,
     root_from_inclusion_proof,
     root_from_leaf_hashes,
+    tree_levels,
     verify_consistency,
     verify_inclusion,
 )
@@ -485,3 +489,30 @@ def test_batch_tree_keeps_levels_compact() -> None:
         assert len(tree.node(level, width - 1)) == 32
         with pytest.raises(ProofError, match=f"node \\({level}, {width}\\) is not in a tree of {n} leaves"):
             tree.node(level, width)
+
+
+# --- the bulk helpers of ``evidence audit`` agree with the tree and its proofs -------------------------------
+
+
+def test_leaf_hashes_equal_leaf_hash() -> None:
+    assert leaf_hashes(BIG_LEAVES[:50]) == BIG_HASHES[:50]
+    assert leaf_hashes([]) == []
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 5, 7, 8, 13, 100, 257])
+def test_tree_levels_and_audit_paths_equal_batch_tree(n: int) -> None:
+    hashes = BIG_HASHES[:n]
+    tree = BatchTree(hashes)
+    levels = tree_levels(hashes)
+    assert levels[-1] == [tree.root] and len(levels) == tree.depth + 1
+    assert all(levels[lv][j] == tree.node(lv, j) for lv in range(len(levels)) for j in range(len(levels[lv])))
+    proofs = [b"".join(tree.inclusion_proof(i)) for i in range(n)]
+    assert audit_paths(levels) == proofs
+    assert audit_paths_match(levels, proofs)
+    if n > 2:  # the same bytes, one hash moved from a proof to the next: the concatenation alone is equal
+        moved = [proofs[0][:-32], proofs[0][-32:] + proofs[1], *proofs[2:]]
+        assert b"".join(moved) == b"".join(proofs) and not audit_paths_match(levels, moved)
+    flipped = [*proofs[:-1], proofs[-1][:-1] + bytes([proofs[-1][-1] ^ 1])] if proofs[-1] else None
+    if flipped is not None:
+        assert not audit_paths_match(levels, flipped)
+    assert not audit_paths_match(levels, [*proofs[:-1], proofs[-1] + b"x" * 32])
