@@ -1,10 +1,10 @@
-"""C2SP signed notes with Ed25519 (signature type 0x01), as SPEC §4 uses them for checkpoints.
+"""C2SP signed notes with Ed25519 (signature type 0x01) and SM2 (0xff + OID, SPEC §4.1), as SPEC §4 uses them.
 
-Owns: key hashes, verifier keys (vkey strings), signer keys (golang.org/x/mod skey strings), fingerprints,
-signing a note text and opening (parsing + verifying) a signed note, byte for byte as c2sp.org/signed-note
-and Go's ``golang.org/x/mod/sumdb/note`` do it.
-Must not import: anything but the standard library, ``cryptography`` and ``service.core.errors``.
-No exception from ``cryptography`` or ``binascii`` leaves this module.
+Owns: key hashes, verifier keys (vkey strings), signer keys (golang.org/x/mod skey strings; SM2: PKCS#8 PEM),
+fingerprints (SHA-256 and SM3), signing a note text and opening (parsing + verifying) a signed note, byte for byte
+as c2sp.org/signed-note and Go's ``golang.org/x/mod/sumdb/note`` do it.
+Must not import: anything but the standard library, ``cryptography``, ``service.core.errors``, ``.hashing`` (SM3)
+and ``.sm2``. No exception from ``cryptography`` or ``binascii`` leaves this module.
 """
 
 from __future__ import annotations
@@ -23,15 +23,22 @@ from dataclasses import dataclass
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from service.core import sm2
 from service.core.errors import BadNoteSignature, MalformedKey, MalformedNote, UnknownKey
+from service.core.hashing import sm3
 
 __all__ = [
     "ALG_ED25519",
+    "ALG_SM2",
     "MAX_SIGNATURES",
+    "NoteSigner",
     "SignedNote",
     "Signer",
+    "Sm2Signer",
+    "Sm2Verifier",
     "Verifier",
     "fingerprint",
+    "fingerprint_sm3",
     "key_hash",
     "name_problem",
     "note_text_and_lines",
@@ -41,6 +48,9 @@ __all__ = [
 ]
 
 ALG_ED25519 = 0x01
+# SPEC §4.1: C2SP's 0xff ("no identifier byte assigned") followed by the DER encoding of the OID
+# 1.2.156.10197.1.501, SM2 signature with SM3 (GM/T 0006-2012).
+ALG_SM2 = bytes.fromhex("ff06082a811ccf55018375")
 # golang.org/x/mod/sumdb/note rejects notes with more signature lines; C2SP requires accepting >= 16.
 MAX_SIGNATURES = 100
 _SIG_PREFIX = "\u2014 "  # U+2014 EM DASH, U+0020 SPACE: bytes e2 80 94 20
@@ -88,9 +98,20 @@ def key_hash(name: str, public_key: bytes) -> int:
     return int(struct.unpack(">I", digest[:4])[0])
 
 
+def _hash4(name: str, material: bytes) -> int:
+    """Key ID: big-endian uint32 of ``SHA-256(name || 0x0A || signature type || public key)[:4]``."""
+    return int(struct.unpack(">I", hashlib.sha256(name.encode("utf-8") + b"\n" + material).digest()[:4])[0])
+
+
 def fingerprint(public_key: bytes) -> str:
-    """Return SHA-256 of the 32-byte public key as lowercase hex in space-separated groups of four."""
+    """Return SHA-256 of the public key (Ed25519: 32 bytes; SM2: the 65-byte point) as lowercase hex in
+    space-separated groups of four."""
     return hashlib.sha256(public_key).digest().hex(" ", 2)
+
+
+def fingerprint_sm3(public_key: bytes) -> str:
+    """Return SM3 (GB/T 32905) of the public key, lowercase hex in groups of four (for domestic paperwork)."""
+    return sm3(public_key).hex(" ", 2)
 
 
 @dataclass(frozen=True)
@@ -135,11 +156,21 @@ class Verifier:
         if len(material) == 0:
             raise MalformedKey("malformed vkey: key is empty")
         given = int(hash16, 16)
-        computed = int(struct.unpack(">I", hashlib.sha256(name.encode() + b"\n" + material).digest()[:4])[0])
+        computed = _hash4(name, material)
         if given != computed:
             raise MalformedKey(f"vkey key hash mismatch for {name}: given {hash16}, computed {computed:08x}")
+        if material.startswith(ALG_SM2):
+            rest = material[len(ALG_SM2) :]
+            return Sm2Verifier(name, given, rest[: sm2.POINT_SIZE], rest[sm2.POINT_SIZE :])
+        if material[0] == 0xFF:
+            raise MalformedKey(
+                f"vkey {name}: unknown signature type ff {material[1:12].hex(' ')} "
+                "(known: Ed25519 0x01, SM2 with SM3 0xff + OID 1.2.156.10197.1.501)"
+            )
         if material[0] != ALG_ED25519:
-            raise MalformedKey(f"vkey {name}: unknown signature type 0x{material[0]:02x} (only Ed25519 0x01)")
+            raise MalformedKey(
+                f"vkey {name}: unknown signature type 0x{material[0]:02x} (known: Ed25519 0x01, SM2 0xff + OID)"
+            )
         if len(material) != 1 + _PUBLIC_KEY_SIZE:
             raise MalformedKey(f"vkey {name}: Ed25519 key is {len(material) - 1} bytes, expected {_PUBLIC_KEY_SIZE}")
         return cls(name, given, material[1:])
@@ -159,6 +190,16 @@ class Verifier:
         """SHA-256 of the public key, lowercase hex in groups of four (what people compare)."""
         return fingerprint(self.public_key)
 
+    @property
+    def fingerprint_sm3(self) -> str:
+        """SM3 of the public key, lowercase hex in groups of four (for domestic paperwork)."""
+        return fingerprint_sm3(self.public_key)
+
+    @property
+    def algorithm(self) -> str:
+        """``ed25519`` or ``sm2``."""
+        return "ed25519"
+
     @functools.cached_property
     def _ed25519(self) -> Ed25519PublicKey:
         return Ed25519PublicKey.from_public_bytes(self.public_key)
@@ -170,6 +211,38 @@ class Verifier:
         except (InvalidSignature, ValueError):
             return False
         return True
+
+
+@dataclass(frozen=True)
+class Sm2Verifier(Verifier):
+    """A trusted SM2 note key (SPEC §4.1): name, key hash, 65-byte public point and distinguishing ID."""
+
+    distid: bytes = sm2.DEFAULT_ID
+
+    def __post_init__(self) -> None:
+        problem = _name_problem(self.name)
+        if problem is not None:
+            raise MalformedKey(problem)
+        if not isinstance(self.public_key, bytes) or len(self.public_key) != sm2.POINT_SIZE:
+            raise MalformedKey(f"SM2 public key must be a {sm2.POINT_SIZE}-byte uncompressed point")
+        sm2.check_id(self.distid)
+        sm2.check_point(self.public_key)
+        expected = _hash4(self.name, ALG_SM2 + self.public_key + self.distid)
+        if self.key_hash != expected:
+            raise MalformedKey(f"key hash mismatch for {self.name}: given {self.key_hash:08x}, computed {expected:08x}")
+
+    @property
+    def vkey(self) -> str:
+        """``<name>+<8 lowercase hex>+<base64(0xff || OID || 65-byte point || distinguishing ID)>``."""
+        return f"{self.name}+{self.key_hash:08x}+{_b64encode(ALG_SM2 + self.public_key + self.distid)}"
+
+    @property
+    def algorithm(self) -> str:
+        return "sm2"
+
+    def verify(self, text: bytes, signature: bytes) -> bool:
+        """Return whether ``signature`` (DER SM2Signature, no key hash) is our SM2-with-SM3 signature of ``text``."""
+        return sm2.verify(self.public_key, self.distid, text, signature)
 
 
 class Signer:
@@ -241,6 +314,49 @@ class Signer:
         return f"Signer(name={self.name!r}, key_hash={self.key_hash:08x}, fingerprint={fp!r})"
 
 
+class Sm2Signer:
+    """An SM2 note signing key (SPEC §4.1): PKCS#8 PEM private key and distinguishing ID. ``pem`` is secret."""
+
+    __slots__ = ("_pem", "key_hash", "name", "verifier")
+
+    def __init__(self, name: str, pem: bytes, distid: bytes = sm2.DEFAULT_ID) -> None:
+        problem = _name_problem(name)
+        if problem is not None:
+            raise MalformedKey(problem)
+        sm2.check_id(distid)
+        point = sm2.public_point(pem)
+        self._pem = bytes(pem)
+        self.name = name
+        self.key_hash = _hash4(name, ALG_SM2 + point + distid)
+        self.verifier = Sm2Verifier(name, self.key_hash, point, distid)
+
+    @classmethod
+    def generate(cls, name: str, distid: bytes = sm2.DEFAULT_ID) -> Sm2Signer:
+        """Return a new SM2 signer (key from OpenSSL's generator)."""
+        return cls(name, sm2.generate_pem(), distid)
+
+    @property
+    def pem(self) -> bytes:
+        """The private key as unencrypted PKCS#8 PEM (secret!)."""
+        return self._pem
+
+    def sign(self, text: bytes) -> bytes:
+        """Return the DER SM2Signature (SM3, our distinguishing ID) of ``text``."""
+        return sm2.sign(self._pem, self.verifier.distid, text)
+
+    def signature_line(self, text: bytes) -> bytes:
+        """Return ``— <name> <base64(key hash || DER signature)>\\n`` for ``text``."""
+        raw = struct.pack(">I", self.key_hash) + self.sign(text)
+        return f"{_SIG_PREFIX}{self.name} {_b64encode(raw)}\n".encode()
+
+    def __repr__(self) -> str:
+        fp = self.verifier.fingerprint
+        return f"Sm2Signer(name={self.name!r}, key_hash={self.key_hash:08x}, fingerprint={fp!r})"
+
+
+NoteSigner = Signer | Sm2Signer
+
+
 @dataclass(frozen=True)
 class SignedNote:
     """An opened note: its text (the signed bytes), the trusted keys that verified it, and the
@@ -265,7 +381,7 @@ def _check_text(text: bytes, what: str) -> str:
     return s
 
 
-def sign_note(text: bytes, signers: Sequence[Signer]) -> bytes:
+def sign_note(text: bytes, signers: Sequence[NoteSigner]) -> bytes:
     """Return ``text + b"\\n" + one signature line per signer``.
 
     :raise MalformedNote: ``text`` is empty, does not end in ``\\n``, is not UTF-8 or has control bytes.

@@ -304,12 +304,21 @@ def _run_steps(
         raise CheckpointSignatureInvalid(f"the checkpoint signature does not verify: {exc.reason}") from None
     key = opened.verified[0]
     result.key = key
-    ok(Check(6, True, f"signed by trusted key {key.vkey} (fingerprint {key.fingerprint})"))
+    ok(Check(6, True, "; ".join(_signed_by(k) for k in opened.verified)))
     if policy is not None:
         _check_witnesses(note_bytes, policy, result)
 
     # Step 7: RFC 3161 tokens over SHA-256(entry bytes).
     _check_timestamps(f, entry_bytes, tsa_roots, result)
+
+
+def _signed_by(key: Verifier) -> str:
+    if key.algorithm == "sm2":
+        return (
+            f"signed by trusted SM2 key {key.vkey} (SM2 with SM3; fingerprint {key.fingerprint}; "
+            f"SM3 fingerprint {key.fingerprint_sm3})"
+        )
+    return f"signed by trusted key {key.vkey} (fingerprint {key.fingerprint})"
 
 
 def _check_witnesses(note: bytes, policy: Policy, result: VerificationResult) -> None:
