@@ -18,7 +18,7 @@ from typing import Any
 import click
 
 from service.core.errors import ConfigError, EvidenceError, FormatError, UnreadableReceipt
-from service.core.formats import format_time, parse_sha256_hex, utc_now
+from service.core.formats import parse_sha256_hex, utc_now
 from service.core.hashing import sha256_file
 from service.core.note import Verifier, parse_vkeys
 from service.core.policy import Policy
@@ -124,11 +124,18 @@ def load_tsa_roots(paths: tuple[str, ...]) -> list[Any]:
 
 def read_receipt(path: str) -> tuple[Any, bytes]:
     """Return (parsed JSON document, receipt bytes); a certificate PDF yields its attached receipt."""
+    document, raw, _from_pdf = read_receipt_source(path)
+    return document, raw
+
+
+def read_receipt_source(path: str) -> tuple[Any, bytes, bool]:
+    """Like ``read_receipt``, and whether the receipt came out of a certificate PDF."""
     try:
         raw = sys.stdin.buffer.read() if path == "-" else Path(path).read_bytes()
     except OSError as exc:
         raise UsageFailure(f"cannot read the receipt {path!r}: {exc.strerror}") from None
-    if raw.startswith(b"%PDF-"):
+    from_pdf = raw.startswith(b"%PDF-")
+    if from_pdf:
         from service.court.certificate import extract_receipt
 
         try:
@@ -136,7 +143,7 @@ def read_receipt(path: str) -> tuple[Any, bytes]:
         except EvidenceError as exc:
             raise UsageFailure(f"{path!r} is a PDF without a readable attached receipt: {exc.reason}") from None
     try:
-        return load_json(raw), raw
+        return load_json(raw), raw, from_pdf
     except UnreadableReceipt as exc:
         raise UsageFailure(f"{path!r} is not a readable receipt: {exc.reason}") from None
 
@@ -264,24 +271,30 @@ def verify(
     if not trusted and not (policy is not None and policy.logs):
         raise UsageFailure(NO_KEY_HELP)
     roots = load_tsa_roots(tsa_cas)
-    document, _raw = read_receipt(receipt)
+    document, _raw, from_pdf = read_receipt_source(receipt)
 
     result = verify_receipt(document, sha256=digest, trusted_keys=trusted, tsa_roots=roots, policy=policy)
 
     if report_path is not None:
-        from service.court.report import render_report
+        from service.court.report import ReportInputs, TrustedKey, render_report
 
-        inputs = {
-            "receipt": receipt,
-            "file": file,
-            "file_sha256": digest.hex() if digest is not None else None,
-            "trusted_keys": [{"vkey": k.vkey, "fingerprint": k.fingerprint} for k in trusted],
-            "tsa_certificates": [r.subject.rfc4514_string() for r in roots],
-            "verified_at": format_time(utc_now()),
-            "tool": _tool_version(),
-        }
+        inputs = ReportInputs(
+            receipt_name=receipt,
+            receipt_source="certificate" if from_pdf else "receipt",
+            verified_at=utc_now(),
+            tool_version=_tool_version(),
+            file_name=file,
+            sha256=digest.hex() if digest is not None else None,
+            # every key step 6 accepted: --key, the environment, and the policy's log lines
+            trusted_keys=tuple(
+                TrustedKey(k.vkey, k.fingerprint)
+                for k in [*trusted, *(k for k in (policy.log_keys if policy else []) if k not in trusted)]
+            ),
+            tsa_certificates=tuple(r.subject.rfc4514_string() for r in roots),
+            witness_policy=_describe_policy(policy_path, policy),
+        )
         pdf = render_report(
-            result.to_json(),
+            result,
             receipt=document if isinstance(document, dict) else {},
             inputs=inputs,
             local_tz=os.environ.get("EVIDENCE_LOCAL_TZ", "Asia/Shanghai"),
@@ -297,6 +310,15 @@ def verify(
         click.echo(render_text(result, receipt, file))
     if not result.valid:
         raise click.exceptions.Exit(1)
+
+
+def _describe_policy(policy_path: str | None, policy: Policy | None) -> str | None:
+    """The witness policy given, in words, for the report (None: no policy was given)."""
+    if policy is None:
+        return None
+    names = ", ".join(w.name for w in policy.witnesses) or "—"
+    source = f"--policy {policy_path}" if policy_path is not None else "--witness/--quorum"
+    return f"{source}: quorum {policy.describe_quorum()}; witnesses {names}"
 
 
 def _tool_version() -> str:

@@ -1,40 +1,34 @@
 """The verification report (验证报告): what one run of the verifier checked, and its outcome, as a PDF to file.
 
-Owns: ``render_report`` (a SPEC §8 result, the receipt and the run's inputs in, PDF bytes out) as a sequence of
-section helpers; the receipt is attached as ``receipt.json`` and the result as ``verification-result.json``.
-May run to several pages.
+Owns: ``render_report`` (the verifier's result, the receipt and the run's inputs in, PDF bytes out) as a sequence
+of section helpers, and ``ReportInputs``, the typed record of what the run was given. Every row states exactly
+what that run was given and what each check found (PASS, FAIL, NOT CHECKED or NOT RUN). The receipt is attached
+as ``receipt.json`` and the result as ``verification-result.json``. May run to several pages.
 
 This module *displays*; it proves nothing: the result comes from ``service.core.verify``.
 
-Must not import: anything in ``service`` but ``core.errors`` and ``court`` (fpdf2 only inside the renderers).
+Must not import: anything in ``service`` but ``core`` and ``court`` (fpdf2 only inside the renderers).
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
+from typing import Literal
 from zoneinfo import ZoneInfo
 
+from service.core.verify import VerificationResult
 from service.court.certificate import ATTACHMENT_NAME, receipt_bytes
 from service.court.fonts import FontSet, find_fonts
 from service.court.layout import GREEN, GREY, NAVY, RED, Value, Writer, draw_title, embed_json, new_pdf, output
-from service.court.view import (
-    ReceiptView,
-    as_int,
-    as_mapping,
-    as_text,
-    num,
-    read_receipt,
-    time_lines,
-    vkey_fingerprint,
-    zone_named,
-)
+from service.court.view import ReceiptView, num, read_receipt, time_lines, zone_named
 
 RESULT_ATTACHMENT_NAME = "verification-result.json"
 
-__all__ = ["RESULT_ATTACHMENT_NAME", "render_report"]
+__all__ = ["RESULT_ATTACHMENT_NAME", "ReportInputs", "TrustedKey", "render_report"]
 
 _STEP_NAMES = {
     0: ("回执格式", "Receipt format"),
@@ -47,6 +41,56 @@ _STEP_NAMES = {
     7: ("可信时间戳", "RFC 3161 timestamps"),
 }
 
+ReceiptSource = Literal["receipt", "certificate"]
+
+
+@dataclass(frozen=True)
+class TrustedKey:
+    """A verifier key the run trusted (SPEC §4): its vkey string and its fingerprint in groups of four."""
+
+    vkey: str
+    fingerprint: str
+
+
+@dataclass(frozen=True)
+class ReportInputs:
+    """What one run of the verifier was given, as the report prints it.
+
+    ``receipt_name`` is the path given (``-`` for standard input) and ``receipt_source`` says whether it was a
+    receipt JSON or a certificate PDF whose attached ``receipt.json`` was checked. ``file_name`` is the FILE
+    given, with ``sha256`` computed from it; ``sha256`` alone is a digest given instead of a file (``--sha256``);
+    neither means step 1 was not checked. ``trusted_keys`` are every key step 6 accepted (from ``--key``, the
+    environment and a witness policy's log lines), ``tsa_certificates`` the trusted TSA roots (none: tokens are
+    not checked), ``witness_policy`` the policy in words (None: no witness policy was given).
+
+    :raise ValueError: a file without its SHA-256, or a SHA-256 that is not 64 lower-case hex digits.
+    """
+
+    receipt_name: str
+    receipt_source: ReceiptSource
+    verified_at: datetime
+    tool_version: str
+    file_name: str | None = None
+    sha256: str | None = None
+    trusted_keys: tuple[TrustedKey, ...] = ()
+    tsa_certificates: tuple[str, ...] = ()
+    witness_policy: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.file_name is not None and self.sha256 is None:
+            raise ValueError("a file was given without the SHA-256 computed from it")
+        if self.sha256 is not None and not re.fullmatch(r"[0-9a-f]{64}", self.sha256):
+            raise ValueError(f"sha256 must be 64 lower-case hex digits, found {self.sha256!r}")
+        if self.verified_at.tzinfo is None:
+            raise ValueError("verified_at must carry a time zone")
+
+    @property
+    def digest_source(self) -> Literal["file", "digest", "none"]:
+        """Where step 1's digest came from: a file hashed in this run, a SHA-256 given, or nothing."""
+        if self.file_name is not None:
+            return "file"
+        return "digest" if self.sha256 is not None else "none"
+
 
 @dataclass(frozen=True)
 class _Report:
@@ -55,34 +99,30 @@ class _Report:
     w: Writer
     view: ReceiptView
     zone: ZoneInfo
-    result: Mapping[str, object]
-    inputs: Mapping[str, object]
+    result: VerificationResult
+    inputs: ReportInputs
     when_lines: list[str]
 
     @property
-    def valid(self) -> bool:
-        return self.result.get("valid") is True
-
-    @property
-    def failed_step(self) -> int | None:
-        return as_int(self.result.get("step"))
+    def tokens_checked(self) -> bool:
+        """Whether step 7 checked at least one token against a trusted TSA root, and it held."""
+        return any(c.step == 7 and c.ok and c.checked for c in self.result.checks)
 
 
 def render_report(
-    result: Mapping[str, object],
+    result: VerificationResult,
     *,
     receipt: Mapping[str, object],
-    inputs: Mapping[str, object],
+    inputs: ReportInputs,
     local_tz: str = "Asia/Shanghai",
     fonts: FontSet | None = None,
 ) -> bytes:
-    """Return a verification report (验证报告) a person can file: the outcome, what was checked, every
-    check of SPEC §6 in order, and plainly what the outcome proves and does not. May run to several pages.
+    """Return a verification report (验证报告) a person can file: the outcome, what was given and trusted, every
+    check of SPEC §6 in order (PASS, FAIL, NOT CHECKED or NOT RUN), the witnesses when a policy was given, and
+    plainly what the outcome proves and does not. May run to several pages.
 
-    ``result`` has the SPEC §8 shape. ``inputs`` (all optional): ``receipt_name``, ``file_name``,
-    ``file_sha256``, ``trusted_keys`` (vkey strings or {"vkey", "fingerprint"}), ``tsa_certificates``
-    (descriptions), ``verified_at`` (datetime or RFC 3339 text; default now), ``tool_version``.
-    ``receipt`` (possibly broken) is summarised and attached as ``receipt.json``; the result as
+    ``result`` is what ``service.core.verify.verify_receipt`` returned for ``receipt`` with ``inputs``.
+    ``receipt`` (possibly broken) is summarised and attached as ``receipt.json``; the result (SPEC §8 shape) as
     ``verification-result.json``.
 
     :raise FontMissing: no CJK font is installed.
@@ -90,19 +130,20 @@ def render_report(
     """
     zone = zone_named(local_tz)
     view = read_receipt(receipt)
-    verified_at = inputs.get("verified_at")
-    when_lines = time_lines(verified_at if isinstance(verified_at, str | datetime) else datetime.now(UTC), zone)
+    when_lines = time_lines(inputs.verified_at, zone)
     w = _start(view, find_fonts() if fonts is None else fonts, when_lines)
     r = _Report(w, view, zone, result, inputs, when_lines)
 
     _outcome_banner(r)
     _section_inputs(r)
     _section_checks(r)
+    if result.witnesses is not None:
+        _section_witnesses(r)
     _section_receipt(r)
     _section_scope(r)
 
     embed_json(w.pdf, ATTACHMENT_NAME, receipt_bytes(receipt), "The receipt that was verified")
-    result_json = (json.dumps(result, ensure_ascii=False, indent=2) + "\n").encode("utf-8")
+    result_json = (json.dumps(result.to_json(), ensure_ascii=False, indent=2) + "\n").encode("utf-8")
     embed_json(w.pdf, RESULT_ATTACHMENT_NAME, result_json, "Verification result (SPEC §8)")
     return output(w.pdf)
 
@@ -128,19 +169,19 @@ def _start(view: ReceiptView, fonts: FontSet, when_lines: list[str]) -> Writer:
 
 def _outcome_banner(r: _Report) -> None:
     """VALID or INVALID in a framed box, with the statement or the failing step and its reason."""
-    w = r.w
+    w, result = r.w, r.result
     pdf = w.pdf
     y = pdf.get_y() + 1
-    color = GREEN if r.valid else RED
+    color = GREEN if result.valid else RED
     pdf.set_draw_color(*color)
     pdf.set_line_width(0.6)
-    head = "验证通过 · VALID" if r.valid else "验证未通过 · INVALID"
-    if r.valid:
-        detail = as_text(r.result.get("statement")) or "所有检查均已通过 · all checks passed"
+    head = "验证通过 · VALID" if result.valid else "验证未通过 · INVALID"
+    if result.valid:
+        detail = result.statement or "所有检查均已通过 · all checks passed"
     else:
-        step = r.failed_step
+        step = result.step
         step_text = f"第 {step} 步失败 · failed at step {step}" if step is not None else "失败 · failed"
-        detail = f"{step_text}: {as_text(r.result.get('reason')) or '—'}"
+        detail = f"{step_text}: {result.reason or '—'}"
     pdf.set_xy(w.left + 4, y + 2.5)
     w.font(14, bold=True)
     w.color(color)
@@ -158,94 +199,110 @@ def _section_inputs(r: _Report) -> None:
     """What was checked, and how: the receipt, the file, the trusted keys and TSA roots, when, with what."""
     w, inputs = r.w, r.inputs
     w.numbered_section("验证对象与条件", "What was checked, and how")
-    w.row("回执文件", "Receipt file", [("text", str(inputs.get("receipt_name") or "—"))])
-    file_name = as_text(inputs.get("file_name"))
-    file_sha = as_text(inputs.get("file_sha256"))
-    if file_name or file_sha:
-        w.row("被验证文件", "File checked", [("text", file_name or "（仅提供摘要）· digest given, no file")])
-        w.row("文件 SHA-256", "File SHA-256 (computed)", [("mono", file_sha or "—")])
+    _row_receipt_given(r)
+    _rows_file_given(r)
+    _row_trusted_keys(r)
+    if inputs.witness_policy is not None:
+        w.row("见证策略", "Witness policy", [("text", inputs.witness_policy)])
+    w.row(
+        "信任的 TSA 证书",
+        "Trusted TSA certificates",
+        [("text", t) for t in inputs.tsa_certificates]
+        or [("text", "无：时间戳不作检查 · none: timestamps not checked")],
+    )
+    w.row("验证时间", "Date of verification", [("text", t) for t in r.when_lines])
+    w.row("验证工具", "Tool", [("text", inputs.tool_version)])
+
+
+def _row_receipt_given(r: _Report) -> None:
+    name = r.inputs.receipt_name
+    shown = "标准输入 standard input" if name == "-" else name
+    if r.inputs.receipt_source == "certificate":
+        how = "存证证书 PDF：检查其所附 receipt.json · a certificate PDF: its attached receipt.json was checked"
+    else:
+        how = "回执 JSON · a receipt (JSON)"
+    r.w.row("回执文件", "Receipt file", [("text", shown), ("small", how)])
+
+
+def _rows_file_given(r: _Report) -> None:
+    inputs, w = r.inputs, r.w
+    source = inputs.digest_source
+    if source == "file":
+        w.row("被验证文件", "File checked", [("text", inputs.file_name or "")])
+        w.row("文件 SHA-256", "File SHA-256 (computed)", [("mono", inputs.sha256 or "")])
+    elif source == "digest":
+        w.row(
+            "被验证文件",
+            "File checked",
+            [("text", "未提供文件，仅提供摘要（--sha256）· no file: a SHA-256 was given instead (--sha256)")],
+        )
+        w.row("给定的 SHA-256", "SHA-256 given", [("mono", inputs.sha256 or "")])
     else:
         w.row(
             "被验证文件",
             "File checked",
-            [("text", "未提供文件：第 1 步未检查 · no file given: step 1 not checked")],
+            [("text", "未提供文件或摘要：第 1 步未检查 · no file or digest given: step 1 not checked")],
         )
-    _row_trusted_keys(r)
-    tsas = inputs.get("tsa_certificates")
-    tsa_list = [str(t) for t in tsas] if isinstance(tsas, list) else []
-    w.row(
-        "信任的 TSA 证书",
-        "Trusted TSA certificates",
-        [("text", t) for t in tsa_list] or [("text", "无：时间戳不作检查 · none: timestamps not checked")],
-    )
-    w.row("验证时间", "Date of verification", [("text", t) for t in r.when_lines])
-    w.row("验证工具", "Tool", [("text", str(inputs.get("tool_version") or "—"))])
 
 
 def _row_trusted_keys(r: _Report) -> None:
-    keys = _key_rows(r.inputs.get("trusted_keys"))
+    keys = r.inputs.trusted_keys
     if not keys:
         r.w.row("信任的公钥", "Trusted keys", [("text", "无 · none")])
         return
     values: list[Value] = []
-    for vkey, fingerprint in keys:
-        values.append(("smallmono", vkey))
+    for key in keys:
+        values.append(("smallmono", key.vkey))
+        fingerprint = key.fingerprint
         halves = [fingerprint[:39], fingerprint[40:]] if len(fingerprint) == 79 else [fingerprint]
         values += [("mono", half) for half in halves]
     r.w.row("信任的公钥", "Trusted keys (fingerprint)", values)
 
 
-def _key_rows(value: object) -> list[tuple[str, str]]:
-    """(vkey, fingerprint) of each trusted key the caller listed (strings or {"vkey","fingerprint"})."""
-    rows: list[tuple[str, str]] = []
-    for item in value if isinstance(value, list) else []:
-        if isinstance(item, str):
-            vkey, fingerprint = item, ""
-        else:
-            obj = as_mapping(item)
-            vkey, fingerprint = str(obj.get("vkey") or ""), str(obj.get("fingerprint") or "")
-        if not fingerprint:
-            parsed = vkey_fingerprint(vkey)
-            fingerprint = parsed[2] if parsed else "—"
-        rows.append((vkey, fingerprint))
-    return rows
+_PASS, _FAIL, _NOT_CHECKED, _NOT_RUN = "通过 PASS", "失败 FAIL", "未检查 NOT CHECKED", "未执行 NOT RUN"
 
 
 def _section_checks(r: _Report) -> None:
-    """Every check in SPEC §6 order: PASS/FAIL with its detail, or NOT RUN and why."""
+    """Every check in SPEC §6 order: PASS or FAIL with its detail, NOT CHECKED (the verifier looked but had
+    nothing to check against, e.g. no file or no trusted TSA root), or NOT RUN (verification stopped earlier)."""
     r.w.numbered_section("逐步检查记录", "Step-by-step checks (SPEC §6)")
-    checks = _checks(r.result)
-    done = {step for step, _, _ in checks}
     rows: list[tuple[int, str, str]] = []
-    for step, ok, detail in checks:
-        rows.append((step, "通过 PASS" if ok else "失败 FAIL", detail))
-    failed = r.failed_step
+    for check in r.result.checks:
+        outcome = _FAIL if not check.ok else (_PASS if check.checked else _NOT_CHECKED)
+        rows.append((check.step, outcome, check.detail))
+    done = {check.step for check in r.result.checks}
+    failed = r.result.step
     for step in sorted(set(_STEP_NAMES) - done):
-        if not r.valid and failed is not None and step > failed:
+        if not r.result.valid and failed is not None and step > failed:
             why = f"验证在第 {failed} 步停止 · verification stopped at step {failed}"
         elif step == 1:
             why = "未提供文件或摘要 · no file or digest given"
         else:
             why = "—"
-        rows.append((step, "未执行 NOT RUN", why))
-    rows.sort(key=lambda row: row[0])
+        rows.append((step, _NOT_RUN, why))
+    rows.sort(key=lambda row: row[0])  # stable: several checks of one step keep their order
+    styles = {_FAIL: "fail", _PASS: "pass"}
     for step, outcome, detail in rows:
         zh, en = _STEP_NAMES.get(step, (f"步骤 {step}", f"Step {step}"))
-        style = {"失": "fail", "通": "pass"}.get(outcome[0], "bold")
-        r.w.row(f"{step}. {zh}", en, [(style, outcome), ("text", detail or "—")], label_w=50)
+        r.w.row(f"{step}. {zh}", en, [(styles.get(outcome, "bold"), outcome), ("text", detail or "—")], label_w=50)
 
 
-def _checks(result: Mapping[str, object]) -> list[tuple[int, bool, str]]:
-    raw = result.get("checks")
-    out: list[tuple[int, bool, str]] = []
-    if isinstance(raw, list):
-        for item in raw:
-            check = as_mapping(item)
-            step = as_int(check.get("step"))
-            if step is None:
-                continue
-            out.append((step, check.get("ok") is True, str(check.get("detail") or "")))
-    return out
+def _section_witnesses(r: _Report) -> None:
+    """Each witness of the policy given (SPEC §9): cosigned (valid), invalid cosignature, or absent."""
+    r.w.numbered_section("见证签名", f"Witness cosignatures (quorum: {r.result.quorum or '—'})")
+    for witness in r.result.witnesses or []:
+        if witness.valid:
+            outcome = ("pass", "有效 VALID")
+        elif witness.present:
+            outcome = ("fail", "无效 INVALID")
+        else:
+            outcome = ("bold", "未签 ABSENT")
+        r.w.row(
+            witness.name,
+            "",
+            [outcome, ("text", witness.detail), ("smallmono", witness.fingerprint)],
+            label_w=50,
+        )
 
 
 def _section_receipt(r: _Report) -> None:
@@ -272,7 +329,7 @@ def _section_scope(r: _Report) -> None:
     """What the report proves (only when valid), what it never proves, and what is attached."""
     w = r.w
     w.numbered_section("本报告证明什么、不证明什么", "What this report proves, and what it does not")
-    if r.valid:
+    if r.result.valid:
         _proves_valid(r)
     else:
         w.paragraph(
@@ -306,19 +363,39 @@ def _section_scope(r: _Report) -> None:
     )
 
 
+_PROVES_FILE = {
+    "file": (
+        "(1) 被验证文件与回执中的 SHA-256 一致，即该文件自存证以来未被改动；",
+        "(1) the file checked matches the SHA-256 in the receipt, so it is unchanged since deposit;",
+    ),
+    "digest": (
+        "(1) 给定的 SHA-256 与回执一致（本次未读取文件本身：须另行计算文件的 SHA-256 并与之核对）；",
+        "(1) the SHA-256 given matches the receipt (no file was read in this run: compute the file's SHA-256 "
+        "to tie a file to it);",
+    ),
+    "none": (
+        "(1) 未提供文件或摘要：本报告不证明任何具体文件与回执相符；",
+        "(1) no file or digest was given: this report does not show that any particular file matches;",
+    ),
+}
+
+
 def _proves_valid(r: _Report) -> None:
     origin = r.view.origin
+    file_zh, file_en = _PROVES_FILE[r.inputs.digest_source]
+    if r.tokens_checked:
+        stamp_zh = "亦不晚于第 7 步所验证的可信时间戳时间（依该时间戳机构）。"
+        stamp_en = ", and no later than the time of each timestamp verified in step 7 (per that Time-Stamp Authority)."
+    else:
+        stamp_zh = "本次未检查时间戳（第 7 步）。"
+        stamp_en = "; no timestamp was checked in this run (step 7)."
     r.w.paragraph(
-        "证明：(1) 被验证文件（或摘要）与回执中的 SHA-256 一致，即该文件自存证以来未被改动；"
-        f"(2) 该摘要已封存于 {origin or '该'} 账本，其存在时间不晚于封存时间；"
-        "如第 7 步有经验证的可信时间戳，亦不晚于该时间戳时间（依该时间戳机构）。",
+        f"证明：{file_zh}(2) 回执中的 SHA-256 已封存于 {origin or '该'} 账本，其存在时间不晚于封存时间；{stamp_zh}",
         size=8.8,
     )
     r.w.paragraph(
-        "Proves: (1) the file (or digest) checked matches the SHA-256 in the receipt, so the file is "
-        "unchanged since deposit; (2) that SHA-256 was sealed in the ledger of "
-        f"{origin or 'the operator'} no later than the sealing time, and no later than the time of "
-        "each timestamp verified in step 7 (per that Time-Stamp Authority).",
+        f"Proves: {file_en} (2) the SHA-256 in the receipt was sealed in the ledger of "
+        f"{origin or 'the operator'} no later than the sealing time{stamp_en}",
         size=8.0,
         color=GREY,
     )

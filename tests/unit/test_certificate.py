@@ -16,6 +16,7 @@ import os
 import shutil
 import subprocess
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from service.core.errors import FontMissing, FormatError, NotACertificate
+from service.core.verify import Check, VerificationResult
 from service.court.certificate import (
     TimestampDisplay,
     extract_receipt,
@@ -32,7 +34,7 @@ from service.court.certificate import (
     render_certificate,
 )
 from service.court.fonts import find_fonts
-from service.court.report import render_report
+from service.court.report import ReportInputs, TrustedKey, render_report
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 WQY = Path("/usr/share/fonts/truetype/wqy/wqy-zenhei.ttc")
@@ -315,7 +317,7 @@ def test_missing_cjk_font_names_the_debian_package(receipt: dict[str, object], m
         render_certificate(receipt, verify_url=VERIFY_URL)
     assert "fonts-wqy-zenhei" in str(info.value)
     with pytest.raises(FontMissing):
-        render_report({"valid": True, "checks": []}, receipt=receipt, inputs={})
+        render_report(VerificationResult(valid=True), receipt=receipt, inputs=INPUTS)
 
 
 def test_font_without_chinese_glyphs_is_refused() -> None:
@@ -372,46 +374,45 @@ def test_format_fingerprint_groups_hex_and_bytes_alike() -> None:
 # --- the verification report --------------------------------------------------------------------
 
 
-INPUTS: dict[str, object] = {
-    "receipt_name": "certificate.pdf",
-    "file_name": "采购合同-2026-终稿.pdf",
-    "file_sha256": FILE_SHA256,
-    "tsa_certificates": ["FreeTSA root CA (cacert.pem)"],
-    "verified_at": "2026-12-01T09:00:00.000000Z",
-    "tool_version": "evidence 0.1.0",
-}
+INPUTS = ReportInputs(
+    receipt_name="certificate.pdf",
+    receipt_source="certificate",
+    file_name="采购合同-2026-终稿.pdf",
+    sha256=FILE_SHA256,
+    tsa_certificates=("FreeTSA root CA (cacert.pem)",),
+    verified_at=datetime(2026, 12, 1, 9, 0, tzinfo=UTC),
+    tool_version="evidence 0.1.0",
+)
 
 
 @pytest.fixture(scope="module")
 def valid_report(receipt: dict[str, object]) -> Iterator[bytes]:
     _require_fonts()
-    result = {
-        "valid": True,
-        "step": None,
-        "reason": None,
-        "checks": [{"step": n, "ok": True, "detail": f"step {n} detail: expected X, found X"} for n in range(8)],
-        "statement": f"this SHA-256 was sealed in the ledger of {ORIGIN} no later than 2026-11-28T16:13:40.000000Z",
-    }
+    result = VerificationResult(
+        valid=True,
+        checks=[Check(n, True, f"step {n} detail: expected X, found X") for n in range(8)],
+        statement=f"this SHA-256 was sealed in the ledger of {ORIGIN} no later than 2026-11-28T16:13:40.000000Z",
+    )
     keys = receipt["keys"]
     assert isinstance(keys, list)
-    yield render_report(result, receipt=receipt, inputs=dict(INPUTS, trusted_keys=keys), local_tz="Asia/Shanghai")
+    trusted = tuple(TrustedKey(k, FINGERPRINT) for k in keys)
+    yield render_report(result, receipt=receipt, inputs=replace(INPUTS, trusted_keys=trusted), local_tz="Asia/Shanghai")
 
 
 @pytest.fixture(scope="module")
 def invalid_report(receipt: dict[str, object]) -> bytes:
     _require_fonts()
-    result = {
-        "valid": False,
-        "step": 3,
-        "reason": "batch proof gives root AAAA, expected BBBB",
-        "checks": [
-            {"step": 0, "ok": True, "detail": "format evidence-receipt/v1"},
-            {"step": 1, "ok": True, "detail": "SHA-256 matches"},
-            {"step": 2, "ok": True, "detail": "leaf agrees"},
-            {"step": 3, "ok": False, "detail": "batch proof gives root AAAA, expected BBBB"},
+    result = VerificationResult(
+        valid=False,
+        step=3,
+        reason="batch proof gives root AAAA, expected BBBB",
+        checks=[
+            Check(0, True, "format evidence-receipt/v1"),
+            Check(1, True, "SHA-256 matches"),
+            Check(2, True, "leaf agrees"),
+            Check(3, False, "batch proof gives root AAAA, expected BBBB"),
         ],
-        "statement": None,
-    }
+    )
     return render_report(result, receipt=receipt, inputs=INPUTS, local_tz="Asia/Shanghai")
 
 
@@ -480,3 +481,27 @@ def test_wrap_breaks_latin_at_spaces_and_chinese_anywhere_but_before_closing_pun
     assert _wrap("运行（certificate.pdf 为本证书）", 16, len) == ["运行", "（certificate.pdf", "为本证书）"]
     assert _wrap("abcdefg", 3, len) == ["abc", "def", "g"]  # only a word wider than the line is cut
     assert _wrap("第一行\n第二行", 10, len) == ["第一行", "第二行"]
+
+
+def test_report_lists_the_witness_policy_and_each_witness_outcome(receipt: dict[str, object]) -> None:
+    _require_fonts()
+    from service.core.verify import WitnessResult
+
+    when = datetime(2026, 11, 28, 16, 14, tzinfo=UTC)
+    result = VerificationResult(
+        valid=True,
+        checks=[Check(n, True, f"step {n} ok") for n in range(8)],
+        witnesses=[
+            WitnessResult("witness.one", "witness.one+00+AA", "1111 2222", True, when, "cosigned at 2026-11-28"),
+            WitnessResult("witness.two", "witness.two+00+BB", "3333 4444", False, None, "bad signature"),
+            WitnessResult("witness.three", "witness.three+00+CC", "5555 6666", False, None, "no cosignature", False),
+        ],
+        quorum="1 of {witness.one, witness.two, witness.three}",
+    )
+    inputs = replace(INPUTS, witness_policy="--policy policy.txt: quorum 1 of {…}; witnesses witness.one, …")
+    flat = " ".join(_pdftotext(render_report(result, receipt=receipt, inputs=inputs)).split())
+    assert "Witness policy" in flat and "--policy policy.txt" in flat
+    assert "Witness cosignatures (quorum: 1 of {witness.one, witness.two, witness.three})" in flat
+    for expected in ("witness.one 有效 VALID", "witness.two 无效 INVALID", "witness.three 未签 ABSENT"):
+        assert expected in flat, expected
+    assert "1111 2222" in flat and "no cosignature" in flat
