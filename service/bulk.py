@@ -24,14 +24,14 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
 from service import sealing
-from service.core import strictjson
+from service.core.bodies import json_object, reject_unknown_fields
 from service.core.errors import FormatError, IdempotencyConflict, InvalidInput, InvalidItem
-from service.core.formats import format_time, parse_sha256_hex
+from service.core.formats import parse_sha256_hex
 from service.core.labels import label_problem
 from service.core.receipt import JSONObject
 from service.core.strictjson import json_type
 from service.storage import ledger
-from service.storage.codec import from_us, to_us
+from service.storage.codec import to_us
 
 __all__ = [
     "MAX_BATCH_BODY",
@@ -163,15 +163,8 @@ def parse_batch(body: bytes) -> list[tuple[bytes, str | None]]:
     :raise InvalidInput: the body is not strict JSON of that shape (no item named).
     :raise InvalidItem: item ``i`` is wrong; the message names the index and the problem. Nothing is accepted.
     """
-    try:
-        doc = strictjson.loads(body, subject="the JSON body")
-    except strictjson.StrictJSONError as exc:
-        raise InvalidInput(exc.reason) from None
-    if not isinstance(doc, dict):
-        raise InvalidInput(f'the JSON body must be an object {{"items": [...]}}, found {json_type(doc)}')
-    unknown = sorted(set(doc) - {"items"})
-    if unknown:
-        raise InvalidInput(f"unknown field(s) in the JSON body: {', '.join(map(repr, unknown))}; allowed: items")
+    doc = json_object(body, shape='an object {"items": [...]}')
+    reject_unknown_fields(doc, ("items",), "the JSON body")
     items = doc.get("items")
     if not isinstance(items, list):
         raise InvalidInput(f'\'items\' must be an array of {{"sha256", "label"?}} objects, found {json_type(items)}')
@@ -219,18 +212,4 @@ def record_batch(
 
 def deposits_of_digest(conn: Connection, tenant_id: int, digest: bytes) -> list[JSONObject]:
     """This tenant's deposits of ``digest``, oldest first, each shaped like ``GET /v1/evidence/{id}``."""
-    out: list[JSONObject] = []
-    for row in ledger.find_evidence_by_sha256(conn, tenant_id, digest):
-        item: JSONObject = {
-            "id": row.id,
-            "sha256": bytes(row.sha256).hex(),
-            "received_at": format_time(from_us(row.received_us)),
-            "status": "pending" if row.batch_seq is None else "sealed",
-        }
-        if row.label is not None:
-            item["label"] = row.label
-        if row.batch_seq is not None:
-            item["batch_seq"] = row.batch_seq
-            item["leaf_index"] = row.leaf_index
-        out.append(item)
-    return out
+    return [sealing.status_of(row) for row in ledger.find_evidence_by_sha256(conn, tenant_id, digest)]

@@ -35,15 +35,32 @@ class Deposit:
     label: str | None = None
 
     def to_json(self) -> JSONObject:
-        out: JSONObject = {
-            "id": self.id,
-            "sha256": self.sha256.hex(),
-            "received_at": format_time(self.received),
-            "status": "pending",
-        }
-        if self.label is not None:
-            out["label"] = self.label
-        return out
+        return status_json(self.id, self.sha256, self.received, self.label)
+
+
+def status_json(
+    evidence_id: str,
+    sha256: bytes,
+    received: datetime,
+    label: str | None,
+    batch_seq: int | None = None,
+    leaf_index: int | None = None,
+) -> JSONObject:
+    """The evidence status object of SPEC §7 (``EvidenceStatus`` in /openapi.json), the one place it is written:
+    ``id``, ``sha256``, ``received_at``, ``status`` (``pending``, or ``sealed`` with ``batch_seq`` and
+    ``leaf_index``), ``label`` when there is one."""
+    out: JSONObject = {
+        "id": evidence_id,
+        "sha256": sha256.hex(),
+        "received_at": format_time(received),
+        "status": "pending" if batch_seq is None else "sealed",
+    }
+    if label is not None:
+        out["label"] = label
+    if batch_seq is not None:
+        out["batch_seq"] = batch_seq
+        out["leaf_index"] = leaf_index
+    return out
 
 
 def record_evidence(
@@ -166,22 +183,12 @@ def evidence_status(conn: Connection, tenant_id: int, evidence_id: str) -> JSONO
     row = ledger.get_evidence(conn, tenant_id, evidence_id)
     if row is None:
         raise NotFound(f"no evidence with id {evidence_id!r}")
-    return _status_of(row)
+    return status_of(row)
 
 
-def _status_of(row: Any) -> JSONObject:
-    out: JSONObject = {
-        "id": row.id,
-        "sha256": bytes(row.sha256).hex(),
-        "received_at": format_time(from_us(row.received_us)),
-        "status": "pending" if row.batch_seq is None else "sealed",
-    }
-    if row.label is not None:
-        out["label"] = row.label
-    if row.batch_seq is not None:
-        out["batch_seq"] = row.batch_seq
-        out["leaf_index"] = row.leaf_index
-    return out
+def status_of(row: Any) -> JSONObject:
+    """``status_json`` of a stored evidence row."""
+    return status_json(row.id, bytes(row.sha256), from_us(row.received_us), row.label, row.batch_seq, row.leaf_index)
 
 
 def receipt_for(conn: Connection, tenant_id: int, evidence_id: str, *, keys: Sequence[str] = ()) -> JSONObject | None:
@@ -222,7 +229,7 @@ def receipts_for(
         if row is None:
             out.append({"id": evidence_id, "status": NOT_FOUND})
         elif row.batch_seq is None:
-            out.append(_status_of(row))
+            out.append(status_of(row))
         else:
             out.append(receipts.build(row))
     return out

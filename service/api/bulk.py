@@ -15,7 +15,7 @@ from sqlalchemy.engine import Connection
 from service import bulk, sealing
 from service.api.auth import require_tenant
 from service.api.errors import problem
-from service.api.parsing import read_json_object, reject_unknown_fields
+from service.api.parsing import read_json_object
 from service.api.responses import (
     PROBLEM_CONTENT,
     REPLAYED_HEADER,
@@ -26,6 +26,7 @@ from service.api.responses import (
     ref,
 )
 from service.api.state import runtime_state
+from service.core.bodies import reject_unknown_fields
 from service.core.errors import FormatError, InvalidInput, InvalidItem, PayloadTooLarge
 from service.core.formats import check_evidence_id, parse_sha256_hex, utc_now
 from service.core.strictjson import json_type

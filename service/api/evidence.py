@@ -23,10 +23,10 @@ from service.api.parsing import (
     check_label,
     query_label,
     read_json_object,
-    reject_unknown_fields,
     sha256_field,
 )
 from service.api.state import runtime_state
+from service.core.bodies import reject_unknown_fields
 from service.core.errors import FormatError, InvalidInput, PayloadTooLarge
 from service.core.formats import check_evidence_id, utc_now
 from service.core.hashing import sha256_stream

@@ -14,8 +14,9 @@ from sqlalchemy.exc import DBAPIError
 
 from service import sealing
 from service.api.errors import problem
-from service.api.parsing import query_int, read_json_object, reject_unknown_fields, sha256_field
+from service.api.parsing import query_int, read_json_object, sha256_field
 from service.api.state import runtime_state
+from service.core.bodies import reject_unknown_fields
 from service.core.errors import InvalidInput, NotFound
 from service.core.note import Verifier
 from service.core.receipt import b64

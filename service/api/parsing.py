@@ -13,7 +13,7 @@ from typing import IO, Any
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.sansio.multipart import Data, Epilogue, Event, Field, File, MultipartDecoder, NeedData, Preamble
 
-from service.core import strictjson
+from service.core.bodies import json_object
 from service.core.errors import FormatError, InvalidInput, PayloadTooLarge
 from service.core.formats import parse_sha256_hex
 from service.core.labels import label_problem
@@ -41,13 +41,7 @@ def read_json_object(stream: IO[bytes], *, limit: int = MAX_JSON_BODY) -> dict[s
     raw = stream.read(limit + 1)
     if len(raw) > limit:
         raise PayloadTooLarge(f"the JSON body is larger than the limit of {limit} bytes")
-    try:
-        value = strictjson.loads(raw, subject="the JSON body")
-    except strictjson.StrictJSONError as exc:
-        raise InvalidInput(exc.reason) from None
-    if not isinstance(value, dict):
-        raise InvalidInput(f"the JSON body must be an object, found {json_type(value)}")
-    return value
+    return json_object(raw)
 
 
 def sha256_field(value: Any) -> bytes:
@@ -61,14 +55,6 @@ def sha256_field(value: Any) -> bytes:
         return parse_sha256_hex(value)
     except FormatError as exc:
         raise InvalidInput(f"'sha256': {exc.reason}") from None
-
-
-def reject_unknown_fields(obj: dict[str, Any], allowed: tuple[str, ...], where: str) -> None:
-    unknown = sorted(set(obj) - set(allowed))
-    if unknown:
-        raise InvalidInput(
-            f"unknown field(s) in {where}: {', '.join(map(repr, unknown))}; allowed: {', '.join(allowed)}"
-        )
 
 
 # --- query parameters and labels ------------------------------------------------------------------

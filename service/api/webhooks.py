@@ -12,9 +12,10 @@ from flask import Blueprint, Response, request
 
 from service import webhooks
 from service.api.auth import require_tenant
-from service.api.parsing import read_json_object, reject_unknown_fields
+from service.api.parsing import read_json_object
 from service.api.responses import TENANT_RESPONSES, json_body, json_content, json_response, ref
 from service.api.state import runtime_state
+from service.core.bodies import reject_unknown_fields
 from service.core.errors import InvalidInput
 from service.core.formats import utc_now
 
