@@ -1,17 +1,25 @@
 """The operator's checkpoint signing key on disk (SPEC §4 signer key file, mode 0600).
 
-Owns: creating the key file on first start, loading it, refusing a file others can read, and rotating it.
-Must not import: Flask, Celery or the database (callers record the public key in the database themselves).
+Owns: creating the key file on first start, loading it, refusing a file others can read, and rotating it:
+``rotate_signing_key`` swaps the file and, in one transaction holding the ledger lock, closes the old key's
+validity window and publishes the new key (``evidence keys rotate`` only parses and prints).
+Must not import: Flask, Celery, the API or the CLI. The database only through ``service.storage``.
 """
 
 from __future__ import annotations
 
 import os
 import stat
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
+from service.config import Settings
 from service.core.errors import ConfigError, FormatError
-from service.core.note import Signer
+from service.core.formats import utc_now
+from service.core.note import Signer, Verifier
+from service.storage import db, ledger
+from service.storage.codec import from_us, to_us
 
 
 def _check_private(path: Path) -> None:
@@ -89,3 +97,77 @@ def rotate_signer(path: Path, origin: str) -> tuple[Signer, Signer, Path]:
     os.replace(path, retired)
     os.replace(tmp_new, path)
     return old, new, retired
+
+
+# --- rotation (issue 5: trust beyond the operator) -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Rotation:
+    """A finished rotation: the ``old`` and ``new`` verifier keys, where the old key file went, and when."""
+
+    old: Verifier
+    new: Verifier
+    retired: Path
+    at: datetime
+
+
+def sealer_running(settings: Settings) -> bool:
+    """True when an ``evidence serve`` process holds the data dir's sealer lock (it caches the old key)."""
+    lock = settings.data_dir / "sealer.lock"
+    if not lock.exists():
+        return False
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: cannot tell
+        return False
+    with open(lock, "ab") as f:
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+    return False
+
+
+def rotate_signing_key(settings: Settings, *, now: datetime | None = None) -> Rotation:
+    """Replace the checkpoint signing key: new key file, old key's window closed, new key published.
+
+    One transaction holding the ledger lock (no batch is sealed meanwhile) closes the old key's window and
+    publishes the new key, both at the same instant (never before the newest checkpoint). The file swap
+    (``keys.rotate_signer``: new key written 0600 and fsynced, old one kept as ``<file>.<keyhash>.retired``) is
+    done inside that transaction; if the transaction fails, the old key file is put back, so the key file and
+    the published keys never disagree. Running processes keep the key they loaded: restart them afterwards.
+
+    :raise ConfigError: the key file's key is not the published, still valid key of this database.
+    """
+    path = settings.signing_key_file
+    engine = db.make_engine(settings)
+    swapped: tuple[Signer, Signer, Path] | None = None
+    try:
+        with engine.begin() as conn:  # SQLite: BEGIN IMMEDIATE; PostgreSQL: the advisory lock below
+            ledger.lock_ledger(conn)
+            current = load_signer(path, settings.origin)
+            rows = [r for r in ledger.list_signing_keys(conn) if r.vkey == current.verifier.vkey]
+            if not rows:
+                raise ConfigError(
+                    f"the key in {path} ({current.verifier.key_id}) is not published in this database: "
+                    "run 'evidence keys publish' (or start the service once) before rotating it"
+                )
+            if all(r.valid_until_us is not None for r in rows):
+                raise ConfigError(f"the key in {path} ({current.verifier.key_id}) was already retired")
+            last = ledger.latest_checkpoint(conn)
+            at_us = to_us(now or utc_now())
+            if last is not None:
+                at_us = max(at_us, int(last.created_us) + 1)  # the old key's window holds every checkpoint it signed
+            swapped = rotate_signer(path, settings.origin)
+            old, new, _ = swapped
+            ledger.close_signing_key(conn, old.key_hash, at_us)
+            ledger.insert_signing_key(conn, new.verifier.vkey, new.name, new.key_hash, at_us)
+    except BaseException:
+        if swapped is not None:
+            os.replace(swapped[2], path)  # the database still publishes the old key as current: keep using it
+        raise
+    finally:
+        engine.dispose()
+    return Rotation(old.verifier, new.verifier, swapped[2], from_us(at_us))

@@ -1,7 +1,10 @@
-"""Tenants and their API keys: creating a tenant (with its first key) and finding the tenant of a key.
+"""Tenants and their API keys: creating, listing and revoking tenants, adding and revoking keys, and finding the
+tenant of a key.
 
-Owns: the API key format (``evl_`` + 256 random bits, URL-safe base64) and how a key is stored (its SHA-256
-only; the key itself is shown once, at creation). Shared by ``evidence tenant create`` and the tests.
+Owns: the API key format (``evl_`` + 256 random bits, URL-safe base64), how a key is stored (its SHA-256 only; the
+key itself is shown once, at creation), and the tenant rules of ``evidence tenant ...`` (a revoked tenant gets no
+new key; a key is named by its display prefix or given whole; an ambiguous prefix names nothing). The CLI
+(``service.commands.admin`` / ``service.commands.tenants``) only parses arguments and prints these results.
 Must not import: Flask or Celery. Functions take a Connection and never commit.
 """
 
@@ -9,13 +12,14 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy.engine import Connection
 
-from service.core.errors import InvalidInput
+from service.core.errors import InvalidInput, NotFound
 from service.storage import ledger
-from service.storage.codec import to_us
+from service.storage.codec import from_us, to_us
 
 API_KEY_PREFIX = "evl_"
 # evl_ + token_urlsafe(32) is 4 + 43 characters; anything far longer is not one of our keys.
@@ -74,3 +78,93 @@ def tenant_for_api_key(conn: Connection, api_key: str) -> int | None:
     if not api_key.startswith(API_KEY_PREFIX) or len(api_key) > MAX_API_KEY_LENGTH:
         return None
     return ledger.tenant_for_key_hash(conn, hash_api_key(api_key))
+
+
+# --- administration (evidence tenant list|revoke, tenant key add|revoke) ------------------------------------
+
+
+@dataclass(frozen=True)
+class TenantSummary:
+    """One tenant as ``evidence tenant list`` shows it: its active keys' display prefixes, oldest first."""
+
+    name: str
+    created: datetime
+    revoked: datetime | None
+    active_prefixes: tuple[str, ...]
+
+
+def list_tenants(conn: Connection) -> list[TenantSummary]:
+    """Every tenant, oldest first, with the display prefixes of its active API keys."""
+    active: dict[int, list[str]] = {}
+    for k in ledger.list_api_keys(conn):
+        if k.revoked_at is None:
+            active.setdefault(k.tenant_id, []).append(k.prefix)
+    return [
+        TenantSummary(
+            t.name,
+            from_us(t.created_at),
+            None if t.revoked_at is None else from_us(t.revoked_at),
+            tuple(active.get(t.id, [])),
+        )
+        for t in ledger.list_tenants(conn)
+    ]
+
+
+def _no_such_tenant(name: str) -> NotFound:
+    return NotFound(f"no tenant named {name!r} (see 'evidence tenant list')")
+
+
+def revoke_tenant(conn: Connection, name: str, now: datetime) -> None:
+    """Revoke tenant ``name``: all its API keys stop working at once (its evidence stays in the ledger).
+
+    :raise NotFound: no such tenant. :raise InvalidInput: it is revoked already.
+    """
+    if ledger.get_tenant_by_name(conn, name) is None:
+        raise _no_such_tenant(name)
+    if not ledger.revoke_tenant(conn, name, to_us(now)):
+        raise InvalidInput(f"tenant {name!r} is already revoked")
+
+
+def add_tenant_key(conn: Connection, name: str, now: datetime) -> str:
+    """Give tenant ``name`` a new API key and return it (shown once; stored as its hash).
+
+    :raise NotFound: no such tenant. :raise InvalidInput: the tenant is revoked.
+    """
+    row = ledger.get_tenant_by_name(conn, name)
+    if row is None:
+        raise _no_such_tenant(name)
+    if row.revoked_at is not None:
+        raise InvalidInput(f"tenant {name!r} is revoked; a revoked tenant gets no new keys")
+    return add_api_key(conn, row.id, now)
+
+
+@dataclass(frozen=True)
+class RevokedKey:
+    """The key ``revoke_tenant_key`` revoked: its display prefix, its tenant, and how many active keys are left."""
+
+    prefix: str
+    tenant: str
+    active_left: int
+
+
+def revoke_tenant_key(conn: Connection, prefix: str, now: datetime) -> RevokedKey:
+    """Revoke the active API key shown with display prefix ``prefix`` (or given whole, when longer).
+
+    :raise NotFound: no active key matches. :raise InvalidInput: the prefix matches several active keys.
+    """
+    if len(prefix) > DISPLAY_PREFIX_LENGTH:
+        found = ledger.active_key_by_hash(conn, hash_api_key(prefix))
+        matches = [] if found is None else [found]
+    else:
+        matches = ledger.active_keys_by_prefix(conn, prefix)
+    if not matches:
+        raise NotFound(f"no active API key with prefix {prefix!r} (see 'evidence tenant list')")
+    if len(matches) > 1:
+        owners = ", ".join(sorted({m.name for m in matches}))
+        raise InvalidInput(
+            f"{len(matches)} active keys start with {prefix!r} (tenants: {owners}); give the whole key to say which one"
+        )
+    (match,) = matches
+    ledger.revoke_api_key(conn, match.id, to_us(now))
+    left = sum(1 for k in ledger.list_api_keys(conn, match.tenant_id) if k.revoked_at is None)
+    return RevokedKey(match.prefix, match.name, left)

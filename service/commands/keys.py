@@ -2,14 +2,12 @@
 
 Production workers and API processes only load the key (``EVIDENCE_SIGNING_KEY_FILE``); they never create it.
 The operator creates it once, before the first start, with ``evidence keys init``, keeps a backup offline, and
-publishes the verifier key (``evidence keys show``) and its fingerprint.
+publishes the verifier key (``evidence keys show``) and its fingerprint. The rules (rotation, the running sealer)
+are ``service.keys``: these commands parse their arguments and print.
 """
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 
 import click
@@ -17,9 +15,9 @@ import click
 from service.commands.admin import DATA_DIR_HELP, database_name, refuse_new_database, settings_for
 from service.config import Settings
 from service.core.errors import ConfigError
-from service.core.formats import format_time, utc_now
+from service.core.formats import format_time
 from service.core.note import Signer, Verifier
-from service.keys import load_signer, write_signer
+from service.keys import load_signer, rotate_signing_key, sealer_running, write_signer
 
 
 def _settings(data_dir: str | None = None) -> Settings:
@@ -93,81 +91,6 @@ def publish(data_dir: str | None) -> None:
 # --- rotation and listing (issue 5: trust beyond the operator) -------------------------------------
 
 
-@dataclass(frozen=True)
-class Rotation:
-    """A finished rotation: the ``old`` and ``new`` verifier keys, where the old key file went, and when."""
-
-    old: Verifier
-    new: Verifier
-    retired: Path
-    at: datetime
-
-
-def _sealer_running(settings: Settings) -> bool:
-    """True when an ``evidence serve`` process holds the data dir's sealer lock (it caches the old key)."""
-    lock = settings.data_dir / "sealer.lock"
-    if not lock.exists():
-        return False
-    try:
-        import fcntl
-    except ImportError:  # not POSIX: cannot tell
-        return False
-    with open(lock, "ab") as f:
-        try:
-            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-        fcntl.flock(f.fileno(), fcntl.LOCK_UN)
-    return False
-
-
-def rotate_signing_key(settings: Settings, *, now: datetime | None = None) -> Rotation:
-    """Replace the checkpoint signing key: new key file, old key's window closed, new key published.
-
-    One transaction holding the ledger lock (no batch is sealed meanwhile) closes the old key's window and
-    publishes the new key, both at the same instant (never before the newest checkpoint). The file swap
-    (``keys.rotate_signer``: new key written 0600 and fsynced, old one kept as ``<file>.<keyhash>.retired``) is
-    done inside that transaction; if the transaction fails, the old key file is put back, so the key file and
-    the published keys never disagree. Running processes keep the key they loaded: restart them afterwards.
-
-    :raise ConfigError: the key file's key is not the published, still valid key of this database.
-    """
-    from service.keys import rotate_signer
-    from service.storage import db, ledger
-    from service.storage.codec import from_us, to_us
-
-    path = settings.signing_key_file
-    engine = db.make_engine(settings)
-    swapped: tuple[Signer, Signer, Path] | None = None
-    try:
-        with engine.begin() as conn:  # SQLite: BEGIN IMMEDIATE; PostgreSQL: the advisory lock below
-            ledger.lock_ledger(conn)
-            current = load_signer(path, settings.origin)
-            rows = [r for r in ledger.list_signing_keys(conn) if r.vkey == current.verifier.vkey]
-            if not rows:
-                raise ConfigError(
-                    f"the key in {path} ({current.verifier.key_id}) is not published in this database: "
-                    "run 'evidence keys publish' (or start the service once) before rotating it"
-                )
-            if all(r.valid_until_us is not None for r in rows):
-                raise ConfigError(f"the key in {path} ({current.verifier.key_id}) was already retired")
-            last = ledger.latest_checkpoint(conn)
-            at_us = to_us(now or utc_now())
-            if last is not None:
-                at_us = max(at_us, int(last.created_us) + 1)  # the old key's window holds every checkpoint it signed
-            swapped = rotate_signer(path, settings.origin)
-            old, new, _ = swapped
-            ledger.close_signing_key(conn, old.key_hash, at_us)
-            ledger.insert_signing_key(conn, new.verifier.vkey, new.name, new.key_hash, at_us)
-    except BaseException:
-        if swapped is not None:
-            os.replace(swapped[2], path)  # the database still publishes the old key as current: keep using it
-        raise
-    finally:
-        engine.dispose()
-    return Rotation(old.verifier, new.verifier, swapped[2], from_us(at_us))
-
-
 @keys.command("rotate")
 @click.option("--data-dir", type=click.Path(file_okay=False), help=DATA_DIR_HELP)
 @click.option("--force", is_flag=True, help="Rotate even though 'evidence serve' seems to run on this data dir.")
@@ -175,7 +98,7 @@ def rotate(data_dir: str | None, force: bool) -> None:
     """Make a new signing key; close the old key's validity window and publish the new key."""
     settings = settings_for(data_dir)
     refuse_new_database(settings, told=False)
-    if settings.embedded and not force and _sealer_running(settings):
+    if settings.embedded and not force and sealer_running(settings):
         raise ConfigError(
             "'evidence serve' is running on this data dir and would keep signing with the old key: stop it, "
             "rotate, start it again (or pass --force and restart it right after)"

@@ -26,10 +26,10 @@ from werkzeug.serving import BaseWSGIServer, make_server
 
 from service import sealing
 from service.api import create_app
-from service.commands.keys import rotate_signing_key
 from service.config import Settings
 from service.core.errors import LogInconsistency
 from service.core.formats import LedgerEntry, utc_now
+from service.keys import rotate_signing_key
 from service.runtime import Runtime
 from service.storage import db, ledger
 from service.tenants import create_tenant, hash_api_key

@@ -18,12 +18,12 @@ import pytest
 
 from service import sealing
 from service.api import create_app
-from service.commands.keys import rotate_signing_key
 from service.config import Settings
 from service.core.errors import ConfigError
 from service.core.formats import parse_time, utc_now
 from service.core.note import Verifier
 from service.core.verify import verify_receipt
+from service.keys import rotate_signing_key
 from service.runtime import Runtime
 from service.storage import db, ledger
 from service.tenants import create_tenant, hash_api_key
