@@ -5,11 +5,12 @@ files hash at once; the files never leave the machine), sending the digests in c
 ``POST /v1/evidence/batch``, the state file that makes a re-run after a crash safe, waiting for sealing and writing
 one ``<file>.receipt.json`` per file.
 
-Crash safety: the state file (JSON, written atomically: temp file, fsync, rename) records every file's digest and
-the chunk it belongs to *before* anything is sent, and each chunk's Idempotency-Key is derived from the state
-(``submit-<run id>-<chunk number>``); a chunk's body is rebuilt from the state byte for byte. So a run killed after
-the server stored a chunk but before the answer was recorded resends the same key and body, and the server answers
-with the same ids: no duplicates. Acknowledged ids are recorded after each chunk.
+Crash safety: the state (a JSON snapshot written atomically, plus a journal of JSON lines appended since, see
+``State``) records every file's digest and the chunk it belongs to *before* anything is sent (the chunk's record is
+fsynced), and each chunk's Idempotency-Key is derived from the state (``submit-<run id>-<chunk number>``); a chunk's
+body is rebuilt from the state byte for byte. So a run killed after the server stored a chunk but before the answer
+was recorded resends the same key and body, and the server answers with the same ids: no duplicates. Acknowledged
+ids are recorded after each chunk; receipts are recorded once their files are durable (``write_files``).
 
 Exit codes: 0 everything done, 1 some files failed (unreadable, refused by the server, not sealed in time), 2 usage.
 """
@@ -43,6 +44,7 @@ if TYPE_CHECKING:
 __all__ = ["receipts", "submit"]
 
 STATE_NAME = ".evidence-submit.json"
+JOURNAL_NAME = STATE_NAME + ".log"
 STATE_FORMAT = "evidence-submit-state/v1"
 RECEIPT_SUFFIX = ".receipt.json"
 MAX_CHUNK = 10_000
@@ -77,12 +79,24 @@ class FileEntry:
 
 @dataclass
 class State:
+    """The run's state: a JSON snapshot (``STATE_NAME``) plus a journal of what happened since (``JOURNAL_NAME``,
+    one JSON record a line, appended), so that recording a chunk or a page of receipts costs its own size and not
+    the whole state's. ``save`` writes a new snapshot and drops the journal; ``load`` replays the journal over the
+    snapshot (every record can be replayed twice, so a crash between the two steps is harmless; a torn last line
+    is a record that was never relied on, and is ignored).
+    """
+
     path: Path
     run: str
     server: str
     out: str | None
     files: dict[str, FileEntry] = field(default_factory=dict)
     chunks: list[list[str]] = field(default_factory=list)  # chunk number -> file paths, in body order
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    @property
+    def journal_path(self) -> Path:
+        return self.path.with_name(JOURNAL_NAME)
 
     @classmethod
     def load(cls, path: Path) -> State:
@@ -93,18 +107,76 @@ class State:
         if not isinstance(doc, dict) or doc.get("format") != STATE_FORMAT:
             raise click.UsageError(f"{path} is not an evidence submit state file ({STATE_FORMAT})")
         files = {p: FileEntry(**e) for p, e in doc["files"].items()}
-        return cls(path, doc["run"], doc["server"], doc.get("out"), files, [list(c) for c in doc["chunks"]])
+        state = cls(path, doc["run"], doc["server"], doc.get("out"), files, [list(c) for c in doc["chunks"]])
+        state._replay()
+        return state
+
+    def _replay(self) -> None:
+        try:
+            raw = self.journal_path.read_bytes()
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            raise click.UsageError(f"cannot read the state journal {self.journal_path}: {exc}") from None
+        for line in raw.split(b"\n")[:-1]:  # the part after the last newline is a torn write (or empty)
+            try:
+                record = json.loads(line)
+            except ValueError:
+                break
+            self._apply(record)
+
+    def _apply(self, record: dict[str, Any]) -> None:
+        kind = record["t"]
+        if kind == "chunk":
+            if record["n"] == len(self.chunks):  # a chunk already in the snapshot is not added twice
+                entries = [FileEntry(**e) for e in record["files"]]
+                for e in entries:
+                    self.files[e.path] = e
+                self.chunks.append([e.path for e in entries])
+        elif kind == "ids":
+            for p, evidence_id, error in record["items"]:
+                e = self.files[p]
+                e.id, e.error = evidence_id, error
+        elif kind == "receipts":
+            for p, receipt in record["items"]:
+                e = self.files[p]
+                e.receipt, e.error = receipt, None
+
+    def append(self, record: dict[str, Any], *, sync: bool) -> None:
+        """Add ``record`` to the journal (``sync``: durable before this returns)."""
+        line = json.dumps(record, separators=(",", ":")).encode() + b"\n"
+        with self._lock:
+            fd = os.open(self.journal_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            try:
+                os.write(fd, line)
+                if sync:
+                    os.fsync(fd)
+            finally:
+                os.close(fd)
+
+    def add_chunk(self, entries: list[FileEntry]) -> int:
+        """Record a new chunk durably (before it is sent: a re-run rebuilds the same key and body); its number."""
+        number = len(self.chunks)
+        for e in entries:
+            e.chunk = number
+            self.files[e.path] = e
+        self.chunks.append([e.path for e in entries])
+        self.append({"t": "chunk", "n": number, "files": [vars(e) for e in entries]}, sync=True)
+        return number
 
     def save(self) -> None:
-        doc = {
-            "format": STATE_FORMAT,
-            "run": self.run,
-            "server": self.server,
-            "out": self.out,
-            "chunks": self.chunks,
-            "files": {p: vars(e) for p, e in self.files.items()},
-        }
-        write_atomically(self.path, json.dumps(doc, separators=(",", ":")).encode())
+        """A new snapshot of everything, then the journal is dropped."""
+        with self._lock:
+            doc = {
+                "format": STATE_FORMAT,
+                "run": self.run,
+                "server": self.server,
+                "out": self.out,
+                "chunks": self.chunks,
+                "files": {p: vars(e) for p, e in self.files.items()},
+            }
+            write_atomically(self.path, json.dumps(doc, separators=(",", ":")).encode())
+            self.journal_path.unlink(missing_ok=True)
 
     def chunk_key(self, number: int) -> str:
         return f"submit-{self.run}-{number}"
@@ -127,6 +199,7 @@ def write_atomically(path: Path, data: bytes) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+        _fsync_dir(path.parent)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -157,7 +230,7 @@ def _skipped(name: str) -> bool:
     """Receipts, the state file, and the temp files of either that a killed run may leave behind."""
     return (
         name.endswith(RECEIPT_SUFFIX)
-        or name == STATE_NAME
+        or name in (STATE_NAME, JOURNAL_NAME)
         or (name.startswith(".") and name.endswith(".tmp") and (RECEIPT_SUFFIX in name or STATE_NAME in name))
     )
 
@@ -328,13 +401,8 @@ def submit_all(
     group: list[FileEntry] = []
 
     def flush() -> None:
-        number = len(state.chunks)
-        for e in group:
-            e.chunk = number
-            state.files[e.path] = e
-        state.chunks.append([e.path for e in group])
-        state.save()  # before sending: a re-run rebuilds the same key and body from the state
-        send_chunk(state, client, number, save=False)
+        number = state.add_chunk(list(group))  # durable before sending
+        send_chunk(state, client, number)
         sent(len(group))
         group.clear()
 
@@ -352,11 +420,11 @@ def submit_all(
     return unreadable
 
 
-def send_chunk(state: State, client: Client, n: int, *, save: bool = True) -> None:
-    """POST chunk ``n`` with its Idempotency-Key and record the ids (or the server's refusal) in the state.
+def send_chunk(state: State, client: Client, n: int) -> None:
+    """POST chunk ``n`` with its Idempotency-Key and record the ids (or the server's refusal) in the state journal.
 
-    ``save=False`` leaves writing the ids to the next save (the next chunk's, or the end of the run): if the run
-    dies before that, the re-run resends this chunk with the same key and body and gets the same ids back.
+    The record is not forced to disk (the next chunk's record is): if the run dies before it is, the re-run resends
+    this chunk with the same key and body and gets the same ids back.
     """
     body = state.chunk_body(n)
     r = client.request(
@@ -381,8 +449,8 @@ def send_chunk(state: State, client: Client, n: int, *, save: bool = True) -> No
             if item["sha256"] != e.sha256:
                 raise SubmitError(f"the server answered digest {item['sha256']} for {p} ({e.sha256})")
             e.id, e.error = item["id"], None
-    if save:
-        state.save()
+    items_record = [[p, state.files[p].id, state.files[p].error] for p in state.chunks[n]]
+    state.append({"t": "ids", "n": n, "items": items_record}, sync=False)
 
 
 def receipt_path(state: State, e: FileEntry) -> Path:
@@ -441,9 +509,11 @@ def fetch_receipts(state: State, client: Client, progress: Progress, timeout: fl
             else:
                 e.error = f"the server has no receipt for evidence {e.id} ({item.get('status', 'unexpected answer')})"
                 click.echo(f"error: receipt of {e.path}: {e.error}", err=True)
-        write_files([(path, data) for _, path, data in done])
+        write_files([(path, data) for _, path, data in done])  # durable before the state records them
         for e, path, _ in done:
             e.receipt, e.error = str(path), None
+        if done:
+            state.append({"t": "receipts", "items": [[e.path, e.receipt] for e, _, _ in done]}, sync=False)
         advance(len(done))
         return still
 
@@ -464,20 +534,19 @@ def fetch_receipts(state: State, client: Client, progress: Progress, timeout: fl
                     by_chunk[n] = left
                 else:
                     del by_chunk[n]
-            state.save()
             if not by_chunk:
                 break
             if time.monotonic() >= deadline:
                 for entries in by_chunk.values():
                     for e in entries:
                         e.error = f"not sealed within {timeout:g} s (run 'evidence receipts fetch' later)"
-                state.save()
                 break
             if sealed:
                 delay = 0.1
             else:
                 time.sleep(delay)
                 delay = min(delay * 2, 1.0)
+    state.save()
 
 
 def write_files(files: list[tuple[Path, bytes]]) -> None:
@@ -629,6 +698,7 @@ def submit(
                 e.error = None  # retried below
     else:
         state = State(state_path, secrets.token_hex(8), client.server, None if out is None else str(out.absolute()))
+        state.save()  # the snapshot the journal's records apply to
     with Progress() as progress:
         unreadable = submit_all(state, client, list(paths), label_from, chunk, workers, progress)
         if not no_wait:

@@ -24,7 +24,7 @@ import requests
 from werkzeug.serving import BaseWSGIServer, make_server
 
 from service.api import create_app, stop_sealer
-from service.commands.client import STATE_NAME
+from service.commands.client import STATE_NAME, State
 from service.config import Settings
 from service.core.formats import utc_now
 from service.runtime import Runtime
@@ -198,8 +198,10 @@ def test_killed_after_the_server_stored_a_chunk_then_rerun_makes_no_duplicates(t
             proc.kill()
         proc.communicate(timeout=10)  # reaps it and closes the pipes
     assert proc.returncode == -signal.SIGKILL
-    state = json.loads((out / STATE_NAME).read_text())
-    acknowledged = [f for f in state["files"].values() if f["id"] is not None]
+    # The snapshot plus its journal, as the re-run reads them.
+    recorded = State.load(out / STATE_NAME)
+    assert len(recorded.chunks) == 2  # chunk 1 was recorded before it was sent
+    acknowledged = [f for f in recorded.files.values() if f.id is not None]
     assert len(acknowledged) == 4  # only chunk 0's answer was recorded
     live.hold_second = False
     live.release.set()
