@@ -18,7 +18,7 @@ from typing import Any
 import click
 
 from service.core.errors import ConfigError, EvidenceError, FormatError, UnreadableReceipt
-from service.core.formats import parse_sha256_hex, utc_now
+from service.core.formats import format_time, parse_sha256_hex, utc_now
 from service.core.hashing import sha256_file
 from service.core.note import Verifier, parse_vkeys
 from service.core.policy import Policy
@@ -113,13 +113,13 @@ def load_witness_policy(policy_path: str | None, witnesses: tuple[str, ...], quo
         raise UsageFailure(f"--quorum: {exc.reason}") from None
 
 
-def load_tsa_roots(paths: tuple[str, ...]) -> list[Any]:
+def load_tsa_roots(paths: tuple[str, ...], option: str = "--tsa-ca") -> list[Any]:
     from service.core.certs import load_certificate_files
 
     try:
         return load_certificate_files(paths)
     except ConfigError as exc:
-        raise UsageFailure(f"--tsa-ca: {exc.reason}") from None
+        raise UsageFailure(f"{option}: {exc.reason}") from None
 
 
 def read_receipt(path: str) -> tuple[Any, bytes]:
@@ -166,6 +166,8 @@ def render_text(result: VerificationResult, receipt_path: str, file_path: str | 
             "What this proves: the digest above was committed to the operator's signed, append-only "
             "ledger no later than the time stated; any change to the file changes its SHA-256."
         )
+        if result.depositor is not None:
+            lines.append(f"Deposited by: {result.depositor.describe()}, signed {format_time(result.depositor.signed)}.")
         lines.append(
             "What it does not prove: who made the file, how, whether its content is true, or its legal effect."
         )
@@ -225,6 +227,14 @@ def render_text(result: VerificationResult, receipt_path: str, file_path: str | 
     metavar="N",
     help="How many of the --witness keys must have cosigned the checkpoint (default: all of them).",
 )
+@click.option(
+    "--depositor-ca",
+    "depositor_cas",
+    multiple=True,
+    metavar="PEM",
+    help="A CA certificate trusted for X.509 depositor attestations of v2 receipts (PEM or DER; repeatable). "
+    "Without it, a certificate path is reported as not checked.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON (SPEC §8 shape).")
 @click.option(
     "--report",
@@ -242,6 +252,7 @@ def verify(
     policy_path: str | None,
     witnesses: tuple[str, ...],
     quorum: int | None,
+    depositor_cas: tuple[str, ...],
     as_json: bool,
     report_path: str | None,
 ) -> None:
@@ -271,9 +282,17 @@ def verify(
     if not trusted and not (policy is not None and policy.logs):
         raise UsageFailure(NO_KEY_HELP)
     roots = load_tsa_roots(tsa_cas)
+    depositor_roots = load_tsa_roots(depositor_cas, "--depositor-ca")
     document, _raw, from_pdf = read_receipt_source(receipt)
 
-    result = verify_receipt(document, sha256=digest, trusted_keys=trusted, tsa_roots=roots, policy=policy)
+    result = verify_receipt(
+        document,
+        sha256=digest,
+        trusted_keys=trusted,
+        tsa_roots=roots,
+        policy=policy,
+        depositor_cas=depositor_roots,
+    )
 
     if report_path is not None:
         from service.court.report import ReportInputs, TrustedKey, render_report

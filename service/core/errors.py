@@ -180,6 +180,12 @@ class TimestampInvalid(VerificationError):
     step = 7
 
 
+class AttestationInvalid(VerificationError):
+    """SPEC §6 step 8 (receipt v2): the depositor attestation does not parse, match, verify or validate."""
+
+    step = 8
+
+
 # --- watching a log from outside (service.trust.monitor) ---------------------------------------------
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import re
 import secrets
 from collections.abc import Iterable
@@ -21,16 +22,23 @@ from datetime import UTC, datetime
 from service.core.errors import FormatError
 
 __all__ = [
+    "DIGEST_SIZES",
+    "CaseRef",
     "Checkpoint",
     "Leaf",
+    "LeafV2",
     "LedgerEntry",
     "MAX_UINT64",
     "check_evidence_id",
+    "check_digest_line",
+    "claim_lines",
     "format_time",
     "leaf_bytes_columns",
+    "leaf_version",
     "new_evidence_id",
     "parse_sha256_hex",
     "parse_time",
+    "text_sha256",
     "utc_now",
 ]
 
@@ -411,3 +419,224 @@ class Checkpoint:
             return cls(origin, _parse_uint("size", size), _parse_root("root hash", root), tuple(extensions))
         except FormatError as e:
             raise FormatError(f"{what}: {e.reason}") from None
+
+
+# --- SPEC §2.1: evidence leaf bytes, v2 -------------------------------------------------------
+
+_LEAF_V2_HEADER = "evidence-ledger leaf v2"
+_LEAF_VERSION_RE = re.compile(r"evidence-ledger leaf (v[0-9]+)", re.ASCII)
+# The keys of SPEC §2.1 a digest algorithm may not be named after.
+LEAF_V2_KEYS = frozenset(
+    ("id", "sha256", "received", "label-sha256", "case", "phase", "phase-name-sha256", "cosigns", "attestation")
+)
+_DIGEST_NAME_RE = re.compile(r"[a-z][a-z0-9-]{0,31}", re.ASCII)
+_LOWER_HEX_RE = re.compile(r"(?:[0-9a-f]{2}){32,64}", re.ASCII)
+# Registered digest algorithms (SPEC §2.1 table): name -> size in bytes.
+DIGEST_SIZES: dict[str, int] = {"sm3": 32}
+
+
+@dataclass(frozen=True)
+class CaseRef:
+    """A deposit's place in a case (SPEC §2.1 case lines); the phase name is kept as its SHA-256."""
+
+    id: str
+    phase: int
+    phase_name_sha256: bytes
+
+    def __post_init__(self) -> None:
+        try:
+            check_evidence_id(self.id)
+        except FormatError as e:
+            raise FormatError(f"case id: {e.reason.replace('evidence id', 'case id')}") from None
+        _check_uint("phase", self.phase, minimum=1)
+        if not isinstance(self.phase_name_sha256, bytes) or len(self.phase_name_sha256) != _SHA256_SIZE:
+            raise FormatError(f"phase-name-sha256 must be {_SHA256_SIZE} bytes")
+
+
+def check_digest_line(name: str, value: bytes) -> None:
+    """SPEC §2.1 digest line rule: the algorithm name and the digest size.
+
+    :raise FormatError: a name outside ``[a-z][a-z0-9-]{0,31}``, a reserved key, or a wrong size.
+    """
+    if _DIGEST_NAME_RE.fullmatch(name) is None:
+        raise FormatError(f"digest algorithm name {name!r} must match [a-z][a-z0-9-]{{0,31}}")
+    if name in LEAF_V2_KEYS:
+        raise FormatError(f"{name!r} is a leaf key, not a digest algorithm name")
+    want = DIGEST_SIZES.get(name)
+    if want is not None and len(value) != want:
+        raise FormatError(f"the {name} digest must be {want} bytes ({2 * want} hex digits), found {len(value)}")
+    if not 32 <= len(value) <= 64:
+        raise FormatError(f"the {name} digest must be 32 to 64 bytes, found {len(value)}")
+
+
+def text_sha256(text: str) -> bytes:
+    """SHA-256 of a label's or phase name's UTF-8 bytes, exactly as given (SPEC §2.1: no normalization).
+
+    :raise FormatError: the text holds a lone surrogate (not Unicode scalar values, so it has no UTF-8 bytes).
+    """
+    try:
+        data = text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise FormatError(f"contains U+{ord(text[e.start]):04X}, a lone surrogate: not encodable as UTF-8") from None
+    return hashlib.sha256(data).digest()
+
+
+@dataclass(frozen=True)
+class LeafV2:
+    """One deposit as hashed into the batch tree, v2 (SPEC §2.1)."""
+
+    id: str
+    sha256: bytes
+    received: datetime
+    digests: tuple[tuple[str, bytes], ...] = ()
+    label_sha256: bytes | None = None
+    case: CaseRef | None = None
+    cosigns: str | None = None
+    attestation_sha256: bytes | None = None
+
+    version = 2
+
+    def __post_init__(self) -> None:
+        check_evidence_id(self.id)
+        if not isinstance(self.sha256, bytes) or len(self.sha256) != _SHA256_SIZE:
+            raise FormatError(f"leaf sha256 must be {_SHA256_SIZE} bytes, got {self.sha256!r}")
+        object.__setattr__(self, "received", _require_aware(self.received, "leaf received"))
+        digests = tuple(self.digests)
+        for name, value in digests:
+            check_digest_line(name, value)
+        names = [n for n, _ in digests]
+        if names != sorted(set(names)):
+            raise FormatError(f"digest lines must be sorted by name, each at most once, found {names}")
+        object.__setattr__(self, "digests", digests)
+        for what, optional in (("label-sha256", self.label_sha256), ("attestation", self.attestation_sha256)):
+            if optional is not None and (not isinstance(optional, bytes) or len(optional) != _SHA256_SIZE):
+                raise FormatError(f"leaf {what} must be {_SHA256_SIZE} bytes")
+        if self.cosigns is not None:
+            check_evidence_id(self.cosigns)
+            if self.attestation_sha256 is None:
+                raise FormatError("a countersignature leaf (cosigns) must have an attestation line")
+
+    def claim_lines(self) -> list[str]:
+        """The lines a leaf shares with its attestation statement (SPEC §2.2), in order, without ``\\n``."""
+        return claim_lines(self.sha256, self.digests, self.label_sha256, self.case, self.cosigns)
+
+    def to_bytes(self) -> bytes:
+        """Return the exact SPEC §2.1 leaf bytes."""
+        first, *rest = self.claim_lines()
+        lines = [_LEAF_V2_HEADER, f"id {self.id}", first, f"received {format_time(self.received)}", *rest]
+        if self.attestation_sha256 is not None:
+            lines.append(f"attestation {self.attestation_sha256.hex()}")
+        return "".join(line + "\n" for line in lines).encode()
+
+    @classmethod
+    def from_bytes(cls, b: bytes) -> LeafV2:
+        """Parse SPEC §2.1 leaf bytes strictly.
+
+        :raise FormatError: any deviation from §2.1, with the reason (naming the line).
+        """
+        what = "evidence leaf"
+        text = _decode_text(b, what)
+        lines = text[:-1].split("\n")
+        if lines[0] != _LEAF_V2_HEADER:
+            raise FormatError(f"{what}: wrong header line: expected {_LEAF_V2_HEADER!r}, found {lines[0]!r}")
+        pairs: list[tuple[int, str, str]] = []
+        for number, line in enumerate(lines[1:], start=2):
+            key, sep, value = line.partition(" ")
+            if not sep or key == "" or value == "" or " " in value:
+                raise FormatError(f"{what}: line {number} must be '<key> <value>' with one space, found {line!r}")
+            pairs.append((number, key, value))
+        fixed = ("id", "sha256", "received")
+        if len(pairs) < 3 or tuple(k for _, k, _ in pairs[:3]) != fixed:
+            found = [k for _, k, _ in pairs[:3]]
+            raise FormatError(f"{what}: lines 2-4 must be id, sha256 and received, found {found}")
+        try:
+            id_ = check_evidence_id(pairs[0][2])
+            digest = parse_sha256_hex(pairs[1][2])
+            received = parse_time(pairs[2][2])
+        except FormatError as e:
+            raise FormatError(f"{what}: {e.reason}") from None
+        rest = pairs[3:]
+        digests: list[tuple[str, bytes]] = []
+        while rest and rest[0][1] not in LEAF_V2_KEYS:
+            number, name, value = rest.pop(0)
+            if _LOWER_HEX_RE.fullmatch(value) is None:
+                raise FormatError(f"{what}: line {number} ({name}): a digest must be 64-128 lowercase hex digits")
+            if digests and name <= digests[-1][0]:
+                raise FormatError(
+                    f"{what}: line {number}: digest lines must be sorted by algorithm name, each at most once "
+                    f"({name!r} after {digests[-1][0]!r})"
+                )
+            try:
+                check_digest_line(name, bytes.fromhex(value))
+            except FormatError as e:
+                raise FormatError(f"{what}: line {number}: {e.reason}") from None
+            digests.append((name, bytes.fromhex(value)))
+        optional = ("label-sha256", "case", "phase", "phase-name-sha256", "cosigns", "attestation")
+        seen: dict[str, str] = {}
+        position = 0
+        for number, key, value in rest:
+            if key not in optional:
+                raise FormatError(f"{what}: line {number}: unknown line {key!r} (or a digest line out of place)")
+            at = optional.index(key)
+            if at < position:
+                raise FormatError(
+                    f"{what}: line {number}: {key!r} is repeated or out of order (order: {', '.join(optional)})"
+                )
+            position = at + 1
+            seen[key] = value
+        case_keys = [k for k in ("case", "phase", "phase-name-sha256") if k in seen]
+        if case_keys and len(case_keys) != 3:
+            raise FormatError(f"{what}: the case lines case, phase and phase-name-sha256 come all three or none")
+        try:
+            label = _hex32(seen, "label-sha256")
+            attestation = _hex32(seen, "attestation")
+            case = None
+            if case_keys:
+                phase = _parse_uint("phase", seen["phase"])
+                if phase == 0:
+                    raise FormatError("phase is 0; phases are numbered from 1")
+                case = CaseRef(seen["case"], phase, parse_sha256_hex(seen["phase-name-sha256"]))
+            cosigns = seen.get("cosigns")
+            if cosigns is not None:
+                check_evidence_id(cosigns)
+            return cls(id_, digest, received, tuple(digests), label, case, cosigns, attestation)
+        except FormatError as e:
+            raise FormatError(f"{what}: {e.reason}") from None
+
+
+def claim_lines(
+    sha256: bytes,
+    digests: tuple[tuple[str, bytes], ...] = (),
+    label_sha256: bytes | None = None,
+    case: CaseRef | None = None,
+    cosigns: str | None = None,
+) -> list[str]:
+    """The SPEC §2.1 lines from ``sha256`` to ``cosigns`` (no ``received``): what a leaf and its statement share."""
+    lines = [f"sha256 {sha256.hex()}"]
+    lines += [f"{name} {value.hex()}" for name, value in sorted(digests)]
+    if label_sha256 is not None:
+        lines.append(f"label-sha256 {label_sha256.hex()}")
+    if case is not None:
+        lines += [f"case {case.id}", f"phase {case.phase}", f"phase-name-sha256 {case.phase_name_sha256.hex()}"]
+    if cosigns is not None:
+        lines.append(f"cosigns {cosigns}")
+    return lines
+
+
+def _hex32(seen: dict[str, str], key: str) -> bytes | None:
+    if key not in seen:
+        return None
+    try:
+        return parse_sha256_hex(seen[key])
+    except FormatError as e:
+        raise FormatError(f"{key}: {e.reason}") from None
+
+
+def leaf_version(b: bytes) -> str | None:
+    """The version named by a leaf's first line (``v1``, ``v2``, ``v3``...), or None if it names none."""
+    first = bytes(b).split(b"\n", 1)[0]
+    try:
+        m = _LEAF_VERSION_RE.fullmatch(first.decode("ascii"))
+    except UnicodeDecodeError:
+        return None
+    return m[1] if m else None

@@ -19,6 +19,8 @@ from service.core.formats import Leaf, format_time
 from service.core.strictjson import json_type
 
 FORMAT = "evidence-receipt/v1"
+FORMAT_V2 = "evidence-receipt/v2"
+FORMATS = (FORMAT, FORMAT_V2)
 MEDIA_TYPE = "application/json"
 
 JSONObject = dict[str, Any]

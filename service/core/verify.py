@@ -1,22 +1,27 @@
-"""The offline verifier: SPEC §6 steps 0-7, nothing else.
+"""The offline verifier: SPEC §6 steps 0-8, nothing else.
 
-Owns: checking one evidence-receipt/v1 document against a file digest, trusted checkpoint keys and trusted TSA
-certificates, and saying what that proves.
+Owns: checking one evidence-receipt/v1 or /v2 document against a file digest, trusted checkpoint keys, trusted TSA
+certificates and trusted depositor CA certificates, and saying what that proves. The v2 additions (SPEC §6 steps
+2a-2e and 8) live in ``_check_v2_fields`` and ``_check_attestation``; a v1 receipt never reaches them.
 Must not import: Flask, SQLAlchemy, Celery, requests or any setting. Trust is passed in; no network, no database.
 ``service.core.timestamps`` (which needs rfc3161-client) is imported only when a token is actually checked.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import hmac
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from service.core import merkle
+from service.core import attestation, merkle
 from service.core.cosignature import check_cosignatures
 from service.core.errors import (
+    AttestationInvalid,
     BatchProofInvalid,
     CheckpointSignatureInvalid,
     DigestMismatch,
@@ -30,16 +35,17 @@ from service.core.errors import (
     TimestampInvalid,
     VerificationError,
 )
-from service.core.formats import Checkpoint, Leaf, LedgerEntry, format_time
+from service.core.formats import Checkpoint, Leaf, LeafV2, LedgerEntry, format_time, leaf_version, text_sha256
 from service.core.note import Verifier, open_note
 from service.core.policy import Policy
-from service.core.receipt import FORMAT, Fields, decode_b64
+from service.core.receipt import FORMAT, FORMAT_V2, FORMATS, Fields, decode_b64
+from service.core.strictjson import json_type
 
 if TYPE_CHECKING:
     from cryptography import x509
 
 STEP_TITLES: dict[int, str] = {
-    0: "The document is an evidence-receipt/v1",
+    0: "The document is an evidence receipt (v1 or v2)",
     1: "The file's SHA-256 matches the receipt",
     2: "The evidence leaf matches the receipt",
     3: "The leaf is in the batch tree (batch proof)",
@@ -47,6 +53,7 @@ STEP_TITLES: dict[int, str] = {
     5: "The ledger entry is in the signed ledger log (ledger proof)",
     6: "The checkpoint is signed by a trusted key",
     7: "RFC 3161 time-stamp tokens",
+    8: "The depositor's attestation",
 }
 
 
@@ -114,6 +121,15 @@ class VerificationResult:
     # SPEC §9: set when a witness policy was given (None: no policy, the v1 result shape)
     witnesses: list[WitnessResult] | None = None
     quorum: str | None = None
+    # v2 (SPEC §6.1): what the leaf binds besides the digest
+    format: str | None = None
+    leaf: Leaf | LeafV2 | None = None
+    label: str | None = None
+    case_id: str | None = None
+    phase: int | None = None
+    phase_name: str | None = None
+    cosigns: str | None = None
+    depositor: attestation.Depositor | None = None
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -122,6 +138,7 @@ class VerificationResult:
             "reason": self.reason,
             "checks": [c.to_json() for c in self.checks],
             "statement": self.statement,
+            "depositor": self.depositor.to_json() if self.depositor is not None else None,
         }
         if self.witnesses is not None:
             out["witnesses"] = [w.to_json() for w in self.witnesses]
@@ -142,6 +159,7 @@ def verify_receipt(
     trusted_keys: Sequence[Verifier] = (),
     tsa_roots: Sequence[x509.Certificate] = (),
     policy: Policy | None = None,
+    depositor_cas: Sequence[x509.Certificate] = (),
 ) -> VerificationResult:
     """Verify a parsed receipt document (any JSON value) and return the result; never raises for bad input.
 
@@ -149,13 +167,15 @@ def verify_receipt(
     ``log`` lines of ``policy``) can make step 6 pass: the receipt's own ``keys`` field is never trusted. With a
     witness ``policy`` (SPEC §9) step 6 also needs its quorum of valid cosignatures, and an invalid cosignature by
     a listed witness fails it. Tokens are checked against ``tsa_roots``; with none given they are reported as
-    not checked.
+    not checked. An X.509 depositor attestation's certificate path (v2, step 8) is validated against
+    ``depositor_cas``; with none given it is reported as not checked.
     """
     result = VerificationResult()
     if policy is not None:
         trusted_keys = [*trusted_keys, *(k for k in policy.log_keys if k not in trusted_keys)]
     try:
         _run_steps(document, sha256, trusted_keys, tsa_roots, result, policy)
+        _check_attestation(document, depositor_cas, result)
     except VerificationError as exc:
         result.valid = False
         result.step = exc.step
@@ -183,9 +203,10 @@ def _run_steps(
         raise MalformedReceipt("the document is not a JSON object, so it is not an evidence receipt")
     f = Fields(document)
     fmt = f.string("format", MalformedReceipt)
-    if fmt != FORMAT:
-        raise MalformedReceipt(f"the receipt format is {fmt!r}; this verifier reads {FORMAT!r}")
-    ok(Check(0, True, f"the document is an {FORMAT} receipt"))
+    if fmt not in FORMATS:
+        raise MalformedReceipt(f"the receipt format is {fmt!r}; this verifier reads {FORMAT!r} and {FORMAT_V2!r}")
+    result.format = fmt
+    ok(Check(0, True, f"the document is an {fmt} receipt"))
 
     # Step 1: the file's digest equals evidence.sha256.
     claimed_hex = f.string("evidence.sha256", DigestMismatch if sha256 is not None else LeafMismatch)
@@ -208,10 +229,7 @@ def _run_steps(
     leaf_bytes = f.base64("evidence.leaf", LeafMismatch)
     evidence_id = f.string("evidence.id", LeafMismatch)
     received_at = f.string("evidence.received_at", LeafMismatch)
-    try:
-        leaf = Leaf.from_bytes(leaf_bytes)
-    except FormatError as exc:
-        raise LeafMismatch(f"the evidence leaf is not a valid v1 leaf: {exc.reason}") from None
+    leaf = _parse_leaf(leaf_bytes, fmt)
     if leaf.id != evidence_id:
         raise LeafMismatch(f"the leaf is for evidence id {leaf.id!r}; the receipt says {evidence_id!r}")
     if leaf.sha256.hex() != claimed_hex:
@@ -220,6 +238,9 @@ def _run_steps(
         raise LeafMismatch(f"the leaf says received {format_time(leaf.received)}; the receipt says {received_at!r}")
     result.evidence_id = leaf.id
     result.received = leaf.received
+    result.leaf = leaf
+    if isinstance(leaf, LeafV2):
+        _check_v2_fields(document["evidence"], leaf, result)
     leaf_hash = merkle.leaf_hash(leaf_bytes)
     ok(Check(2, True, f"leaf of evidence {leaf.id}, received {received_at}, leaf hash {leaf_hash.hex()}"))
 
@@ -302,6 +323,10 @@ def _run_steps(
         opened = open_note(note_bytes, candidates)
     except NoteError as exc:
         raise CheckpointSignatureInvalid(f"the checkpoint signature does not verify: {exc.reason}") from None
+    try:  # the lines after the third (extension lines) are read here, not in step 5
+        Checkpoint.from_bytes(opened.text)
+    except FormatError as exc:
+        raise CheckpointSignatureInvalid(f"the signed checkpoint is not a valid checkpoint: {exc.reason}") from None
     key = opened.verified[0]
     result.key = key
     ok(Check(6, True, "; ".join(_signed_by(k) for k in opened.verified)))
@@ -369,14 +394,164 @@ def _check_witnesses(note: bytes, policy: Policy, result: VerificationResult) ->
 
 
 def _checkpoint_of(note: bytes) -> Checkpoint:
-    """The checkpoint body of a signed note, without judging its signatures (that is step 6)."""
-    split = note.rfind(b"\n\n")
-    if split < 0:
-        raise LedgerProofInvalid("the checkpoint is not a signed note: there is no blank line before the signatures")
+    """Origin, size and root from the first three lines of the checkpoint (SPEC §6 step 5 reads nothing more; the
+    note's structure and signatures are step 6)."""
+    lines = note.split(b"\n", 3)
+    if len(lines) < 4:
+        raise LedgerProofInvalid(
+            "the checkpoint is not a valid checkpoint: it needs three lines (origin, size, root hash), "
+            f"each ending in a newline; found {len(lines) - 1}"
+        )
     try:
-        return Checkpoint.from_bytes(note[: split + 1])
+        return Checkpoint.from_bytes(b"\n".join(lines[:3]) + b"\n")
     except FormatError as exc:
         raise LedgerProofInvalid(f"the checkpoint is not a valid checkpoint: {exc.reason}") from None
+
+
+def _parse_leaf(leaf_bytes: bytes, fmt: str) -> Leaf | LeafV2:
+    """Step 2: the leaf of the receipt's format (SPEC §2 for v1, §2.1 for v2); an unknown version is named."""
+    version = leaf_version(leaf_bytes)
+    want = "v1" if fmt == FORMAT else "v2"
+    if version is not None and version not in ("v1", "v2"):
+        raise LeafMismatch(f"the evidence leaf is version {version}; this verifier reads v1 and v2")
+    if version is not None and version != want:
+        raise LeafMismatch(f"an {fmt} receipt carries a {want} leaf; this one is a {version} leaf")
+    try:
+        return Leaf.from_bytes(leaf_bytes) if want == "v1" else LeafV2.from_bytes(leaf_bytes)
+    except FormatError as exc:
+        raise LeafMismatch(f"the evidence leaf is not a valid {want} leaf: {exc.reason}") from None
+
+
+def _check_v2_fields(evidence: dict[str, Any], leaf: LeafV2, result: VerificationResult) -> None:
+    """Steps 2a-2e (SPEC §6): the receipt's v2 fields say exactly what the leaf binds."""
+    # 2a: digests
+    digests = evidence.get("digests", {})
+    if not isinstance(digests, dict) or not all(isinstance(v, str) for v in digests.values()):
+        raise LeafMismatch("the receipt field 'evidence.digests' must be an object of hex strings")
+    leaf_digests = {name: value.hex() for name, value in leaf.digests}
+    if digests != leaf_digests:
+        raise LeafMismatch(
+            f"the receipt's evidence.digests ({_listing(digests)}) do not match the leaf's digest lines "
+            f"({_listing(leaf_digests)})"
+        )
+    # 2b: label
+    label = evidence.get("label")
+    if leaf.label_sha256 is None:
+        if "label" in evidence:
+            raise LeafMismatch(
+                "the receipt has a label, but the leaf binds none: the label is not covered by the ledger"
+            )
+    else:
+        if not isinstance(label, str):
+            raise LeafMismatch(
+                "the leaf binds a label, but the receipt field 'evidence.label' is "
+                + ("missing" if "label" not in evidence else f"a {json_type(label)}, not a string")
+            )
+        if _text_sha256(label, "evidence.label") != leaf.label_sha256:
+            raise LeafMismatch(f"the label {_quote(label)} is not the label the leaf binds (its SHA-256 differs)")
+        result.label = label
+    # 2c: case and phase
+    case = evidence.get("case")
+    if leaf.case is None:
+        if "case" in evidence:
+            raise LeafMismatch("the receipt names a case, but the leaf binds none")
+    else:
+        if not isinstance(case, dict):
+            raise LeafMismatch(
+                "the leaf binds a case, but the receipt field 'evidence.case' is missing or not an object"
+            )
+        case_id, phase, name = case.get("id"), case.get("phase"), case.get("phase_name")
+        if not isinstance(case_id, str) or isinstance(phase, bool) or not isinstance(phase, int):
+            raise LeafMismatch("the receipt field 'evidence.case' needs a string 'id' and an integer 'phase'")
+        if not isinstance(name, str):
+            raise LeafMismatch("the receipt field 'evidence.case.phase_name' must be a string")
+        if case_id != leaf.case.id:
+            raise LeafMismatch(f"the leaf is for case {leaf.case.id!r}; the receipt says {case_id!r}")
+        if phase != leaf.case.phase:
+            raise LeafMismatch(f"the leaf is phase {leaf.case.phase} of its case; the receipt says phase {phase}")
+        if _text_sha256(name, "evidence.case.phase_name") != leaf.case.phase_name_sha256:
+            raise LeafMismatch(f"the phase name {_quote(name)} is not the one the leaf binds (its SHA-256 differs)")
+        result.case_id, result.phase, result.phase_name = case_id, phase, name
+    # 2d: countersignature
+    cosigns = evidence.get("cosigns")
+    if cosigns != leaf.cosigns or ("cosigns" in evidence) != (leaf.cosigns is not None):
+        if leaf.cosigns is None:
+            raise LeafMismatch("the receipt says this deposit countersigns another, but the leaf does not")
+        raise LeafMismatch(
+            f"the leaf countersigns evidence {leaf.cosigns!r}; the receipt field 'evidence.cosigns' is {cosigns!r}"
+        )
+    result.cosigns = leaf.cosigns
+    # 2e: attestation digest
+    if leaf.attestation_sha256 is None:
+        if "attestation" in evidence:
+            raise LeafMismatch("the receipt carries an attestation, but the leaf binds none")
+        return
+    text = evidence.get("attestation")
+    if not isinstance(text, str):
+        raise LeafMismatch("the leaf binds an attestation, but the receipt field 'evidence.attestation' is missing")
+    raw = decode_b64(text, "evidence.attestation", LeafMismatch)
+    if not hmac.compare_digest(hashlib.sha256(raw).digest(), leaf.attestation_sha256):
+        raise LeafMismatch(
+            f"the attestation in the receipt is not the one the leaf binds: its SHA-256 is "
+            f"{hashlib.sha256(raw).hexdigest()}, the leaf says {leaf.attestation_sha256.hex()}"
+        )
+
+
+def _quote(text: str) -> str:
+    """A label or phase name in a reason or statement: as a JSON string (the browser verifier says the same)."""
+    return json.dumps(text, ensure_ascii=False)
+
+
+def _listing(digests: dict[str, Any]) -> str:
+    return ", ".join(f"{name} {value}" for name, value in sorted(digests.items())) or "none"
+
+
+def _text_sha256(text: str, where: str) -> bytes:
+    try:
+        return text_sha256(text)
+    except FormatError as exc:
+        raise LeafMismatch(f"the receipt field {where!r} {exc.reason}") from None
+
+
+def _check_attestation(document: Any, depositor_cas: Sequence[x509.Certificate], result: VerificationResult) -> None:
+    """Step 8 (SPEC §6, receipt v2): the depositor's attestation. A v1 receipt has no step 8."""
+    leaf = result.leaf
+    if not isinstance(leaf, LeafV2):
+        return
+    if leaf.attestation_sha256 is None:
+        result.checks.append(
+            Check(
+                8, True, "unattested: no depositor signed this deposit (the leaf binds no attestation)", checked=False
+            )
+        )
+        return
+    raw = base64.b64decode(document["evidence"]["attestation"])  # checked in step 2e
+    try:
+        depositor = attestation.check_attestation(raw, leaf.claim_lines(), leaf.received, depositor_cas)
+    except attestation.AttestationError as exc:
+        raise AttestationInvalid(exc.reason) from None
+    result.depositor = depositor
+    result.checks.append(
+        Check(
+            8,
+            True,
+            f"attested by {depositor.identity} ({depositor.kind}, fingerprint {depositor.fingerprint}), signed "
+            f"{format_time(depositor.signed)}: the statement matches the leaf and the signature verifies",
+        )
+    )
+    if depositor.kind == "x509":
+        if depositor.ca_verified:
+            result.checks.append(Check(8, True, "the depositor certificate path validates to a trusted CA"))
+        else:
+            result.checks.append(
+                Check(
+                    8,
+                    True,
+                    "not checked: no depositor CA certificate is trusted (pass --depositor-ca to check the "
+                    "certificate path)",
+                    checked=False,
+                )
+            )
 
 
 def _check_timestamps(
@@ -441,7 +616,17 @@ def _statement(result: VerificationResult, *, file_checked: bool) -> str:
     cosigned = result.cosigned
     if cosigned and cosigned[0].time is not None:
         text += f"; cosigned by {', '.join(w.name for w in cosigned)} no later than {format_time(cosigned[0].time)}"
-    return text + "."
+    text += "."
+    if result.format != FORMAT_V2:
+        return text
+    if result.label is not None:
+        text += f" Label: {_quote(result.label)}."
+    if result.case_id is not None and result.phase_name is not None:
+        text += f" Case {result.case_id}, phase {result.phase} ({_quote(result.phase_name)})."
+    if result.cosigns is not None:
+        text += f" Countersigns evidence {result.cosigns}."
+    text += f" Depositor: {result.depositor.describe()}." if result.depositor is not None else " Unattested."
+    return text
 
 
 def step_title(step: int) -> str:

@@ -163,7 +163,14 @@ def _claim_smaller_batch(doc: dict[str, Any]) -> None:
 
 
 TAMPERED: list[tuple[str, Mutation, int, str]] = [
-    ("wrong format", _set("format", "evidence-receipt/v2"), 0, "format"),
+    ("wrong format", _set("format", "evidence-receipt/v3"), 0, "format"),
+    ("v1 receipt called v2", _set("format", "evidence-receipt/v2"), 2, "carries a v2 leaf; this one is a v1 leaf"),
+    (
+        "leaf of an unknown version",
+        _replace_in("evidence.leaf", b"evidence-ledger leaf v1", b"evidence-ledger leaf v7"),
+        2,
+        "version v7; this verifier reads v1 and v2",
+    ),
     ("format missing", _delete("format"), 0, "format"),
     ("format not a string", _set("format", 1), 0, "must be a string"),
     ("evidence sha256 of another file", _set("evidence.sha256", "00" * 32), 1, "the receipt is for 0000"),
@@ -206,7 +213,9 @@ TAMPERED: list[tuple[str, Mutation, int, str]] = [
     ),
     # the inclusion proof of entry 1 is the same in logs of 3 and 4 entries: only the signature pins the size
     ("checkpoint size changed", _checkpoint_edit(lambda n: n.replace("\n3\n", "\n4\n", 1)), 6, "signature"),
-    ("checkpoint without blank line", _checkpoint_edit(lambda n: n.replace("\n\n", "\n")), 5, "blank line"),
+    # step 5 reads only the checkpoint's first three lines; the note's structure is step 6 (SPEC §6)
+    ("checkpoint without blank line", _checkpoint_edit(lambda n: n.replace("\n\n", "\n")), 6, "blank line"),
+    ("checkpoint with two lines", _checkpoint_edit(lambda n: "\n".join(n.split("\n")[:2])), 5, "three lines"),
     ("checkpoint signature flipped", _checkpoint_edit(_flip_signature), 6, "signature"),
     ("checkpoint origin changed", _checkpoint_edit(lambda n: n.replace("example.org", "example.com", 1)), 6, "origin"),
     ("checkpoint with en dash", _checkpoint_edit(lambda n: n.replace("\u2014", "\u2013")), 6, ""),
@@ -346,8 +355,9 @@ def test_cli_json_output_has_the_spec_shape() -> None:
     r = _evidence("verify", str(GOLDEN / "single.json"), "--sha256", DIGEST.hex(), "--key", TRUSTED[0].vkey, "--json")
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
-    assert set(out) == {"valid", "step", "reason", "checks", "statement"}
+    assert set(out) == {"valid", "step", "reason", "checks", "statement", "depositor"}
     assert out["valid"] is True and out["step"] is None
+    assert out["depositor"] is None  # a v1 receipt names no depositor
 
 
 def test_cli_wrong_file_exit_1_names_step_and_reason(tmp_path: Path) -> None:
