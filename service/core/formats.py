@@ -447,7 +447,7 @@ class CaseRef:
         try:
             check_evidence_id(self.id)
         except FormatError as e:
-            raise FormatError(f"case id: {e.reason.replace('evidence id', 'case id')}") from None
+            raise FormatError(e.reason.replace("evidence id", "case id")) from None
         _check_uint("phase", self.phase, minimum=1)
         if not isinstance(self.phase_name_sha256, bytes) or len(self.phase_name_sha256) != _SHA256_SIZE:
             raise FormatError(f"phase-name-sha256 must be {_SHA256_SIZE} bytes")

@@ -445,7 +445,7 @@ def _check_v2_fields(evidence: dict[str, Any], leaf: LeafV2, result: Verificatio
         if not isinstance(label, str):
             raise LeafMismatch(
                 "the leaf binds a label, but the receipt field 'evidence.label' is "
-                + ("missing" if "label" not in evidence else f"a {json_type(label)}, not a string")
+                + ("missing" if "label" not in evidence else f"{json_type(label)}, not a string")
             )
         if _text_sha256(label, "evidence.label") != leaf.label_sha256:
             raise LeafMismatch(f"the label {_quote(label)} is not the label the leaf binds (its SHA-256 differs)")
