@@ -328,14 +328,14 @@ def test_openssl_chain_expired_at_signing_time_fails_clearly(tmp_path: Path) -> 
 def test_openssl_chain_from_another_ca_fails_clearly(tmp_path: Path) -> None:
     ours = Pki(tmp_path / "ours", name="Trusted")
     theirs = Pki(tmp_path / "theirs", name="Other")
-    now = dt.datetime.now(dt.UTC)
+    twin = Pki(tmp_path / "twin", name="Trusted")  # same subject names as ours, other keys
+    now = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=1)  # openssl's notBefore has whole seconds
     raw = theirs.attest(_claims(), now, ["dep", "int", "root"])
     with pytest.raises(AttestationError) as e:
         attestation.check_attestation(raw, _claims(), now, [ours.cert("root")])
     assert e.value.check == "8d"
     assert "ends at the root 'CN=Other Root CA', which is not a trusted depositor CA" in e.value.reason
     # same subject names, other keys: a look-alike CA is refused by the signature check of the path
-    twin = Pki(tmp_path / "twin", name="Trusted")
     raw = twin.attest(_claims(), now, ["dep", "int"])
     with pytest.raises(AttestationError) as e:
         attestation.check_attestation(raw, _claims(), now, [ours.cert("root")])
