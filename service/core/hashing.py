@@ -8,7 +8,10 @@ Must not import: anything outside the standard library but ``cryptography`` (SM3
 from __future__ import annotations
 
 import hashlib
-from concurrent.futures import Future, ThreadPoolExecutor
+import queue
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Protocol
@@ -18,6 +21,8 @@ from service.core.errors import PayloadTooLarge
 CHUNK_SIZE = 1024 * 1024
 # Below this many bytes the SM3 helper thread costs more than it saves: hash serially.
 _OVERLAP_FROM = 4 * CHUNK_SIZE
+# Chunks the reader thread may have ready ahead of the hashing.
+_AHEAD = 2
 
 
 class _Hash(Protocol):
@@ -71,56 +76,137 @@ def digest_stream(
 ) -> Digests:
     """Hash ``stream`` to its end with SHA-256 (and SM3 when ``sm3``), reading each byte once.
 
-    Memory stays flat: two buffers of ``chunk_size`` bytes are reused for the whole stream (``readinto`` where the
-    stream has it). With SM3, once the stream is larger than a few chunks, SM3 of chunk i runs in a helper thread
-    while this thread hashes chunk i with SHA-256 and reads chunk i+1 into the other buffer (hashlib releases the
-    GIL on large buffers, so two cores work at once: bench/bench_sm3.py).
+    Memory stays flat: a few buffers of ``chunk_size`` bytes are reused for the whole stream (``readinto`` where the
+    stream has it). Once the stream is larger than a few chunks, reading and hashing overlap: a reader thread fills
+    the next buffers while this thread hashes the current one with SHA-256 and (with ``sm3``) a helper thread
+    hashes it with SM3. Reading a request body (a ``recv`` and the server's copies) and hashing both release the
+    GIL or are short, so on two cores the cost is about the slower of the two instead of their sum
+    (bench/bench_service.py part b, bench/bench_sm3.py). Every digest sees the chunks in stream order.
 
     :raise PayloadTooLarge: the stream holds more than ``limit`` bytes (the rest is not read).
     """
-    h = hashlib.sha256()
-    s = new_sm3() if sm3 else None
-    total = 0
-    buffers = [bytearray(chunk_size), bytearray(chunk_size if sm3 else 0)]
-    views = [memoryview(b) for b in buffers]
-    readinto = getattr(stream, "readinto", None)
+    digests: list[_Hash] = [hashlib.sha256()]
+    if sm3:
+        digests.append(new_sm3())
+    chunks = _Chunks(stream, chunk_size, limit)
+    overlapping = False
     pool: ThreadPoolExecutor | None = None
-    pending: Future[None] | None = None
-    turn = 0
     try:
-        while True:
-            if readinto is not None:
-                n = readinto(views[turn])
-                if not n:
-                    break
-                chunk: bytes | memoryview = views[turn][:n]
+        for chunk in chunks:
+            if not overlapping and chunks.total > _OVERLAP_FROM:
+                overlapping = True
+                chunks.read_ahead()
+                if len(digests) > 1:
+                    pool = ThreadPoolExecutor(len(digests) - 1, thread_name_prefix="digest")
+            if pool is None:
+                for d in digests:
+                    d.update(chunk)
             else:
-                data = stream.read(chunk_size)
-                if not data:
-                    break
-                n = len(data)
-                chunk = data
-            total += n
-            if limit is not None and total > limit:
-                raise PayloadTooLarge(f"the upload is larger than the limit of {limit} bytes")
-            if s is not None:
-                if pending is not None:
-                    pending.result()  # the other buffer is free again once its SM3 is done
-                    pending = None
-                if pool is None and total > _OVERLAP_FROM:
-                    pool = ThreadPoolExecutor(1, thread_name_prefix="sm3")
-                if pool is not None:
-                    pending = pool.submit(s.update, chunk)
-                    turn ^= 1  # read the next chunk into the other buffer while SM3 reads this one
-                else:
-                    s.update(chunk)
-            h.update(chunk)
-        if pending is not None:
-            pending.result()
+                # The other digests (SM3) in helper threads, SHA-256 here, on the same chunk at once.
+                futures = [pool.submit(d.update, chunk) for d in digests[1:]]
+                digests[0].update(chunk)
+                for f in futures:
+                    f.result()
+            chunks.release(chunk)
     finally:
+        chunks.close()
         if pool is not None:
             pool.shutdown(wait=True)
-    return Digests(h.digest(), s.digest() if s is not None else None, total)
+    return Digests(digests[0].digest(), digests[1].digest() if sm3 else None, chunks.total)
+
+
+class _Chunks:
+    """The chunks of a stream, in order: read here at first, then (``read_ahead``) by a reader thread that keeps
+    up to ``_AHEAD`` chunks ready. With ``readinto`` the chunks are views of a ring of reused buffers, each given
+    back by ``release`` once every digest has seen it."""
+
+    def __init__(self, stream: BinaryIO, chunk_size: int, limit: int | None) -> None:
+        self.stream = stream
+        self.chunk_size = chunk_size
+        self.limit = limit
+        self.total = 0
+        self._readinto = getattr(stream, "readinto", None)
+        self._buffers = [bytearray(chunk_size)] if self._readinto is not None else []
+        self._free: queue.SimpleQueue[bytearray] = queue.SimpleQueue()
+        self._ready: queue.Queue[memoryview | bytes | BaseException | None] | None = None
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._local: bytearray | None = self._buffers[0] if self._buffers else None
+
+    def _read_one(self, buf: bytearray | None) -> memoryview | bytes | None:
+        if buf is not None:
+            assert self._readinto is not None
+            view = memoryview(buf)
+            n = self._readinto(view)
+            return view[:n] if n else None
+        data = self.stream.read(self.chunk_size)
+        return data or None
+
+    def __iter__(self) -> Iterator[memoryview | bytes]:
+        while True:
+            if self._ready is None:
+                chunk = self._read_one(self._local)
+            else:
+                item = self._ready.get()
+                if isinstance(item, BaseException):
+                    raise item
+                chunk = item
+            if chunk is None:
+                return
+            self.total += len(chunk)
+            if self.limit is not None and self.total > self.limit:
+                raise PayloadTooLarge(f"the upload is larger than the limit of {self.limit} bytes")
+            yield chunk
+
+    def read_ahead(self) -> None:
+        """From now on a reader thread reads the next chunks while the current one is hashed."""
+        self._ready = queue.Queue(maxsize=_AHEAD)
+        if self._readinto is not None:
+            self._buffers.extend(bytearray(self.chunk_size) for _ in range(_AHEAD + 1))
+            for b in self._buffers[1:]:
+                self._free.put(b)
+            self._local = None
+        self._thread = threading.Thread(target=self._run, name="digest-reader", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        assert self._ready is not None
+        total = self.total
+        try:
+            while not self._stop.is_set():
+                buf = self._free.get() if self._readinto is not None else None
+                if self._stop.is_set():
+                    return
+                chunk = self._read_one(buf)
+                self._ready.put(chunk)
+                if chunk is None:
+                    return
+                total += len(chunk)
+                if self.limit is not None and total > self.limit:
+                    return  # the consumer refuses this chunk: nothing after it is read
+        except BaseException as exc:  # handed to the hashing thread, raised there
+            self._ready.put(exc)
+
+    def release(self, chunk: memoryview | bytes) -> None:
+        if self._thread is not None and isinstance(chunk, memoryview):
+            buf = chunk.obj
+            chunk.release()
+            assert isinstance(buf, bytearray)
+            self._free.put(buf)
+
+    def close(self) -> None:
+        """Stop the reader (after a limit or an error the rest of the stream is not read)."""
+        if self._thread is None:
+            return
+        self._stop.set()
+        self._free.put(bytearray(0))  # wakes a reader waiting for a buffer
+        assert self._ready is not None
+        while self._thread.is_alive():
+            try:
+                self._ready.get(timeout=0.05)  # makes room for a reader blocked on a full queue
+            except queue.Empty:
+                pass
+        self._thread.join()
 
 
 def sha256_stream(stream: BinaryIO, *, limit: int | None = None, chunk_size: int = CHUNK_SIZE) -> tuple[bytes, int]:
