@@ -25,8 +25,11 @@ COPY pyproject.toml README.md ./
 COPY service ./service
 COPY workers ./workers
 COPY migrations ./migrations
+COPY scripts/build-download ./scripts/build-download
 # Editable: service.storage.db finds migrations/ beside the package (/app/migrations), as in the repository.
-RUN pip install -e . && python -c "import service.storage.db, workers.celery_app"
+# build/download: the offline verifier's wheels that GET /download/ serves (certificates point courts there).
+RUN pip install -e ".[server]" && python -c "import service.storage.db, workers.celery_app" \
+    && PYTHON=python scripts/build-download /app/build/download
 
 USER evidence:evidence
 ENV EVIDENCE_DATA_DIR=/var/lib/evidence

@@ -32,6 +32,56 @@ COMMANDS: dict[str, str] = {
 }
 
 
+# Top-level modules of the "server" extra: the base install (the offline verifier a court expert installs from
+# GET /download/) has none of them, and a command that needs one says how to get it instead of a traceback.
+SERVER_MODULES = frozenset(
+    {
+        "flask",
+        "sqlalchemy",
+        "alembic",
+        "psycopg2",
+        "gunicorn",
+        "celery",
+        "kombu",
+        "redis",
+        "rich",
+        "prometheus_client",
+        "pythonjsonlogger",
+        "requests",
+        "werkzeug",
+    }
+)
+
+
+def needs_server_extra(exc: ModuleNotFoundError) -> bool:
+    return (exc.name or "").split(".")[0] in SERVER_MODULES
+
+
+def server_extra_message(command: str, exc: ModuleNotFoundError) -> str:
+    return (
+        f"'evidence {command}' needs the service's dependencies ({exc.name} is not installed): this installation "
+        "is the offline verifier only. Install the service with: pip install 'evidence-ledger[server]'"
+    )
+
+
+def _unavailable(name: str, exc: ModuleNotFoundError) -> click.Command:
+    """A stand-in for a command whose module cannot be imported here: listed in --help, refuses to run."""
+    message = server_extra_message(name, exc)
+
+    def run(args: tuple[str, ...]) -> None:
+        raise click.UsageError(message)
+
+    return click.Command(
+        name,
+        callback=run,
+        params=[click.Argument(["args"], nargs=-1)],
+        context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+        help=message,
+        short_help="(needs evidence-ledger[server])",
+        add_help_option=False,
+    )
+
+
 class LazyGroup(click.Group):
     """A click group whose subcommands are imported on first use (click's documented lazy-loading pattern)."""
 
@@ -45,7 +95,13 @@ class LazyGroup(click.Group):
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         if cmd_name in self.lazy:
             module_name, attr = self.lazy[cmd_name].split(":")
-            command = getattr(importlib.import_module(module_name), attr)
+            try:
+                module = importlib.import_module(module_name)
+            except ModuleNotFoundError as exc:
+                if not needs_server_extra(exc):
+                    raise
+                return _unavailable(cmd_name, exc)
+            command = getattr(module, attr)
             assert isinstance(command, click.Command)
             return command
         return super().get_command(ctx, cmd_name)
@@ -72,6 +128,12 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(exc.exit_code)
     except EvidenceError as exc:
         click.echo(f"error: {exc.reason}", err=True)
+        sys.exit(2)
+    except ModuleNotFoundError as exc:
+        if not needs_server_extra(exc):
+            raise
+        command = next((a for a in (argv if argv is not None else sys.argv[1:]) if not a.startswith("-")), "")
+        click.echo(f"error: {server_extra_message(command, exc)}", err=True)
         sys.exit(2)
     except KeyboardInterrupt:
         click.echo("Interrupted.", err=True)

@@ -29,6 +29,8 @@ Environment variables (an empty value counts as unset), with their defaults:
 - ``EVIDENCE_IDEMPOTENCY_TTL``: seconds an ``Idempotency-Key`` is kept (at least 24 h). Default 172800.
 - ``EVIDENCE_RATE_LIMIT``: requests per second per API key (float); 0 turns limiting off. Default 100.
 - ``EVIDENCE_LOG_JSON``: ``1/true/yes/on`` or ``0/false/no/off``: JSON log lines. Default false.
+- ``EVIDENCE_DOWNLOAD_DIR``: the wheels ``GET /download/`` serves (built by ``scripts/build-download``).
+  Default ``build/download`` of the source tree the service runs from.
 """
 
 from __future__ import annotations
@@ -46,6 +48,8 @@ from service.core.errors import ConfigError
 __all__ = ["DEFAULT_DATA_DIR", "Settings", "TimestampAuthority"]
 
 DEFAULT_DATA_DIR = Path("evidence-data")
+# scripts/setup builds the verifier wheels here (beside service/ in the source tree; gitignored).
+DEFAULT_DOWNLOAD_DIR = Path(__file__).resolve().parents[1] / "build" / "download"
 MIN_IDEMPOTENCY_TTL = 24 * 3600  # SPEC §7: "kept at least 24 h"
 
 _SEPARATORS = re.compile(r"[\s,]+")
@@ -90,6 +94,7 @@ class Settings:
     idempotency_ttl: int = 2 * 86_400
     rate_limit: float = 100.0
     log_json: bool = False
+    download_dir: Path = DEFAULT_DOWNLOAD_DIR
 
     def __post_init__(self) -> None:
         # frozen: derived defaults are filled in through object.__setattr__, once, here.
@@ -149,6 +154,7 @@ class Settings:
         idempotency_ttl = parse("EVIDENCE_IDEMPOTENCY_TTL", _ttl, cls.idempotency_ttl)
         rate_limit = parse("EVIDENCE_RATE_LIMIT", _non_negative_float, cls.rate_limit)
         log_json = parse("EVIDENCE_LOG_JSON", _bool, cls.log_json)
+        download_dir = Path(get("EVIDENCE_DOWNLOAD_DIR") or DEFAULT_DOWNLOAD_DIR).expanduser().absolute()
 
         if problems:
             raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
@@ -169,6 +175,7 @@ class Settings:
             idempotency_ttl=idempotency_ttl,
             rate_limit=rate_limit,
             log_json=log_json,
+            download_dir=download_dir,
         )
 
 

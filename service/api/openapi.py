@@ -12,7 +12,7 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify
 
-from service.api import pages
+from service.api import download, pages
 from service.api.parsing import MAX_QUERY_INT
 from service.core.labels import LABEL_PATTERN, MAX_LABEL_LENGTH
 from service.sealing import MAX_ENTRIES_PAGE
@@ -524,7 +524,13 @@ def document() -> dict[str, Any]:
             "description": "Deposit file digests, get offline-verifiable receipts (SPEC §7). Errors are RFC 9457 "
             "application/problem+json documents.",
         },
-        "paths": {**_evidence_paths(), **_batch_paths(), **_public_paths(), **pages.openapi_paths()},
+        "paths": {
+            **_evidence_paths(),
+            **_batch_paths(),
+            **_public_paths(),
+            **pages.openapi_paths(),
+            **download.openapi_paths(),
+        },
         "components": {
             "schemas": SCHEMAS,
             "responses": RESPONSES,

@@ -153,6 +153,7 @@ def certificate(evidence_id: str) -> Response:
         timestamps=timestamp_displays(document, state.tsa_roots),
         trusted_fingerprint=result.key.fingerprint,
         receipt_json=dump_json(document),
+        public_url=settings.public_url,
     )
     response = Response(pdf, status=200, mimetype=PDF_MEDIA_TYPE)
     response.headers["Content-Disposition"] = f'attachment; filename="certificate-{evidence_id}.pdf"'

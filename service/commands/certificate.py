@@ -16,6 +16,7 @@ import click
 
 from service.commands.verify import UsageFailure
 from service.config import Settings
+from service.core.distribution import install_command, is_loopback_url
 from service.core.errors import FormatError, UnreadableReceipt
 from service.core.receipt import FORMAT, load_json
 
@@ -23,10 +24,28 @@ PUBLIC_URL_ENV = "EVIDENCE_PUBLIC_URL"
 LOCAL_TZ_ENV = "EVIDENCE_LOCAL_TZ"
 
 
+def public_base(server_url: str | None) -> str:
+    """The service's public URL: --server-url, else $EVIDENCE_PUBLIC_URL, else the (loopback) default."""
+    return (server_url or os.environ.get(PUBLIC_URL_ENV) or Settings.public_url).rstrip("/")
+
+
 def verify_url(server_url: str | None) -> str:
-    """The URL the QR code opens: ``<server>/verify`` from --server-url, $EVIDENCE_PUBLIC_URL or the default."""
-    base = server_url or os.environ.get(PUBLIC_URL_ENV) or Settings.public_url
-    return base.rstrip("/") + "/verify"
+    """The URL the QR code opens: ``<server>/verify``."""
+    return public_base(server_url) + "/verify"
+
+
+def warn_if_loopback(base: str, given: bool, *, what: str) -> None:
+    """Say loudly on stderr when what a stranger reads on a certificate would point at this machine only."""
+    if given and not is_loopback_url(base):
+        return
+    reason = f"is {base}, which only this machine can reach" if given else f"is not set (default {base})"
+    bar = "!" * 100
+    click.echo(
+        f"{bar}\nWARNING: the public URL {reason}.\n{what} print its QR code and the verifier install command "
+        f"({install_command(base)}) under it, and nobody else can open them.\nSet {PUBLIC_URL_ENV} (or --server-url) "
+        f"to the address courts and experts reach this service at, e.g. https://ledger.example.org\n{bar}",
+        err=True,
+    )
 
 
 @click.command()
@@ -44,7 +63,8 @@ def verify_url(server_url: str | None) -> str:
 @click.option(
     "--server-url",
     metavar="U",
-    help=f"The service's public URL; the QR code opens U/verify (default ${PUBLIC_URL_ENV}).",
+    help=f"The service's public URL (default ${PUBLIC_URL_ENV}): the QR code opens U/verify and the page tells "
+    "how to install the verifier from U/download/.",
 )
 def certificate(receipt: str, output: str, label: str | None, server_url: str | None) -> None:
     """Render the certificate of deposit (PDF, receipt attached) for the receipt file RECEIPT."""
@@ -61,9 +81,12 @@ def certificate(receipt: str, output: str, label: str | None, server_url: str | 
 
     from service.court.certificate import render_certificate  # lazy: fpdf2 and segno load only here
 
+    base = public_base(server_url)
+    warn_if_loopback(base, bool(server_url or os.environ.get(PUBLIC_URL_ENV)), what="This certificate would")
     try:
         pdf = render_certificate(
             document,
+            public_url=base,
             verify_url=verify_url(server_url),
             label=label,
             local_tz=os.environ.get(LOCAL_TZ_ENV) or Settings.local_tz,

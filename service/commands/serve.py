@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import dataclasses
 import logging
 import os
 from typing import Any
@@ -19,8 +20,11 @@ import click
 from flask import Flask
 from gunicorn.app.base import BaseApplication
 
-from service.commands.admin import DATA_DIR_HELP, settings_for
+from service.api.download import has_project_wheel
+from service.commands.admin import DATA_DIR_HELP, database_name, settings_for
+from service.commands.certificate import PUBLIC_URL_ENV, warn_if_loopback
 from service.config import Settings
+from service.core.distribution import download_url
 
 # glibc malloc: large (1 MiB) upload buffers below the mmap threshold avoid a page fault storm per chunk
 # (measured on uploads); set for this process (mallopt, inherited by forked workers) and for children.
@@ -77,6 +81,32 @@ def _worker_exit(_server: Any, worker: Any) -> None:
         stop_sealer(app)
 
 
+def _browsable(host: str) -> str:
+    """The address a browser on this machine opens for a server bound to ``host``."""
+    if host in ("0.0.0.0", "", "::"):
+        return "127.0.0.1"
+    return f"[{host}]" if ":" in host else host
+
+
+def banner(settings: Settings, local: str, data_dir: str | None) -> str:
+    """The next steps printed when the server starts (the start page says the same, in a browser)."""
+    data = f" --data-dir {settings.data_dir}" if data_dir is not None or os.environ.get("EVIDENCE_DATA_DIR") else ""
+    return "\n".join(
+        [
+            "",
+            "Next steps / 下一步:",
+            f"  start page      {local}/   (deposit, verify, keys, API docs)",
+            f"  API key         evidence tenant create NAME{data}   (the key is the last line printed)",
+            f"  deposit         EVIDENCE_URL={local} EVIDENCE_API_KEY=<key> evidence submit contract.pdf",
+            f"                  or in a browser: {local}/deposit",
+            f"  verify          {local}/verify   or   evidence verify RECEIPT FILE --key <vkey above>",
+            f"  verifier        {download_url(settings.public_url)}   (what certificates tell courts to install)",
+            f"  API             {local}/openapi.json",
+            "",
+        ]
+    )
+
+
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535), help="TCP port.")
@@ -91,16 +121,31 @@ def serve(host: str, port: int, data_dir: str | None, workers: int, threads: int
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     tune_malloc()
     settings = settings_for(data_dir)
+    local = f"http://{_browsable(host)}:{port}"
+    public_given = bool(os.environ.get(PUBLIC_URL_ENV, "").strip())
+    if not public_given:  # the default names port 8000; links must name the port really listened on
+        settings = dataclasses.replace(settings, public_url=local)
     if settings.embedded:
         db.upgrade(settings.database_url)
     runtime = Runtime.from_settings(settings)
     signer = runtime.prepare_signing()
     runtime.engine.dispose()  # no pooled connection may cross the fork into the workers
     click.echo(f"data dir:    {settings.data_dir}", err=True)
+    click.echo(f"database:    {database_name(settings)}", err=True)
     click.echo(f"origin:      {signer.name}", err=True)
     click.echo(f"vkey:        {signer.verifier.vkey}", err=True)
     click.echo(f"fingerprint: {signer.verifier.fingerprint}", err=True)
     click.echo(f"listening:   http://{host}:{port}", err=True)
+    click.echo(f"public URL:  {settings.public_url}   (printed on certificates and in their QR codes)", err=True)
+    click.echo(banner(settings, local, data_dir), err=True)
+    warn_if_loopback(settings.public_url, public_given, what="Certificates issued by this server would")
+    if not has_project_wheel(settings.download_dir):
+        click.echo(
+            f"WARNING: no verifier wheels in {settings.download_dir}: {settings.public_url}/download/ cannot offer "
+            "the command-line verifier that certificates tell courts to install. Run scripts/setup (or "
+            "scripts/build-download), or set EVIDENCE_DOWNLOAD_DIR.",
+            err=True,
+        )
     options: dict[str, Any] = {
         "bind": f"[{host}]:{port}" if ":" in host else f"{host}:{port}",
         "workers": workers,

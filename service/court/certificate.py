@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
+from service.core.distribution import DOWNLOAD_PATH, PACKAGE, install_command
 from service.core.errors import FormatError, NotACertificate
 from service.court.fonts import FontSet, find_fonts
 from service.court.layout import GREY, NAVY, Value, Writer, draw_qr, draw_title, embed_json, new_pdf, output
@@ -115,6 +116,7 @@ class _Certificate:
     label: str | None
     timestamps: Sequence[TimestampDisplay] | None
     trusted: str | None  # the operator fingerprint the issuer trusts, formatted (SPEC §4)
+    public_url: str | None  # the issuing service, which serves the verifier at <public_url>/download/
 
 
 def render_certificate(
@@ -127,6 +129,7 @@ def render_certificate(
     trusted_fingerprint: str | None = None,
     receipt_json: bytes | None = None,
     fonts: FontSet | None = None,
+    public_url: str | None = None,
 ) -> bytes:
     """Return a one-page A4 certificate of deposit (存证证书) for a sealed receipt, as PDF bytes.
 
@@ -135,7 +138,8 @@ def render_certificate(
     QR code. ``timestamps`` are RFC 3161 tokens the caller decoded (and ideally checked); None means "not
     decoded here" and the page says how many tokens the receipt carries. ``trusted_fingerprint`` is the
     operator key fingerprint the caller trusts; without it the fingerprint is computed from the receipt's
-    ``keys`` hint and labelled as such. ``fonts`` defaults to ``find_fonts()``.
+    ``keys`` hint and labelled as such. ``fonts`` defaults to ``find_fonts()``. ``public_url`` is the issuing
+    service's public base URL: the page prints the command that installs the verifier from its ``/download/``.
 
     :raise FontMissing: no CJK font is installed (the message names the Debian package).
     :raise FormatError: unknown ``local_tz``, malformed ``trusted_fingerprint``, or ``receipt_json`` that
@@ -146,7 +150,7 @@ def render_certificate(
     trusted = format_fingerprint(trusted_fingerprint) if trusted_fingerprint is not None else None
     view = read_receipt(receipt)
     w = _start_page(view, find_fonts() if fonts is None else fonts)
-    c = _Certificate(w, view, zone, verify_url, label, timestamps, trusted)
+    c = _Certificate(w, view, zone, verify_url, label, timestamps, trusted, public_url)
 
     _preamble(c)
     _section_evidence(c)
@@ -326,13 +330,21 @@ def _stamp_check(stamp: TimestampDisplay) -> str:
     return "出具方未验证 · not verified by the issuer"
 
 
+def _install_step(public_url: str | None) -> tuple[str, str]:
+    """Where to get the verifier: the issuing service serves it (``evidence-ledger`` is on no public index)."""
+    if public_url:
+        command = install_command(public_url)
+        return (f"安装开源验证工具（一次即可）：{command}", f"Install the open-source verifier (once): {command}")
+    return (
+        f"从出具服务的 {DOWNLOAD_PATH} 页面安装开源验证工具 {PACKAGE}。",
+        f"Install the open-source verifier {PACKAGE} from the issuing service's {DOWNLOAD_PATH} page.",
+    )
+
+
 def _verify_steps(c: _Certificate) -> list[tuple[str, str]]:
     """The numbered (Chinese, English) instructions of the how-to-verify section."""
     return [
-        (
-            "安装开源验证工具：pip install evidence-ledger（无需联网访问本服务）。",
-            "Install the open-source verifier: pip install evidence-ledger (no access to this service needed).",
-        ),
+        _install_step(c.public_url),
         (
             "从运营方公开渠道获取其验证公钥（vkey），核对其指纹与上方所印指纹完全一致。",
             "Get the operator's verifier key (vkey) from its published source; check that its fingerprint "

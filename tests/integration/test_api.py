@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import re
 import time
 import tracemalloc
 from collections.abc import Iterator
@@ -670,7 +671,7 @@ def test_openapi_describes_every_route(app: Flask, client: FlaskClient) -> None:
     for rule in app.url_map.iter_rules():
         if rule.endpoint == "static":
             continue
-        path = rule.rule.replace("<evidence_id>", "{id}")
+        path = re.sub(r"<(?:[a-z]+:)?([a-z_]+)>", r"{\1}", rule.rule.replace("<evidence_id>", "{id}"))
         assert path in paths, f"{path} is not in the OpenAPI document"
         for method in (rule.methods or set()) - {"HEAD", "OPTIONS"}:
             assert method.lower() in paths[path], f"{method} {path} is not described"

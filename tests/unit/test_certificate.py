@@ -505,3 +505,24 @@ def test_report_lists_the_witness_policy_and_each_witness_outcome(receipt: dict[
     for expected in ("witness.one 有效 VALID", "witness.two 无效 INVALID", "witness.three 未签 ABSENT"):
         assert expected in flat, expected
     assert "1111 2222" in flat and "no cosignature" in flat
+
+
+def test_certificate_prints_the_install_command_of_the_issuing_service_and_stays_one_page(
+    receipt: dict[str, object],
+) -> None:
+    import pypdf
+
+    _require_fonts()
+    public = "https://evidence-ledger.intermediate-court.example.gov.cn"
+    pdf = render_certificate(
+        receipt,
+        verify_url=VERIFY_URL + "&" + "x" * 400,
+        label="非常长的文件名" * 40 + ".pdf",
+        timestamps=TSA * 2,
+        trusted_fingerprint=FINGERPRINT,
+        public_url=public,
+    )
+    assert len(pypdf.PdfReader(io.BytesIO(pdf)).pages) == 1
+    flat = " ".join(_pdftotext(pdf).split())
+    assert f"pip install --no-index --find-links {public}/download/ evidence-ledger" in flat
+    assert "pip install evidence-ledger" not in flat  # the package is on no public index
