@@ -12,7 +12,20 @@ from pathlib import Path
 
 from flask import Flask
 
-from service.api import auth, bulk, download, errors, evidence, ledger, observability, openapi, pages, proofs, webhooks
+from service.api import (
+    auth,
+    bulk,
+    download,
+    errors,
+    evidence,
+    home,
+    ledger,
+    observability,
+    openapi,
+    pages,
+    proofs,
+    webhooks,
+)
 from service.api.parsing import MULTIPART_OVERHEAD
 from service.api.state import EXTENSION_KEY, ApiState
 from service.config import Settings
@@ -65,6 +78,7 @@ def create_app(
     app.register_blueprint(openapi.bp)
     app.register_blueprint(pages.bp)
     app.register_blueprint(download.bp)
+    app.register_blueprint(home.bp)
     app.register_blueprint(proofs.bp)
 
     if start_sealer is None:

@@ -127,7 +127,13 @@ def test_a_stranger_installs_the_verifier_from_the_certificate_and_verifies_it(
 ) -> None:
     base, data_dir, log_path, _process = served
     # evidence serve warned loudly: 127.0.0.1 is a public URL only this machine can reach
-    assert "WARNING: the public URL is http://127.0.0.1" in log_path.read_text()
+    banner = log_path.read_text()
+    assert "WARNING: the public URL is http://127.0.0.1" in banner
+    # ... and printed the next steps (item 5), each a working address
+    assert "Next steps" in banner
+    for line in ("start page      " + base + "/", "verifier        " + base + "/download/", base + "/openapi.json"):
+        assert line in banner, line
+    assert http("GET", base + "/")[0] == 200
 
     env = {k: v for k, v in os.environ.items() if k not in ENV_KEYS_TO_DROP}
     created = subprocess.run(
