@@ -20,6 +20,9 @@ Environment variables (an empty value counts as unset), with their defaults:
 - ``EVIDENCE_BATCH_MAX_AGE``: seconds (float) the oldest pending leaf may wait before sealing. Default 1.0.
 - ``EVIDENCE_MAX_UPLOAD_BYTES``: largest accepted upload body. Default 4 GiB.
 - ``EVIDENCE_SIGNING_KEY_FILE``: signer key file (SPEC §4, mode 0600). Default ``<data dir>/signing.key``.
+- ``EVIDENCE_SM2_KEY_FILE``: SM2 signing key, PKCS#8 PEM, mode 0600 (SPEC §4.1). When the file exists, every
+  checkpoint is also signed with SM2. Default ``signing-sm2.pem`` beside the signing key file.
+- ``EVIDENCE_SM2_ID``: the SM2 distinguishing ID, 1-255 printable ASCII characters. Default ``1234567812345678``.
 - ``EVIDENCE_BROKER_URL``: Celery broker (``redis://...`` or ``amqp://...``).
   Unset: embedded, batches sealed in-process.
 - ``EVIDENCE_REDIS_URL``: Redis for rate limits. Unset: limits kept in process memory.
@@ -86,6 +89,8 @@ class Settings:
     batch_max_age: float = 1.0
     max_upload_bytes: int = 4 * 1024**3
     signing_key_file: Path = field(default=Path(""))
+    sm2_key_file: Path = field(default=Path(""))
+    sm2_id: str = "1234567812345678"
     broker_url: str | None = None
     redis_url: str | None = None
     tsa: tuple[TimestampAuthority, ...] = ()
@@ -104,6 +109,9 @@ class Settings:
             object.__setattr__(self, "database_url", f"sqlite:///{data_dir / 'evidence.db'}")
         if self.signing_key_file == Path(""):
             object.__setattr__(self, "signing_key_file", data_dir / "signing.key")
+        if self.sm2_key_file == Path(""):
+            object.__setattr__(self, "sm2_key_file", Path(self.signing_key_file).with_name("signing-sm2.pem"))
+        _sm2_id(self.sm2_id)  # raises ValueError for a bad ID given in code
 
     @property
     def embedded(self) -> bool:
@@ -145,6 +153,8 @@ class Settings:
         batch_max_age = parse("EVIDENCE_BATCH_MAX_AGE", _positive_float, cls.batch_max_age)
         max_upload_bytes = parse("EVIDENCE_MAX_UPLOAD_BYTES", _positive_int, cls.max_upload_bytes)
         key_file = get("EVIDENCE_SIGNING_KEY_FILE")
+        sm2_key_file = get("EVIDENCE_SM2_KEY_FILE")
+        sm2_id = parse("EVIDENCE_SM2_ID", _sm2_id, cls.sm2_id)
         broker_url = parse("EVIDENCE_BROKER_URL", _broker_url, None)
         redis_url = parse("EVIDENCE_REDIS_URL", _redis_url, None)
         no_tsa: tuple[TimestampAuthority, ...] = ()
@@ -167,6 +177,8 @@ class Settings:
             batch_max_age=batch_max_age,
             max_upload_bytes=max_upload_bytes,
             signing_key_file=Path(key_file).expanduser() if key_file else Path(""),
+            sm2_key_file=Path(sm2_key_file).expanduser() if sm2_key_file else Path(""),
+            sm2_id=sm2_id,
             broker_url=broker_url,
             redis_url=redis_url,
             tsa=tsa,
@@ -234,6 +246,12 @@ def _bool(raw: str) -> bool:
     if lowered in _FALSE:
         return False
     raise ValueError("expected one of 1/true/yes/on or 0/false/no/off")
+
+
+def _sm2_id(raw: str) -> str:
+    if not (1 <= len(raw) <= 255 and all("!" <= c <= "~" for c in raw)):
+        raise ValueError("expected an SM2 distinguishing ID of 1 to 255 printable ASCII characters without spaces")
+    return raw
 
 
 def _origin(raw: str) -> str:

@@ -86,6 +86,7 @@ class Sealer(threading.Thread):
                 self.runtime.signer,
                 max_leaves=settings.batch_max_size,
                 max_age=settings.batch_max_age,
+                cosigners=self.runtime.cosigners,
             )
             metrics.observe_batches(results)
             if results and self.timestamper is not None:

@@ -1,8 +1,9 @@
-"""The operator's checkpoint signing key on disk (SPEC §4 signer key file, mode 0600).
+"""The operator's checkpoint signing keys on disk (SPEC §4 signer key file; SPEC §4.1 SM2 PEM; both mode 0600).
 
 Owns: creating the key file on first start, loading it, refusing a file others can read, and rotating it:
 ``rotate_signing_key`` swaps the file and, in one transaction holding the ledger lock, closes the old key's
-validity window and publishes the new key (``evidence keys rotate`` only parses and prints).
+validity window and publishes the new key (``evidence keys rotate`` only parses and prints); the optional SM2 key
+(created only by ``evidence keys init --sm2``, loaded when present).
 Must not import: Flask, Celery, the API or the CLI. The database only through ``service.storage``.
 """
 
@@ -17,7 +18,7 @@ from pathlib import Path
 from service.config import Settings
 from service.core.errors import ConfigError, FormatError
 from service.core.formats import utc_now
-from service.core.note import Signer, Verifier
+from service.core.note import Signer, Sm2Signer, Verifier
 from service.storage import db, ledger
 from service.storage.codec import from_us, to_us
 
@@ -36,14 +37,14 @@ def _check_private(path: Path) -> None:
         )
 
 
-def write_signer(path: Path, signer: Signer) -> None:
+def write_signer(path: Path, signer: Signer | Sm2Signer) -> None:
     """Write ``signer`` to ``path`` with mode 0600, atomically; never overwrites an existing file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(signer.skey + "\n")
+            f.write(signer.pem.decode("ascii") if isinstance(signer, Sm2Signer) else signer.skey + "\n")
             f.flush()
             os.fsync(f.fileno())
         os.link(tmp, path)  # fails if the file appeared meanwhile: another process created the key first
@@ -171,3 +172,21 @@ def rotate_signing_key(settings: Settings, *, now: datetime | None = None) -> Ro
     finally:
         engine.dispose()
     return Rotation(old.verifier, new.verifier, swapped[2], from_us(at_us))
+
+
+def load_sm2_signer(path: Path, origin: str, distid: str) -> Sm2Signer | None:
+    """The SM2 signing key at ``path`` (PKCS#8 PEM, SPEC §4.1) named ``origin``, or None when the file is absent.
+
+    :raise ConfigError: readable by others, unreadable, not an SM2 private key, or OpenSSL 3 missing.
+    """
+    if not path.exists():
+        return None
+    _check_private(path)
+    try:
+        pem = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read the SM2 signing key file {path}: {exc.strerror}") from None
+    try:
+        return Sm2Signer(origin, pem, distid.encode("ascii"))
+    except FormatError as exc:
+        raise ConfigError(f"the SM2 signing key file {path} is not usable: {exc.reason}") from None

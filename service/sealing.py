@@ -18,7 +18,7 @@ from sqlalchemy.engine import Connection
 from service.core import merkle
 from service.core.errors import InvalidInput, NotFound
 from service.core.formats import Checkpoint, Leaf, LedgerEntry, format_time, new_evidence_id
-from service.core.note import Signer, sign_note
+from service.core.note import Signer, Sm2Signer, Sm2Verifier, Verifier, sign_note
 from service.core.receipt import JSONObject, build_receipt
 from service.storage import ledger
 from service.storage.codec import from_us, split_hashes, to_us
@@ -102,14 +102,14 @@ class SealResult:
     oldest_received: datetime
 
 
-def ensure_genesis(conn: Connection, signer: Signer, now: datetime) -> None:
+def ensure_genesis(conn: Connection, signer: Signer, now: datetime, *, cosigners: Sequence[Sm2Signer] = ()) -> None:
     """Sign and store the checkpoint of size 0 if the ledger has no checkpoint yet (SPEC §4)."""
     if ledger.checkpoint_at(conn, 0) is not None:
         return
     ledger.lock_ledger(conn)
     if ledger.checkpoint_at(conn, 0) is not None:
         return
-    note = sign_note(Checkpoint(signer.name, 0, merkle.EMPTY_ROOT).to_bytes(), [signer])
+    note = sign_note(Checkpoint(signer.name, 0, merkle.EMPTY_ROOT).to_bytes(), [signer, *cosigners])
     ledger.insert_checkpoint(conn, 0, merkle.EMPTY_ROOT, note, signer.key_hash, to_us(now))
 
 
@@ -123,7 +123,9 @@ def seal_due(conn: Connection, now: datetime, max_leaves: int, max_age: float) -
     return ledger.pending_count(conn) >= max_leaves
 
 
-def seal_batch(conn: Connection, signer: Signer, now: datetime, max_leaves: int) -> SealResult | None:
+def seal_batch(
+    conn: Connection, signer: Signer, now: datetime, max_leaves: int, *, cosigners: Sequence[Sm2Signer] = ()
+) -> SealResult | None:
     """Seal up to ``max_leaves`` pending evidence into one batch; return it, or None when nothing is pending.
 
     In the caller's single transaction: take the ledger lock, pick the oldest pending leaves, build the batch
@@ -167,7 +169,7 @@ def seal_batch(conn: Connection, signer: Signer, now: datetime, max_leaves: int)
         ],
     )
     ledger.delete_pending(conn, [r.pk for r in rows])
-    note = sign_note(Checkpoint(signer.name, seq + 1, new_root).to_bytes(), [signer])
+    note = sign_note(Checkpoint(signer.name, seq + 1, new_root).to_bytes(), [signer, *cosigners])
     ledger.insert_checkpoint(conn, seq + 1, new_root, note, signer.key_hash, sealed_us)
     return SealResult(seq, tree.size, tree.root, sealed, seq + 1, new_root, from_us(min(r.received_us for r in rows)))
 
@@ -324,22 +326,39 @@ def ledger_root(conn: Connection, size: int) -> bytes:
 
 
 def key_list(conn: Connection) -> list[dict[str, Any]]:
-    """Every checkpoint signing key ever used, with its validity window (SPEC §7 /v1/keys)."""
-    return [
-        {
+    """Every checkpoint signing key ever used, with its algorithm, fingerprints (SHA-256, and SM3 for domestic
+    paperwork) and validity window (SPEC §7 /v1/keys, §4.1)."""
+    items: list[dict[str, Any]] = []
+    for r in ledger.list_signing_keys(conn):
+        verifier = Verifier.from_vkey(str(r.vkey))
+        item: dict[str, Any] = {
             "vkey": r.vkey,
             "origin": r.origin,
-            "valid_from": format_time(from_us(r.valid_from_us)),
-            "valid_until": None if r.valid_until_us is None else format_time(from_us(r.valid_until_us)),
+            "algorithm": verifier.algorithm,
+            "fingerprint": verifier.fingerprint,
+            "fingerprint_sm3": verifier.fingerprint_sm3,
         }
-        for r in ledger.list_signing_keys(conn)
-    ]
+        if isinstance(verifier, Sm2Verifier):
+            item["distid"] = verifier.distid.decode("ascii", "backslashreplace")
+        item["valid_from"] = format_time(from_us(r.valid_from_us))
+        item["valid_until"] = None if r.valid_until_us is None else format_time(from_us(r.valid_until_us))
+        items.append(item)
+    return items
 
 
 def seal_pending(
-    engine: Any, signer: Signer, *, max_leaves: int, max_age: float, clock: Any = None, force: bool = False
+    engine: Any,
+    signer: Signer,
+    *,
+    max_leaves: int,
+    max_age: float,
+    clock: Any = None,
+    force: bool = False,
+    cosigners: Sequence[Sm2Signer] = (),
 ) -> list[SealResult]:
     """Seal every batch that is due, each in its own transaction; return what was sealed.
+
+    Each checkpoint is signed by ``signer`` (Ed25519) and then by every one of ``cosigners`` (SM2, SPEC §4.1).
 
     The one entry point used by the in-process sealer (embedded default) and the Celery task (production).
     ``force`` seals whatever is pending even if no batch is due yet (tests, shutdown, ``evidence seal``).
@@ -356,7 +375,7 @@ def seal_pending(
         if not due:
             return sealed
         with engine.begin() as conn:
-            result = seal_batch(conn, signer, now_fn(), max_leaves)
+            result = seal_batch(conn, signer, now_fn(), max_leaves, cosigners=cosigners)
             if result is not None:
                 # Webhook events are queued in the sealing transaction: a sealed batch and its events commit
                 # together, so none is lost or sent for a batch that rolled back.

@@ -67,6 +67,7 @@ def run_sealer(runtime: Runtime, *, force: bool = False) -> list[sealing.SealRes
         max_leaves=settings.batch_max_size,
         max_age=settings.batch_max_age,
         force=force,
+        cosigners=runtime.cosigners,
     )
     metrics.observe_batches(results)
     for r in results:

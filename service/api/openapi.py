@@ -175,10 +175,31 @@ SCHEMAS: dict[str, Schema] = {
                 "type": "array",
                 "items": {
                     "type": "object",
-                    "required": ["vkey", "origin", "valid_from", "valid_until"],
+                    "required": [
+                        "vkey",
+                        "origin",
+                        "algorithm",
+                        "fingerprint",
+                        "fingerprint_sm3",
+                        "valid_from",
+                        "valid_until",
+                    ],
                     "properties": {
-                        "vkey": {"type": "string", "description": "Verifier key string (SPEC §4)."},
+                        "vkey": {"type": "string", "description": "Verifier key string (SPEC §4 Ed25519, §4.1 SM2)."},
                         "origin": {"type": "string"},
+                        "algorithm": {"type": "string", "enum": ["ed25519", "sm2"]},
+                        "fingerprint": {
+                            "type": "string",
+                            "description": "SHA-256 of the public key, lowercase hex in groups of four (SPEC §4).",
+                        },
+                        "fingerprint_sm3": {
+                            "type": "string",
+                            "description": "SM3 of the public key, lowercase hex in groups of four (SPEC §4.1).",
+                        },
+                        "distid": {
+                            "type": "string",
+                            "description": "SM2 keys only: the distinguishing ID the signatures use (SPEC §4.1).",
+                        },
                         "valid_from": _ref("Time"),
                         "valid_until": {"oneOf": [_ref("Time"), {"type": "null"}]},
                     },

@@ -1,5 +1,7 @@
 """``evidence keys init|show|publish|rotate|list``: provision the checkpoint signing key of a production deployment.
 
+``--sm2`` on ``init`` and ``show`` handles the optional SM2 key (SPEC §4.1) instead; rotation is Ed25519 only.
+
 Production workers and API processes only load the key (``EVIDENCE_SIGNING_KEY_FILE``); they never create it.
 The operator creates it once, before the first start, with ``evidence keys init``, keeps a backup offline, and
 publishes the verifier key (``evidence keys show``) and its fingerprint. The rules (rotation, the running sealer)
@@ -16,8 +18,8 @@ from service.commands.admin import DATA_DIR_HELP, database_name, refuse_new_data
 from service.config import Settings
 from service.core.errors import ConfigError
 from service.core.formats import format_time
-from service.core.note import Signer, Verifier
-from service.keys import load_signer, rotate_signing_key, sealer_running, write_signer
+from service.core.note import Signer, Sm2Signer, Sm2Verifier, Verifier
+from service.keys import load_signer, load_sm2_signer, rotate_signing_key, sealer_running, write_signer
 
 
 def _settings(data_dir: str | None = None) -> Settings:
@@ -34,22 +36,47 @@ def keys() -> None:
     "--key-file",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
-    help="Where to write the key; default $EVIDENCE_SIGNING_KEY_FILE or <data dir>/signing.key.",
+    help="Where to write the key; default $EVIDENCE_SIGNING_KEY_FILE or <data dir>/signing.key "
+    "(with --sm2: $EVIDENCE_SM2_KEY_FILE or signing-sm2.pem beside the signing key).",
 )
 @click.option("--origin", default=None, help="Key name = checkpoint origin; default $EVIDENCE_ORIGIN.")
+@click.option(
+    "--sm2",
+    is_flag=True,
+    help="Create the SM2 key (SPEC §4.1, PKCS#8 PEM) instead: once it exists, every checkpoint is also signed "
+    "with SM2 (SM3 digest, distinguishing ID $EVIDENCE_SM2_ID, default 1234567812345678).",
+)
 @click.option("--data-dir", type=click.Path(file_okay=False), help=DATA_DIR_HELP)
-def init(key_file: Path | None, origin: str | None, data_dir: str | None) -> None:
+def init(key_file: Path | None, origin: str | None, sm2: bool, data_dir: str | None) -> None:
     """Create a new signing key file (mode 0600); refuses to overwrite an existing one."""
     settings = _settings(data_dir)
-    path = key_file or settings.signing_key_file
+    path = key_file or (settings.sm2_key_file if sm2 else settings.signing_key_file)
     name = origin or settings.origin
     if path.exists():
         raise click.ClickException(f"{path} already exists: a ledger's key is never replaced silently")
-    signer = Signer.generate(name)
+    signer: Signer | Sm2Signer
+    if sm2:
+        signer = Sm2Signer.generate(name, settings.sm2_id.encode("ascii"))
+    else:
+        signer = Signer.generate(name)
     write_signer(path, signer)
     click.echo(f"wrote {path} (mode 0600)", err=True)
-    click.echo(f"fingerprint {signer.verifier.fingerprint}", err=True)
-    click.echo(signer.verifier.vkey)
+    _echo_key(signer.verifier)
+    if sm2:
+        click.echo(
+            "restart every process that signs checkpoints (evidence serve, Celery workers) and run "
+            "'evidence keys publish': checkpoints are then signed with Ed25519 and SM2",
+            err=True,
+        )
+
+
+def _echo_key(verifier: Verifier) -> None:
+    """Fingerprints on stderr, the verifier key alone on stdout."""
+    if isinstance(verifier, Sm2Verifier):
+        click.echo(f"SM2 key, distinguishing ID {verifier.distid.decode('ascii', 'backslashreplace')}", err=True)
+    click.echo(f"fingerprint {verifier.fingerprint}", err=True)
+    click.echo(f"SM3 fingerprint {verifier.fingerprint_sm3}", err=True)
+    click.echo(verifier.vkey)
 
 
 @keys.command("show")
@@ -57,15 +84,22 @@ def init(key_file: Path | None, origin: str | None, data_dir: str | None) -> Non
     "--key-file",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
-    help="The key file; default $EVIDENCE_SIGNING_KEY_FILE or <data dir>/signing.key.",
+    help="The key file; default $EVIDENCE_SIGNING_KEY_FILE or <data dir>/signing.key (--sm2: the SM2 key file).",
 )
+@click.option("--sm2", is_flag=True, help="Show the SM2 key (SPEC §4.1) instead of the Ed25519 key.")
 @click.option("--data-dir", type=click.Path(file_okay=False), help=DATA_DIR_HELP)
-def show(key_file: Path | None, data_dir: str | None) -> None:
-    """Print the verifier key (what verifiers trust) of the signing key, and its fingerprint."""
+def show(key_file: Path | None, sm2: bool, data_dir: str | None) -> None:
+    """Print the verifier key (what verifiers trust) of the signing key, and its fingerprints."""
     settings = _settings(data_dir)
+    if sm2:
+        path = key_file or settings.sm2_key_file
+        sm2_signer = load_sm2_signer(path, settings.origin, settings.sm2_id)
+        if sm2_signer is None:
+            raise ConfigError(f"there is no SM2 key at {path}; create it with 'evidence keys init --sm2'")
+        _echo_key(sm2_signer.verifier)
+        return
     signer = load_signer(key_file or settings.signing_key_file, settings.origin)
-    click.echo(f"fingerprint {signer.verifier.fingerprint}", err=True)
-    click.echo(signer.verifier.vkey)
+    _echo_key(signer.verifier)
 
 
 @keys.command("publish")
@@ -83,9 +117,12 @@ def publish(data_dir: str | None) -> None:
     runtime = Runtime.from_settings(settings)
     try:
         signer = runtime.prepare_signing()
+        cosigners = runtime.cosigners
     finally:
         runtime.engine.dispose()
     click.echo(signer.verifier.vkey)
+    for extra in cosigners:
+        click.echo(extra.verifier.vkey)
 
 
 # --- rotation and listing (issue 5: trust beyond the operator) -------------------------------------
@@ -139,14 +176,21 @@ def list_keys(data_dir: str | None, as_json: bool) -> None:
         click.echo(json.dumps({"keys": items}, indent=2))
         return
     table = Table(title=f"Signing keys of {settings.origin}")
-    for column in ("key hash", "fingerprint", "valid from", "valid until"):
+    for column in ("key hash", "algorithm", "fingerprint (SHA-256)", "SM3 fingerprint", "valid from", "valid until"):
         table.add_column(column, no_wrap=True)
     for item in items:
         verifier = Verifier.from_vkey(item["vkey"])
-        table.add_row(verifier.key_id, verifier.fingerprint, item["valid_from"], item["valid_until"] or "(current)")
+        table.add_row(
+            verifier.key_id,
+            verifier.algorithm,
+            verifier.fingerprint,
+            verifier.fingerprint_sm3,
+            item["valid_from"],
+            item["valid_until"] or "(current)",
+        )
     console = Console(highlight=False)
     if not console.is_terminal:
-        console = Console(highlight=False, width=200)  # piped: never wrap a fingerprint
+        console = Console(highlight=False, width=320)  # piped: never wrap a fingerprint
     console.print(table)
     for item in items:
         click.echo(item["vkey"])

@@ -135,6 +135,9 @@ def serve(host: str, port: int, data_dir: str | None, workers: int, threads: int
     click.echo(f"origin:      {signer.name}", err=True)
     click.echo(f"vkey:        {signer.verifier.vkey}", err=True)
     click.echo(f"fingerprint: {signer.verifier.fingerprint}", err=True)
+    for extra in runtime.cosigners:
+        click.echo(f"SM2 vkey:    {extra.verifier.vkey}", err=True)
+        click.echo(f"SM2 fingerprint: {extra.verifier.fingerprint} (SM3 {extra.verifier.fingerprint_sm3})", err=True)
     click.echo(f"listening:   http://{host}:{port}", err=True)
     click.echo(f"public URL:  {settings.public_url}   (printed on certificates and in their QR codes)", err=True)
     click.echo(banner(settings, local, data_dir), err=True)

@@ -37,6 +37,7 @@ from service.court.view import (
     hint_fingerprint,
     num,
     read_receipt,
+    sm2_hint,
     time_lines,
     zone_named,
 )
@@ -258,6 +259,7 @@ def _section_sealing(c: _Certificate) -> None:
     )
     w.row("检查点来源", "Checkpoint origin", [("mono", view.origin or "—")])
     _row_signing_key(c)
+    _row_sm2_key(c)
     _row_timestamps(c)
 
 
@@ -265,10 +267,16 @@ def _row_signing_key(c: _Certificate) -> None:
     """The operator key fingerprint: the one the issuer trusts, else the receipt's key hint, labelled as such."""
     hint = hint_fingerprint(c.view)
     values: list[Value]
+
+    def fp(value: str) -> list[Value]:
+        # With an SM2 row below, the fingerprint takes one small line instead of two, so the page still fits.
+        if sm2_hint(c.view) is not None:
+            return [("smallmono", value)]
+        return [("mono", value[:39]), ("mono", value[40:])]
+
     if c.trusted is not None:
         values = [
-            ("mono", c.trusted[:39]),
-            ("mono", c.trusted[40:]),
+            *fp(c.trusted),
             ("small", "来源：出具方信任的运营方公钥"),
             ("small", "Source: the operator key trusted by the issuer"),
         ]
@@ -278,14 +286,30 @@ def _row_signing_key(c: _Certificate) -> None:
             )
     elif hint is not None:
         values = [
-            ("mono", hint[:39]),
-            ("mono", hint[40:]),
+            *fp(hint),
             ("small", "来源：由回执中的密钥提示计算，须与运营方公布的指纹核对"),
             ("small", "Source: the receipt's key hint (no trust anchor): compare with the operator's published one"),
         ]
     else:
         values = [("text", "— 回执未提供密钥 · no key in the receipt: ask the operator for its fingerprint")]
     c.w.row("签名密钥指纹", "Signing-key fingerprint", values)
+
+
+def _row_sm2_key(c: _Certificate) -> None:
+    """The operator's SM2 key (SPEC §4.1), when the checkpoint carries its signature: SM3 fingerprint first (for
+    domestic paperwork) and its distinguishing ID; its SHA-256 fingerprint is at /v1/keys. Absent for
+    Ed25519-only receipts."""
+    hint = sm2_hint(c.view)
+    if hint is None:
+        return
+    c.w.row(
+        "SM2 签名密钥（国密）",
+        "SM2 signing key",
+        [
+            ("smallmono", hint.fingerprint_sm3),
+            ("small", f"SM3 指纹 · SM3 fingerprint of the SM2 public key (SM2 with SM3, ID {hint.distid})"),
+        ],
+    )
 
 
 def _row_timestamps(c: _Certificate) -> None:

@@ -6,7 +6,7 @@ and the UTC/local rendering of times. Shared by the certificate (``certificate``
 
 This module *displays*; it proves nothing: checking is ``service.core.verify``'s job.
 
-Must not import: fpdf, or anything in ``service`` but ``core.errors``.
+Must not import: fpdf, or anything in ``service`` but ``core.errors`` and ``core.hashing`` (SM3 fingerprints).
 """
 
 from __future__ import annotations
@@ -21,6 +21,10 @@ from datetime import UTC, datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from service.core.errors import FormatError
+from service.core.hashing import sm3
+
+# SPEC §4.1: the SM2 signature type bytes that start an SM2 verifier key's material.
+_SM2_TYPE = bytes.fromhex("ff06082a811ccf55018375")
 
 
 @dataclass(frozen=True)
@@ -152,6 +156,36 @@ def vkey_fingerprint(vkey: str) -> tuple[str, str, str] | None:
     if raw is None or len(raw) != 33 or raw[0] != 0x01:
         return None
     return parts[0], parts[1], format_fingerprint(hashlib.sha256(raw[1:]).digest())
+
+
+@dataclass(frozen=True)
+class Sm2KeyHint:
+    """An SM2 verifier key (SPEC §4.1) from the receipt's ``keys`` hint that signed its checkpoint."""
+
+    fingerprint: str  # SHA-256 of the 65-byte point, groups of four
+    fingerprint_sm3: str  # SM3 of the 65-byte point, groups of four
+    distid: str
+
+
+def sm2_hint(view: ReceiptView) -> Sm2KeyHint | None:
+    """The hinted SM2 key whose key hash signed the checkpoint (named after the origin), if any. Display only:
+    whether its signature verifies is ``service.core.verify``'s job."""
+    for vkey in view.keys:
+        parts = vkey.strip().split("+", 2)
+        if len(parts) != 3 or not re.fullmatch(r"[0-9a-f]{8}", parts[1]):
+            continue
+        raw = as_base64(parts[2])
+        if raw is None or not raw.startswith(_SM2_TYPE) or len(raw) < len(_SM2_TYPE) + 66:
+            continue
+        if parts[1] not in view.signature_key_hashes or (view.origin is not None and parts[0] != view.origin):
+            continue
+        point, distid = raw[len(_SM2_TYPE) : len(_SM2_TYPE) + 65], raw[len(_SM2_TYPE) + 65 :]
+        return Sm2KeyHint(
+            format_fingerprint(hashlib.sha256(point).digest()),
+            format_fingerprint(sm3(point)),
+            distid.decode("ascii", "backslashreplace"),
+        )
+    return None
 
 
 def hint_fingerprint(view: ReceiptView) -> str | None:

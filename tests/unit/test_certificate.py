@@ -526,3 +526,43 @@ def test_certificate_prints_the_install_command_of_the_issuing_service_and_stays
     flat = " ".join(_pdftotext(pdf).split())
     assert f"pip install --no-index --find-links {public}/download/ evidence-ledger" in flat
     assert "pip install evidence-ledger" not in flat  # the package is on no public index
+
+
+def test_certificate_prints_the_sm2_key_when_the_checkpoint_carries_its_signature(
+    receipt: dict[str, object],
+) -> None:
+    """SPEC §4.1: a dual-signed checkpoint's certificate shows both keys; the SM2 one with its SM3 fingerprint."""
+    import copy
+
+    import pypdf
+
+    from service.core.note import Sm2Signer
+
+    _require_fonts()
+    doc = copy.deepcopy(receipt)
+    gm = Sm2Signer.generate(ORIGIN)
+    ledger = doc["ledger"]
+    assert isinstance(ledger, dict)
+    body = ledger["checkpoint"].split("\n\n")[0].encode() + b"\n"
+    ledger["checkpoint"] += gm.signature_line(body).decode()
+    keys = doc["keys"]
+    assert isinstance(keys, list)
+    keys.append(gm.verifier.vkey)
+    stamps = TSA * 2 + [TimestampDisplay(datetime(2026, 11, 28, 16, 13, 42, tzinfo=UTC), "DigiCert TSA 2025", False)]
+    pdf = render_certificate(
+        doc, verify_url=VERIFY_URL, label="非常长的文件名" * 40 + ".pdf", timestamps=stamps, trusted_fingerprint=None
+    )
+    assert len(pypdf.PdfReader(io.BytesIO(pdf)).pages) == 1
+    flat = " ".join(_pdftotext(pdf).split())
+    assert "SM2 signing key" in flat and "SM2 签名密钥" in flat
+    assert gm.verifier.fingerprint_sm3 in flat
+    assert "ID 1234567812345678" in flat
+    assert FINGERPRINT in flat  # the Ed25519 key is still printed (on one line)
+    _png(pdf, "certificate-sm2")
+    # An SM2 key in the hint that did not sign this checkpoint is not printed.
+    doc2 = copy.deepcopy(receipt)
+    keys2 = doc2["keys"]
+    assert isinstance(keys2, list)
+    keys2.append(gm.verifier.vkey)
+    flat2 = " ".join(_pdftotext(render_certificate(doc2, verify_url=VERIFY_URL)).split())
+    assert "SM2 signing key" not in flat2
