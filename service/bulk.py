@@ -184,9 +184,9 @@ def _parse_item(index: int, item: Any) -> tuple[bytes, str | None]:
     value = item.get("sha256")
     if not isinstance(value, str):
         found = json_type(value)
-        raise InvalidItem(index, f"{where}.sha256 must be a string of 64 lowercase hex digits, found {found}")
+        raise InvalidItem(index, f"{where}.sha256 must be a string of 64 hex digits, found {found}")
     try:
-        digest = parse_sha256_hex(value)
+        digest = parse_sha256_hex(value.lower())  # upper-case hex is normalised
     except FormatError as exc:
         raise InvalidItem(index, f"{where}.sha256: {exc.reason}") from None
     label = item.get("label")

@@ -32,6 +32,8 @@ Environment variables (an empty value counts as unset), with their defaults:
 - ``EVIDENCE_IDEMPOTENCY_TTL``: seconds an ``Idempotency-Key`` is kept (at least 24 h). Default 172800.
 - ``EVIDENCE_RATE_LIMIT``: requests per second per API key (float); 0 turns limiting off. Default 100.
 - ``EVIDENCE_LOG_JSON``: ``1/true/yes/on`` or ``0/false/no/off``: JSON log lines. Default false.
+- ``EVIDENCE_CHECK_RATE_LIMIT``: public checks (``POST /v1/check``) per second per client address (float, bursts
+  of 10); 0 turns limiting off. Default 0.5.
 - ``EVIDENCE_DOWNLOAD_DIR``: the wheels ``GET /download/`` serves (built by ``scripts/build-download``).
   Default ``build/download`` of the source tree the service runs from.
 """
@@ -100,6 +102,7 @@ class Settings:
     rate_limit: float = 100.0
     log_json: bool = False
     download_dir: Path = DEFAULT_DOWNLOAD_DIR
+    check_rate_limit: float = 0.5
 
     def __post_init__(self) -> None:
         # frozen: derived defaults are filled in through object.__setattr__, once, here.
@@ -164,6 +167,7 @@ class Settings:
         idempotency_ttl = parse("EVIDENCE_IDEMPOTENCY_TTL", _ttl, cls.idempotency_ttl)
         rate_limit = parse("EVIDENCE_RATE_LIMIT", _non_negative_float, cls.rate_limit)
         log_json = parse("EVIDENCE_LOG_JSON", _bool, cls.log_json)
+        check_rate_limit = parse("EVIDENCE_CHECK_RATE_LIMIT", _non_negative_float, cls.check_rate_limit)
         download_dir = Path(get("EVIDENCE_DOWNLOAD_DIR") or DEFAULT_DOWNLOAD_DIR).expanduser().absolute()
 
         if problems:
@@ -188,6 +192,7 @@ class Settings:
             rate_limit=rate_limit,
             log_json=log_json,
             download_dir=download_dir,
+            check_rate_limit=check_rate_limit,
         )
 
 

@@ -209,6 +209,15 @@ def receipt_for(conn: Connection, tenant_id: int, evidence_id: str, *, keys: Seq
     return _Receipts(conn, keys).build(row)
 
 
+def public_receipt(conn: Connection, evidence_id: str, sha256: bytes, *, keys: Sequence[str] = ()) -> JSONObject | None:
+    """Public checking (核验) by certificate number: the receipt of the sealed evidence with this id AND this
+    SHA-256, whoever deposited it; None for an unknown id, another digest, or evidence still pending, alike."""
+    row = ledger.get_evidence_matching(conn, evidence_id, sha256)
+    if row is None or row.batch_seq is None:
+        return None
+    return _Receipts(conn, keys).build(row)
+
+
 MAX_RECEIPTS_PAGE = 1000
 NOT_FOUND = "not_found"
 

@@ -15,6 +15,7 @@ from flask import Flask
 from service.api import (
     auth,
     bulk,
+    check,
     download,
     errors,
     evidence,
@@ -79,6 +80,8 @@ def create_app(
     app.register_blueprint(pages.bp)
     app.register_blueprint(download.bp)
     app.register_blueprint(home.bp)
+    app.register_blueprint(check.bp)
+    check.init_check_limit(app)
     app.register_blueprint(proofs.bp)
 
     if start_sealer is None:

@@ -141,7 +141,7 @@ def deposits_of_digest() -> Response:
     if len(values) != 1:
         raise InvalidInput("give the query parameter 'sha256' once: the file's SHA-256 as 64 lowercase hex digits")
     try:
-        digest = parse_sha256_hex(values[0])
+        digest = parse_sha256_hex(values[0].lower())  # upper-case hex is normalised
     except FormatError as exc:
         raise InvalidInput(f"'sha256': {exc.reason}") from None
     with runtime_state().reader.begin() as conn:

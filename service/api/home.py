@@ -37,6 +37,14 @@ _JOURNEYS: tuple[tuple[str, str, str, str, str], ...] = (
         "offline.",
     ),
     (
+        "/check",
+        "核验证书编号",
+        "Check a certificate number",
+        "只有证书和文件？填写证书编号并选择文件，编号与文件都相符时取回回执并在本机验证。",
+        "Holding only the certificate and the file? Type its number and choose the file: when both match, the "
+        "receipt is returned and verified in your browser.",
+    ),
+    (
         "/download/",
         "下载验证工具",
         "Download the verifier",

@@ -25,6 +25,7 @@ from flask import Blueprint, Response, jsonify
 from service import sealing
 from service.api.auth import require_tenant
 from service.api.state import runtime_state
+from service.core.distribution import check_url
 from service.core.errors import FormatError, InvalidInput, TimestampInvalid
 from service.core.formats import check_evidence_id
 from service.core.note import Verifier
@@ -147,7 +148,7 @@ def certificate(evidence_id: str) -> Response:
         raise RuntimeError(f"the receipt of {evidence_id} does not verify at step {result.step}: {result.reason}")
     pdf = render_certificate(
         document,
-        verify_url=settings.public_url.rstrip("/") + "/verify",
+        verify_url=check_url(settings.public_url, evidence_id),
         label=status.get("label"),
         local_tz=settings.local_tz,
         timestamps=timestamp_displays(document, state.tsa_roots),

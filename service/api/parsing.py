@@ -45,14 +45,15 @@ def read_json_object(stream: IO[bytes], *, limit: int = MAX_JSON_BODY) -> dict[s
 
 
 def sha256_field(value: Any) -> bytes:
-    """The digest in a JSON body's ``sha256`` field (64 lowercase hex digits).
+    """The digest in a JSON body's ``sha256`` field (64 hex digits; upper case is normalised).
 
-    :raise InvalidInput: not a string, or not 64 lowercase hex digits (the reason says which).
+    :raise InvalidInput: not a string, or not 64 hex digits (the reason says which).
     """
     if not isinstance(value, str):
-        raise InvalidInput(f"'sha256' must be a string of 64 lowercase hex digits, found {json_type(value)}")
+        raise InvalidInput(f"'sha256' must be a string of 64 hex digits, found {json_type(value)}")
     try:
-        return parse_sha256_hex(value)
+        # upper-case hex (Windows certutil prints it) is accepted and normalised; the stored digest is bytes
+        return parse_sha256_hex(value.lower())
     except FormatError as exc:
         raise InvalidInput(f"'sha256': {exc.reason}") from None
 

@@ -16,7 +16,7 @@ import click
 
 from service.commands.verify import UsageFailure
 from service.config import Settings
-from service.core.distribution import install_command, is_loopback_url
+from service.core.distribution import check_url, install_command, is_loopback_url
 from service.core.errors import FormatError, UnreadableReceipt
 from service.core.receipt import FORMAT, load_json
 
@@ -29,9 +29,13 @@ def public_base(server_url: str | None) -> str:
     return (server_url or os.environ.get(PUBLIC_URL_ENV) or Settings.public_url).rstrip("/")
 
 
-def verify_url(server_url: str | None) -> str:
-    """The URL the QR code opens: ``<server>/verify``."""
-    return public_base(server_url) + "/verify"
+def verify_url(server_url: str | None, evidence_id: object = None) -> str:
+    """The URL the QR code opens: ``<server>/check?id=<id>`` (public checking), or ``<server>/verify`` when the
+    receipt has no readable evidence id."""
+    base = public_base(server_url)
+    if isinstance(evidence_id, str) and evidence_id:
+        return check_url(base, evidence_id)
+    return base + "/verify"
 
 
 def warn_if_loopback(base: str, given: bool, *, what: str) -> None:
@@ -46,6 +50,11 @@ def warn_if_loopback(base: str, given: bool, *, what: str) -> None:
         f"to the address courts and experts reach this service at, e.g. https://ledger.example.org\n{bar}",
         err=True,
     )
+
+
+def _evidence_id(document: dict[str, object]) -> object:
+    evidence = document.get("evidence")
+    return evidence.get("id") if isinstance(evidence, dict) else None
 
 
 @click.command()
@@ -63,8 +72,8 @@ def warn_if_loopback(base: str, given: bool, *, what: str) -> None:
 @click.option(
     "--server-url",
     metavar="U",
-    help=f"The service's public URL (default ${PUBLIC_URL_ENV}): the QR code opens U/verify and the page tells "
-    "how to install the verifier from U/download/.",
+    help=f"The service's public URL (default ${PUBLIC_URL_ENV}): the QR code opens U/check?id=<id> and the page "
+    "tells how to install the verifier from U/download/.",
 )
 def certificate(receipt: str, output: str, label: str | None, server_url: str | None) -> None:
     """Render the certificate of deposit (PDF, receipt attached) for the receipt file RECEIPT."""
@@ -87,7 +96,7 @@ def certificate(receipt: str, output: str, label: str | None, server_url: str | 
         pdf = render_certificate(
             document,
             public_url=base,
-            verify_url=verify_url(server_url),
+            verify_url=verify_url(server_url, _evidence_id(document)),
             label=label,
             local_tz=os.environ.get(LOCAL_TZ_ENV) or Settings.local_tz,
             receipt_json=raw,

@@ -95,11 +95,12 @@ def banner(settings: Settings, local: str, data_dir: str | None) -> str:
         [
             "",
             "Next steps / 下一步:",
-            f"  start page      {local}/   (deposit, verify, keys, API docs)",
+            f"  start page      {local}/   (deposit, verify, check a certificate, keys, API docs)",
             f"  API key         evidence tenant create NAME{data}   (the key is the last line printed)",
             f"  deposit         EVIDENCE_URL={local} EVIDENCE_API_KEY=<key> evidence submit contract.pdf",
             f"                  or in a browser: {local}/deposit",
             f"  verify          {local}/verify   or   evidence verify RECEIPT FILE --key <vkey above>",
+            f"  check a number  {local}/check   (a certificate's number and its file)",
             f"  verifier        {download_url(settings.public_url)}   (what certificates tell courts to install)",
             f"  API             {local}/openapi.json",
             "",

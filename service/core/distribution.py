@@ -8,9 +8,17 @@ those the verifier depends on) at ``<public URL>/download/`` (``service.api.down
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
-__all__ = ["DOWNLOAD_PATH", "PACKAGE", "VERIFY_PAGE_FILE", "download_url", "install_command", "is_loopback_url"]
+__all__ = [
+    "DOWNLOAD_PATH",
+    "PACKAGE",
+    "VERIFY_PAGE_FILE",
+    "check_url",
+    "download_url",
+    "install_command",
+    "is_loopback_url",
+]
 
 PACKAGE = "evidence-ledger"
 DOWNLOAD_PATH = "/download/"
@@ -23,6 +31,11 @@ _LOOPBACK_HOSTS = frozenset({"localhost", "localhost.localdomain", "ip6-localhos
 def download_url(public_url: str) -> str:
     """``<public URL>/download/``."""
     return public_url.rstrip("/") + DOWNLOAD_PATH
+
+
+def check_url(public_url: str, evidence_id: str) -> str:
+    """What a certificate's QR code opens: the public checking page with the certificate number filled in."""
+    return f"{public_url.rstrip('/')}/check?id={quote(evidence_id, safe='')}"
 
 
 def install_command(public_url: str) -> str:

@@ -389,6 +389,13 @@ def get_evidence(conn: Connection, tenant_id: int, evidence_id: str) -> AnyRow |
     return conn.execute(stmt).one_or_none()
 
 
+def get_evidence_matching(conn: Connection, evidence_id: str, sha256: bytes) -> AnyRow | None:
+    """The evidence (any tenant; columns as ``get_evidence``) with this id AND this SHA-256, else None: one query
+    that cannot tell an unknown id from a known id with another digest (public checking, SPEC-ext /v1/check)."""
+    stmt = _evidence_select().where(evidence.c.id == evidence_id, evidence.c.sha256 == sha256)
+    return conn.execute(stmt).one_or_none()
+
+
 def get_evidence_many(conn: Connection, tenant_id: int, evidence_ids: Sequence[str]) -> dict[str, AnyRow]:
     """Rows (columns as ``get_evidence``) of those ``evidence_ids`` that exist for this tenant, by id, in one
     query. Ids that are unknown or another tenant's are simply absent: the caller cannot tell them apart."""

@@ -627,3 +627,71 @@ def test_deposit_page_refuses_an_empty_file_and_sends_nothing(driver: Any, live_
     status = wait_for(lambda: driver.find_element("id", "status").text, "the refusal")
     assert "0 bytes" in status and "文件为空" in status
     assert driver.execute_script("return window.__sent") == 0
+
+
+# --- public checking (核验): /check with a certificate number and the file ----------------------------------
+
+
+def _sealed_deposit(live_app: LiveApp, data: bytes) -> str:
+    headers = {"Authorization": f"Bearer {live_app.api_key}"}
+    response = requests.post(
+        live_app.url + "/v1/evidence", json={"sha256": hashlib.sha256(data).hexdigest()}, headers=headers, timeout=10
+    )
+    assert response.status_code == 202
+    evidence_id = str(response.json()["id"])
+    wait_for(
+        lambda: (
+            requests.get(f"{live_app.url}/v1/evidence/{evidence_id}", headers=headers, timeout=10).json()["status"]
+            == "sealed"
+        ),
+        "the deposit to be sealed",
+    )
+    return evidence_id
+
+
+def _check(driver: Any, live_app: LiveApp, evidence_id: str, path: Path) -> str:
+    open_page(driver, f"{live_app.url}/check?id={evidence_id}")
+    assert driver.find_element("id", "check-id").get_attribute("value") == evidence_id  # the QR code's ?id=
+    driver.execute_script("document.getElementById('check-status').dataset.state = 'idle'")
+    driver.find_element("id", "check-file").send_keys(str(path))
+    driver.find_element("id", "check-button").click()
+    return str(
+        wait_for(
+            lambda: (
+                driver.find_element("id", "check-status").get_attribute("data-state") in ("found", "notfound", "error")
+                and driver.find_element("id", "check-status").get_attribute("data-state")
+            ),
+            "the check's answer",
+        )
+    )
+
+
+def test_check_page_with_the_number_and_the_real_file_verifies_valid(
+    driver: Any, live_app: LiveApp, tmp_path: Path
+) -> None:
+    contract = tmp_path / "买卖合同.pdf"
+    contract.write_bytes(b"%PDF-1.7 the signed contract " + random.Random(3).randbytes(3000))
+    evidence_id = _sealed_deposit(live_app, contract.read_bytes())
+    assert _check(driver, live_app, evidence_id, contract) == "found"
+    shown = result_of(driver)
+    assert shown["valid"], shown
+    assert shown["steps"][1] == "pass" and shown["steps"][6] == "pass"  # the file, and the server's key (embedded)
+    assert hashlib.sha256(contract.read_bytes()).hexdigest() in driver.find_element("id", "file-digest").text
+    screenshot(driver, "check-found")
+
+
+def test_check_page_says_the_same_not_found_for_a_wrong_file_and_a_wrong_number(
+    driver: Any, live_app: LiveApp, tmp_path: Path
+) -> None:
+    contract = tmp_path / "contract.pdf"
+    contract.write_bytes(b"%PDF-1.7 another contract " + random.Random(4).randbytes(3000))
+    evidence_id = _sealed_deposit(live_app, contract.read_bytes())
+    other = tmp_path / "other.pdf"
+    other.write_bytes(b"%PDF-1.7 not the deposited file")
+    answers = []
+    for number, path in ((evidence_id, other), ("01" + "Z" * (len(evidence_id) - 2), contract)):
+        assert _check(driver, live_app, number, path) == "notfound"
+        answers.append(driver.find_element("id", "check-status").text)
+        assert driver.find_element("id", "result").get_attribute("data-state") != "done"  # no receipt, no verdict
+    assert answers[0] == answers[1] and "Not found" in answers[0] and "未找到" in answers[0]
+    screenshot(driver, "check-not-found")

@@ -139,7 +139,8 @@ def test_certificate_pdf_verifies_with_evidence_verify(client: FlaskClient, runt
     assert "买卖合同 2026-11" in text
     fingerprint = runtime.signer.verifier.fingerprint
     assert fingerprint[:39] in text and fingerprint[40:] in text
-    assert "https://ledger.example/base/verify" in squeezed(pdftotext(pdf, tmp_path, layout=False))
+    # the QR code opens public checking with this certificate's number (its URL is printed under it)
+    assert f"https://ledger.example/base/check?id={evidence_id}" in squeezed(pdftotext(pdf, tmp_path, layout=False))
 
 
 def test_certificate_of_another_tenants_evidence_is_404(client: FlaskClient, runtime: Runtime) -> None:
@@ -275,7 +276,9 @@ def test_certificate_command_renders_offline_and_the_result_verifies(tmp_path: P
         cli, ["verify", str(out), str(GOLDEN / "contract.txt"), "--key", str(GOLDEN / "trusted.vkey")]
     )
     assert checked.exit_code == 0, checked.output
-    assert "https://court.example/ledger/verify" in squeezed(pdftotext(pdf, tmp_path, layout=False))
+    assert "https://court.example/ledger/check?id=golden02AAAAAAAAAAAAAAA" in squeezed(
+        pdftotext(pdf, tmp_path, layout=False)
+    )
 
 
 @pytest.mark.parametrize(
@@ -310,3 +313,4 @@ def test_verify_url_comes_from_the_option_then_the_environment(monkeypatch: pyte
     monkeypatch.setenv("EVIDENCE_PUBLIC_URL", "https://env.example/")
     assert verify_url(None) == "https://env.example/verify"
     assert verify_url("https://flag.example") == "https://flag.example/verify"
+    assert verify_url("https://flag.example/", "abc") == "https://flag.example/check?id=abc"

@@ -131,7 +131,12 @@ def test_a_stranger_installs_the_verifier_from_the_certificate_and_verifies_it(
     assert "WARNING: the public URL is http://127.0.0.1" in banner
     # ... and printed the next steps (item 5), each a working address
     assert "Next steps" in banner
-    for line in ("start page      " + base + "/", "verifier        " + base + "/download/", base + "/openapi.json"):
+    for line in (
+        "start page      " + base + "/",
+        "check a number  " + base + "/check",
+        "verifier        " + base + "/download/",
+        base + "/openapi.json",
+    ):
         assert line in banner, line
     assert http("GET", base + "/")[0] == 200
 
@@ -179,7 +184,10 @@ def test_a_stranger_installs_the_verifier_from_the_certificate_and_verifies_it(
         == install_command(base)
         == f"pip install --no-index --find-links {base}/download/ evidence-ledger"
     )
-    assert read_qr(certificate, tmp_path).startswith(base + "/")
+    # the QR code opens public checking with this certificate's number, on this server
+    assert read_qr(certificate, tmp_path) == f"{base}/check?id={evidence_id}"
+    status, _h, checking = http("GET", f"{base}/check?id={evidence_id}")
+    assert status == 200 and b'id="check-panel"' in checking
 
     # the download page is a find-links page: one anchor per wheel, with its SHA-256
     status, headers, page = http("GET", f"{base}/download/")

@@ -31,7 +31,7 @@ def test_start_page_is_bilingual_and_leads_to_every_journey(client: tuple[FlaskC
     response = http.get("/")
     assert response.status_code == 200 and response.mimetype == "text/html"
     page = response.get_data(as_text=True)
-    for href in ("/deposit", "/verify", "/download/", "/openapi.json"):
+    for href in ("/deposit", "/verify", "/check", "/download/", "/openapi.json"):
         assert f'href="{href}"' in page, href
         assert http.get(href).status_code == 200, href
     assert "存证" in page and "Evidence deposit" in page and "What this is" in page and "这是什么" in page
