@@ -19,11 +19,11 @@ import click
 
 from service.core.errors import ConfigError, EvidenceError, FormatError, UnreadableReceipt
 from service.core.formats import format_time, parse_sha256_hex, utc_now
-from service.core.hashing import sha256_file
+from service.core.hashing import file_digests
 from service.core.note import Verifier, parse_vkeys
 from service.core.policy import Policy
 from service.core.receipt import load_json
-from service.core.verify import STEP_TITLES, VerificationResult, verify_receipt
+from service.core.verify import STEP_TITLES, VerificationResult, verify_receipt, wanted_digests
 
 TRUSTED_KEYS_ENV = "EVIDENCE_TRUSTED_KEYS"
 
@@ -272,11 +272,6 @@ def verify(
             digest = parse_sha256_hex(sha256_hex.strip().lower())
         except FormatError as exc:
             raise UsageFailure(f"--sha256: {exc.reason}") from None
-    if file is not None:
-        try:
-            digest = sha256_file(file)
-        except OSError as exc:
-            raise UsageFailure(f"cannot read the file {file!r}: {exc.strerror}") from None
     trusted = load_trusted_keys(keys, os.environ)
     policy = load_witness_policy(policy_path, witnesses, quorum)
     if not trusted and not (policy is not None and policy.logs):
@@ -284,6 +279,16 @@ def verify(
     roots = load_tsa_roots(tsa_cas)
     depositor_roots = load_tsa_roots(depositor_cas, "--depositor-ca")
     document, _raw, from_pdf = read_receipt_source(receipt)
+    further: dict[str, bytes] | None = None
+    if file is not None:
+        # One pass over the file: SHA-256, and SM3 too when the (v2) receipt carries an SM3 digest (step 1).
+        want_sm3 = "sm3" in wanted_digests(document)
+        try:
+            digests = file_digests(file, sm3=want_sm3)
+        except OSError as exc:
+            raise UsageFailure(f"cannot read the file {file!r}: {exc.strerror}") from None
+        digest = digests.sha256
+        further = {} if digests.sm3 is None else {"sm3": digests.sm3}
 
     result = verify_receipt(
         document,
@@ -292,6 +297,7 @@ def verify(
         tsa_roots=roots,
         policy=policy,
         depositor_cas=depositor_roots,
+        file_digests=further,
     )
 
     if report_path is not None:

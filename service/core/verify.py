@@ -13,7 +13,7 @@ import base64
 import hashlib
 import hmac
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -160,8 +160,13 @@ def verify_receipt(
     tsa_roots: Sequence[x509.Certificate] = (),
     policy: Policy | None = None,
     depositor_cas: Sequence[x509.Certificate] = (),
+    file_digests: Mapping[str, bytes] | None = None,
 ) -> VerificationResult:
     """Verify a parsed receipt document (any JSON value) and return the result; never raises for bad input.
+
+    ``file_digests`` (v2, step 1): further digests the caller computed from the file itself, by SPEC §2.1 algorithm
+    name (e.g. ``{"sm3": ...}``, see ``wanted_digests``); each one the receipt's ``evidence.digests`` also names
+    must equal it. Digests the receipt names but the caller did not compute are reported as not checked.
 
     ``sha256`` is the digest of the file in hand (step 1 is not checked without it). Only ``trusted_keys`` (and the
     ``log`` lines of ``policy``) can make step 6 pass: the receipt's own ``keys`` field is never trusted. With a
@@ -174,7 +179,7 @@ def verify_receipt(
     if policy is not None:
         trusted_keys = [*trusted_keys, *(k for k in policy.log_keys if k not in trusted_keys)]
     try:
-        _run_steps(document, sha256, trusted_keys, tsa_roots, result, policy)
+        _run_steps(document, sha256, trusted_keys, tsa_roots, result, policy, file_digests)
         _check_attestation(document, depositor_cas, result)
     except VerificationError as exc:
         result.valid = False
@@ -188,6 +193,51 @@ def verify_receipt(
     return result
 
 
+def wanted_digests(document: Any) -> frozenset[str]:
+    """The SPEC §2.1 digest algorithms a v2 receipt names in ``evidence.digests`` that this verifier implements
+    (what a caller holding the file should compute for step 1): today ``sm3``. Never raises."""
+    evidence = document.get("evidence") if isinstance(document, dict) else None
+    digests = evidence.get("digests") if isinstance(evidence, dict) else None
+    if not isinstance(digests, dict):
+        return frozenset()
+    return frozenset(name for name in digests if name in IMPLEMENTED_DIGESTS)
+
+
+# The further digests (SPEC §2.1 registry) this verifier can compute from a file.
+IMPLEMENTED_DIGESTS = frozenset({"sm3"})
+
+
+def _further_digests(document: dict[str, Any], fmt: str, file_digests: Mapping[str, bytes] | None) -> str:
+    """Step 1, v2: compare ``evidence.digests`` with the digests computed from the file; return the detail to
+    append. :raise DigestMismatch: one differs, or ``evidence.digests`` is not an object of strings."""
+    if fmt != FORMAT_V2:
+        return ""
+    evidence = document.get("evidence")
+    claimed = evidence.get("digests", {}) if isinstance(evidence, dict) else {}
+    if not isinstance(claimed, dict) or not all(isinstance(v, str) for v in claimed.values()):
+        raise DigestMismatch("the receipt field 'evidence.digests' must be an object of hex strings")
+    if not claimed:
+        return ""
+    checked: list[str] = []
+    unchecked: list[str] = []
+    for name in sorted(claimed):
+        value = claimed[name]
+        computed = None if file_digests is None else file_digests.get(name)
+        if computed is None:
+            unchecked.append(name)
+            continue
+        if not hmac.compare_digest(computed.hex().encode(), value.encode("utf-8", "replace")):
+            raise DigestMismatch(
+                f"the file's {name.upper()} is {computed.hex()}; the receipt's evidence.digests.{name} is {value}"
+            )
+        checked.append(f"its {name.upper()} {computed.hex()} equals evidence.digests.{name}")
+    parts = list(checked)
+    if unchecked:
+        why = "only a SHA-256 was given" if file_digests is None else "not computed by this verifier"
+        parts.append(f"not checked ({why}): " + ", ".join(f"evidence.digests.{n}" for n in unchecked))
+    return "; " + "; ".join(parts)
+
+
 def _run_steps(
     document: Any,
     sha256: bytes | None,
@@ -195,6 +245,7 @@ def _run_steps(
     tsa_roots: Sequence[x509.Certificate],
     result: VerificationResult,
     policy: Policy | None = None,
+    file_digests: Mapping[str, bytes] | None = None,
 ) -> None:
     ok = result.checks.append
 
@@ -214,7 +265,8 @@ def _run_steps(
     if sha256 is not None:
         if not hmac.compare_digest(sha256.hex().encode(), claimed_hex.encode("utf-8", "replace")):
             raise DigestMismatch(f"the file's SHA-256 is {sha256.hex()}; the receipt is for {claimed_hex}")
-        ok(Check(1, True, f"the file's SHA-256 is {sha256.hex()}, the digest the receipt is for"))
+        detail = f"the file's SHA-256 is {sha256.hex()}, the digest the receipt is for"
+        ok(Check(1, True, detail + _further_digests(document, fmt, file_digests)))
     else:
         ok(
             Check(
