@@ -13,10 +13,13 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from pathlib import Path
 from typing import IO
 
 from service import metrics
+from service.core.formats import utc_now
+from service.maintenance import MAINTENANCE_INTERVAL, run_maintenance
 from service.runtime import Runtime
 from service.sealing import seal_pending
 from service.timestamping import TimestampThread
@@ -70,8 +73,12 @@ class Sealer(threading.Thread):
             if self.timestamper is not None:
                 self.timestamper.start()
             self.dispatcher.start()
+            next_maintenance = time.monotonic() + MAINTENANCE_INTERVAL
             while not self._stop_event.is_set():
                 self.seal_once()
+                if time.monotonic() >= next_maintenance:
+                    self.maintain_once()
+                    next_maintenance = time.monotonic() + MAINTENANCE_INTERVAL
                 self._stop_event.wait(self.interval)
         finally:
             if self._lock_file is not None:
@@ -98,6 +105,13 @@ class Sealer(threading.Thread):
             log.exception("sealing failed; retrying in %.3f s", self.interval)
         finally:
             self.rounds += 1
+
+    def maintain_once(self) -> None:
+        """One round of ``service.maintenance`` (expired idempotency answers, WAL truncation); errors are logged."""
+        try:
+            run_maintenance(self.runtime.engine, utc_now())
+        except Exception:
+            log.exception("maintenance failed; retrying in %.0f s", MAINTENANCE_INTERVAL)
 
     def _acquire_lock(self) -> bool:
         """Wait until this process holds the sealer lock; False if stopped first."""

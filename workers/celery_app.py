@@ -19,11 +19,13 @@ from typing import Any
 from celery import Celery
 
 from service.config import Settings
+from service.maintenance import MAINTENANCE_INTERVAL
 
 __all__ = ["SEAL_NOW", "SEAL_PENDING", "beat_interval", "make_celery", "send_seal_now"]
 
 SEAL_PENDING = "workers.tasks.seal_pending"
 SEAL_NOW = "workers.tasks.seal_now"
+MAINTAIN = "workers.tasks.maintain"
 # Defined in workers.timestamp_tasks (RFC 3161, SPEC §5); named here so the app needs no import of it.
 TIMESTAMP_ENTRY = "workers.timestamp_tasks.timestamp_entry"
 TIMESTAMP_PENDING = "workers.timestamp_tasks.timestamp_pending"
@@ -69,6 +71,8 @@ def make_celery(settings: Settings, *, queue: str = DEFAULT_QUEUE) -> Celery:
             "options": {"expires": max(10.0, interval * 10)},
         },
     }
+    # Housekeeping (service.maintenance): expired Idempotency-Key answers.
+    schedule["maintain"] = {"task": MAINTAIN, "schedule": MAINTENANCE_INTERVAL, "options": {"expires": 60.0}}
     # Webhook deliveries due now (first attempts and retries with backoff), from the delivery log.
     schedule["dispatch-webhooks"] = {
         "task": "workers.webhook_tasks.dispatch_webhooks",

@@ -21,9 +21,11 @@ from sqlalchemy.exc import OperationalError
 
 from service import metrics, sealing
 from service.config import Settings
+from service.core.formats import utc_now
 from service.logs import configure_logging
+from service.maintenance import run_maintenance
 from service.runtime import Runtime
-from workers.celery_app import SEAL_NOW, SEAL_PENDING, TIMESTAMP_ENTRY
+from workers.celery_app import MAINTAIN, SEAL_NOW, SEAL_PENDING, TIMESTAMP_ENTRY
 
 __all__ = ["get_runtime", "retry_delay", "run_sealer", "seal_now", "seal_pending", "use_runtime"]
 
@@ -119,9 +121,16 @@ def _seal_now(self: Any, force: bool = False) -> int:
     return _seal(self, force)
 
 
+def _maintain() -> int:
+    """Beat's housekeeping (``service.maintenance``): expired idempotency answers. Returns how many were removed."""
+    result = run_maintenance(get_runtime().engine, utc_now())
+    return result.idempotency_expired
+
+
 # Celery is untyped: registering by call (not decorator) keeps the functions above typed.
 seal_pending = shared_task(name=SEAL_PENDING, bind=True, acks_late=True, ignore_result=True)(_seal_pending)
 seal_now = shared_task(name=SEAL_NOW, bind=True, acks_late=True, ignore_result=True)(_seal_now)
+maintain = shared_task(name=MAINTAIN, ignore_result=True)(_maintain)
 
 
 def _forget_parent_runtime(**_kwargs: Any) -> None:

@@ -61,6 +61,9 @@ def make_engine(settings_or_url: Settings | str, *, sqlite_busy_timeout: float =
     raise ValueError(f"unsupported database URL: expected sqlite or postgresql, found {backend!r}")
 
 
+SQLITE_JOURNAL_SIZE_LIMIT = 64 * 1024 * 1024
+
+
 def _sqlite_engine(raw: str, busy_timeout: float) -> Engine:
     url = make_url(raw)
     database = url.database or ""
@@ -78,6 +81,9 @@ def _sqlite_engine(raw: str, busy_timeout: float) -> Engine:
             if not in_memory:
                 cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA foreign_keys=ON")
+            # After a checkpoint the WAL file is cut back to this size (default: never, so one burst left a
+            # 380 MB WAL behind for good); service.maintenance also truncates it to zero regularly.
+            cursor.execute(f"PRAGMA journal_size_limit={SQLITE_JOURNAL_SIZE_LIMIT}")
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
         finally:

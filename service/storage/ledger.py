@@ -699,6 +699,21 @@ def delete_expired_idempotency(conn: Connection, now_us: int) -> int:
     return int(result.rowcount)
 
 
+def checkpoint_sqlite_wal(engine: Engine) -> bool:
+    """SQLite: copy the WAL into the database and truncate the WAL file to zero bytes
+    (``PRAGMA wal_checkpoint(TRUNCATE)``, outside any transaction). False when a reader or writer kept it from
+    completing (it is retried at the next round); the WAL is then still bounded by ``journal_size_limit``."""
+    with engine.connect() as conn:
+        raw = conn.connection.dbapi_connection
+        assert raw is not None
+        cursor = raw.cursor()
+        try:
+            busy, _log_frames, _checkpointed = cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        finally:
+            cursor.close()
+    return int(busy) == 0
+
+
 # --- API keys (issue 7: tenant list / key add / key revoke) ----------------------------------------
 
 

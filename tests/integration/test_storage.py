@@ -59,7 +59,8 @@ def seal_one_batch(conn: Connection, tenant_id: int) -> tuple[list[int], bytes]:
 
 
 def test_migrations_have_a_single_head() -> None:
-    assert db.heads() == ("0001",)
+    heads = db.heads()
+    assert len(heads) == 1, heads
 
 
 def test_upgrade_then_check_shows_no_drift(db_url: str) -> None:
@@ -68,7 +69,7 @@ def test_upgrade_then_check_shows_no_drift(db_url: str) -> None:
     engine = db.make_engine(db_url)
     try:
         with engine.connect() as connection:
-            assert db.current_revision(connection) == "0001"
+            assert (db.current_revision(connection),) == db.heads()
             tables = set(inspect(connection).get_table_names())
         assert set(ledger.metadata.tables) <= tables
     finally:
@@ -445,7 +446,7 @@ def test_app_role_may_insert_and_select_but_not_change_the_ledger(pg_url: str) -
             ledger.insert_batch(connection, 1, 3, h("r1"), T0 + 30, b"entry 1\n", b"")
             ledger.insert_timestamp(connection, 1, "tsa", b"tok", T0, T0)
             assert ledger.revoke_tenant(connection, "app-made", T0 + 31)
-            assert db.current_revision(connection) == "0001"
+            assert (db.current_revision(connection),) == db.heads()
         for table, update in sorted(APPEND_ONLY_UPDATES.items()):
             for statement in (update, f"DELETE FROM {table}", f"TRUNCATE {table} CASCADE"):
                 # Even with the append-only triggers disabled (as the owner could), the role lacks the right.

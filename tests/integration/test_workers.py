@@ -186,7 +186,7 @@ def test_timestamp_sweep_is_scheduled_only_when_a_tsa_is_configured(tmp_path: Pa
     from service.config import TimestampAuthority
 
     plain = celery_app.make_celery(Settings(data_dir=tmp_path, broker_url=REDIS))
-    assert set(plain.conf.beat_schedule) == {"seal-pending", "dispatch-webhooks"}
+    assert set(plain.conf.beat_schedule) == {"seal-pending", "dispatch-webhooks", "maintain"}
     tsa = (TimestampAuthority("local", "http://127.0.0.1:9/tsa"),)
     with_tsa = celery_app.make_celery(Settings(data_dir=tmp_path, broker_url=REDIS, tsa=tsa))
     assert with_tsa.conf.beat_schedule["timestamp-pending"]["task"] == celery_app.TIMESTAMP_PENDING
