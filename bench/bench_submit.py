@@ -231,7 +231,7 @@ def main() -> None:
         console.print(f"generating {args.files} files of {FILE_SIZE // 1024} KB in {tmp} ...")
         files = generate(tmp / "files", args.files)
         hash_locally(files)  # warm the page cache: both sides read from memory
-        os.sync()  # the generated files are on disk: the client's syncfs does not flush them inside the clock
+        os.sync()  # the generated files are on disk before either side is timed
         load_before = f"{os.getloadavg()[0]:.2f}"
         results: list[tuple[str, float, float]] = []
         with embedded_server(tmp / "server") as (url, key):
@@ -260,7 +260,7 @@ def main() -> None:
         console.print(table)
         console.print(
             f"server: embedded SQLite (journal_mode=WAL, synchronous={sqlite_synchronous(tmp / 'server')}), "
-            f"batch_max_age {Settings().batch_max_age:g} s; client: receipts written temp+rename, one syncfs "
+            f"batch_max_age {Settings().batch_max_age:g} s; client: receipts written temp+rename, one journal fsync "
             f"per page of 1,000; load average before/after: {load_before} / {os.getloadavg()[0]:.2f}"
         )
         if args.ingest_rounds == 0:

@@ -10,19 +10,17 @@ Crash safety: the state (a JSON snapshot written atomically, plus a journal of J
 fsynced), and each chunk's Idempotency-Key is derived from the state (``submit-<run id>-<chunk number>``); a chunk's
 body is rebuilt from the state byte for byte. So a run killed after the server stored a chunk but before the answer
 was recorded resends the same key and body, and the server answers with the same ids: no duplicates. Acknowledged
-ids are recorded after each chunk; receipts are recorded once their files are durable (``write_files``).
+ids are recorded after each chunk; receipts with their size once a page of them is written (``write_files``).
 
 Exit codes: 0 everything done, 1 some files failed (unreadable, refused by the server, not sealed in time), 2 usage.
 """
 
 from __future__ import annotations
 
-import ctypes
 import hashlib
 import json
 import os
 import secrets
-import sys
 import tempfile
 import threading
 import time
@@ -74,6 +72,7 @@ class FileEntry:
     chunk: int
     id: str | None = None
     receipt: str | None = None
+    receipt_size: int | None = None  # bytes of the receipt file as written (checked when a run resumes)
     error: str | None = None
 
 
@@ -138,9 +137,9 @@ class State:
                 e = self.files[p]
                 e.id, e.error = evidence_id, error
         elif kind == "receipts":
-            for p, receipt in record["items"]:
+            for p, receipt, size in record["items"]:
                 e = self.files[p]
-                e.receipt, e.error = receipt, None
+                e.receipt, e.receipt_size, e.error = receipt, size, None
 
     def append(self, record: dict[str, Any], *, sync: bool) -> None:
         """Add ``record`` to the journal (``sync``: durable before this returns)."""
@@ -465,13 +464,13 @@ def fetch_receipts(state: State, client: Client, progress: Progress, timeout: fl
     Receipts come ``RECEIPTS_PAGE`` at a time from ``POST /v1/receipts``. Each round first asks for one evidence
     per chunk (the chunk's last item, all in one request) and fetches a chunk's receipts once that one is sealed;
     between rounds without news the wait grows 0.1 s, 0.2 s, 0.4 s ... up to 1 s.
-    A page of receipts is written file by file (temp file + rename: never half a file), made durable by one
-    ``durable`` barrier, and only then recorded as written in the state: a file the state calls written is on
-    disk. A receipt recorded as written whose file is missing is fetched again.
+    A page of receipts is written file by file (temp file + rename: never half a file), then recorded in the state
+    with each file's size, one fsync per page. A receipt recorded as written whose file is missing or not of the
+    recorded size (a power cut before the data reached the disk) is fetched again.
     """
     for e in state.files.values():
-        if e.receipt is not None and not Path(e.receipt).is_file():
-            e.receipt = None
+        if e.receipt is not None and not _written(Path(e.receipt), e.receipt_size):
+            e.receipt = e.receipt_size = None
     waiting = [e for e in state.files.values() if e.id is not None and e.receipt is None and e.error is None]
     advance = progress.task("receipts", len(waiting))
     deadline = time.monotonic() + timeout
@@ -509,11 +508,12 @@ def fetch_receipts(state: State, client: Client, progress: Progress, timeout: fl
             else:
                 e.error = f"the server has no receipt for evidence {e.id} ({item.get('status', 'unexpected answer')})"
                 click.echo(f"error: receipt of {e.path}: {e.error}", err=True)
-        write_files([(path, data) for _, path, data in done])  # durable before the state records them
-        for e, path, _ in done:
-            e.receipt, e.error = str(path), None
-        if done:
-            state.append({"t": "receipts", "items": [[e.path, e.receipt] for e, _, _ in done]}, sync=False)
+        write_files([(path, data) for _, path, data in done])
+        for e, path, data in done:
+            e.receipt, e.receipt_size, e.error = str(path), len(data), None
+        if done:  # one fsync for the page (the record); a run that resumes checks each file against its size
+            record = [[e.path, e.receipt, e.receipt_size] for e, _, _ in done]
+            state.append({"t": "receipts", "items": record}, sync=True)
         advance(len(done))
         return still
 
@@ -550,8 +550,10 @@ def fetch_receipts(state: State, client: Client, progress: Progress, timeout: fl
 
 
 def write_files(files: list[tuple[Path, bytes]]) -> None:
-    """Write each file as a temp file renamed into place (a crash leaves the old file or the new one, never half),
-    then make all of them durable at once (``durable``)."""
+    """Write each file as a temp file renamed into place (a killed run leaves the old file or the new one, never
+    half of one), then fsync each directory once. The files' data is not fsynced one by one: the state records
+    each receipt's size with one fsync per page, and a run that resumes fetches again every receipt whose file is
+    missing or not of the recorded size (what a power cut can leave behind)."""
     if not files:
         return
     dirs: set[Path] = set()
@@ -564,31 +566,17 @@ def write_files(files: list[tuple[Path, bytes]]) -> None:
         with open(tmp, "wb") as f:
             f.write(data)
         os.replace(tmp, path)
-    durable([path for path, _ in files], dirs)
-
-
-def durable(paths: list[Path], dirs: set[Path]) -> None:
-    """Make written files and their directory entries durable. On Linux one ``syncfs`` per file system (every
-    file and directory of it, one call) plus an fsync of each directory; elsewhere an fsync of each file."""
-    if _syncfs is not None:
-        seen: set[int] = set()
-        for d in dirs:
-            fd = os.open(d, os.O_RDONLY)
-            try:
-                dev = os.fstat(fd).st_dev
-                if dev not in seen:
-                    seen.add(dev)
-                    if _syncfs(fd) != 0:
-                        raise OSError(ctypes.get_errno(), f"syncfs of {d} failed")
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-        return
-    for p in paths:
-        with open(p, "rb+") as f:
-            os.fsync(f.fileno())
     for d in dirs:
         _fsync_dir(d)
+
+
+def _written(path: Path, size: int | None) -> bool:
+    """Whether a receipt the state records as written is there, whole (of its recorded size, when known)."""
+    try:
+        st = path.stat()
+    except OSError:
+        return False
+    return size is None or st.st_size == size
 
 
 def _fsync_dir(d: Path) -> None:
@@ -602,20 +590,6 @@ def _fsync_dir(d: Path) -> None:
         pass
     finally:
         os.close(fd)
-
-
-def _load_syncfs() -> Callable[[int], int] | None:
-    if sys.platform != "linux":
-        return None
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        fn: Callable[[int], int] = libc.syncfs
-    except (OSError, AttributeError):
-        return None
-    return fn
-
-
-_syncfs = _load_syncfs()
 
 
 def summary(state: State, unreadable: int, waited: bool) -> int:

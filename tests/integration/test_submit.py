@@ -288,7 +288,7 @@ def test_killed_while_writing_receipts_then_rerun_writes_every_receipt(tmp_path:
     assert all(f["receipt"] is not None for f in state["files"].values())
 
 
-def test_bulk_receipts_are_the_bytes_of_the_single_get_and_a_lost_file_is_fetched_again(
+def test_bulk_receipts_are_the_bytes_of_the_single_get_and_lost_or_torn_files_are_fetched_again(
     tmp_path: Path, live: Live
 ) -> None:
     files = make_tree(tmp_path / "case", 5)
@@ -305,11 +305,16 @@ def test_bulk_receipts_are_the_bytes_of_the_single_get_and_a_lost_file_is_fetche
         assert Path(str(f) + ".receipt.json").read_bytes() == single.content
     lost = Path(str(files[2]) + ".receipt.json")
     lost.unlink()
+    # What a power cut can leave: the rename reached the disk, the data did not.
+    torn = Path(str(files[3]) + ".receipt.json")
+    torn_bytes = torn.read_bytes()
+    torn.write_bytes(b"")
     # A leftover temp file of a killed run is neither submitted nor kept as a receipt.
     (tmp_path / "case" / f".{files[0].name}.receipt.json.999.tmp").write_text("{")
     fetched = evidence(live, "receipts", "fetch", str(tmp_path / "case"))
     assert fetched.returncode == 0, fetched.stdout + fetched.stderr
     assert lost.is_file()
+    assert torn.read_bytes() == torn_bytes
     again = evidence(live, "submit", str(tmp_path / "case"))
     assert again.returncode == 0, again.stdout + again.stderr
     assert all(len(deposits_of(live, f)) == 1 for f in files)

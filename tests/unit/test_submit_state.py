@@ -17,7 +17,7 @@ def test_journal_records_are_replayed_over_the_snapshot_and_a_torn_tail_is_ignor
     state.add_chunk([entry(0), entry(1)])
     state.files["/data/f0"].id = "id0"
     state.append({"t": "ids", "n": 0, "items": [["/data/f0", "id0", None], ["/data/f1", "id1", None]]}, sync=False)
-    state.append({"t": "receipts", "items": [["/data/f0", "/out/f0.receipt.json"]]}, sync=True)
+    state.append({"t": "receipts", "items": [["/data/f0", "/out/f0.receipt.json", 1234]]}, sync=True)
     state.add_chunk([entry(2)])
     with open(tmp_path / JOURNAL_NAME, "ab") as f:
         f.write(b'{"t":"ids","n":1,"items":[["/data/f2","id2",nu')  # killed in the middle of a write
@@ -26,6 +26,7 @@ def test_journal_records_are_replayed_over_the_snapshot_and_a_torn_tail_is_ignor
     assert loaded.chunks == [["/data/f0", "/data/f1"], ["/data/f2"]]
     assert [loaded.files[f"/data/f{i}"].id for i in range(3)] == ["id0", "id1", None]
     assert loaded.files["/data/f0"].receipt == "/out/f0.receipt.json"
+    assert loaded.files["/data/f0"].receipt_size == 1234
     assert loaded.files["/data/f2"].chunk == 1
 
     # A crash after the new snapshot but before the journal is dropped: replaying it again changes nothing.
