@@ -17,7 +17,7 @@ from sqlalchemy.engine import Connection
 
 from service.core import merkle
 from service.core.errors import InvalidInput, NotFound
-from service.core.formats import Checkpoint, Leaf, LedgerEntry, format_time, new_evidence_id
+from service.core.formats import Checkpoint, Leaf, LeafV2, LedgerEntry, format_time, leaf_of_columns, new_evidence_id
 from service.core.note import Signer, Sm2Signer, Sm2Verifier, Verifier, sign_note
 from service.core.receipt import JSONObject, build_receipt
 from service.storage import ledger
@@ -78,14 +78,46 @@ def record_deposits(conn: Connection, items: Sequence[tuple[int, bytes, str | No
     received_us = to_us(now)
     received = from_us(received_us)
     deposits = [Deposit(new_evidence_id(), digest, received, label) for _, digest, label in items]
-    ledger.insert_evidence(
+    pks = ledger.insert_evidence(
         conn,
         [
             {"id": d.id, "tenant_id": tenant_id, "sha256": d.sha256, "label": d.label, "received_us": received_us}
             for d, (tenant_id, _, _) in zip(deposits, items, strict=True)
         ],
     )
+    # A labelled deposit has a v2 leaf, so that the ledger binds its label (SPEC §2.1); others keep the v1 leaf.
+    ledger.insert_evidence_v2(
+        conn,
+        [
+            {
+                "evidence_pk": pk,
+                "attestation": None,
+                "case_id": None,
+                "phase": None,
+                "phase_name": None,
+                "cosigns": None,
+            }
+            for pk, d in zip(pks, deposits, strict=True)
+            if d.label is not None
+        ],
+    )
     return deposits
+
+
+def leaf_of(row: Any) -> Leaf | LeafV2:
+    """The leaf of a stored deposit: v2 when it has an ``evidence_v2`` row (``ledger.V2_COLUMNS``), else v1."""
+    return leaf_of_columns(
+        row.id,
+        bytes(row.sha256),
+        from_us(row.received_us),
+        v2=row.v2_pk is not None,
+        label=row.label,
+        case_id=row.case_id,
+        phase=None if row.phase is None else int(row.phase),
+        phase_name=row.phase_name,
+        cosigns=row.cosigns,
+        attestation=None if row.attestation is None else bytes(row.attestation),
+    )
 
 
 # --- sealing ------------------------------------------------------------------------------------
@@ -139,7 +171,7 @@ def seal_batch(
         return None
     last = ledger.last_batch(conn)
     seq = 0 if last is None else last.seq + 1
-    leaves = [Leaf(r.id, bytes(r.sha256), from_us(r.received_us)) for r in rows]
+    leaves = [leaf_of(r) for r in rows]
     tree = merkle.BatchTree([merkle.leaf_hash(leaf.to_bytes()) for leaf in leaves])
 
     # SPEC §3: sealed is never earlier than any received in the batch nor the previous entry's sealed.
@@ -194,7 +226,7 @@ def status_of(row: Any) -> JSONObject:
 
 
 def receipt_for(conn: Connection, tenant_id: int, evidence_id: str, *, keys: Sequence[str] = ()) -> JSONObject | None:
-    """The evidence-receipt/v1 of a sealed evidence, from stored rows only; None while it is pending.
+    """The receipt (v1 or v2, SPEC §6/§6.1) of a sealed evidence, from stored rows only; None while it is pending.
 
     The ledger proof is against the checkpoint signed when its batch was sealed (size seq+1), so a receipt never
     changes once issued. Time-stamp tokens obtained since are included.
@@ -275,7 +307,10 @@ class _Receipts:
     def build(self, row: Any) -> JSONObject:
         batch, note, tokens = self._batch(int(row.batch_seq))
         return build_receipt(
-            leaf=Leaf(row.id, bytes(row.sha256), from_us(row.received_us)),
+            leaf=leaf_of(row),
+            label=row.label,
+            phase_name=row.phase_name,
+            attestation=None if row.attestation is None else bytes(row.attestation),
             batch_seq=batch.seq,
             batch_size=batch.size,
             leaf_index=row.leaf_index,

@@ -157,7 +157,8 @@ def status(evidence_id: str) -> Response:
 
 @bp.get("/<evidence_id>/receipt")
 def receipt(evidence_id: str) -> Response:
-    """200 with the evidence-receipt/v1 once sealed; 202 with the status while pending."""
+    """200 with the evidence receipt (v1, or v2 for a labelled, case or attested deposit) once sealed;
+    202 with the status while pending."""
     tenant_id = require_tenant()
     evidence_id = _checked_id(evidence_id)
     with runtime_state().reader.begin() as conn:

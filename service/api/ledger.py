@@ -72,10 +72,10 @@ def verify() -> Response:
     body = read_json_object(request.stream)
     reject_unknown_fields(body, ("receipt", "sha256"), "the JSON body")
     if "receipt" not in body:
-        raise InvalidInput("the JSON body needs 'receipt': the evidence-receipt/v1 object")
+        raise InvalidInput("the JSON body needs 'receipt': the evidence-receipt/v1 or /v2 object")
     document = body["receipt"]
     if not isinstance(document, dict):
-        raise InvalidInput("'receipt' must be a JSON object (an evidence-receipt/v1 document)")
+        raise InvalidInput("'receipt' must be a JSON object (an evidence-receipt/v1 or /v2 document)")
     digest = sha256_field(body["sha256"]) if "sha256" in body else None
     state = runtime_state()
     with state.reader.begin() as conn:

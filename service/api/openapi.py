@@ -101,10 +101,10 @@ SCHEMAS: dict[str, Schema] = {
     },
     "Receipt": {
         "type": "object",
-        "description": "evidence-receipt/v1 (SPEC §6).",
+        "description": "evidence-receipt/v1 (SPEC §6), or /v2 for a labelled, case or attested deposit (SPEC §6.1).",
         "required": ["format", "evidence", "batch", "ledger"],
         "properties": {
-            "format": {"const": "evidence-receipt/v1"},
+            "format": {"enum": ["evidence-receipt/v1", "evidence-receipt/v2"]},
             "evidence": {
                 "type": "object",
                 "required": ["id", "sha256", "received_at", "leaf"],
@@ -212,7 +212,7 @@ SCHEMAS: dict[str, Schema] = {
         "required": ["receipt"],
         "additionalProperties": False,
         "properties": {
-            "receipt": {"type": "object", "description": "An evidence-receipt/v1 document."},
+            "receipt": {"type": "object", "description": "An evidence-receipt/v1 or /v2 document."},
             "sha256": _ref("Sha256Hex"),
         },
     },
@@ -358,7 +358,7 @@ def _evidence_paths() -> dict[str, Schema]:
         "/v1/evidence/{id}/receipt": {
             "get": {
                 "operationId": "getReceipt",
-                "summary": "The evidence-receipt/v1 once sealed; 202 with the status while pending.",
+                "summary": "The receipt (v1; v2 if labelled, in a case or attested) once sealed; 202 while pending.",
                 "security": [{"bearerAuth": []}],
                 "parameters": [ID_PARAMETER],
                 "responses": {

@@ -18,7 +18,7 @@ from service.commands.verify import UsageFailure
 from service.config import Settings
 from service.core.distribution import check_url, install_command, is_loopback_url
 from service.core.errors import FormatError, UnreadableReceipt
-from service.core.receipt import FORMAT, load_json
+from service.core.receipt import FORMATS, load_json
 
 PUBLIC_URL_ENV = "EVIDENCE_PUBLIC_URL"
 LOCAL_TZ_ENV = "EVIDENCE_LOCAL_TZ"
@@ -85,8 +85,8 @@ def certificate(receipt: str, output: str, label: str | None, server_url: str | 
         document = load_json(raw)
     except UnreadableReceipt as exc:
         raise UsageFailure(f"{receipt!r} is not a readable receipt: {exc.reason}") from None
-    if not isinstance(document, dict) or document.get("format") != FORMAT:
-        raise UsageFailure(f"{receipt!r} is JSON but not an {FORMAT} receipt")
+    if not isinstance(document, dict) or document.get("format") not in FORMATS:
+        raise UsageFailure(f"{receipt!r} is JSON but not an evidence receipt ({' or '.join(FORMATS)})")
 
     from service.court.certificate import render_certificate  # lazy: fpdf2 and segno load only here
 

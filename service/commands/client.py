@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from service.core.labels import sanitize_label
-from service.core.receipt import FORMAT as RECEIPT_FORMAT
+from service.core.receipt import FORMATS as RECEIPT_FORMATS
 from service.core.receipt import dump_json
 
 if TYPE_CHECKING:
@@ -503,7 +503,7 @@ def fetch_receipts(state: State, client: Client, progress: Progress, timeout: fl
         for e, item in zip(entries, items, strict=True):
             if item.get("status") == "pending":
                 still.append(e)
-            elif item.get("format") == RECEIPT_FORMAT and item.get("evidence", {}).get("id") == e.id:
+            elif item.get("format") in RECEIPT_FORMATS and item.get("evidence", {}).get("id") == e.id:
                 done.append((e, receipt_path(state, e), dump_json(item)))
             else:
                 e.error = f"the server has no receipt for evidence {e.id} ({item.get('status', 'unexpected answer')})"

@@ -34,6 +34,7 @@ __all__ = [
     "claim_lines",
     "format_time",
     "leaf_bytes_columns",
+    "leaf_of_columns",
     "leaf_version",
     "new_evidence_id",
     "parse_sha256_hex",
@@ -640,3 +641,39 @@ def leaf_version(b: bytes) -> str | None:
     except UnicodeDecodeError:
         return None
     return m[1] if m else None
+
+
+def leaf_of_columns(
+    evidence_id: str,
+    sha256: bytes,
+    received: datetime,
+    *,
+    v2: bool,
+    label: str | None = None,
+    case_id: str | None = None,
+    phase: int | None = None,
+    phase_name: str | None = None,
+    cosigns: str | None = None,
+    attestation: bytes | None = None,
+) -> Leaf | LeafV2:
+    """The leaf of a deposit from its stored values: v1 (SPEC §2) unless ``v2``; then the label, the phase name and
+    the attestation are bound by their SHA-256 (SPEC §2.1).
+
+    :raise FormatError: a value that cannot be in a leaf (e.g. a label with a lone surrogate, a case without phase).
+    """
+    if not v2:
+        return Leaf(evidence_id, sha256, received)
+    case = None
+    if case_id is not None or phase is not None or phase_name is not None:
+        if case_id is None or phase is None or phase_name is None:
+            raise FormatError("a case needs its id, phase number and phase name")
+        case = CaseRef(case_id, phase, text_sha256(phase_name))
+    return LeafV2(
+        evidence_id,
+        sha256,
+        received,
+        label_sha256=None if label is None else text_sha256(label),
+        case=case,
+        cosigns=cosigns,
+        attestation_sha256=None if attestation is None else hashlib.sha256(attestation).digest(),
+    )

@@ -15,7 +15,7 @@ from typing import Any
 
 from service.core import strictjson
 from service.core.errors import UnreadableReceipt, VerificationError
-from service.core.formats import Leaf, format_time
+from service.core.formats import Leaf, LeafV2, format_time
 from service.core.strictjson import json_type
 
 FORMAT = "evidence-receipt/v1"
@@ -57,7 +57,7 @@ def b64(data: bytes) -> str:
 
 def build_receipt(
     *,
-    leaf: Leaf,
+    leaf: Leaf | LeafV2,
     batch_seq: int,
     batch_size: int,
     leaf_index: int,
@@ -68,16 +68,33 @@ def build_receipt(
     checkpoint: bytes,
     timestamps: Sequence[bytes] = (),
     keys: Sequence[str] = (),
+    label: str | None = None,
+    phase_name: str | None = None,
+    attestation: bytes | None = None,
 ) -> JSONObject:
-    """Return the evidence-receipt/v1 JSON object for one sealed leaf (SPEC §6)."""
+    """Return the evidence-receipt/v1 JSON object for one sealed v1 leaf, or the /v2 one for a v2 leaf (SPEC §6,
+    §6.1). For a v2 leaf, ``label``, ``phase_name`` and ``attestation`` are the values whose digests it binds."""
+    evidence: JSONObject = {
+        "id": leaf.id,
+        "sha256": leaf.sha256.hex(),
+        "received_at": format_time(leaf.received),
+        "leaf": b64(leaf.to_bytes()),
+    }
+    if isinstance(leaf, LeafV2):
+        if leaf.digests:
+            evidence["digests"] = {name: value.hex() for name, value in leaf.digests}
+        if leaf.label_sha256 is not None:
+            evidence["label"] = label
+        if leaf.case is not None:
+            evidence["case"] = {"id": leaf.case.id, "phase": leaf.case.phase, "phase_name": phase_name}
+        if leaf.cosigns is not None:
+            evidence["cosigns"] = leaf.cosigns
+        if leaf.attestation_sha256 is not None:
+            assert attestation is not None, "a v2 leaf binding an attestation needs its bytes"
+            evidence["attestation"] = b64(attestation)
     return {
-        "format": FORMAT,
-        "evidence": {
-            "id": leaf.id,
-            "sha256": leaf.sha256.hex(),
-            "received_at": format_time(leaf.received),
-            "leaf": b64(leaf.to_bytes()),
-        },
+        "format": FORMAT_V2 if isinstance(leaf, LeafV2) else FORMAT,
+        "evidence": evidence,
         "batch": {
             "seq": batch_seq,
             "size": batch_size,

@@ -48,8 +48,9 @@ __all__ = [
 FETCH_ROWS = 10_000  # rows per round trip of a streaming cursor
 
 LeafRow = tuple[Any, ...]
-"""``(batch_seq, leaf_index, evidence_pk, proof, id, sha256, received_us)``; the evidence columns are None when
-the ``batch_leaves`` row points to no evidence row."""
+"""``(batch_seq, leaf_index, evidence_pk, proof, id, sha256, received_us, label, v2_pk, attestation, case_id,
+phase, phase_name, cosigns)``; the evidence columns are None when the ``batch_leaves`` row points to no evidence
+row, the last seven (from ``v2_pk``) when the deposit has no v2 part (a v1 leaf)."""
 
 
 @contextmanager
@@ -145,10 +146,18 @@ def leaf_groups(
     """``(batch_seq, rows)`` for every batch's evidence leaves (``batch_leaves`` outer-joined to ``evidence``), in
     ``(batch_seq, leaf_index)`` order; with ``low``/``high``, only ``low <= batch_seq <= high``. Rows are
     ``LeafRow`` tuples."""
-    e, bl = ledger.evidence, ledger.batch_leaves
+    e, bl, v2 = ledger.evidence, ledger.batch_leaves, ledger.evidence_v2
     stmt = select(
-        bl.c.batch_seq, bl.c.leaf_index, bl.c.evidence_pk, bl.c.proof, e.c.id, e.c.sha256, e.c.received_us
-    ).select_from(bl.outerjoin(e, e.c.pk == bl.c.evidence_pk))
+        bl.c.batch_seq,
+        bl.c.leaf_index,
+        bl.c.evidence_pk,
+        bl.c.proof,
+        e.c.id,
+        e.c.sha256,
+        e.c.received_us,
+        e.c.label,
+        *ledger.V2_COLUMNS,
+    ).select_from(bl.outerjoin(e, e.c.pk == bl.c.evidence_pk).outerjoin(v2, v2.c.evidence_pk == bl.c.evidence_pk))
     name = "audit_leaves"
     if low is not None and high is not None:
         stmt = stmt.where(bl.c.batch_seq.between(low, high))

@@ -110,6 +110,51 @@ evidence = Table(
     Index(None, "tenant_id", "sha256"),
 )
 
+cases = Table(
+    "cases",
+    metadata,
+    Column("pk", Integer, primary_key=True),
+    Column("id", Text, nullable=False, unique=True),
+    Column("tenant_id", Integer, ForeignKey("tenants.id"), nullable=False, index=True),
+    Column("title", Text, nullable=False),
+    Column("reference", Text, nullable=True),
+    Column("created_us", BigInteger, nullable=False),
+)
+
+# A deposit with a row here has a v2 leaf (SPEC §2.1) built from its evidence row and this one.
+evidence_v2 = Table(
+    "evidence_v2",
+    metadata,
+    Column("evidence_pk", BigKey, ForeignKey("evidence.pk"), primary_key=True, autoincrement=False),
+    Column("attestation", LargeBinary, nullable=True, comment="the exact SPEC §2.2 attestation bytes"),
+    Column("case_id", Text, ForeignKey("cases.id"), nullable=True),
+    Column("phase", BigInteger, nullable=True),
+    Column("phase_name", Text, nullable=True),
+    Column("cosigns", Text, nullable=True, index=True, comment="evidence id of the deposit countersigned"),
+    CheckConstraint("phase IS NULL OR phase >= 1", name="phase_positive"),
+    # One first-party deposit per phase of a case (countersignatures repeat their deposit's phase).
+    Index(
+        "uq_evidence_v2_case_phase",
+        "case_id",
+        "phase",
+        unique=True,
+        sqlite_where=text("cosigns IS NULL"),
+        postgresql_where=text("cosigns IS NULL"),
+    ),
+)
+
+depositor_keys = Table(
+    "depositor_keys",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("tenant_id", Integer, ForeignKey("tenants.id"), nullable=False),
+    Column("public_key", LargeBinary, nullable=False, comment="32-byte Ed25519 public key"),
+    Column("created_us", BigInteger, nullable=False),
+    Column("revoked_us", BigInteger, nullable=True),
+    CheckConstraint("length(public_key) = 32", name="public_key_is_ed25519"),
+    UniqueConstraint("tenant_id", "public_key"),
+)
+
 pending = Table(
     "pending",
     metadata,
@@ -223,6 +268,8 @@ webhook_deliveries = Table(
 # Rows here are never updated or deleted (triggers; on PostgreSQL also grants to evidence_app).
 APPEND_ONLY_TABLES: tuple[str, ...] = (
     "evidence",
+    "cases",
+    "evidence_v2",
     "batches",
     "batch_leaves",
     "ledger_nodes",
@@ -374,11 +421,22 @@ _EVIDENCE_COLUMNS = (
     batch_leaves.c.leaf_index,
     batch_leaves.c.proof,
 )
+# The v2 part of a deposit (SPEC §2.1): v2_pk is None for a v1 deposit.
+V2_COLUMNS = (
+    evidence_v2.c.evidence_pk.label("v2_pk"),
+    evidence_v2.c.attestation,
+    evidence_v2.c.case_id,
+    evidence_v2.c.phase,
+    evidence_v2.c.phase_name,
+    evidence_v2.c.cosigns,
+)
 
 
 def _evidence_select() -> Select[Any]:
-    return select(*_EVIDENCE_COLUMNS).select_from(
-        evidence.outerjoin(batch_leaves, batch_leaves.c.evidence_pk == evidence.c.pk)
+    return select(*_EVIDENCE_COLUMNS, *V2_COLUMNS).select_from(
+        evidence.outerjoin(batch_leaves, batch_leaves.c.evidence_pk == evidence.c.pk).outerjoin(
+            evidence_v2, evidence_v2.c.evidence_pk == evidence.c.pk
+        )
     )
 
 
@@ -449,13 +507,17 @@ def lock_ledger(conn: Connection) -> None:
 
 
 def select_pending(conn: Connection, limit: int) -> list[AnyRow]:
-    """Up to ``limit`` pending evidence rows (pk, id, sha256, received_us), oldest first.
+    """Up to ``limit`` pending evidence rows (pk, id, sha256, received_us, label and ``V2_COLUMNS``), oldest first.
 
     PostgreSQL locks the pending rows (``FOR UPDATE SKIP LOCKED``).
     """
     stmt = (
-        select(evidence.c.pk, evidence.c.id, evidence.c.sha256, evidence.c.received_us)
-        .select_from(pending.join(evidence, evidence.c.pk == pending.c.evidence_pk))
+        select(evidence.c.pk, evidence.c.id, evidence.c.sha256, evidence.c.received_us, evidence.c.label, *V2_COLUMNS)
+        .select_from(
+            pending.join(evidence, evidence.c.pk == pending.c.evidence_pk).outerjoin(
+                evidence_v2, evidence_v2.c.evidence_pk == evidence.c.pk
+            )
+        )
         .order_by(pending.c.received_us, pending.c.evidence_pk)
         .limit(limit)
     )
@@ -882,4 +944,102 @@ def webhook_delivery_log(
     if batch_seq is not None:
         stmt = stmt.where(webhook_deliveries.c.batch_seq == batch_seq)
     stmt = stmt.order_by(webhook_deliveries.c.id.desc()).limit(limit)
+    return list(conn.execute(stmt).all())
+
+
+# --- receipt format v2: the v2 part of deposits, cases, depositor keys -------------------------------
+
+
+class EvidenceV2Row(TypedDict):
+    """One item for ``insert_evidence_v2``."""
+
+    evidence_pk: int
+    attestation: bytes | None
+    case_id: str | None
+    phase: int | None
+    phase_name: str | None
+    cosigns: str | None
+
+
+def insert_evidence_v2(conn: Connection, rows: Sequence[EvidenceV2Row]) -> None:
+    """Store the v2 part of deposits inserted in the same transaction (a unique (case, phase) is enforced here)."""
+    if rows:
+        conn.execute(insert(evidence_v2), [dict(r) for r in rows])
+
+
+def insert_case(conn: Connection, case_id: str, tenant_id: int, title: str, reference: str | None, now_us: int) -> None:
+    conn.execute(
+        insert(cases).values(id=case_id, tenant_id=tenant_id, title=title, reference=reference, created_us=now_us)
+    )
+
+
+def get_case(conn: Connection, case_id: str) -> AnyRow | None:
+    """The case row (id, tenant_id, title, reference, created_us) of any tenant: the caller checks the tenant."""
+    return conn.execute(select(cases).where(cases.c.id == case_id)).one_or_none()
+
+
+def case_deposits(conn: Connection, case_id: str) -> list[AnyRow]:
+    """Every deposit of a case (columns as ``get_evidence``), by phase, first parties before countersignatures."""
+    stmt = (
+        _evidence_select()
+        .where(evidence_v2.c.case_id == case_id)
+        .order_by(evidence_v2.c.phase, evidence_v2.c.cosigns.is_not(None), evidence.c.received_us, evidence.c.pk)
+    )
+    return list(conn.execute(stmt).all())
+
+
+def last_phase(conn: Connection, case_id: str) -> int:
+    """The highest phase number deposited in a case by a first party (0 when none)."""
+    value = conn.execute(
+        select(func.max(evidence_v2.c.phase)).where(evidence_v2.c.case_id == case_id, evidence_v2.c.cosigns.is_(None))
+    ).scalar_one()
+    return 0 if value is None else int(value)
+
+
+def phase_evidence_id(conn: Connection, case_id: str, phase: int) -> str | None:
+    """The evidence id of a case's first-party deposit of ``phase``, or None."""
+    stmt = (
+        select(evidence.c.id)
+        .select_from(evidence.join(evidence_v2, evidence_v2.c.evidence_pk == evidence.c.pk))
+        .where(evidence_v2.c.case_id == case_id, evidence_v2.c.phase == phase, evidence_v2.c.cosigns.is_(None))
+    )
+    value = conn.execute(stmt).scalar_one_or_none()
+    return None if value is None else str(value)
+
+
+def countersignatures(conn: Connection, evidence_id: str) -> list[AnyRow]:
+    """The deposits countersigning ``evidence_id`` (columns as ``get_evidence``), oldest first."""
+    stmt = (
+        _evidence_select().where(evidence_v2.c.cosigns == evidence_id).order_by(evidence.c.received_us, evidence.c.pk)
+    )
+    return list(conn.execute(stmt).all())
+
+
+def insert_depositor_key(conn: Connection, tenant_id: int, public_key: bytes, now_us: int) -> bool:
+    """Register an Ed25519 depositor key for a tenant; False when it is registered already (active or not)."""
+    exists = conn.execute(
+        select(depositor_keys.c.id).where(
+            depositor_keys.c.tenant_id == tenant_id, depositor_keys.c.public_key == public_key
+        )
+    ).first()
+    if exists is not None:
+        return False
+    conn.execute(insert(depositor_keys).values(tenant_id=tenant_id, public_key=public_key, created_us=now_us))
+    return True
+
+
+def depositor_key_active(conn: Connection, tenant_id: int, public_key: bytes) -> bool:
+    """Whether ``public_key`` is an active (registered, not revoked) depositor key of the tenant."""
+    row = conn.execute(
+        select(depositor_keys.c.id).where(
+            depositor_keys.c.tenant_id == tenant_id,
+            depositor_keys.c.public_key == public_key,
+            depositor_keys.c.revoked_us.is_(None),
+        )
+    ).first()
+    return row is not None
+
+
+def list_depositor_keys(conn: Connection, tenant_id: int) -> list[AnyRow]:
+    stmt = select(depositor_keys).where(depositor_keys.c.tenant_id == tenant_id).order_by(depositor_keys.c.id)
     return list(conn.execute(stmt).all())

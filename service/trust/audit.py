@@ -47,7 +47,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from service.core import merkle
 from service.core.errors import FormatError, NoteError, ProofError, TimestampInvalid
-from service.core.formats import Checkpoint, LedgerEntry, format_time, leaf_bytes_columns
+from service.core.formats import Checkpoint, LedgerEntry, format_time, leaf_bytes_columns, leaf_of_columns
 from service.core.note import Verifier, open_note
 from service.storage import audit_queries as q
 from service.storage import db, ledger
@@ -120,6 +120,36 @@ class Progress(Protocol):
 @lru_cache(maxsize=65_536)
 def _time_text(us: int) -> str:
     return format_time(from_us(us))
+
+
+def _v2_leaf_hashes(report: AuditReport, seq: int, rows: list[Any], hashes: list[bytes]) -> bool:
+    """Replace the hashes of v2 deposits (SPEC §2.1: the label, case, phase name and attestation are bound by the
+    leaf, so changing one of them in the database makes the leaf miss its batch root). False if one cannot be
+    built at all (reported)."""
+    for i, r in enumerate(rows):
+        if r[8] is None:
+            continue
+        _, _, pk, _, eid, digest, received, label, _, attestation, case_id, phase, phase_name, cosigns = r
+        try:
+            leaf = leaf_of_columns(
+                eid,
+                bytes(digest),
+                from_us(int(received)),
+                v2=True,
+                label=label,
+                case_id=case_id,
+                phase=None if phase is None else int(phase),
+                phase_name=phase_name,
+                cosigns=cosigns,
+                attestation=None if attestation is None else bytes(attestation),
+            )
+        except FormatError as exc:
+            report.add(
+                "evidence_v2", f"evidence_pk={pk} (id {eid})", f"leaf {i} of batch {seq} cannot be built: {exc.reason}"
+            )
+            return False
+        hashes[i] = merkle.leaf_hash(leaf.to_bytes())
+    return True
 
 
 def _leaf_hashes(ids: list[str], digests: list[bytes], received: list[int]) -> list[bytes]:
@@ -425,7 +455,7 @@ def _check_leaves(report: AuditReport, row: Any, entry: LedgerEntry | None, rows
     if count == 0:
         report.add("batches", f"seq={seq}", f"has no evidence leaves (size {size})")
         return
-    _, indexes, pks, proofs, ids, digests, received = (list(col) for col in zip(*rows, strict=True))
+    _, indexes, pks, proofs, ids, digests, received, *_ = (list(col) for col in zip(*rows, strict=True))
     if indexes != list(range(count)) or count != size:
         expected = set(range(size))
         missing = sorted(expected - set(indexes))
@@ -471,6 +501,8 @@ def _check_leaves(report: AuditReport, row: Any, entry: LedgerEntry | None, rows
                 f"received {_time_text(late)} after its batch {seq} was sealed {_time_text(sealed_us)}",
             )
     hashes = _leaf_hashes(ids, digests, received)
+    if any(r[8] is not None for r in rows) and not _v2_leaf_hashes(report, seq, rows, hashes):
+        return
     levels = merkle.tree_levels(hashes)
     if hmac.compare_digest(levels[-1][0], root) and merkle.audit_paths_match(levels, proofs):
         report.count("evidence leaves recompute to their batch root", count)
@@ -486,7 +518,8 @@ def _check_leaves(report: AuditReport, row: Any, entry: LedgerEntry | None, rows
                 "evidence",
                 f"pk={pks[i]} (id {ids[i]})",
                 f"leaf {i} of batch {seq} does not reach the batch root with its stored proof: the "
-                f"evidence row (id, sha256 or received time) or the proof was altered ({exc.reason})",
+                f"evidence row (id, sha256, received time, or for a v2 leaf the label, case, phase name or "
+                f"attestation) or the proof was altered ({exc.reason})",
             )
             return
     if not hmac.compare_digest(levels[-1][0], root):

@@ -71,7 +71,9 @@ def runtime(tmp_path: Path, db_url: str, tsa: LocalTSA, jobs: int) -> Iterator[R
     for n in (*BATCHES, 2):
         with rt.engine.begin() as conn:
             digests = [hashlib.sha256(os.urandom(16)).digest() for _ in range(n)]
-            sealing.record_evidence(conn, tenant_id, [(d, None) for d in digests], utc_now())
+            # batch 1 is labelled: its deposits have v2 leaves, which bind the label (SPEC §2.1)
+            labels = [f"合同 {i}.pdf" if n == BATCHES[1] else None for i in range(n)]
+            sealing.record_evidence(conn, tenant_id, list(zip(digests, labels, strict=True)), utc_now())
         if n != 2:
             sealing.seal_pending(rt.engine, rt.signer, max_leaves=100, max_age=1, force=True)
     assert len(timestamp_pending(rt.engine, settings).stored) == len(BATCHES)
@@ -187,6 +189,23 @@ def test_changed_digest_is_named(runtime: Runtime, jobs: int) -> None:
     report = run_audit(runtime, jobs=jobs)
     assert_first(report, "evidence", f"pk={victim.pk} (id {victim.id})", "leaf 2 of batch 1", "stored proof")
     assert report.finding_count == 1
+
+
+def test_changed_label_of_a_v2_deposit_is_named(runtime: Runtime, jobs: int) -> None:
+    """Issue 14: a label edited in the database was invisible to the audit; a v2 leaf binds it."""
+    assert run_audit(runtime, jobs=jobs).ok
+    victim = sealed_evidence(runtime, 1, 1)
+    tamper(runtime.engine, "UPDATE evidence SET label = 'another label' WHERE pk = :pk", params={"pk": victim.pk})
+    report = run_audit(runtime, jobs=jobs)
+    assert_first(report, "evidence", f"pk={victim.pk} (id {victim.id})", "leaf 1 of batch 1", "the label")
+    assert report.finding_count == 1
+
+
+def test_v2_part_of_a_labelled_deposit_removed_is_named(runtime: Runtime, jobs: int) -> None:
+    victim = sealed_evidence(runtime, 1, 0)
+    tamper(runtime.engine, "DELETE FROM evidence_v2 WHERE evidence_pk = :pk", params={"pk": victim.pk})
+    report = run_audit(runtime, jobs=jobs)
+    assert_first(report, "evidence", f"pk={victim.pk} (id {victim.id})", "leaf 0 of batch 1", "stored proof")
 
 
 def test_deleted_evidence_row_is_named(runtime: Runtime, jobs: int) -> None:

@@ -388,7 +388,8 @@ def test_bulk_receipts_answer_in_request_order_byte_for_byte_like_the_single_get
     assert {items[0]["batch"]["seq"], items[4]["batch"]["seq"]} == {0, 1}
     # The other tenant sees its own evidence, and ours as not found.
     theirs = post_receipts(client, other, [foreign_id, sealed_ids[0]]).get_json()["items"]
-    assert theirs[0]["format"] == "evidence-receipt/v1"
+    # a labelled deposit has a v2 leaf: the ledger binds its label (SPEC §2.1)
+    assert theirs[0]["format"] == "evidence-receipt/v2" and theirs[0]["evidence"]["label"] == "f0.pdf"
     assert theirs[1] == {"id": sealed_ids[0], "status": "not_found"}
 
 

@@ -286,8 +286,8 @@ def test_certificate_command_renders_offline_and_the_result_verifies(tmp_path: P
     [
         (b'{"format": "evidence-receipt/v1", "format": "x"}', "twice"),
         (b"not json", "not a readable receipt"),
-        (b"[]", "not an evidence-receipt/v1"),
-        (b'{"format": "evidence-receipt/v2"}', "not an evidence-receipt/v1"),
+        (b"[]", "not an evidence receipt (evidence-receipt/v1 or evidence-receipt/v2)"),
+        (b'{"format": "evidence-receipt/v3"}', "not an evidence receipt (evidence-receipt/v1 or evidence-receipt/v2)"),
     ],
 )
 def test_certificate_command_refuses_what_is_not_a_receipt(tmp_path: Path, content: bytes, words: str) -> None:

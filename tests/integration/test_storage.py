@@ -363,6 +363,8 @@ APPEND_ONLY_UPDATES = {
     "checkpoints": "UPDATE checkpoints SET created_us = 0",
     "timestamps": "UPDATE timestamps SET tsa = 'x'",
     "webhook_deliveries": "UPDATE webhook_deliveries SET attempt = 9",
+    "cases": "UPDATE cases SET title = 'x'",
+    "evidence_v2": "UPDATE evidence_v2 SET phase_name = 'x'",
 }
 
 
@@ -378,6 +380,22 @@ def fill_append_only_tables(engine: Engine) -> None:
         ).scalar_one()
         connection.execute(
             ledger.webhook_deliveries.insert().values(webhook_id=webhook, batch_seq=0, attempt=1, created_us=T0)
+        )
+        ledger.insert_case(connection, "case-AAAAAAAAAAAAAAAAAAAA", acme, "a case", None, T0)
+        [pk] = ledger.insert_evidence(connection, evidence_rows(acme, 1, prefix="v2-"))
+        ledger.delete_pending(connection, [pk])  # it is only here to have a v2 row
+        ledger.insert_evidence_v2(
+            connection,
+            [
+                {
+                    "evidence_pk": pk,
+                    "attestation": None,
+                    "case_id": "case-AAAAAAAAAAAAAAAAAAAA",
+                    "phase": 1,
+                    "phase_name": "signing",
+                    "cosigns": None,
+                }
+            ],
         )
 
 
@@ -445,6 +463,22 @@ def test_app_role_may_insert_and_select_but_not_change_the_ledger(pg_url: str) -
             assert ledger.delete_pending(connection, pks) == 3
             ledger.insert_batch(connection, 1, 3, h("r1"), T0 + 30, b"entry 1\n", b"")
             ledger.insert_timestamp(connection, 1, "tsa", b"tok", T0, T0)
+            ledger.insert_case(connection, "case-app-AAAAAAAAAAAAAAAA", acme, "app case", "ref 1", T0)
+            ledger.insert_evidence_v2(
+                connection,
+                [
+                    {
+                        "evidence_pk": pks[0],
+                        "attestation": b"att",
+                        "case_id": "case-app-AAAAAAAAAAAAAAAA",
+                        "phase": 1,
+                        "phase_name": "p",
+                        "cosigns": None,
+                    }
+                ],
+            )
+            assert ledger.insert_depositor_key(connection, acme, b"k" * 32, T0)
+            connection.execute(text("UPDATE depositor_keys SET revoked_us = 1"))
             assert ledger.revoke_tenant(connection, "app-made", T0 + 31)
             assert (db.current_revision(connection),) == db.heads()
         for table, update in sorted(APPEND_ONLY_UPDATES.items()):
