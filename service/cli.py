@@ -28,6 +28,7 @@ COMMANDS: dict[str, str] = {
     "monitor": "service.commands.monitor:monitor",
     "tlog-proof": "service.commands.monitor:tlog_proof_command",
     "certificate": "service.commands.certificate:certificate",
+    "bundle": "service.commands.bundle:bundle",
     "witness": "service.commands.witness:witness",
 }
 

@@ -15,6 +15,7 @@ from flask import Flask
 from service.api import (
     auth,
     bulk,
+    bundles,
     check,
     download,
     errors,
@@ -81,6 +82,7 @@ def create_app(
     app.register_blueprint(download.bp)
     app.register_blueprint(home.bp)
     app.register_blueprint(check.bp)
+    app.register_blueprint(bundles.bp)
     check.init_check_limit(app)
     app.register_blueprint(proofs.bp)
 

@@ -25,13 +25,13 @@ from werkzeug.http import parse_options_header
 from service import sealing
 from service.api.download import verify_page_html
 from service.api.html import html_response
-from service.api.pages import static_page
 from service.api.parsing import read_json_object, sha256_field
 from service.api.state import EXTENSION_KEY, ApiState, runtime_state
 from service.core.bodies import reject_unknown_fields
 from service.core.errors import FormatError, InvalidInput, NotFound, RateLimited
 from service.core.formats import check_evidence_id
 from service.core.receipt import dump_json
+from service.court.webpage import static_page
 from service.ratelimit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
 
 bp = Blueprint("check", __name__)

@@ -21,11 +21,12 @@ from flask import Blueprint, Response, send_file
 
 from service import sealing
 from service.api.html import document, esc, html_response
-from service.api.pages import content_security_policy, embed_keys, static_page
+from service.api.pages import content_security_policy
 from service.api.state import runtime_state
 from service.core.distribution import PACKAGE, VERIFY_PAGE_FILE, download_url, install_command
 from service.core.errors import NotFound
 from service.core.note import Verifier
+from service.court.webpage import embed_keys, static_page
 
 bp = Blueprint("download", __name__)
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify
 
-from service.api import check, download, home, pages
+from service.api import bundles, check, download, home, pages
 from service.api.parsing import MAX_QUERY_INT
 from service.core.labels import LABEL_PATTERN, MAX_LABEL_LENGTH
 from service.sealing import MAX_ENTRIES_PAGE
@@ -553,6 +553,7 @@ def document() -> dict[str, Any]:
             **download.openapi_paths(),
             **home.openapi_paths(),
             **check.openapi_paths(),
+            **bundles.openapi_paths(),
         },
         "components": {
             "schemas": SCHEMAS,

@@ -12,12 +12,10 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import json
 import logging
 import math
 import re
 from functools import cache
-from importlib import resources
 from typing import Any
 
 from flask import Blueprint, Response, jsonify
@@ -32,37 +30,15 @@ from service.core.note import Verifier
 from service.core.receipt import dump_json
 from service.core.verify import verify_receipt
 from service.court.certificate import TimestampDisplay, render_certificate
+from service.court.webpage import embed_keys, static_page
 
 bp = Blueprint("pages", __name__)
 
 log = logging.getLogger(__name__)
 
-# The placeholder in verify.html that GET /verify replaces with the published keys (a data block, never executed).
-KEYS_PLACEHOLDER = '<script type="application/json" id="published-keys">{"keys": [], "public_url": null}</script>'
 PDF_MEDIA_TYPE = "application/pdf"
 
 _INLINE = re.compile(r"<(script|style)>(.*?)</\1>", re.S)
-# A line ``/* @include NAME.js */`` inside a page's inline <script> is replaced by ``service/static/NAME.js``: the
-# JavaScript shared by several pages lives in one file, and every served page is still one self-contained file.
-_INCLUDE = re.compile(r"^[ \t]*/\* @include ([a-z0-9-]+\.js) \*/[ \t]*\n", re.M)
-
-
-def _static_source(name: str) -> str:
-    return resources.files("service").joinpath("static", name).read_text(encoding="utf-8")
-
-
-@cache
-def static_page(name: str) -> str:
-    """The page ``service/static/<name>`` as served: its ``/* @include X.js */`` lines replaced by the shared
-    scripts (so the page, and any copy saved from it, needs nothing else; read once per process)."""
-
-    def inline(match: re.Match[str]) -> str:
-        script = _static_source(match.group(1))
-        if "</script" in script.lower() or _INCLUDE.search(script):
-            raise RuntimeError(f"service/static/{match.group(1)} cannot be inlined")
-        return f"/* BEGIN {match.group(1)} */\n{script.rstrip()}\n/* END {match.group(1)} */\n"
-
-    return _INCLUDE.sub(inline, _static_source(name))
 
 
 @cache
@@ -94,15 +70,6 @@ def _html(text: str, csp: str) -> Response:
     response.headers["Referrer-Policy"] = "no-referrer"
     response.headers["Cache-Control"] = "no-cache"
     return response
-
-
-def embed_keys(page: str, keys: list[dict[str, Any]], public_url: str) -> str:
-    """``page`` with the keys data block filled in; the JSON is escaped so no ``</script>`` can end the block."""
-    if page.count(KEYS_PLACEHOLDER) != 1:
-        raise RuntimeError("verify.html has lost its published-keys placeholder")
-    data = json.dumps({"keys": keys, "public_url": public_url.rstrip("/")}, ensure_ascii=True)
-    data = data.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
-    return page.replace(KEYS_PLACEHOLDER, f'<script type="application/json" id="published-keys">{data}</script>')
 
 
 @bp.get("/verify")
@@ -142,24 +109,31 @@ def certificate(evidence_id: str) -> Response:
         response.headers["Retry-After"] = str(max(1, math.ceil(settings.batch_max_age)))
         return response
 
+    pdf = certificate_pdf(document, evidence_id, status.get("label"), vkeys)
+    response = Response(pdf, status=200, mimetype=PDF_MEDIA_TYPE)
+    response.headers["Content-Disposition"] = f'attachment; filename="certificate-{evidence_id}.pdf"'
+    response.headers["Cache-Control"] = "private, no-store"
+    return response
+
+
+def certificate_pdf(document: dict[str, Any], evidence_id: str, label: str | None, vkeys: list[str]) -> bytes:
+    """The certificate of deposit of a sealed receipt this server issued (also put into evidence bundles)."""
+    state = runtime_state()
+    settings = state.runtime.settings
     # A certificate is shown in court: never print one for a receipt our own verifier would not accept.
     result = verify_receipt(document, trusted_keys=[Verifier.from_vkey(v) for v in vkeys])
     if not result.valid or result.key is None:
         raise RuntimeError(f"the receipt of {evidence_id} does not verify at step {result.step}: {result.reason}")
-    pdf = render_certificate(
+    return render_certificate(
         document,
         verify_url=check_url(settings.public_url, evidence_id),
-        label=status.get("label"),
+        label=label,
         local_tz=settings.local_tz,
         timestamps=timestamp_displays(document, state.tsa_roots),
         trusted_fingerprint=result.key.fingerprint,
         receipt_json=dump_json(document),
         public_url=settings.public_url,
     )
-    response = Response(pdf, status=200, mimetype=PDF_MEDIA_TYPE)
-    response.headers["Content-Disposition"] = f'attachment; filename="certificate-{evidence_id}.pdf"'
-    response.headers["Cache-Control"] = "private, no-store"
-    return response
 
 
 def timestamp_displays(document: dict[str, Any], tsa_roots: list[Any]) -> list[TimestampDisplay] | None:

@@ -122,6 +122,63 @@ def load_tsa_roots(paths: tuple[str, ...], option: str = "--tsa-ca") -> list[Any
         raise UsageFailure(f"{option}: {exc.reason}") from None
 
 
+def _is_zip(path: str) -> bool:
+    if path == "-":
+        return False
+    try:
+        with open(path, "rb") as f:
+            return f.read(4) in (b"PK\x03\x04", b"PK\x05\x06")
+    except OSError:
+        return False
+
+
+def verify_bundle(path: Path, keys: tuple[str, ...], as_json: bool) -> None:
+    """``evidence verify case.zip``: the bundle's manifest, then every receipt against its file (exit 0/1/2)."""
+    from service.court.bundle import check_bundle
+
+    trusted = load_trusted_keys(keys, os.environ)
+    if not trusted:
+        raise UsageFailure(
+            NO_KEY_HELP + " The bundle carries the operator's keys in keys/operator-keys.txt: compare their "
+            "fingerprints with the certificate's, then pass that file (unzipped) with --key."
+        )
+    try:
+        checked = check_bundle(path, trusted)
+    except FormatError as exc:
+        raise UsageFailure(exc.reason) from None
+    if as_json:
+        document = {
+            "bundle": str(path),
+            "valid": checked.valid,
+            "integrity_problems": checked.problems,
+            "deposits": [o.to_json() for o in checked.outcomes],
+        }
+        click.echo(json.dumps(document, indent=2, ensure_ascii=False))
+    else:
+        click.echo(f"Verifying the evidence bundle {path} ({checked.members} members)")
+        if checked.problems:
+            click.echo("  [FAIL] integrity: the bundle was altered or is incomplete")
+            for problem in checked.problems:
+                click.echo(f"         {problem}")
+        else:
+            click.echo("  [PASS] integrity: every member matches MANIFEST-SHA256.txt")
+        for o in checked.outcomes:
+            against = f"against {o.file}" if o.file else "(no original file in the bundle: its digest alone)"
+            if o.valid:
+                click.echo(f"  [VALID]   {o.receipt} {against}")
+                click.echo(f"            {o.statement or ''}")
+            else:
+                title = STEP_TITLES.get(o.step or 0, "")
+                click.echo(f"  [INVALID] {o.receipt} {against}: step {o.step} ({title}): {o.reason}")
+        click.echo("")
+        click.echo(
+            "VALID: the bundle is intact and every receipt verifies." if checked.valid else "INVALID: see above."
+        )
+        click.echo("Trusted keys: " + ", ".join(f"{k.name} (fingerprint {k.fingerprint})" for k in trusted))
+    if not checked.valid:
+        raise click.exceptions.Exit(1)
+
+
 def read_receipt(path: str) -> tuple[Any, bytes]:
     """Return (parsed JSON document, receipt bytes); a certificate PDF yields its attached receipt."""
     document, raw, _from_pdf = read_receipt_source(path)
@@ -258,12 +315,18 @@ def verify(
 ) -> None:
     """Verify RECEIPT (a receipt JSON or a certificate PDF) offline, optionally against FILE.
 
+    RECEIPT may also be an evidence bundle (case.zip, from 'evidence bundle' or GET .../bundle.zip): its manifest is
+    checked, then every receipt in it against its file.
+
     With --policy FILE or --witness VKEY… --quorum N, step 6 also requires that quorum of valid witness
     cosignatures on the checkpoint (an invalid one by a listed witness fails it); the statement then says who
     cosigned and when.
 
     Exit status: 0 valid, 1 invalid, 2 usage error or unreadable input.
     """
+    if file is None and sha256_hex is None and _is_zip(receipt):
+        verify_bundle(Path(receipt), keys, as_json)  # an evidence bundle: every receipt against its file
+        return
     if file is not None and sha256_hex is not None:
         raise UsageFailure("give either FILE or --sha256, not both")
     digest: bytes | None = None

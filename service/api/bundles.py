@@ -1,0 +1,127 @@
+"""``GET /v1/evidence/{id}/bundle.zip``: the evidence bundle (证据包) of one sealed deposit, for a court's disc.
+
+Owns: assembling the bundle on the server (``service.court.bundle.write_bundle``): the receipt as issued, the
+certificate, the one-file verify page and the published keys (both as this server publishes them), the verifier
+wheels of ``/download/``, the manifest and the bilingual README. The server never keeps original files, so the
+bundle has none: ``evidence bundle RECEIPT FILE…`` adds them (and several deposits) on the user's machine.
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+from typing import Any
+
+from flask import Blueprint, Response, jsonify, send_file
+
+from service import sealing
+from service.api.auth import require_tenant
+from service.api.download import list_wheels, verify_page_html
+from service.api.pages import certificate_pdf
+from service.api.state import runtime_state
+from service.core.errors import FormatError, InvalidInput
+from service.core.formats import check_evidence_id, utc_now
+from service.core.receipt import dump_json
+from service.court.bundle import Deposit, write_bundle
+
+bp = Blueprint("bundles", __name__)
+
+ZIP_MEDIA_TYPE = "application/zip"
+SPOOL_BYTES = 64 * 1024 * 1024
+
+
+@bp.get("/v1/evidence/<evidence_id>/bundle.zip")
+def bundle(evidence_id: str) -> Response:
+    """The evidence bundle of one sealed deposit; 202 with the status while pending; 404 for another tenant's."""
+    tenant_id = require_tenant()
+    try:
+        evidence_id = check_evidence_id(evidence_id)
+    except FormatError as exc:
+        raise InvalidInput(exc.reason) from None
+    state = runtime_state()
+    settings = state.runtime.settings
+    with state.reader.begin() as conn:
+        keys = sealing.key_list(conn)
+        vkeys = [k["vkey"] for k in keys]
+        document = sealing.receipt_for(conn, tenant_id, evidence_id, keys=vkeys)
+        status = sealing.evidence_status(conn, tenant_id, evidence_id)
+    if document is None:
+        response = jsonify(status)
+        response.status_code = 202
+        response.headers["Retry-After"] = str(max(1, math.ceil(settings.batch_max_age)))
+        return response
+    label = status.get("label")
+    deposit = Deposit(
+        evidence_id=evidence_id,
+        sha256=str(status["sha256"]),
+        label=label if isinstance(label, str) else None,
+        receipt=dump_json(document),
+        certificate=certificate_pdf(document, evidence_id, label if isinstance(label, str) else None, vkeys),
+    )
+    out = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES)  # noqa: SIM115 (send_file closes it)
+    write_bundle(
+        out,
+        [deposit],
+        verify_page=verify_page_html(),
+        keys=keys,
+        keys_source=f"GET {settings.public_url.rstrip('/')}/v1/keys when this bundle was made",
+        wheels=[settings.download_dir / w.name for w in list_wheels(settings.download_dir)],
+        public_url=settings.public_url,
+        created=utc_now(),
+    )
+    out.seek(0)
+    response = send_file(
+        out, mimetype=ZIP_MEDIA_TYPE, as_attachment=True, download_name=f"evidence-{evidence_id}.zip", etag=False
+    )
+    response.headers["Cache-Control"] = "private, no-store"
+    return response
+
+
+def openapi_paths() -> dict[str, Any]:
+    problem = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
+    return {
+        "/v1/evidence/{id}/bundle.zip": {
+            "get": {
+                "operationId": "getEvidenceBundle",
+                "summary": "The evidence bundle (证据包, zip): receipt, certificate, one-file verify page, the "
+                "operator's keys with fingerprints, the verifier wheels, MANIFEST-SHA256.txt and a bilingual README.",
+                "security": [{"bearerAuth": []}],
+                "parameters": [
+                    {
+                        "name": "id",
+                        "in": "path",
+                        "required": True,
+                        "description": "The evidence id returned by POST /v1/evidence.",
+                        "schema": {"$ref": "#/components/schemas/EvidenceId"},
+                    }
+                ],
+                "responses": {
+                    "200": {
+                        "description": "The bundle.",
+                        "headers": {
+                            "Content-Disposition": {
+                                "required": True,
+                                "schema": {"type": "string"},
+                                "description": "attachment; filename=...",
+                            }
+                        },
+                        "content": {ZIP_MEDIA_TYPE: {"schema": {"type": "string", "format": "binary"}}},
+                    },
+                    "202": {
+                        "description": "Still pending; retry later.",
+                        "headers": {
+                            "Retry-After": {
+                                "description": "Seconds to wait before retrying.",
+                                "schema": {"type": "string"},
+                            }
+                        },
+                        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/EvidenceStatus"}}},
+                    },
+                    "400": {"description": "Malformed id.", "content": problem},
+                    "401": {"$ref": "#/components/responses/Unauthorized"},
+                    "404": {"$ref": "#/components/responses/NotFound"},
+                    "503": {"$ref": "#/components/responses/Unavailable"},
+                },
+            }
+        }
+    }
