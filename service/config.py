@@ -36,6 +36,11 @@ Environment variables (an empty value counts as unset), with their defaults:
   of 10); 0 turns limiting off. Default 0.5.
 - ``EVIDENCE_DOWNLOAD_DIR``: the wheels ``GET /download/`` serves (built by ``scripts/build-download``).
   Default ``build/download`` of the source tree the service runs from.
+- ``EVIDENCE_WITNESS_POLICY``: a C2SP tlog-policy file (SPEC §9): the witnesses to ask after each seal (every
+  ``witness`` line needs its http(s) URL) and the quorum receipts wait for. Unset: no witnesses.
+- ``EVIDENCE_WITNESS_WAIT``: seconds receipts wait for the witness quorum after a seal before they are served with
+  the cosignatures there are. Default 10.
+- ``EVIDENCE_WITNESS_TIMEOUT``: seconds one request to a witness may take. Default 5.
 """
 
 from __future__ import annotations
@@ -48,7 +53,8 @@ from typing import TypeVar
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from service.core.errors import ConfigError
+from service.core.errors import ConfigError, FormatError
+from service.core.policy import Policy, parse_policy
 
 __all__ = ["DEFAULT_DATA_DIR", "Settings", "TimestampAuthority"]
 
@@ -103,6 +109,9 @@ class Settings:
     log_json: bool = False
     download_dir: Path = DEFAULT_DOWNLOAD_DIR
     check_rate_limit: float = 0.5
+    witness_policy: Policy | None = None
+    witness_wait: float = 10.0
+    witness_timeout: float = 5.0
 
     def __post_init__(self) -> None:
         # frozen: derived defaults are filled in through object.__setattr__, once, here.
@@ -169,6 +178,9 @@ class Settings:
         log_json = parse("EVIDENCE_LOG_JSON", _bool, cls.log_json)
         check_rate_limit = parse("EVIDENCE_CHECK_RATE_LIMIT", _non_negative_float, cls.check_rate_limit)
         download_dir = Path(get("EVIDENCE_DOWNLOAD_DIR") or DEFAULT_DOWNLOAD_DIR).expanduser().absolute()
+        witness_policy = parse("EVIDENCE_WITNESS_POLICY", _witness_policy, None)
+        witness_wait = parse("EVIDENCE_WITNESS_WAIT", _non_negative_float, cls.witness_wait)
+        witness_timeout = parse("EVIDENCE_WITNESS_TIMEOUT", _positive_float, cls.witness_timeout)
 
         if problems:
             raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
@@ -193,6 +205,9 @@ class Settings:
             log_json=log_json,
             download_dir=download_dir,
             check_rate_limit=check_rate_limit,
+            witness_policy=witness_policy,
+            witness_wait=witness_wait,
+            witness_timeout=witness_timeout,
         )
 
 
@@ -319,3 +334,23 @@ def _tsa_list(raw: str) -> tuple[TimestampAuthority, ...]:
             raise ValueError(f"TSA name {name!r} given twice")
         authorities.append(TimestampAuthority(name=name, url=url))
     return tuple(authorities)
+
+
+def _witness_policy(raw: str) -> Policy:
+    """Read and parse the tlog-policy file at ``raw``; every witness needs an http(s) URL to be asked."""
+    try:
+        data = Path(raw).expanduser().read_bytes()
+    except OSError as exc:
+        raise ValueError(f"cannot read the policy file: {exc.strerror}") from None
+    try:
+        policy = parse_policy(data)
+    except FormatError as exc:
+        raise ValueError(exc.reason) from None
+    for w in policy.witnesses:
+        if w.url is None:
+            raise ValueError(f"witness {w.name!r} has no URL: the service cannot ask it to cosign")
+        try:
+            _http_url(w.url)
+        except ValueError:
+            raise ValueError(f"witness {w.name!r}: its URL {w.url!r} is not an http(s) URL with a host") from None
+    return policy

@@ -24,6 +24,7 @@ from service.runtime import Runtime
 from service.sealing import seal_pending
 from service.timestamping import TimestampThread
 from service.webhooks import WebhookDispatcher
+from service.witnessing import WitnessThread
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,18 @@ class Sealer(threading.Thread):
         self.timestamper = TimestampThread(runtime.engine, runtime.settings) if runtime.settings.tsa else None
         # Webhook deliveries (with retries persisted in the delivery log), also by the sealing process only.
         self.dispatcher = WebhookDispatcher(runtime.engine, runtime.settings)
+        # Witnesses (SPEC §9) are asked after each seal, outside the sealing transaction, by the sealing process.
+        policy = runtime.settings.witness_policy
+        self.witnesses = (
+            WitnessThread(
+                runtime.engine,
+                policy,
+                wait=runtime.settings.witness_wait,
+                timeout=runtime.settings.witness_timeout,
+            )
+            if policy is not None and policy.witnesses
+            else None
+        )
 
     def stop(self, timeout: float = 10.0) -> None:
         """Ask the thread to finish its round and wait for it (at most ``timeout`` seconds)."""
@@ -63,6 +76,8 @@ class Sealer(threading.Thread):
             self.join(timeout)
         if self.timestamper is not None:
             self.timestamper.stop()
+        if self.witnesses is not None:
+            self.witnesses.stop()
         self.dispatcher.stop()
 
     def run(self) -> None:
@@ -72,6 +87,8 @@ class Sealer(threading.Thread):
             log.info("sealer started (every %.3f s)", self.interval)
             if self.timestamper is not None:
                 self.timestamper.start()
+            if self.witnesses is not None:
+                self.witnesses.start()
             self.dispatcher.start()
             next_maintenance = time.monotonic() + MAINTENANCE_INTERVAL
             while not self._stop_event.is_set():
@@ -98,6 +115,8 @@ class Sealer(threading.Thread):
             metrics.observe_batches(results)
             if results and self.timestamper is not None:
                 self.timestamper.poke()
+            if results and self.witnesses is not None:
+                self.witnesses.poke()
             for r in results:
                 log.info("sealed batch %d: %d leaves, ledger size %d", r.seq, r.size, r.ledger_size)
         except Exception:

@@ -76,6 +76,22 @@ BATCH_SIZE = Histogram(
 )
 
 
+WITNESS_REQUESTS = Counter(
+    "evidence_witness_requests",
+    "add-checkpoint requests to witnesses, by witness and outcome (cosigned, conflict, refused, unavailable)",
+    ["witness", "outcome"],
+)
+WITNESS_QUORUM_LATENCY = Histogram(
+    "evidence_witness_quorum_seconds",
+    "Time from signing a checkpoint to its witness quorum",
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 30, 60),
+)
+WITNESS_SHORTFALL = Counter(
+    "evidence_witness_shortfall",
+    "Checkpoints still without their witness quorum when the configured wait ran out",
+)
+
+
 def record_submissions(kind: str, count: int = 1) -> None:
     """Count ``count`` acknowledged submissions of ``kind`` (``file``, ``digest`` or ``batch``)."""
     SUBMISSIONS.labels(kind).inc(count)

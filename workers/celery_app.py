@@ -29,6 +29,10 @@ MAINTAIN = "workers.tasks.maintain"
 # Defined in workers.timestamp_tasks (RFC 3161, SPEC §5); named here so the app needs no import of it.
 TIMESTAMP_ENTRY = "workers.timestamp_tasks.timestamp_entry"
 TIMESTAMP_PENDING = "workers.timestamp_tasks.timestamp_pending"
+# Defined in workers.witness_tasks (SPEC §9).
+WITNESS_CHECKPOINT = "workers.witness_tasks.witness_checkpoint"
+WITNESS_SWEEP = "workers.witness_tasks.witness_sweep"
+WITNESS_SWEEP_INTERVAL = 5.0  # seconds: a witness that was down catches up at most this long after it is back
 TIMESTAMP_SWEEP_INTERVAL = 60.0  # seconds: catches entries whose timestamp_entry message ran out of retries
 
 DEFAULT_QUEUE = "evidence"
@@ -60,7 +64,7 @@ def make_celery(settings: Settings, *, queue: str = DEFAULT_QUEUE) -> Celery:
     app = Celery(
         "evidence",
         broker=settings.broker_url,
-        include=["workers.tasks", "workers.timestamp_tasks", "workers.webhook_tasks"],
+        include=["workers.tasks", "workers.timestamp_tasks", "workers.webhook_tasks", "workers.witness_tasks"],
         set_as_current=False,
     )
     schedule: dict[str, dict[str, object]] = {
@@ -84,6 +88,13 @@ def make_celery(settings: Settings, *, queue: str = DEFAULT_QUEUE) -> Celery:
             "task": TIMESTAMP_PENDING,
             "schedule": TIMESTAMP_SWEEP_INTERVAL,
             "options": {"expires": TIMESTAMP_SWEEP_INTERVAL},
+        }
+    if settings.witness_policy is not None and settings.witness_policy.witnesses:
+        # A witness that was down catches up (the sealing task also asks after each seal).
+        schedule["witness-sweep"] = {
+            "task": WITNESS_SWEEP,
+            "schedule": WITNESS_SWEEP_INTERVAL,
+            "options": {"expires": WITNESS_SWEEP_INTERVAL * 2},
         }
     app.conf.update(
         # No result backend: evidence status is read from the database.

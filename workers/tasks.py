@@ -25,7 +25,7 @@ from service.core.formats import utc_now
 from service.logs import configure_logging
 from service.maintenance import run_maintenance
 from service.runtime import Runtime
-from workers.celery_app import MAINTAIN, SEAL_NOW, SEAL_PENDING, TIMESTAMP_ENTRY
+from workers.celery_app import MAINTAIN, SEAL_NOW, SEAL_PENDING, TIMESTAMP_ENTRY, WITNESS_CHECKPOINT
 
 __all__ = ["get_runtime", "retry_delay", "run_sealer", "seal_now", "seal_pending", "use_runtime"]
 
@@ -99,6 +99,13 @@ def _seal(task: Any, force: bool) -> int:
         raise
     if runtime.settings.tsa:
         _request_timestamps(task, [r.seq for r in results])
+    policy = runtime.settings.witness_policy
+    if results and policy is not None and policy.witnesses:
+        # After the sealing transaction committed; a lost message only delays cosignatures (the sweep catches up).
+        try:
+            task.app.send_task(WITNESS_CHECKPOINT)
+        except Exception as exc:  # noqa: BLE001 - the broker may be down
+            log.warning("could not ask the witnesses: %s", exc)
     return sum(r.size for r in results)
 
 

@@ -16,7 +16,7 @@ from flask import Blueprint, Response, jsonify, request, url_for
 from werkzeug.exceptions import UnsupportedMediaType
 from werkzeug.http import parse_options_header
 
-from service import metrics, sealing
+from service import metrics, sealing, witnessing
 from service.api.auth import require_tenant
 from service.api.parsing import (
     MultipartUpload,
@@ -161,15 +161,23 @@ def receipt(evidence_id: str) -> Response:
     202 with the status while pending."""
     tenant_id = require_tenant()
     evidence_id = _checked_id(evidence_id)
+    settings = runtime_state().runtime.settings
     with runtime_state().reader.begin() as conn:
         # The receipt's `keys` is a hint only (SPEC §6): every key this server has published.
         keys = [k["vkey"] for k in sealing.key_list(conn)]
         document = sealing.receipt_for(conn, tenant_id, evidence_id, keys=keys)
+        waiting = False
+        if document is not None and settings.witness_policy is not None:
+            document = witnessing.receipt_with_cosignatures(conn, settings, document)
+            waiting = document is None
         pending = sealing.evidence_status(conn, tenant_id, evidence_id) if document is None else None
     if pending is not None:
+        if waiting:  # sealed, but its checkpoint has no witness quorum yet (SPEC §9): at most witness_wait seconds
+            pending["waiting_for"] = "witnesses"
+            pending["detail"] = "sealed; waiting for witnesses to cosign the checkpoint"
         response = jsonify(pending)
         response.status_code = 202
-        max_age = runtime_state().runtime.settings.batch_max_age
+        max_age = 1.0 if waiting else settings.batch_max_age
         response.headers["Retry-After"] = str(max(1, math.ceil(max_age)))
         return response
     return Response(dump_json(document or {}), status=200, mimetype="application/json")

@@ -12,7 +12,7 @@ from typing import Any
 from flask import Blueprint, Response, jsonify, request
 from sqlalchemy.exc import DBAPIError
 
-from service import sealing
+from service import sealing, witnessing
 from service.api.errors import problem
 from service.api.parsing import query_int, read_json_object, sha256_field
 from service.api.state import runtime_state
@@ -27,9 +27,11 @@ bp = Blueprint("ledger", __name__)
 
 @bp.get("/v1/checkpoint")
 def checkpoint() -> Response:
-    """The latest signed checkpoint of the ledger log (a C2SP signed note)."""
-    with runtime_state().reader.begin() as conn:
-        note = sealing.latest_checkpoint(conn)
+    """The latest signed checkpoint of the ledger log (a C2SP signed note), with the witnesses' cosignatures
+    appended (SPEC §9)."""
+    state = runtime_state()
+    with state.reader.begin() as conn:
+        note = witnessing.checkpoint_with_cosignatures(conn, state.runtime.settings)
     response = Response(note, status=200, content_type="text/plain; charset=utf-8")
     response.headers["Cache-Control"] = "no-cache"
     return response

@@ -97,6 +97,12 @@ SCHEMAS: dict[str, Schema] = {
             "label": _ref("Label"),
             "batch_seq": {"type": "integer", "minimum": 0, "description": "Present once sealed."},
             "leaf_index": {"type": "integer", "minimum": 0, "description": "Present once sealed."},
+            "waiting_for": {
+                "const": "witnesses",
+                "description": "On a 202 for a sealed evidence: its checkpoint waits for the witness quorum "
+                "(SPEC §9), at most EVIDENCE_WITNESS_WAIT seconds.",
+            },
+            "detail": {"type": "string"},
         },
     },
     "Receipt": {

@@ -20,7 +20,7 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify
 
-from service import sealing
+from service import sealing, witnessing
 from service.api.auth import require_tenant
 from service.api.state import runtime_state
 from service.core.distribution import check_url
@@ -102,8 +102,13 @@ def certificate(evidence_id: str) -> Response:
     with state.reader.begin() as conn:
         vkeys = [k["vkey"] for k in sealing.key_list(conn)]
         document = sealing.receipt_for(conn, tenant_id, evidence_id, keys=vkeys)
+        if document is not None:
+            document = witnessing.receipt_with_cosignatures(conn, settings, document)
         status = sealing.evidence_status(conn, tenant_id, evidence_id)
     if document is None:
+        if status["status"] == "sealed":
+            status["waiting_for"] = "witnesses"
+            status["detail"] = "sealed; waiting for witnesses to cosign the checkpoint"
         response = jsonify(status)
         response.status_code = 202
         response.headers["Retry-After"] = str(max(1, math.ceil(settings.batch_max_age)))

@@ -113,6 +113,10 @@ class TimestampError(EvidenceError):
     """
 
 
+class WitnessUnavailable(EvidenceError):
+    """A witness could not be reached or did not answer in time (the service retries later)."""
+
+
 class ConfigError(EvidenceError):
     """Settings from the environment are missing or invalid (all problems reported at once)."""
 

@@ -265,6 +265,19 @@ webhook_deliveries = Table(
     Column("created_us", BigInteger, nullable=False),
 )
 
+cosignatures = Table(
+    "cosignatures",
+    metadata,
+    Column("id", BigKey, primary_key=True, autoincrement=True),
+    Column("size", BigInteger, ForeignKey("checkpoints.size"), nullable=False, index=True),
+    Column("witness", Text, nullable=False, comment="the witness's name in the policy file"),
+    Column("vkey", Text, nullable=False, comment="the witness's cosignature/v1 verifier key"),
+    Column("timestamp", BigInteger, nullable=False, comment="the cosignature's time, POSIX seconds"),
+    Column("line", LargeBinary, nullable=False, comment="the note signature line, exact bytes with its newline"),
+    Column("created_us", BigInteger, nullable=False),
+    UniqueConstraint("size", "vkey"),
+)
+
 # Rows here are never updated or deleted (triggers; on PostgreSQL also grants to evidence_app).
 APPEND_ONLY_TABLES: tuple[str, ...] = (
     "evidence",
@@ -276,6 +289,7 @@ APPEND_ONLY_TABLES: tuple[str, ...] = (
     "checkpoints",
     "timestamps",
     "webhook_deliveries",
+    "cosignatures",
 )
 
 # Plain result rows; columns are reached by name (row.batch_seq).
@@ -652,6 +666,73 @@ def latest_checkpoint(conn: Connection) -> AnyRow | None:
 def checkpoint_at(conn: Connection, size: int) -> AnyRow | None:
     """The checkpoint of exactly this ledger size, or None."""
     return conn.execute(select(checkpoints).where(checkpoints.c.size == size)).one_or_none()
+
+
+def checkpoints_from(conn: Connection, min_size: int, limit: int) -> list[AnyRow]:
+    """Checkpoints (size, note, created_us) of size >= ``min_size``, smallest first, at most ``limit``."""
+    return list(
+        conn.execute(
+            select(checkpoints.c.size, checkpoints.c.note, checkpoints.c.created_us)
+            .where(checkpoints.c.size >= min_size)
+            .order_by(checkpoints.c.size)
+            .limit(limit)
+        )
+    )
+
+
+# --- witness cosignatures (SPEC §9) --------------------------------------------------------------
+
+
+def insert_cosignature(
+    conn: Connection, size: int, witness: str, vkey: str, timestamp: int, line: bytes, created_us: int
+) -> None:
+    """Store one witness's cosignature of the checkpoint of ``size`` (one per witness key and size)."""
+    conn.execute(
+        insert(cosignatures).values(
+            size=size, witness=witness, vkey=vkey, timestamp=timestamp, line=line, created_us=created_us
+        )
+    )
+
+
+def cosignatures_at(conn: Connection, size: int) -> list[AnyRow]:
+    """The cosignatures (witness, vkey, timestamp, line) of the checkpoint of ``size``, oldest first."""
+    return list(
+        conn.execute(
+            select(cosignatures.c.witness, cosignatures.c.vkey, cosignatures.c.timestamp, cosignatures.c.line)
+            .where(cosignatures.c.size == size)
+            .order_by(cosignatures.c.id)
+        )
+    )
+
+
+def cosigned_sizes_from(conn: Connection, min_size: int, limit: int) -> list[AnyRow]:
+    """(size, vkey) of stored cosignatures of checkpoints of size >= ``min_size``, smallest size first."""
+    return list(
+        conn.execute(
+            select(cosignatures.c.size, cosignatures.c.vkey)
+            .where(cosignatures.c.size >= min_size)
+            .order_by(cosignatures.c.size, cosignatures.c.id)
+            .limit(limit)
+        )
+    )
+
+
+def cosigned_sizes_below(conn: Connection, size: int, limit: int) -> list[AnyRow]:
+    """(size, vkey) of stored cosignatures of checkpoints smaller than ``size``, largest size first."""
+    return list(
+        conn.execute(
+            select(cosignatures.c.size, cosignatures.c.vkey)
+            .where(cosignatures.c.size < size)
+            .order_by(cosignatures.c.size.desc(), cosignatures.c.id)
+            .limit(limit)
+        )
+    )
+
+
+def witness_size(conn: Connection, vkey: str) -> int:
+    """The largest checkpoint size cosigned by the witness key ``vkey`` (0 if none)."""
+    value = conn.execute(select(func.max(cosignatures.c.size)).where(cosignatures.c.vkey == vkey)).scalar()
+    return int(value or 0)
 
 
 def insert_signing_key(conn: Connection, vkey: str, origin: str, key_hash: int, valid_from_us: int) -> bool:

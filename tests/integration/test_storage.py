@@ -339,6 +339,23 @@ def test_timestamps(conn: Connection) -> None:
         ledger.insert_timestamp(conn, 0, "freetsa", b"x", T0, T0)
 
 
+def test_cosignatures(conn: Connection) -> None:
+    acme = make_tenant(conn)
+    seal_one_batch(conn, acme)
+    ledger.insert_cosignature(conn, 1, "court", "court+00000001+BA", 1_800_000_000, b"\xe2\x80\x94 court x\n", T0)
+    ledger.insert_cosignature(conn, 1, "notary", "notary+00000002+BA", 1_800_000_001, b"\xe2\x80\x94 notary y\n", T0)
+    rows = ledger.cosignatures_at(conn, 1)
+    assert [(r.witness, r.timestamp, bytes(r.line)) for r in rows] == [
+        ("court", 1_800_000_000, b"\xe2\x80\x94 court x\n"),
+        ("notary", 1_800_000_001, b"\xe2\x80\x94 notary y\n"),
+    ]
+    assert ledger.witness_size(conn, "court+00000001+BA") == 1 and ledger.witness_size(conn, "nobody") == 0
+    assert [(r.size, r.vkey) for r in ledger.cosigned_sizes_from(conn, 1, 10)][0] == (1, "court+00000001+BA")
+    assert [r.size for r in ledger.checkpoints_from(conn, 0, 10)] == [1]
+    with pytest.raises(IntegrityError):  # one cosignature per witness key and checkpoint
+        ledger.insert_cosignature(conn, 1, "court", "court+00000001+BA", 1_800_000_005, b"z\n", T0)
+
+
 def test_idempotency_keys(conn: Connection) -> None:
     acme = make_tenant(conn)
     ledger.insert_idempotency(conn, acme, "k1", h("body"), '{"items": []}', T0, T0 + 100)
@@ -365,6 +382,7 @@ APPEND_ONLY_UPDATES = {
     "webhook_deliveries": "UPDATE webhook_deliveries SET attempt = 9",
     "cases": "UPDATE cases SET title = 'x'",
     "evidence_v2": "UPDATE evidence_v2 SET phase_name = 'x'",
+    "cosignatures": "UPDATE cosignatures SET timestamp = 0",
 }
 
 
@@ -373,6 +391,7 @@ def fill_append_only_tables(engine: Engine) -> None:
         acme = make_tenant(connection)
         seal_one_batch(connection, acme)
         ledger.insert_timestamp(connection, 0, "tsa", b"tok", T0, T0)
+        ledger.insert_cosignature(connection, 1, "w1", "w1+00000000+BA", 1, b"line\n", T0)
         webhook = connection.execute(
             ledger.webhooks.insert()
             .values(tenant_id=acme, url="https://x", secret="s", created_us=T0)
@@ -435,8 +454,9 @@ def test_truncate_on_append_only_tables_fails_on_postgres(pg_url: str) -> None:
             with pytest.raises(DBAPIError, match="append-only"):
                 with engine.begin() as connection:
                     connection.execute(text(f"TRUNCATE {table} CASCADE"))
-        # The trigger of the table named in TRUNCATE itself fires (no table references these).
-        for table in ("batch_leaves", "checkpoints", "ledger_nodes", "timestamps", "webhook_deliveries"):
+        # The trigger of the table named in TRUNCATE itself fires (no table references these; checkpoints is
+        # referenced by cosignatures, so TRUNCATE checkpoints without CASCADE fails on the foreign key first).
+        for table in ("batch_leaves", "ledger_nodes", "timestamps", "webhook_deliveries", "cosignatures"):
             with pytest.raises(DBAPIError, match=f"append-only: {table}"):
                 with engine.begin() as connection:
                     connection.execute(text(f"TRUNCATE {table}"))
@@ -463,6 +483,7 @@ def test_app_role_may_insert_and_select_but_not_change_the_ledger(pg_url: str) -
             assert ledger.delete_pending(connection, pks) == 3
             ledger.insert_batch(connection, 1, 3, h("r1"), T0 + 30, b"entry 1\n", b"")
             ledger.insert_timestamp(connection, 1, "tsa", b"tok", T0, T0)
+            ledger.insert_cosignature(connection, 1, "w2", "w2+00000000+BA", 2, b"line\n", T0)
             ledger.insert_case(connection, "case-app-AAAAAAAAAAAAAAAA", acme, "app case", "ref 1", T0)
             ledger.insert_evidence_v2(
                 connection,

@@ -246,3 +246,62 @@ def test_dockerfile_is_slim_bookworm_with_cjk_fonts_and_runs_as_a_non_root_user(
     assert "migrate" not in cmd and "upgrade" not in cmd
     ignored = (ROOT / ".dockerignore").read_text(encoding="utf-8").split()
     assert {".git", ".venv", "*.key"} <= set(ignored)
+
+
+# --- witnesses (SPEC §9) ----------------------------------------------------------------------------
+
+
+def test_witness_sweep_is_scheduled_only_with_a_policy(tmp_path: Path) -> None:
+    from service.core.cosignature import WitnessSigner
+    from service.core.policy import parse_policy
+
+    key = WitnessSigner.generate("w.example/witness").verifier.vkey
+    policy = parse_policy(f"witness w {key} http://127.0.0.1:9/w\nquorum w\n")
+    app = celery_app.make_celery(Settings(data_dir=tmp_path, broker_url=REDIS, witness_policy=policy))
+    assert app.conf.beat_schedule["witness-sweep"]["task"] == celery_app.WITNESS_SWEEP
+    app.loader.import_default_modules()
+    assert {celery_app.WITNESS_CHECKPOINT, celery_app.WITNESS_SWEEP} <= set(app.tasks)
+    plain = celery_app.make_celery(Settings(data_dir=tmp_path, broker_url=REDIS))
+    assert "witness-sweep" not in plain.conf.beat_schedule
+
+
+def test_witness_tasks_cosign_with_real_witness_processes(tmp_path: Path, sqlite_url: str) -> None:
+    from service.core.policy import parse_policy
+    from service.witnessing import receipt_with_cosignatures
+    from tests.support.processes import WitnessProcess
+    from workers import witness_tasks
+
+    db.upgrade(sqlite_url)
+    signer = Signer.generate("localhost/evidence-ledger")
+    keys.write_signer(tmp_path / "signing.key", signer)
+    procs = [WitnessProcess(tmp_path / f"w{i}", [signer.verifier.vkey], name=f"w{i}.example/w") for i in range(2)]
+    policy = parse_policy(
+        "".join(f"witness w{i} {p.vkey} {p.url}\n" for i, p in enumerate(procs)) + "group g all w0 w1\nquorum g\n"
+    )
+    settings = settings_for(tmp_path, sqlite_url, witness_policy=policy, witness_wait=0.0)
+    rt = Runtime.from_settings(settings)
+    rt.prepare_signing()
+    tasks.use_runtime(rt)
+    try:
+        for p in procs:
+            p.start()
+        tenant_id, ids = _deposit(rt.engine, 3)
+        sealing.seal_pending(rt.engine, rt.signer, max_leaves=10, max_age=0.0, force=True)
+        assert witness_tasks.witness_sweep.apply().get() == 2
+        with rt.engine.connect() as conn:
+            doc = sealing.receipt_for(conn, tenant_id, ids[0])
+            assert doc is not None
+            doc = receipt_with_cosignatures(conn, settings, doc)
+        assert doc is not None
+        assert verify_receipt(doc, trusted_keys=[signer.verifier], policy=policy).valid
+        assert witness_tasks.witness_shortfall.apply(args=(1,)).get() is False
+        procs[1].kill()
+        _deposit(rt.engine, 1)
+        sealing.seal_pending(rt.engine, rt.signer, max_leaves=10, max_age=0.0, force=True)
+        assert witness_tasks.witness_sweep.apply().get() == 1
+        assert witness_tasks.witness_shortfall.apply(args=(2,)).get() is True
+    finally:
+        tasks.use_runtime(None)
+        rt.engine.dispose()
+        for p in procs:
+            p.stop()

@@ -102,3 +102,54 @@ class WitnessProcess:
 
     def add_checkpoint(self, body: bytes) -> tuple[int, dict[str, str], bytes]:
         return http("POST", f"{self.url}/add-checkpoint", body=body)
+
+
+class ServeProcess:
+    """``evidence serve`` (the embedded default) in ``data_dir`` with extra environment variables."""
+
+    def __init__(self, data_dir: Path, env: dict[str, str] | None = None, *, workers: int = 1) -> None:
+        self.data_dir = data_dir
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = {**child_env(), **(env or {})}
+        self.workers = workers
+        self.log_path = data_dir.parent / f"{data_dir.name}-serve.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> ServeProcess:
+        args = [sys.executable, "-m", "service", "serve", "--port", str(self.port), "--data-dir", str(self.data_dir)]
+        args += ["--workers", str(self.workers)]
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(
+                args, stdout=log, stderr=subprocess.STDOUT, env=self.env, start_new_session=True
+            )
+        deadline = time.monotonic() + 60
+        while True:
+            assert self.process.poll() is None, f"serve exited early:\n{self.log_path.read_text()}"
+            try:
+                if http("GET", f"{self.url}/readyz", timeout=2)[0] == 200:
+                    return self
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, f"serve not ready in 60 s:\n{self.log_path.read_text()}"
+            time.sleep(0.1)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+
+    def tenant(self, name: str = "acme") -> str:
+        run = subprocess.run(
+            [sys.executable, "-m", "service", "tenant", "create", name, "--data-dir", str(self.data_dir)],
+            capture_output=True,
+            text=True,
+            env=self.env,
+            timeout=60,
+        )
+        assert run.returncode == 0, run.stderr
+        return run.stdout.splitlines()[-1]
