@@ -275,6 +275,36 @@ def receipt_with_cosignatures(conn: Connection, settings: Settings, receipt: JSO
     )
 
 
+WAITING = {"status": "sealed", "waiting_for": "witnesses", "detail": "sealed; waiting for witnesses to cosign"}
+
+
+def items_with_cosignatures(conn: Connection, settings: Settings, items: list[JSONObject]) -> list[JSONObject]:
+    """``POST /v1/receipts`` items: each receipt with its cosigned checkpoint (one choice per batch), or, while
+    its checkpoint waits for the quorum, ``{"id", "status": "sealed", "waiting_for": "witnesses", "detail"}``."""
+    if settings.witness_policy is None:
+        return items
+    out: list[JSONObject] = []
+    chosen: dict[int, JSONObject | None] = {}
+    for item in items:
+        if "format" not in item:
+            out.append(item)
+            continue
+        batch = item["batch"]
+        assert isinstance(batch, dict)
+        seq = int(batch["seq"])
+        if seq not in chosen:
+            chosen[seq] = receipt_with_cosignatures(conn, settings, item)
+        template = chosen[seq]
+        evidence = item["evidence"]
+        assert isinstance(evidence, dict)
+        if template is None:
+            out.append({"id": evidence["id"], **WAITING})
+        else:
+            ledger_part = template["ledger"]
+            out.append({**item, "ledger": ledger_part})
+    return out
+
+
 def checkpoint_with_cosignatures(conn: Connection, settings: Settings) -> bytes:
     """``served_checkpoint`` with the deployment's policy and wait."""
     return served_checkpoint(

@@ -12,7 +12,7 @@ from typing import Any
 from flask import Blueprint, Response, request
 from sqlalchemy.engine import Connection
 
-from service import bulk, sealing
+from service import bulk, sealing, witnessing
 from service.api.auth import require_tenant
 from service.api.errors import problem
 from service.api.parsing import read_json_object
@@ -108,6 +108,7 @@ def receipts_in_bulk() -> Response:
     with runtime_state().reader.begin() as conn:
         keys = [k["vkey"] for k in sealing.key_list(conn)]
         items = sealing.receipts_for(conn, tenant_id, ids, keys=keys)
+        items = witnessing.items_with_cosignatures(conn, runtime_state().runtime.settings, items)
     return json_response(json_body({"items": items}), 200)
 
 

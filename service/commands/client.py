@@ -501,7 +501,7 @@ def fetch_receipts(state: State, client: Client, progress: Progress, timeout: fl
         done: list[tuple[FileEntry, Path, bytes]] = []
         still: list[FileEntry] = []
         for e, item in zip(entries, items, strict=True):
-            if item.get("status") == "pending":
+            if item.get("status") == "pending" or item.get("waiting_for") == "witnesses":
                 still.append(e)
             elif item.get("format") in RECEIPT_FORMATS and item.get("evidence", {}).get("id") == e.id:
                 done.append((e, receipt_path(state, e), dump_json(item)))

@@ -221,3 +221,20 @@ def test_a_witness_answering_garbage_or_refusing_stores_nothing(tmp_path: Path, 
         assert {o.outcome for o in outcomes} == {"refused"} and all(words in o.detail for o in outcomes), outcomes
     with runtime.engine.connect() as conn:
         assert ledger.cosignatures_at(conn, 1) == []
+
+
+def test_bulk_receipt_items_wait_for_witnesses_then_carry_cosignatures(tmp_path: Path, runtime: Runtime) -> None:
+    alliance = Alliance(tmp_path, runtime)
+    tenant, ids = deposit_and_seal(runtime)
+    settings = Settings(data_dir=runtime.settings.data_dir, witness_policy=alliance.policy)
+    with runtime.engine.connect() as conn:
+        items = witnessing.items_with_cosignatures(conn, settings, sealing.receipts_for(conn, tenant, [*ids, "nope"]))
+    assert [i.get("waiting_for") for i in items[:3]] == ["witnesses"] * 3 and items[3]["status"] == "not_found"
+    assert items[0]["id"] == ids[0] and items[0]["status"] == "sealed"
+    cosign(runtime, alliance)
+    with runtime.engine.connect() as conn:
+        items = witnessing.items_with_cosignatures(conn, settings, sealing.receipts_for(conn, tenant, ids))
+    for evidence_id, item in zip(ids, items, strict=True):
+        assert item["evidence"]["id"] == evidence_id
+        result = verify_receipt(item, trusted_keys=[runtime.signer.verifier], policy=alliance.policy)
+        assert result.valid, result.to_json()
