@@ -30,6 +30,7 @@ COMMANDS: dict[str, str] = {
     "certificate": "service.commands.certificate:certificate",
     "bundle": "service.commands.bundle:bundle",
     "witness": "service.commands.witness:witness",
+    "tiles": "service.commands.tiles:tiles",
 }
 
 

@@ -26,6 +26,7 @@ from service.api import (
     openapi,
     pages,
     proofs,
+    tiles,
     webhooks,
 )
 from service.api.parsing import MULTIPART_OVERHEAD
@@ -85,6 +86,7 @@ def create_app(
     app.register_blueprint(bundles.bp)
     check.init_check_limit(app)
     app.register_blueprint(proofs.bp)
+    app.register_blueprint(tiles.bp)
 
     if start_sealer is None:
         start_sealer = settings.embedded

@@ -486,6 +486,41 @@ def _public_paths() -> dict[str, Schema]:
                 },
             }
         },
+        "/log/checkpoint": {
+            "get": {
+                "operationId": "tlogCheckpoint",
+                "summary": "C2SP tlog-tiles: the latest signed checkpoint with the witnesses' cosignatures (SPEC §10).",
+                "responses": {
+                    "200": {
+                        "description": "The checkpoint note.",
+                        "content": {"text/plain": {"schema": {"type": "string"}}},
+                    }
+                },
+            }
+        },
+        "/log/tile/{rest}": {
+            "get": {
+                "operationId": "tlogTile",
+                "summary": "C2SP tlog-tiles: a hash tile <L>/<N>[.p/<W>] or an entry bundle entries/<N>[.p/<W>] "
+                "(SPEC §10); full and partial tiles never change (Cache-Control: immutable).",
+                "parameters": [
+                    {
+                        "name": "rest",
+                        "in": "path",
+                        "required": True,
+                        "description": "e.g. 0/x001/234.p/17 or entries/005",
+                        "schema": {"type": "string"},
+                    }
+                ],
+                "responses": {
+                    "200": {
+                        "description": "The tile: W 32-byte hashes, or W entries each with a 2-byte length.",
+                        "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+                    },
+                    "404": {"$ref": "#/components/responses/NotFound"},
+                },
+            }
+        },
         "/metrics": {
             "get": {
                 "operationId": "metrics",

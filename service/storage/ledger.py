@@ -632,6 +632,16 @@ def entries_range(conn: Connection, start: int, end: int) -> list[bytes]:
 # --- ledger log nodes -------------------------------------------------------------------------
 
 
+def nodes_range(conn: Connection, level: int, start: int, end: int) -> list[bytes]:
+    """The stored hashes of level ``level`` with index in [start, end), in index order (a C2SP tile's row)."""
+    stmt = (
+        select(ledger_nodes.c.hash)
+        .where(ledger_nodes.c.level == level, ledger_nodes.c.idx >= start, ledger_nodes.c.idx < end)
+        .order_by(ledger_nodes.c.idx)
+    )
+    return [bytes(h) for h in conn.execute(stmt).scalars()]
+
+
 def get_nodes(conn: Connection, keys: Iterable[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
     """The stored perfect-subtree hashes among ``keys`` (level, idx), in one query; missing keys absent."""
     wanted = list(dict.fromkeys(keys))
