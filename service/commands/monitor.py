@@ -3,7 +3,9 @@
 ``evidence monitor URL --state FILE [--key VKEY]... [--once] [--interval S]`` follows a running service through
 its public endpoints only (``service.trust.monitor``). Exit 1 on any inconsistency, with a message saying what the log
 did; with ``--once``, exit 0 when the log is consistent with everything seen before, 2 when the server cannot be
-reached. Without ``--once`` it keeps watching (an unreachable server is reported and retried) until it finds an
+reached. With ``--tiles`` URL is a C2SP tlog-tiles prefix (``<server>/log``, a static mirror, or a directory that
+``evidence tiles export`` wrote) and the checkpoint and entries are read from tiles (keys must be pinned with
+``--key``). Without ``--once`` it keeps watching (an unreachable server is reported and retried) until it finds an
 inconsistency or is interrupted.
 
 ``evidence tlog-proof RECEIPT [-o FILE]`` writes the ledger part of a receipt as a C2SP tlog-proof
@@ -41,16 +43,26 @@ def _say(message: str) -> None:
     metavar="VKEY",
     help="Pin a verifier key (or a file of keys); default: trust /v1/keys on first use.",
 )
+@click.option(
+    "--tiles",
+    is_flag=True,
+    help="URL is a C2SP tlog-tiles prefix (<server>/log, a static mirror, or a directory): read the checkpoint and "
+    "entry bundles from tiles (needs --key).",
+)
 @click.option("--once", is_flag=True, help="Check once and exit (0 consistent, 1 inconsistent, 2 unreachable).")
 @click.option(
     "--interval", default=60.0, show_default=True, type=click.FloatRange(min=0.1), help="Seconds between two checks."
 )
-def monitor(url: str, state_path: Path, keys: tuple[str, ...], once: bool, interval: float) -> None:
+def monitor(url: str, state_path: Path, keys: tuple[str, ...], tiles: bool, once: bool, interval: float) -> None:
     """Watch the ledger at URL from outside; exit 1 as soon as it contradicts what was seen before."""
     from service.core.errors import FormatError, LogInconsistency
     from service.trust.monitor import MonitorState, MonitorUnavailable, check_once
+    from service.trust.tile_reader import TileReader
 
     pinned = load_trusted_keys(keys, {})
+    if tiles and not pinned:
+        raise click.UsageError("--tiles needs the ledger's key: pass --key VKEY (a tile tree publishes no key list)")
+    reader = TileReader(url) if tiles else None
     url = url.rstrip("/")
     try:
         state = MonitorState.load(state_path, url)
@@ -60,7 +72,7 @@ def monitor(url: str, state_path: Path, keys: tuple[str, ...], once: bool, inter
         _say(f"following {url} from size {state.size} ({state.key_source or 'keys pinned'})")
     while True:
         try:
-            state = check_once(url, state, pinned=pinned, say=_say)
+            state = check_once(url, state, pinned=pinned, say=_say, tiles=reader)
         except LogInconsistency as exc:
             click.echo(f"INCONSISTENT: {url}: {exc.reason}", err=True)
             raise click.exceptions.Exit(1) from None

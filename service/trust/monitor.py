@@ -29,6 +29,7 @@ from service.core import merkle
 from service.core.errors import EvidenceError, FormatError, LogInconsistency, NoteError, ProofError
 from service.core.formats import Checkpoint, LedgerEntry, format_time, utc_now
 from service.core.note import Verifier, open_note
+from service.trust.tile_reader import TileReader, TilesUnavailable
 
 __all__ = ["MonitorState", "MonitorUnavailable", "check_once"]
 
@@ -174,6 +175,7 @@ def check_once(
     pinned: Sequence[Verifier] = (),
     session: requests.Session | None = None,
     say: Callable[[str], None] = lambda _msg: None,
+    tiles: TileReader | None = None,
 ) -> MonitorState:
     """One round: fetch, verify and compare the log's newest checkpoint; return the new state (not saved).
 
@@ -184,7 +186,12 @@ def check_once(
     :raise MonitorUnavailable: the server could not be reached or sent an unusable document.
     """
     client = _Client(url, session or requests.Session())
-    note = client.ok("/v1/checkpoint").content
+    if tiles is not None and not pinned:
+        raise MonitorUnavailable("reading tiles needs pinned keys (--key): a static tile tree publishes no key list")
+    try:
+        note = client.ok("/v1/checkpoint").content if tiles is None else tiles.checkpoint()
+    except TilesUnavailable as exc:
+        raise MonitorUnavailable(exc.reason) from None
     split = note.rfind(b"\n\n")
     try:
         checkpoint = Checkpoint.from_bytes(note[: split + 1]) if split >= 0 else None
@@ -213,7 +220,7 @@ def check_once(
         new.checkpoint = note.decode("utf-8")
         new.updated = format_time(utc_now())
         return new
-    if old_size > 0:
+    if old_size > 0 and tiles is None:  # from tiles: recomputing the root from the old frontier proves it
         body = client.get("/v1/ledger/consistency", {"from": old_size, "to": checkpoint.size})
         if body.status_code != 200:
             raise LogInconsistency(
@@ -230,7 +237,7 @@ def check_once(
             ) from None
         except (ValueError, KeyError, TypeError, binascii.Error) as exc:
             raise LogInconsistency(f"the consistency proof served is malformed: {exc}") from None
-    _follow_entries(client, new, checkpoint)
+    _follow_entries(client, new, checkpoint, tiles)
     new.size, new.root = checkpoint.size, checkpoint.root
     new.checkpoint = note.decode("utf-8")
     new.updated = format_time(utc_now())
@@ -284,17 +291,28 @@ def _check_signature(
     raise LogInconsistency(f"the checkpoint of size {checkpoint.size} is not signed by a trusted key: {failure}")
 
 
-def _follow_entries(client: _Client, new: MonitorState, checkpoint: Checkpoint) -> None:
+def _pages(client: _Client, tiles: TileReader | None, start: int, size: int) -> tuple[int, list[bytes]]:
+    """Entries from ``start`` of the tree of ``size``: a page of /v1/ledger/entries, or a run of entry bundles."""
+    if tiles is not None:
+        end = min(size, (start // 256 + 16) * 256)  # 16 bundles at a time
+        try:
+            return start, list(tiles.entries(start, end, size))
+        except TilesUnavailable as exc:
+            raise MonitorUnavailable(exc.reason) from None
+    body = client.json("/v1/ledger/entries", {"start": start, "end": size})
+    try:
+        return int(body["start"]), [base64.b64decode(e, validate=True) for e in body["entries"]]
+    except (KeyError, TypeError, ValueError, binascii.Error) as exc:
+        raise MonitorUnavailable(f"/v1/ledger/entries answered a malformed page: {exc}") from None
+
+
+def _follow_entries(client: _Client, new: MonitorState, checkpoint: Checkpoint, tiles: TileReader | None) -> None:
     """Download entries [new.size, checkpoint.size), check them, and recompute the log root into ``new``."""
     size = new.size
     frontier = dict(zip(merkle.perfect_subtrees(0, size), new.frontier, strict=True))
     sealed = new.last_sealed
     while size < checkpoint.size:
-        body = client.json("/v1/ledger/entries", {"start": size, "end": checkpoint.size})
-        try:
-            start, items = int(body["start"]), [base64.b64decode(e, validate=True) for e in body["entries"]]
-        except (KeyError, TypeError, ValueError, binascii.Error) as exc:
-            raise MonitorUnavailable(f"/v1/ledger/entries answered a malformed page: {exc}") from None
+        start, items = _pages(client, tiles, size, checkpoint.size)
         if start != size or not items:
             raise LogInconsistency(
                 f"the log signs size {checkpoint.size} but serves no entries from {size} (page start {start})"

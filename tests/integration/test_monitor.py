@@ -288,3 +288,45 @@ def test_cli_tlog_proof_from_a_receipt(tmp_path: Path, original: Ledger) -> None
         check=False,
     )
     assert bad.returncode == 1 and "not a usable receipt" in bad.stderr
+
+
+# --- reading through tiles (SPEC §10) -------------------------------------------------------------------------
+
+
+def test_monitor_reads_tiles_from_the_server_and_from_an_exported_directory(
+    tmp_path: Path, original: Ledger, server: Server
+) -> None:
+    from service.tiles import export_tiles
+
+    vkey = original.runtime.signer.verifier.vkey
+    state = tmp_path / "tiles.json"
+    refused = monitor_cli(server.url + "/log", state, "--tiles")
+    assert refused.returncode == 2 and "--key" in refused.stderr
+    original.seal(257)  # two entry bundles, the first one full
+    first = monitor_cli(server.url + "/log", state, "--tiles", "--key", vkey)
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert json.loads(state.read_text())["size"] == 257
+    original.seal(3)
+    assert monitor_cli(server.url + "/log", state, "--tiles", "--key", vkey).returncode == 0
+    assert json.loads(state.read_text())["size"] == 260
+
+    out = tmp_path / "exported"
+    export_tiles(original.runtime.engine, original.runtime.settings, out)
+    directory_state = tmp_path / "dir.json"
+    run = monitor_cli(str(out), directory_state, "--tiles", "--key", vkey)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert json.loads(directory_state.read_text())["size"] == 260
+
+    # a tile edited in the exported tree: the level-0 hashes no longer match the entries
+    (out / "tile" / "0" / "001.p" / "4").write_bytes(b"\x00" * 32 * 4)
+    edited = monitor_cli(str(out), tmp_path / "fresh.json", "--tiles", "--key", vkey)
+    assert edited.returncode == 1 and "does not hold the leaf hashes" in edited.stderr
+
+    # another history at the same URL, read through tiles: a fork
+    other = fork(tmp_path, original, 260)
+    server.app = other.app
+    try:
+        forked = monitor_cli(server.url + "/log", state, "--tiles", "--key", vkey)
+    finally:
+        other.close()
+    assert forked.returncode == 1 and "the log forked: at size 260" in forked.stderr
