@@ -31,6 +31,7 @@ COMMANDS: dict[str, str] = {
     "bundle": "service.commands.bundle:bundle",
     "witness": "service.commands.witness:witness",
     "tiles": "service.commands.tiles:tiles",
+    "mirror": "service.commands.mirror:mirror",
 }
 
 

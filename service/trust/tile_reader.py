@@ -42,14 +42,16 @@ def checkpoint_of(note: bytes) -> Checkpoint:
 class TileReader:
     """Tiles under ``base``: an ``http(s)://`` monitoring prefix or a directory (``file://`` or a plain path)."""
 
-    def __init__(self, base: str, session: requests.Session | None = None) -> None:
+    def __init__(self, base: str, session: requests.Session | None = None, *, store: Path | None = None) -> None:
+        """``store``: also write every tile read to this directory (the mirror's copy; the checkpoint is not)."""
         self.base = base.rstrip("/")
+        self.store = store
         self.remote = self.base.startswith(("http://", "https://"))
         self.directory = None if self.remote else Path(self.base.removeprefix("file://"))
         self.session = session or requests.Session()
         self.fetched = 0  # files read, for reports and tests
 
-    def read(self, path: str) -> bytes:
+    def _read(self, path: str) -> bytes:
         """The bytes of ``path`` (``checkpoint`` or ``tile/...``). :raise TilesUnavailable: missing or unreachable."""
         self.fetched += 1
         if self.directory is not None:
@@ -70,7 +72,13 @@ class TileReader:
         return bytes(data)
 
     def checkpoint(self) -> bytes:
-        return self.read("checkpoint")
+        return self._read("checkpoint")
+
+    def read(self, path: str) -> bytes:
+        data = self._read(path)
+        if self.store is not None:
+            _write_file(self.store / path, data)
+        return data
 
     def entries(self, start: int, end: int, size: int) -> Iterator[bytes]:
         """Entries [start, end) of the tree of ``size`` leaves, from its entry bundles, each checked against the
@@ -108,3 +116,16 @@ class TileReader:
         if width <= 0:
             raise ValueError(f"a tree of {size} leaves has no tile {level}/{index}")
         return self.read(Tile(level, index, width).path)
+
+
+def _write_file(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file and a rename (never a half-written tile)."""
+    import os
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)

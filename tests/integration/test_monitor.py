@@ -330,3 +330,39 @@ def test_monitor_reads_tiles_from_the_server_and_from_an_exported_directory(
     finally:
         other.close()
     assert forked.returncode == 1 and "the log forked: at size 260" in forked.stderr
+
+
+def test_mirror_keeps_its_last_verified_copy_when_the_source_forks(
+    tmp_path: Path, original: Ledger, server: Server
+) -> None:
+    vkey = original.runtime.signer.verifier.vkey
+    out = tmp_path / "mirror"
+
+    def mirror(*extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "service", "mirror", server.url + "/log", str(out), "--once", *extra],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
+    assert mirror().returncode == 2  # no key
+    original.seal(4)
+    run = mirror("--key", vkey)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()) == [
+        ".mirror-state.json",
+        "checkpoint",
+        "tile/0/000.p/4",
+        "tile/entries/000.p/4",
+    ]
+    good = (out / "checkpoint").read_bytes()
+    other = fork(tmp_path, original, 6)
+    server.app = other.app
+    try:
+        forked = mirror("--key", vkey)
+    finally:
+        other.close()
+    assert forked.returncode == 1 and "INCONSISTENT" in forked.stderr, forked.stdout + forked.stderr
+    assert (out / "checkpoint").read_bytes() == good

@@ -202,3 +202,43 @@ def test_export_incrementally_and_serve_with_a_static_file_server(
     finally:
         server.terminate()
         server.wait(timeout=10)
+
+
+def test_mirror_copies_and_verifies_every_tile_over_http(
+    big: tuple[Runtime, FlaskClient, dict[tuple[int, int], bytes]], tmp_path: Path
+) -> None:
+    from werkzeug.serving import make_server
+
+    runtime, client, nodes = big
+    server = make_server("127.0.0.1", 0, client.application, threaded=True)
+    import threading
+
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_port}/log"
+    vkey = runtime.signer.verifier.vkey
+    out = tmp_path / "mirror"
+    try:
+
+        def mirror() -> subprocess.CompletedProcess[str]:
+            return subprocess.run(
+                [sys.executable, "-m", "service", "mirror", url, str(out), "--key", vkey, "--once"],
+                capture_output=True,
+                text=True,
+                env=child_env(),
+                timeout=600,
+            )
+
+        run = mirror()
+        assert run.returncode == 0, run.stdout + run.stderr
+        size = int(client.get("/log/checkpoint").data.split(b"\n")[1])
+        files = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()}
+        expected = {t for t in independent_tiles(fetch_entries(client, size))}
+        assert expected | {"checkpoint", ".mirror-state.json"} == files
+        for path in expected:
+            assert (out / path).read_bytes() == client.get(f"/log/{path}").data, path
+        grow(runtime, nodes, size, size + 10)
+        again = mirror()
+        assert again.returncode == 0 and "(2 tiles copied)" in again.stdout, again.stdout + again.stderr
+        assert (out / "checkpoint").read_bytes() == client.get("/log/checkpoint").data
+    finally:
+        server.shutdown()
