@@ -694,7 +694,7 @@ OPERATIONS = [
     for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE)
     if mode is GenerationMode.POSITIVE or op.get("parameters") or op.get("requestBody")
     # any string is a possible tile path (a malformed one is a 404): there is no invalid value to generate
-    if not (path == "/log/tile/{path}" and mode is GenerationMode.NEGATIVE)
+    if not (path == "/log/tile/{rest}" and mode is GenerationMode.NEGATIVE)
 ]
 
 
