@@ -14,7 +14,7 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify, send_file
 
-from service import sealing
+from service import sealing, witnessing
 from service.api.auth import require_tenant
 from service.api.download import list_wheels, verify_page_html
 from service.api.pages import certificate_pdf
@@ -44,8 +44,13 @@ def bundle(evidence_id: str) -> Response:
         keys = sealing.key_list(conn)
         vkeys = [k["vkey"] for k in keys]
         document = sealing.receipt_for(conn, tenant_id, evidence_id, keys=vkeys)
+        if document is not None:  # SPEC §9: the checkpoint with its cosignatures, or 202 while the quorum may come
+            document = witnessing.receipt_with_cosignatures(conn, settings, document)
         status = sealing.evidence_status(conn, tenant_id, evidence_id)
     if document is None:
+        if status["status"] == "sealed":
+            status["waiting_for"] = "witnesses"
+            status["detail"] = "sealed; waiting for witnesses to cosign the checkpoint"
         response = jsonify(status)
         response.status_code = 202
         response.headers["Retry-After"] = str(max(1, math.ceil(settings.batch_max_age)))

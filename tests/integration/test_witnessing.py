@@ -238,3 +238,34 @@ def test_bulk_receipt_items_wait_for_witnesses_then_carry_cosignatures(tmp_path:
         assert item["evidence"]["id"] == evidence_id
         result = verify_receipt(item, trusted_keys=[runtime.signer.verifier], policy=alliance.policy)
         assert result.valid, result.to_json()
+
+
+def test_api_receipt_certificate_and_bundle_wait_for_witnesses(tmp_path: Path, runtime: Runtime) -> None:
+    from service.api import create_app
+    from service.tenants import create_tenant as make_tenant
+
+    alliance = Alliance(tmp_path, runtime)
+    settings = Settings(
+        data_dir=runtime.settings.data_dir, database_url=runtime.settings.database_url, witness_policy=alliance.policy
+    )
+    rt = Runtime(settings, runtime.engine)
+    client = create_app(runtime=rt, start_sealer=False).test_client()
+    with runtime.engine.begin() as conn:
+        key = make_tenant(conn, "court", utc_now())
+    headers = {"Authorization": f"Bearer {key}"}
+    evidence_id = client.post("/v1/evidence", json={"sha256": "ab" * 32}, headers=headers).get_json()["id"]
+    sealing.seal_pending(runtime.engine, runtime.signer, max_leaves=10, max_age=0.0, force=True)
+    for path in ("receipt", "certificate.pdf", "bundle.zip"):
+        response = client.get(f"/v1/evidence/{evidence_id}/{path}", headers=headers)
+        assert response.status_code == 202, path
+        assert response.get_json()["waiting_for"] == "witnesses"
+    assert "\u2014 w" not in client.get("/v1/checkpoint").get_data(as_text=True)
+    cosign(runtime, alliance)
+    doc = client.get(f"/v1/evidence/{evidence_id}/receipt", headers=headers).get_json()
+    assert verify_receipt(doc, trusted_keys=[runtime.signer.verifier], policy=alliance.policy).valid
+    for path in ("certificate.pdf", "bundle.zip"):
+        response = client.get(f"/v1/evidence/{evidence_id}/{path}", headers=headers)
+        assert response.status_code == 200, path
+        response.close()
+    assert client.get("/v1/checkpoint").get_data(as_text=True).count("\u2014 ") == 4
+    assert client.get("/log/checkpoint").data == client.get("/v1/checkpoint").data
