@@ -13,7 +13,6 @@ import math
 from typing import BinaryIO, cast
 
 from flask import Blueprint, Response, jsonify, request, url_for
-from werkzeug.exceptions import UnsupportedMediaType
 from werkzeug.http import parse_options_header
 
 from service import metrics, sealing, witnessing
@@ -48,20 +47,16 @@ def deposit() -> Response:
     tenant_id = require_tenant()
     mimetype, options = parse_options_header(request.headers.get("Content-Type", ""))
     label = query_label(request.args)
-    if mimetype == "application/octet-stream":
-        digest = _hash_raw_body()
-    elif mimetype == "multipart/form-data":
+    if mimetype == "multipart/form-data":
         digest, form_label = _hash_multipart(options.get("boundary"))
         label = _one_label(label, form_label, "multipart field 'label'")
     elif mimetype == "application/json":
         digest, json_label = _digest_from_json()
         label = _one_label(label, json_label, "JSON field 'label'")
     else:
-        found = f"{mimetype!r}" if mimetype else "no Content-Type"
-        raise UnsupportedMediaType(
-            description=f"send the file as application/octet-stream or multipart/form-data (field 'file'), or its "
-            f'digest as application/json {{"sha256": ...}}; found {found}'
-        )
+        # Any other type (or none) is the file itself: application/octet-stream, application/pdf, image/png, and
+        # curl's default application/x-www-form-urlencoded for --data-binary all deposit the bytes sent.
+        digest = _hash_raw_body()
     state = runtime_state()
     # A process serving several requests at once commits them in groups (one transaction each group). A
     # single-threaded one (gunicorn sync workers) would only add a thread hand-off per request: it commits inline.

@@ -290,8 +290,11 @@ def _evidence_paths() -> dict[str, Schema]:
             "post": {
                 "operationId": "depositEvidence",
                 "summary": "Deposit a file (hashed as it streams, never stored) or its SHA-256.",
-                "description": "An empty file (0 bytes, raw or as the multipart 'file' part) is refused with 400: "
-                "it is almost always a mistyped file path, and its SHA-256 proves nothing.",
+                "description": "The raw file may be sent with any Content-Type other than application/json and "
+                "multipart/form-data (application/octet-stream, application/pdf, image/png, ...): the bytes are the "
+                "file. Upper-case hex digests are accepted and normalised. An empty file (0 bytes, raw or as the "
+                "multipart 'file' part) is refused with 400: it is almost always a mistyped file path, and its "
+                "SHA-256 proves nothing.",
                 "security": [{"bearerAuth": []}],
                 "parameters": [
                     {

@@ -35,6 +35,20 @@ NO_KEY_HELP = (
 )
 
 
+# What a failure at each step means, said plainly (the step titles state what a pass means).
+PLAIN_FAULTS: dict[int, str] = {
+    0: "this is not a readable evidence receipt",
+    1: "this is not the file the receipt was issued for (its digest differs from the one sealed)",
+    2: "the receipt has been altered or damaged: its evidence entry does not match what was sealed",
+    3: "the receipt has been altered or damaged: its batch proof does not lead to the sealed batch",
+    4: "the receipt has been altered or damaged: its ledger entry does not match its batch",
+    5: "the receipt has been altered or damaged: its ledger proof does not lead to the signed ledger",
+    6: "the ledger state is not signed by a key you trust (wrong key, or a forged or altered signature)",
+    7: "a time-stamp token does not verify against the trusted time-stamp authorities",
+    8: "the depositor's attestation does not verify",
+}
+
+
 class UsageFailure(click.UsageError):
     """Exit 2 with a message (bad arguments, unreadable paths, unreadable receipt)."""
 
@@ -122,6 +136,19 @@ def load_tsa_roots(paths: tuple[str, ...], option: str = "--tsa-ca") -> list[Any
         raise UsageFailure(f"{option}: {exc.reason}") from None
 
 
+RECEIPT_SUFFIXES = (".receipt.json", ".certificate.pdf")
+
+
+def _file_beside(receipt: str) -> str | None:
+    """``x`` for ``x.receipt.json`` or ``x.certificate.pdf`` when that file exists (as ``ots verify`` finds it)."""
+    for suffix in RECEIPT_SUFFIXES:
+        if receipt.endswith(suffix) and len(receipt) > len(suffix):
+            candidate = receipt[: -len(suffix)]
+            if Path(candidate).is_file():
+                return candidate
+    return None
+
+
 def _is_zip(path: str) -> bool:
     if path == "-":
         return False
@@ -200,9 +227,30 @@ def read_receipt_source(path: str) -> tuple[Any, bytes, bool]:
         except EvidenceError as exc:
             raise UsageFailure(f"{path!r} is a PDF without a readable attached receipt: {exc.reason}") from None
     try:
-        return load_json(raw), raw, from_pdf
+        document = load_json(raw)
     except UnreadableReceipt as exc:
         raise UsageFailure(f"{path!r} is not a readable receipt: {exc.reason}") from None
+    _refuse_server_answers(path, document)
+    return document, raw, from_pdf
+
+
+def _refuse_server_answers(path: str, document: Any) -> None:
+    """A saved 202 status or an error document is not a receipt: say so, and what to do, instead of "step 0"."""
+    if not isinstance(document, dict) or "format" in document:
+        return
+    status = document.get("status")
+    if status in ("pending", "sealed") and "id" in document:
+        raise UsageFailure(
+            f"{path!r} is a status answer ({status}), not a receipt: the evidence {document['id']} was not sealed "
+            "yet when it was saved. Fetch it again: GET /v1/evidence/<id>/receipt answers 200 with the receipt once "
+            "sealed (about a second), or run 'evidence receipts fetch'"
+        )
+    if isinstance(status, int) and "title" in document:
+        detail = document.get("detail") or document.get("title")
+        raise UsageFailure(
+            f"{path!r} is an error answer of the server ({status}: {detail}), not a receipt: fetch it again "
+            "(with a valid API key, from the server that issued it)"
+        )
 
 
 def render_text(result: VerificationResult, receipt_path: str, file_path: str | None) -> str:
@@ -233,6 +281,7 @@ def render_text(result: VerificationResult, receipt_path: str, file_path: str | 
             lines.append(f"Its fingerprint: {result.key.fingerprint}")
     else:
         lines.append("")
+        lines.append(f"INVALID: {PLAIN_FAULTS.get(result.step or 0, 'the receipt does not verify')}.")
         lines.append(f"INVALID at step {result.step} ({STEP_TITLES.get(result.step or 0, '')}): {result.reason}")
         lines.append("The later steps were not checked.")
     if result.witnesses is not None:
@@ -315,6 +364,9 @@ def verify(
 ) -> None:
     """Verify RECEIPT (a receipt JSON or a certificate PDF) offline, optionally against FILE.
 
+    Without FILE or --sha256, the file beside RECEIPT is used: 'contract.pdf' for 'contract.pdf.receipt.json' or
+    'contract.pdf.certificate.pdf'.
+
     RECEIPT may also be an evidence bundle (case.zip, from 'evidence bundle' or GET .../bundle.zip): its manifest is
     checked, then every receipt in it against its file.
 
@@ -329,6 +381,10 @@ def verify(
         return
     if file is not None and sha256_hex is not None:
         raise UsageFailure("give either FILE or --sha256, not both")
+    if file is None and sha256_hex is None:
+        file = _file_beside(receipt)
+        if file is not None:
+            click.echo(f"Using the file beside the receipt: {file}", err=True)
     digest: bytes | None = None
     if sha256_hex is not None:
         try:

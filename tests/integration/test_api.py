@@ -366,11 +366,19 @@ def test_label_in_query_and_body_at_once_is_400(client: FlaskClient, key: str) -
     assert_problem(response, 400, "both")
 
 
-def test_unsupported_content_type_is_415(client: FlaskClient, key: str) -> None:
-    response = client.post(
-        "/v1/evidence", data="sha256=abc", headers=auth(key), content_type="application/x-www-form-urlencoded"
-    )
-    assert_problem(response, 415, "application/octet-stream", "x-www-form-urlencoded")
+@pytest.mark.parametrize(
+    "content_type",
+    ["application/pdf", "image/png", "application/x-www-form-urlencoded", "text/plain; charset=utf-8", None],
+)
+def test_raw_upload_of_any_other_content_type_deposits_the_bytes(
+    client: FlaskClient, key: str, content_type: str | None
+) -> None:
+    # a PDF sent as application/pdf, and curl --data-binary's default form type, are the file itself
+    data = b"%PDF-1.7 a contract sent with its own media type"
+    headers = auth(key) if content_type is None else {**auth(key), "Content-Type": content_type}
+    response = client.post("/v1/evidence", data=data, headers=headers)
+    assert response.status_code == 202, response.get_data(as_text=True)
+    assert response.get_json()["sha256"] == hashlib.sha256(data).hexdigest()
 
 
 @pytest.mark.parametrize(

@@ -155,13 +155,6 @@ def test_a_stranger_installs_the_verifier_from_the_certificate_and_verifies_it(
     status, _h, body = http(
         "POST", f"{base}/v1/evidence", body=contract.read_bytes(), headers={**auth, "Content-Type": "application/pdf"}
     )
-    if status == 415:  # raw uploads of any content type land with item 8; until then, octet-stream
-        status, _h, body = http(
-            "POST",
-            f"{base}/v1/evidence",
-            body=contract.read_bytes(),
-            headers={**auth, "Content-Type": "application/octet-stream"},
-        )
     assert status == 202, body
     evidence_id = json.loads(body)["id"]
     deadline = time.monotonic() + 20
