@@ -28,6 +28,8 @@ Environment variables (an empty value counts as unset), with their defaults:
 - ``EVIDENCE_REDIS_URL``: Redis for rate limits. Unset: limits kept in process memory.
 - ``EVIDENCE_TSA``: zero or more ``name=url`` RFC 3161 authorities, separated by whitespace or commas.
 - ``EVIDENCE_TSA_CA_FILES``: PEM files of trusted TSA roots, separated by whitespace or commas.
+- ``EVIDENCE_DEPOSITOR_CA_FILES``: PEM files of the CA certificates trusted for X.509 depositor attestations
+  (SPEC §2.2), separated by whitespace or commas. Unset: X.509 attestations are refused (bare keys still work).
 - ``EVIDENCE_LOCAL_TZ``: IANA zone for human-facing times (certificates). Default ``Asia/Shanghai``.
 - ``EVIDENCE_IDEMPOTENCY_TTL``: seconds an ``Idempotency-Key`` is kept (at least 24 h). Default 172800.
 - ``EVIDENCE_RATE_LIMIT``: requests per second per API key (float); 0 turns limiting off. Default 100.
@@ -103,6 +105,7 @@ class Settings:
     redis_url: str | None = None
     tsa: tuple[TimestampAuthority, ...] = ()
     tsa_ca_files: tuple[Path, ...] = ()
+    depositor_ca_files: tuple[Path, ...] = ()
     local_tz: str = "Asia/Shanghai"
     idempotency_ttl: int = 2 * 86_400
     rate_limit: float = 100.0
@@ -172,6 +175,7 @@ class Settings:
         no_tsa: tuple[TimestampAuthority, ...] = ()
         tsa = parse("EVIDENCE_TSA", _tsa_list, no_tsa)
         tsa_ca_files = tuple(Path(p) for p in _split(get("EVIDENCE_TSA_CA_FILES") or ""))
+        depositor_ca_files = tuple(Path(p) for p in _split(get("EVIDENCE_DEPOSITOR_CA_FILES") or ""))
         local_tz = parse("EVIDENCE_LOCAL_TZ", _zone, cls.local_tz)
         idempotency_ttl = parse("EVIDENCE_IDEMPOTENCY_TTL", _ttl, cls.idempotency_ttl)
         rate_limit = parse("EVIDENCE_RATE_LIMIT", _non_negative_float, cls.rate_limit)
@@ -199,6 +203,7 @@ class Settings:
             redis_url=redis_url,
             tsa=tsa,
             tsa_ca_files=tsa_ca_files,
+            depositor_ca_files=depositor_ca_files,
             local_tz=local_tz,
             idempotency_ttl=idempotency_ttl,
             rate_limit=rate_limit,

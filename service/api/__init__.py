@@ -16,6 +16,7 @@ from service.api import (
     auth,
     bulk,
     bundles,
+    cases,
     check,
     download,
     errors,
@@ -76,6 +77,7 @@ def create_app(
     app.register_blueprint(evidence.bp)
     auth.init_rate_limit(app)
     app.register_blueprint(bulk.bp)
+    app.register_blueprint(cases.bp)
     app.register_blueprint(webhooks.bp)
     app.register_blueprint(ledger.bp)
     app.register_blueprint(openapi.bp)

@@ -17,6 +17,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from werkzeug.exceptions import HTTPException
 
 from service.core.errors import (
+    Conflict,
     EvidenceError,
     FontMissing,
     FormatError,
@@ -29,6 +30,7 @@ from service.core.errors import (
     Pushback,
     RateLimited,
     Unauthorized,
+    Unprocessable,
     UnreadableReceipt,
 )
 
@@ -43,6 +45,8 @@ _STATUS: tuple[tuple[type[EvidenceError], int], ...] = (
     (NotFound, 404),
     (PayloadTooLarge, 413),
     (IdempotencyConflict, 409),
+    (Conflict, 409),
+    (Unprocessable, 422),
     (RateLimited, 429),
     (Pushback, 503),
     (FontMissing, 503),  # the operator must install a CJK font; the message says which package

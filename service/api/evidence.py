@@ -9,13 +9,15 @@ Views are thin: authenticate, parse (upload bodies are hashed while they stream 
 
 from __future__ import annotations
 
+import functools
 import math
-from typing import BinaryIO, cast
+from pathlib import Path
+from typing import Any, BinaryIO, cast
 
 from flask import Blueprint, Response, jsonify, request, url_for
 from werkzeug.http import parse_options_header
 
-from service import metrics, sealing, witnessing
+from service import deposits, metrics, sealing, witnessing
 from service.api.auth import require_tenant
 from service.api.parsing import (
     MultipartUpload,
@@ -26,6 +28,7 @@ from service.api.parsing import (
 )
 from service.api.state import runtime_state
 from service.core.bodies import reject_unknown_fields
+from service.core.certs import load_certificate_files
 from service.core.errors import FormatError, InvalidInput, PayloadTooLarge
 from service.core.formats import check_evidence_id, utc_now
 from service.core.hashing import sha256_stream
@@ -51,8 +54,18 @@ def deposit() -> Response:
         digest, form_label = _hash_multipart(options.get("boundary"))
         label = _one_label(label, form_label, "multipart field 'label'")
     elif mimetype == "application/json":
-        digest, json_label = _digest_from_json()
+        digest, json_label, v2 = _digest_from_json()
         label = _one_label(label, json_label, "JSON field 'label'")
+        if v2:  # a case, a phase or an attestation: checked and stored in one transaction (SPEC §2.1-§2.3)
+            with runtime_state().engine.begin() as conn:
+                recorded = deposits.deposit_v2(
+                    conn, tenant_id, sha256=digest, label=label, now=utc_now(), trusted_cas=depositor_cas(), **v2
+                )
+            metrics.record_submissions("digest")
+            response = jsonify(recorded.to_json())
+            response.status_code = 202
+            response.headers["Location"] = url_for("evidence.status", evidence_id=recorded.deposit.id)
+            return response
     else:
         # Any other type (or none) is the file itself: application/octet-stream, application/pdf, image/png, and
         # curl's default application/x-www-form-urlencoded for --data-binary all deposit the bytes sent.
@@ -123,14 +136,63 @@ def _hash_multipart(boundary: str | None) -> tuple[bytes, str | None]:
     return digest, label
 
 
-def _digest_from_json() -> tuple[bytes, str | None]:
+V2_FIELDS = ("case", "phase", "phase_name", "attestation")
+
+
+def _digest_from_json() -> tuple[bytes, str | None, dict[str, Any]]:
+    """The digest, the label and the v2 fields (``deposit_v2`` keywords; empty for a plain deposit)."""
     body = read_json_object(request.stream)
-    reject_unknown_fields(body, ("sha256", "label"), "the JSON body")
+    reject_unknown_fields(body, ("sha256", "label", *V2_FIELDS), "the JSON body")
     if "sha256" not in body:
         raise InvalidInput("the JSON body needs 'sha256': the file's SHA-256 as 64 lowercase hex digits")
     digest = sha256_field(body["sha256"])
     label = check_label(body["label"], "JSON field 'label'") if "label" in body else None
-    return digest, label
+    v2: dict[str, Any] = {}
+    if any(k in body for k in V2_FIELDS):
+        case = body.get("case")
+        if case is not None and not isinstance(case, str):
+            raise InvalidInput("JSON field 'case' must be a case id (a string from POST /v1/cases)")
+        v2 = {"case_id": case, "phase": body.get("phase"), "phase_name": body.get("phase_name")}
+        if body.get("attestation") is not None:
+            v2["attestation_raw"] = deposits.decode_attestation(body["attestation"], "JSON field 'attestation'")
+    return digest, label, v2
+
+
+@bp.post("/<evidence_id>/cosign")
+def cosign(evidence_id: str) -> Response:
+    """Co-deposit (SPEC §2.1): a second party countersigns a deposit; a new deposit refers to the first. 202."""
+    tenant_id = require_tenant()
+    evidence_id = _checked_id(evidence_id)
+    body = read_json_object(request.stream)
+    reject_unknown_fields(body, ("attestation",), "the JSON body")
+    if "attestation" not in body:
+        raise InvalidInput("the JSON body needs 'attestation': the countersigning party's attestation (base64)")
+    raw = deposits.decode_attestation(body["attestation"], "JSON field 'attestation'")
+    with runtime_state().engine.begin() as conn:
+        recorded = deposits.deposit_v2(
+            conn,
+            tenant_id,
+            sha256=b"",
+            label=None,
+            attestation_raw=raw,
+            cosigns=evidence_id,
+            now=utc_now(),
+            trusted_cas=depositor_cas(),
+        )
+    response = jsonify(recorded.to_json())
+    response.status_code = 202
+    response.headers["Location"] = url_for("evidence.status", evidence_id=recorded.deposit.id)
+    return response
+
+
+def depositor_cas() -> list[Any]:
+    """The CA certificates this service trusts for X.509 depositor attestations (EVIDENCE_DEPOSITOR_CA_FILES)."""
+    return _load_cas(runtime_state().runtime.settings.depositor_ca_files)
+
+
+@functools.lru_cache(maxsize=4)
+def _load_cas(paths: tuple[Path, ...]) -> list[Any]:
+    return load_certificate_files(paths)
 
 
 # --- POST /v1/evidence/batch ----------------------------------------------------------------------

@@ -325,7 +325,17 @@ def _evidence_paths() -> dict[str, Schema]:
                                 "type": "object",
                                 "required": ["sha256"],
                                 "additionalProperties": False,
-                                "properties": {"sha256": _ref("Sha256Hex"), "label": _ref("Label")},
+                                "properties": {
+                                    "sha256": _ref("Sha256Hex"),
+                                    "label": _ref("Label"),
+                                    "case": {"type": "string", "description": "A case id (POST /v1/cases)."},
+                                    "phase": {"type": "integer", "minimum": 1, "description": "1, 2, 3, ... no gaps"},
+                                    "phase_name": {"type": "string"},
+                                    "attestation": {
+                                        "type": "string",
+                                        "description": "The depositor's SPEC §2.2 attestation, standard base64.",
+                                    },
+                                },
                             }
                         },
                     },
@@ -345,6 +355,9 @@ def _evidence_paths() -> dict[str, Schema]:
                     "400": _response("BadRequest"),
                     "413": _response("TooLarge"),
                     "415": _problem("The Content-Type is none of the three accepted."),
+                    "404": _problem("The 'case' is not a case of this tenant."),
+                    "409": _problem("The 'phase' of the case was deposited already (the detail names the next one)."),
+                    "422": _problem("A phase that skips a number, or an attestation refused (the detail says why)."),
                     **TENANT_ERRORS,
                 },
             }
@@ -386,9 +399,9 @@ def _batch_paths() -> dict[str, Schema]:
     """``POST /v1/evidence/batch``, ``GET /v1/evidence?sha256=`` and ``/v1/webhook``, described next to their views
     (``service.api.bulk``, ``service.api.webhooks``); ``GET /v1/evidence`` joins the ``post`` above in the
     ``/v1/evidence`` path item."""
-    from service.api import bulk, webhooks
+    from service.api import bulk, cases, webhooks
 
-    paths = {**bulk.openapi_paths(), **webhooks.openapi_paths()}
+    paths = {**bulk.openapi_paths(), **webhooks.openapi_paths(), **cases.openapi_paths()}
     paths["/v1/evidence"] = {**_evidence_paths()["/v1/evidence"], **paths["/v1/evidence"]}
     return paths
 

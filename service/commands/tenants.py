@@ -62,12 +62,24 @@ def key_group() -> None:
 
 @key_group.command("add")
 @click.argument("name")
+@click.option(
+    "--depositor-key",
+    "depositor_key",
+    metavar="FILE",
+    type=click.Path(dir_okay=False),
+    help="Instead of an API key, register the Ed25519 public key in FILE (PEM, or the 32 bytes as base64) whose "
+    "attestations this tenant's deposits may carry (SPEC §2.2). The private key stays with the depositor.",
+)
 @click.option("--data-dir", type=click.Path(file_okay=False), help=DATA_DIR_HELP)
-def key_add(name: str, data_dir: str | None) -> None:
-    """Add a new API key to tenant NAME and print it (alone, on the last line; it is shown only now)."""
+def key_add(name: str, depositor_key: str | None, data_dir: str | None) -> None:
+    """Add a new API key to tenant NAME and print it (alone, on the last line; it is shown only now), or register
+    a depositor's Ed25519 public key with --depositor-key."""
     from service.core.formats import utc_now
     from service.tenants import DISPLAY_PREFIX_LENGTH, add_tenant_key
 
+    if depositor_key is not None:
+        _add_depositor_key(name, depositor_key, data_dir)
+        return
     with transaction(data_dir) as conn:
         api_key = add_tenant_key(conn, name, utc_now())
     click.echo(
@@ -75,6 +87,49 @@ def key_add(name: str, data_dir: str | None) -> None:
         f"{database_name(settings_for(data_dir))}. It is shown only now; keep it secret:"
     )
     click.echo(api_key)
+
+
+def _add_depositor_key(name: str, path: str, data_dir: str | None) -> None:
+    import base64
+    import binascii
+    from pathlib import Path
+
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat, load_pem_public_key
+
+    from service.commands.verify import UsageFailure
+    from service.core.formats import utc_now
+    from service.deposits import add_depositor_key
+
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise UsageFailure(f"cannot read the depositor key file {path!r}: {exc.strerror}") from None
+    if b"-----BEGIN" in data:
+        try:
+            key = load_pem_public_key(data)
+        except (ValueError, TypeError):
+            raise UsageFailure(f"{path!r} is not a PEM public key") from None
+        if not isinstance(key, Ed25519PublicKey):
+            raise UsageFailure(
+                f"{path!r} is not an Ed25519 public key (an RSA or ECDSA depositor signs with an X.509 certificate "
+                "from a CA the service trusts: EVIDENCE_DEPOSITOR_CA_FILES)"
+            )
+        raw = key.public_bytes(Encoding.Raw, PublicFormat.Raw)
+    else:
+        try:
+            raw = base64.b64decode(data.strip(), validate=True)
+        except (binascii.Error, ValueError):
+            raise UsageFailure(f"{path!r} holds neither a PEM public key nor a base64 Ed25519 key") from None
+        if len(raw) != 32:
+            raise UsageFailure(f"{path!r}: an Ed25519 public key is 32 bytes, found {len(raw)}")
+    with transaction(data_dir) as conn:
+        fingerprint, added = add_depositor_key(conn, name, raw, utc_now())
+    groups = " ".join(fingerprint[i : i + 4] for i in range(0, len(fingerprint), 4))
+    verb = "Registered" if added else "Already registered:"
+    click.echo(
+        f"{verb} depositor key {groups} for tenant {name!r} in the database {database_name(settings_for(data_dir))}."
+    )
 
 
 @key_group.command("revoke")

@@ -73,6 +73,15 @@ class Unauthorized(ServiceError):
     """Missing, malformed or unknown API key."""
 
 
+class Unprocessable(InvalidInput):
+    """Well-formed input the service refuses on its content (a skipped phase, an attestation that does not verify
+    or whose signer is not trusted): HTTP 422."""
+
+
+class Conflict(ServiceError):
+    """The request conflicts with what is stored (a phase of a case deposited twice): HTTP 409."""
+
+
 class InvalidItem(InvalidInput):
     """One item of a batch request is wrong (SPEC §7 batch: all or nothing); ``index`` is its position."""
 
