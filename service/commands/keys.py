@@ -16,10 +16,9 @@ import click
 
 from service.commands.admin import DATA_DIR_HELP, database_name, refuse_new_database, settings_for
 from service.config import Settings
-from service.core.errors import ConfigError
-from service.core.formats import format_time
+from service.core.errors import ConfigError, FormatError
+from service.core.formats import format_time, utc_now
 from service.core.note import Signer, Sm2Signer, Sm2Verifier, Verifier
-from service.keys import load_signer, load_sm2_signer, rotate_signing_key, sealer_running, write_signer
 
 
 def _settings(data_dir: str | None = None) -> Settings:
@@ -59,6 +58,8 @@ def init(key_file: Path | None, origin: str | None, sm2: bool, data_dir: str | N
         signer = Sm2Signer.generate(name, settings.sm2_id.encode("ascii"))
     else:
         signer = Signer.generate(name)
+    from service.keys import write_signer  # lazy: the database layer is not part of the verifier install
+
     write_signer(path, signer)
     click.echo(f"wrote {path} (mode 0600)", err=True)
     _echo_key(signer.verifier)
@@ -93,11 +94,15 @@ def show(key_file: Path | None, sm2: bool, data_dir: str | None) -> None:
     settings = _settings(data_dir)
     if sm2:
         path = key_file or settings.sm2_key_file
+        from service.keys import load_sm2_signer
+
         sm2_signer = load_sm2_signer(path, settings.origin, settings.sm2_id)
         if sm2_signer is None:
             raise ConfigError(f"there is no SM2 key at {path}; create it with 'evidence keys init --sm2'")
         _echo_key(sm2_signer.verifier)
         return
+    from service.keys import load_signer
+
     signer = load_signer(key_file or settings.signing_key_file, settings.origin)
     _echo_key(signer.verifier)
 
@@ -135,6 +140,8 @@ def rotate(data_dir: str | None, force: bool) -> None:
     """Make a new signing key; close the old key's validity window and publish the new key."""
     settings = settings_for(data_dir)
     refuse_new_database(settings, told=False)
+    from service.keys import rotate_signing_key, sealer_running
+
     if settings.embedded and not force and sealer_running(settings):
         raise ConfigError(
             "'evidence serve' is running on this data dir and would keep signing with the old key: stop it, "
@@ -194,3 +201,67 @@ def list_keys(data_dir: str | None, as_json: bool) -> None:
     console.print(table)
     for item in items:
         click.echo(item["vkey"])
+
+
+@keys.command("fetch")
+@click.argument("url")
+@click.option(
+    "-o",
+    "--output",
+    "output",
+    default="trusted-keys.txt",
+    show_default=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The trust file to write (one vkey a line, with its fingerprint as a comment).",
+)
+def fetch(url: str, output: Path) -> None:
+    """Fetch the operator's published keys from URL (the service, or its /v1/keys), show their fingerprints and save
+    them as a trust file for 'evidence verify --key FILE'.
+
+    Compare each fingerprint with the one printed on the certificate (and one the operator publishes elsewhere)
+    before trusting the file: whoever answers at URL chooses what it sends.
+    """
+    import json
+    import urllib.error
+    import urllib.request
+
+    from service.core.note import parse_vkeys
+    from service.court.bundle import keys_text
+
+    if not url.startswith(("http://", "https://")):
+        raise click.UsageError(f"URL must start with http:// or https://, found {url!r}")
+    target = url if url.rstrip("/").endswith("/v1/keys") else url.rstrip("/") + "/v1/keys"
+    try:
+        with urllib.request.urlopen(
+            urllib.request.Request(target, headers={"Accept": "application/json"}), timeout=15
+        ) as r:
+            body = r.read(1024 * 1024)
+        items = json.loads(body)["keys"]
+        if not isinstance(items, list) or not items:
+            raise ValueError("no keys listed")
+        verifiers = [parse_vkeys(item["vkey"])[0] for item in items]
+    except urllib.error.HTTPError as exc:
+        exc.close()
+        raise click.ClickException(
+            f"{target} answered {exc.code} {exc.reason}: is this an Evidence Ledger service?"
+        ) from None
+    except (urllib.error.URLError, OSError) as exc:
+        raise click.ClickException(f"cannot fetch {target}: {getattr(exc, 'reason', exc)}") from None
+    except (ValueError, KeyError, TypeError, IndexError, FormatError) as exc:
+        raise click.ClickException(f"{target} did not answer a key list (GET /v1/keys): {exc}") from None
+    for item, verifier in zip(items, verifiers, strict=True):
+        until = item.get("valid_until") or "now (current)"
+        click.echo(f"{verifier.name}  key {verifier.key_id}")
+        click.echo(f"  fingerprint {verifier.fingerprint}")
+        click.echo(f"  valid {item.get('valid_from') or '?'} to {until}")
+    text = keys_text(items, f"GET {target} on {format_time(utc_now())}")
+    try:
+        output.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise click.ClickException(f"cannot write {output}: {exc.strerror}") from None
+    click.echo(f"wrote {output} ({len(items)} key(s))")
+    click.echo(
+        "Before trusting it, compare each fingerprint above with the one printed on the certificate. Then: "
+        f"evidence verify RECEIPT FILE --key {output}",
+        err=True,
+    )

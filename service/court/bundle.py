@@ -33,7 +33,7 @@ from typing import IO, Any
 from service.core.distribution import PACKAGE, VERIFY_PAGE_FILE
 from service.core.errors import FormatError
 from service.core.formats import format_time
-from service.core.note import Verifier
+from service.core.note import Verifier, parse_vkeys
 
 __all__ = [
     "BUNDLE_FORMAT",
@@ -127,7 +127,7 @@ def keys_text(keys: Sequence[dict[str, Any]], source: str) -> str:
         "",
     ]
     for item in keys:
-        verifier = Verifier.from_vkey(item["vkey"])
+        verifier = parse_vkeys(item["vkey"])[0]
         window = f"valid {item.get('valid_from') or '?'} to {item.get('valid_until') or 'now'}"
         lines.append(f"# {verifier.name}  fingerprint {verifier.fingerprint}  ({window})")
         lines.append(item["vkey"])

@@ -572,6 +572,7 @@ def test_deposit_page_end_to_end(driver: Any, live_app: LiveApp, tmp_path: Path,
         old.unlink()
     driver.find_element("id", "download-receipt").click()
     receipt_path = wait_for(lambda: next(iter(downloads.glob("*.receipt.json")), None), "the receipt download")
+    assert receipt_path.name == "买卖合同_scan.receipt.json"  # the Chinese label survives in the download name
     raw = wait_for(lambda: receipt_path.read_bytes() or None, "the receipt bytes")
     document = load_json(raw)
     assert document["evidence"]["id"] == evidence_id
@@ -592,7 +593,9 @@ def test_deposit_page_end_to_end(driver: Any, live_app: LiveApp, tmp_path: Path,
         lambda: driver.find_element("id", "status").text.startswith("401") and driver.find_element("id", "status").text,
         "the 401",
     )
-    assert "API key is not valid" in status
+    assert "API key is not valid" in status and "API 密钥无效" in status  # both languages
+    assert driver.find_element("id", "downloads").get_attribute("hidden") is not None  # nothing to download
+    assert "evidence tenant create" in driver.find_element("id", "key-hint").text  # where a key comes from
 
 
 def test_deposit_page_sends_only_the_digest(driver: Any, live_app: LiveApp, tmp_path: Path) -> None:

@@ -204,9 +204,19 @@ def test_a_stranger_installs_the_verifier_from_the_certificate_and_verifies_it(
         probe = subprocess.run([str(bin_dir / "python"), "-c", f"import {module}"], capture_output=True, env=pip_env)
         assert probe.returncode != 0, f"{module} was installed with the verifier"
 
-    keys = json.loads(http("GET", f"{base}/v1/keys")[2])["keys"]
+    # the installed verifier fetches the operator's keys (fingerprints shown, trust file saved) ...
+    fetched = subprocess.run(
+        [str(bin_dir / "evidence"), "keys", "fetch", base, "-o", "operator.keys"],
+        capture_output=True,
+        text=True,
+        env=pip_env,
+        cwd=tmp_path,
+    )
+    assert fetched.returncode == 0, fetched.stdout + fetched.stderr
+    assert "fingerprint" in fetched.stdout
+    # ... and verifies the certificate with them
     verified = subprocess.run(
-        [str(bin_dir / "evidence"), "verify", str(certificate), str(contract), "--key", keys[0]["vkey"]],
+        [str(bin_dir / "evidence"), "verify", str(certificate), str(contract), "--key", "operator.keys"],
         capture_output=True,
         text=True,
         env=pip_env,
