@@ -28,8 +28,12 @@ COPY migrations ./migrations
 COPY scripts/build-download ./scripts/build-download
 # Editable: service.storage.db finds migrations/ beside the package (/app/migrations), as in the repository.
 # build/download: the offline verifier's wheels that GET /download/ serves (certificates point courts there).
+# The working fonts: the CJK faces cut once to the characters certificates use (docs/certificate.md), so no
+# process pays the full font's parsing and subsetting per certificate.
+ENV EVIDENCE_FONT_CACHE_DIR=/app/font-cache
 RUN pip install -e ".[server]" && python -c "import service.storage.db, workers.celery_app" \
-    && PYTHON=python scripts/build-download /app/build/download
+    && PYTHON=python scripts/build-download /app/build/download \
+    && python -m service.court.fonts
 
 USER evidence:evidence
 ENV EVIDENCE_DATA_DIR=/var/lib/evidence

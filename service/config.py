@@ -43,6 +43,12 @@ Environment variables (an empty value counts as unset), with their defaults:
 - ``EVIDENCE_WITNESS_WAIT``: seconds receipts wait for the witness quorum after a seal before they are served with
   the cosignatures there are. Default 10.
 - ``EVIDENCE_WITNESS_TIMEOUT``: seconds one request to a witness may take. Default 5.
+- ``EVIDENCE_CERTIFICATE_CACHE_DIR``: folder of rendered certificate PDFs (drawn once per evidence and checkpoint),
+  or ``off``. Default ``<data dir>/cache/certificates``.
+- ``EVIDENCE_CERTIFICATE_CACHE_MB``: most megabytes that folder may hold (least recently served go first).
+  Default 256.
+- ``EVIDENCE_CERTIFICATE_RENDERS``: certificates one API process draws at once; a request over it gets ``503``
+  with ``Retry-After`` (a cached certificate is always served). Default 1.
 """
 
 from __future__ import annotations
@@ -115,6 +121,9 @@ class Settings:
     witness_policy: Policy | None = None
     witness_wait: float = 10.0
     witness_timeout: float = 5.0
+    certificate_cache_dir: Path | None = field(default=Path(""))  # None: no cache; Path(""): <data dir>/cache/...
+    certificate_cache_mb: int = 256
+    certificate_renders: int = 1
 
     def __post_init__(self) -> None:
         # frozen: derived defaults are filled in through object.__setattr__, once, here.
@@ -127,6 +136,8 @@ class Settings:
         if self.sm2_key_file == Path(""):
             object.__setattr__(self, "sm2_key_file", Path(self.signing_key_file).with_name("signing-sm2.pem"))
         _sm2_id(self.sm2_id)  # raises ValueError for a bad ID given in code
+        if self.certificate_cache_dir == Path(""):
+            object.__setattr__(self, "certificate_cache_dir", data_dir / "cache" / "certificates")
 
     @property
     def embedded(self) -> bool:
@@ -185,6 +196,12 @@ class Settings:
         witness_policy = parse("EVIDENCE_WITNESS_POLICY", _witness_policy, None)
         witness_wait = parse("EVIDENCE_WITNESS_WAIT", _non_negative_float, cls.witness_wait)
         witness_timeout = parse("EVIDENCE_WITNESS_TIMEOUT", _positive_float, cls.witness_timeout)
+        cache_dir_raw = get("EVIDENCE_CERTIFICATE_CACHE_DIR")
+        cache_dir: Path | None = Path("")
+        if cache_dir_raw is not None:
+            cache_dir = None if cache_dir_raw.strip().lower() == "off" else Path(cache_dir_raw).expanduser()
+        certificate_cache_mb = parse("EVIDENCE_CERTIFICATE_CACHE_MB", _positive_int, cls.certificate_cache_mb)
+        certificate_renders = parse("EVIDENCE_CERTIFICATE_RENDERS", _positive_int, cls.certificate_renders)
 
         if problems:
             raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
@@ -213,6 +230,9 @@ class Settings:
             witness_policy=witness_policy,
             witness_wait=witness_wait,
             witness_timeout=witness_timeout,
+            certificate_cache_dir=cache_dir,
+            certificate_cache_mb=certificate_cache_mb,
+            certificate_renders=certificate_renders,
         )
 
 

@@ -24,6 +24,7 @@ __all__ = [
     "RequestIdFilter",
     "bind_request_id",
     "configure_logging",
+    "quiet_noisy_loggers",
     "current_request_id",
     "sane_request_id",
     "unbind_request_id",
@@ -52,6 +53,9 @@ class RequestIdFilter(logging.Filter):
         return True
 
 
+QUIET_LOGGERS = ("fontTools",)  # their INFO records are noise in a server log; warnings still show
+
+
 def configure_logging(settings: Settings, *, level: int | str = logging.INFO) -> None:
     """Send the root logger's records to stderr, as JSON lines when ``settings.log_json``.
 
@@ -70,6 +74,14 @@ def configure_logging(settings: Settings, *, level: int | str = logging.INFO) ->
         handler.setFormatter(logging.Formatter(TEXT_FORMAT))
     root.addHandler(handler)
     root.setLevel(level)
+    quiet_noisy_loggers()
+
+
+def quiet_noisy_loggers() -> None:
+    """Raise ``QUIET_LOGGERS`` to WARNING: fontTools logs a line per table and glyph pass while fpdf2 subsets a
+    font, hundreds per certificate. Every process that logs at INFO calls this (``configure_logging``, serve)."""
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def sane_request_id(incoming: str) -> str:

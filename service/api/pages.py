@@ -15,7 +15,10 @@ import hashlib
 import logging
 import math
 import re
+import threading
+from contextlib import nullcontext
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 from flask import Blueprint, Response, jsonify
@@ -23,13 +26,16 @@ from flask import Blueprint, Response, jsonify
 from service import sealing, witnessing
 from service.api.auth import require_tenant
 from service.api.state import runtime_state
+from service.config import Settings
 from service.core.distribution import check_url
-from service.core.errors import FormatError, InvalidInput, TimestampInvalid
+from service.core.errors import FormatError, InvalidInput, Pushback, TimestampInvalid
 from service.core.formats import check_evidence_id
 from service.core.note import Verifier
 from service.core.receipt import dump_json
 from service.core.verify import verify_receipt
+from service.court.cache import CertificateCache, certificate_key
 from service.court.certificate import TimestampDisplay, render_certificate
+from service.court.fonts import prepare_working_fonts
 from service.court.webpage import embed_keys, static_page
 
 bp = Blueprint("pages", __name__)
@@ -37,6 +43,9 @@ bp = Blueprint("pages", __name__)
 log = logging.getLogger(__name__)
 
 PDF_MEDIA_TYPE = "application/pdf"
+RENDER_RETRY_AFTER = 1  # seconds: drawing one certificate takes a fraction of that
+RENDER_WAIT = 2.0  # seconds a request may wait for a drawing slot...
+RENDER_WAITERS = 2  # ...and how many may wait at once per process (gunicorn serves 4 threads per worker)
 
 _INLINE = re.compile(r"<(script|style)>(.*?)</\1>", re.S)
 
@@ -91,7 +100,8 @@ def deposit_page() -> Response:
 @bp.get("/v1/evidence/<evidence_id>/certificate.pdf")
 def certificate(evidence_id: str) -> Response:
     """The certificate of deposit (PDF, receipt attached as receipt.json) once sealed; 202 with the status while
-    pending; 404 for evidence of another tenant."""
+    pending; 404 for evidence of another tenant; 503 + Retry-After when it must be drawn and this process is busy
+    drawing (``_DrawingSlot``). Drawn once per set of inputs, then served from the certificate cache."""
     tenant_id = require_tenant()
     try:
         evidence_id = check_evidence_id(evidence_id)
@@ -99,46 +109,172 @@ def certificate(evidence_id: str) -> Response:
         raise InvalidInput(exc.reason) from None
     state = runtime_state()
     settings = state.runtime.settings
-    with state.reader.begin() as conn:
-        vkeys = [k["vkey"] for k in sealing.key_list(conn)]
-        document = sealing.receipt_for(conn, tenant_id, evidence_id, keys=vkeys)
-        if document is not None:
-            document = witnessing.receipt_with_cosignatures(conn, settings, document)
-        status = sealing.evidence_status(conn, tenant_id, evidence_id)
-    if document is None:
-        if status["status"] == "sealed":
-            status["waiting_for"] = "witnesses"
-            status["detail"] = "sealed; waiting for witnesses to cosign the checkpoint"
-        response = jsonify(status)
-        response.status_code = 202
-        response.headers["Retry-After"] = str(max(1, math.ceil(settings.batch_max_age)))
-        return response
-
-    pdf = certificate_pdf(document, evidence_id, status.get("label"), vkeys)
+    cache = _certificate_cache(settings)
+    with _DrawingSlot(settings.certificate_renders) as slot:
+        if cache is None or not cache.has_any(evidence_id):
+            slot.take()  # it will have to be drawn: when this process is busy drawing, say so before any other work
+        with state.reader.begin() as conn:
+            vkeys = [k["vkey"] for k in sealing.key_list(conn)]
+            document = sealing.receipt_for(conn, tenant_id, evidence_id, keys=vkeys)
+            if document is not None:
+                document = witnessing.receipt_with_cosignatures(conn, settings, document)
+            status = sealing.evidence_status(conn, tenant_id, evidence_id)
+        if document is None:
+            if status["status"] == "sealed":
+                status["waiting_for"] = "witnesses"
+                status["detail"] = "sealed; waiting for witnesses to cosign the checkpoint"
+            response = jsonify(status)
+            response.status_code = 202
+            response.headers["Retry-After"] = str(max(1, math.ceil(settings.batch_max_age)))
+            return response
+        pdf = certificate_pdf(document, evidence_id, status.get("label"), vkeys, slot=slot)
     response = Response(pdf, status=200, mimetype=PDF_MEDIA_TYPE)
     response.headers["Content-Disposition"] = f'attachment; filename="certificate-{evidence_id}.pdf"'
     response.headers["Cache-Control"] = "private, no-store"
     return response
 
 
-def certificate_pdf(document: dict[str, Any], evidence_id: str, label: str | None, vkeys: list[str]) -> bytes:
-    """The certificate of deposit of a sealed receipt this server issued (also put into evidence bundles)."""
+def certificate_pdf(
+    document: dict[str, Any],
+    evidence_id: str,
+    label: str | None,
+    vkeys: list[str],
+    *,
+    slot: _DrawingSlot | None = None,
+) -> bytes:
+    """The certificate of deposit of a sealed receipt this server issued (also put into evidence bundles): from the
+    certificate cache when it was drawn before with the same inputs, else verified, drawn holding a drawing slot
+    (``slot``, or one taken here) and stored.
+
+    :raise Pushback: it must be drawn and every drawing slot of this process is taken."""
     state = runtime_state()
     settings = state.runtime.settings
+    receipt_json = dump_json(document)
+    verify_url = check_url(settings.public_url, evidence_id)
+    # Everything the page shows is in the key (the receipt's bytes carry its checkpoint, cosignatures and tokens),
+    # so a sealed evidence's certificate is drawn once and then served from the cache, without verifying again.
+    key = certificate_key(
+        evidence_id,
+        [
+            receipt_json,
+            label or "",
+            verify_url,
+            settings.public_url,
+            settings.local_tz,
+            *vkeys,
+            *_root_digests(state.tsa_roots),
+        ],
+    )
+    cache = _certificate_cache(settings)
+    pdf = cache.get(key) if cache is not None else None
+    if pdf is not None:
+        return pdf
+    with nullcontext(slot) if slot is not None else _DrawingSlot(settings.certificate_renders) as held:
+        held.take()
+        pdf = _draw_certificate(document, receipt_json, vkeys, verify_url, label, settings, state.tsa_roots)
+    if cache is not None:
+        cache.put(key, pdf)
+    return pdf
+
+
+def _draw_certificate(
+    document: dict[str, Any],
+    receipt_json: bytes,
+    vkeys: list[str],
+    verify_url: str,
+    label: str | None,
+    settings: Settings,
+    tsa_roots: list[Any],
+) -> bytes:
+    """Verify the receipt and draw its certificate (the caller holds a drawing slot)."""
     # A certificate is shown in court: never print one for a receipt our own verifier would not accept.
     result = verify_receipt(document, trusted_keys=[Verifier.from_vkey(v) for v in vkeys])
     if not result.valid or result.key is None:
+        evidence_id = document.get("evidence", {}).get("id")
         raise RuntimeError(f"the receipt of {evidence_id} does not verify at step {result.step}: {result.reason}")
+    prepare_working_fonts()
     return render_certificate(
         document,
-        verify_url=check_url(settings.public_url, evidence_id),
+        verify_url=verify_url,
         label=label,
         local_tz=settings.local_tz,
-        timestamps=timestamp_displays(document, state.tsa_roots),
+        timestamps=timestamp_displays(document, tsa_roots),
         trusted_fingerprint=result.key.fingerprint,
-        receipt_json=dump_json(document),
+        receipt_json=receipt_json,
         public_url=settings.public_url,
     )
+
+
+class _DrawingSlot:
+    """One of this process's ``certificate_renders`` drawing slots, taken at most once per request and released
+    when it ends. Drawing is a CPU burst: a burst of certificate requests must not starve health checks and
+    deposits. A request that finds every slot taken waits up to ``RENDER_WAIT`` seconds for one, but only
+    ``RENDER_WAITERS`` requests per process wait (the others keep the server's threads free); any other is answered
+    503 with Retry-After (problem+json) at once."""
+
+    _waiting = 0
+    _waiting_lock = threading.Lock()
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+        self.semaphore = _render_slots(count)
+        self.held = False
+
+    def take(self) -> None:
+        """:raise Pushback: every slot is taken, and stayed taken for the wait (or enough requests wait)."""
+        if self.held:
+            return
+        if not self.semaphore.acquire(blocking=False) and not self._wait():
+            raise Pushback(
+                f"this server is drawing certificates at its capacity ({self.count} at once per process): "
+                "retry in a moment",
+                retry_after=RENDER_RETRY_AFTER,
+            )
+        self.held = True
+
+    def _wait(self) -> bool:
+        cls = type(self)
+        with cls._waiting_lock:
+            if cls._waiting >= RENDER_WAITERS:
+                return False
+            cls._waiting += 1
+        try:
+            return self.semaphore.acquire(timeout=RENDER_WAIT)
+        finally:
+            with cls._waiting_lock:
+                cls._waiting -= 1
+
+    def __enter__(self) -> _DrawingSlot:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.held:
+            self.held = False
+            self.semaphore.release()
+
+
+@cache
+def _render_slots(count: int) -> threading.BoundedSemaphore:
+    """This process's drawing slots (one semaphore per configured count; tests build apps with different ones)."""
+    return threading.BoundedSemaphore(count)
+
+
+@cache
+def _cache_for(directory: Path, max_mb: int) -> CertificateCache:
+    return CertificateCache(directory, max_mb * 1024 * 1024)
+
+
+def _certificate_cache(settings: Settings) -> CertificateCache | None:
+    if settings.certificate_cache_dir is None:
+        return None
+    return _cache_for(settings.certificate_cache_dir, settings.certificate_cache_mb)
+
+
+def _root_digests(roots: list[Any]) -> list[bytes]:
+    """The trusted TSA roots, as part of a certificate's cache key (they decide what "verified" it prints)."""
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    return [hashlib.sha256(root.public_bytes(Encoding.DER)).digest() for root in roots]
 
 
 def timestamp_displays(document: dict[str, Any], tsa_roots: list[Any]) -> list[TimestampDisplay] | None:
@@ -198,6 +334,9 @@ def openapi_paths() -> dict[str, Any]:
             "get": {
                 "operationId": "getCertificate",
                 "summary": "The certificate of deposit (PDF with the receipt attached as receipt.json) once sealed.",
+                "description": "Drawn once per evidence and checkpoint, then served from the certificate cache. Each "
+                "server process draws at most EVIDENCE_CERTIFICATE_RENDERS certificates at once: a request for one "
+                "not drawn yet may get 503 with Retry-After while it is busy (a drawn one is always served).",
                 "security": [{"bearerAuth": []}],
                 "parameters": [
                     {

@@ -20,6 +20,7 @@ import click
 from flask import Flask
 from gunicorn.app.base import BaseApplication
 
+from service import logs
 from service.api.download import has_project_wheel
 from service.commands.admin import DATA_DIR_HELP, database_name, settings_for
 from service.commands.certificate import PUBLIC_URL_ENV, warn_if_loopback
@@ -120,6 +121,7 @@ def serve(host: str, port: int, data_dir: str | None, workers: int, threads: int
     from service.storage import db
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logs.quiet_noisy_loggers()
     tune_malloc()
     settings = settings_for(data_dir)
     local = f"http://{_browsable(host)}:{port}"

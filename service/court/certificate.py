@@ -25,12 +25,24 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from service.core.distribution import DOWNLOAD_PATH, PACKAGE, install_command
 from service.core.errors import FormatError, NotACertificate
-from service.court.fonts import FontSet, find_fonts
-from service.court.layout import GREY, NAVY, Value, Writer, draw_qr, draw_title, embed_json, new_pdf, output
+from service.court.fonts import FontSet
+from service.court.layout import (
+    GREY,
+    NAVY,
+    Value,
+    Writer,
+    draw_qr,
+    draw_title,
+    draw_with_fonts,
+    embed_json,
+    new_pdf,
+    output,
+)
 from service.court.view import (
     ReceiptView,
     format_fingerprint,
@@ -41,6 +53,9 @@ from service.court.view import (
     time_lines,
     zone_named,
 )
+
+if TYPE_CHECKING:
+    from fpdf import FPDF
 
 ATTACHMENT_NAME = "receipt.json"
 
@@ -150,18 +165,20 @@ def render_certificate(
     attached = _attached_bytes(receipt, receipt_json)
     trusted = format_fingerprint(trusted_fingerprint) if trusted_fingerprint is not None else None
     view = read_receipt(receipt)
-    w = _start_page(view, find_fonts() if fonts is None else fonts)
-    c = _Certificate(w, view, zone, verify_url, label, timestamps, trusted, public_url)
 
-    _preamble(c)
-    _section_evidence(c)
-    _section_sealing(c)
-    _section_how_to_verify(c)
-    _section_scope(c)
-    _check_one_page(c)
+    def draw(fonts: FontSet) -> FPDF:
+        c = _Certificate(_start_page(view, fonts), view, zone, verify_url, label, timestamps, trusted, public_url)
+        _preamble(c)
+        _section_evidence(c)
+        _section_sealing(c)
+        _section_how_to_verify(c)
+        _section_scope(c)
+        _check_one_page(c)
+        return c.w.pdf
 
-    embed_json(w.pdf, ATTACHMENT_NAME, attached, "Evidence receipt (evidence-receipt/v1, SPEC §6)")
-    return output(w.pdf)
+    pdf = draw_with_fonts(draw, fonts)
+    embed_json(pdf, ATTACHMENT_NAME, attached, "Evidence receipt (evidence-receipt/v1, SPEC §6)")
+    return output(pdf)
 
 
 def _attached_bytes(receipt: Mapping[str, object], receipt_json: bytes | None) -> bytes:

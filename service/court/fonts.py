@@ -14,18 +14,27 @@ Preference order (first usable wins):
 3. WenQuanYi Zen Hei (Debian ``fonts-wqy-zenhei``): TrueType outlines, no bold face.
 4. Whatever ``fc-match ':lang=zh-cn'`` offers, if it really has the glyphs.
 
+Speed: ``working_fonts`` gives the same faces pre-subset to the characters the documents use, built once per machine
+into a cache folder (see the section at the end).
+
 Must not import: fpdf (the caller registers the fonts), anything from ``service`` but ``errors``.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
+import logging
 import os
 import shutil
 import subprocess
+import tempfile
+import threading
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from service.core.errors import FontMissing
 
@@ -242,3 +251,196 @@ def _missing_glyphs(path: Path, index: int, text: str) -> str | None:
     except Exception:  # not a font at all (fontTools raises TTLibError, struct.error, ...)
         return None
     return "".join(ch for ch in dict.fromkeys(text) if ord(ch) not in cmap)
+
+
+# --- pre-subset working fonts: the font work of a certificate, done once per machine -------------
+#
+# Embedding a subset of Noto Sans CJK (65,535 glyphs) made fpdf2 parse the whole face and fontTools subset it
+# again on every document (about 1 s of CPU). A *working font* is the same face cut once to the characters our
+# documents use: ASCII, Latin, punctuation and symbols, and the 6,763 Chinese characters of GB 2312 (which hold all
+# of the documents' own text). Its outlines are the face's own, so pages look the same; fpdf2 then parses and
+# subsets a font nine times smaller. A document needing a character outside it (a rare name in a label) is drawn
+# again with the full face (``missing_glyphs``), so nothing is drawn as a box that the full face could draw.
+
+ENV_FONT_CACHE_DIR = "EVIDENCE_FONT_CACHE_DIR"
+_WORKING_VERSION = "1"  # bump when the character set or the subsetting options change
+_build_lock = threading.Lock()
+_building: set[Path] = set()
+log = logging.getLogger(__name__)
+
+
+def working_fonts(fonts: FontSet, *, build: Literal["now", "background", "never"] = "background") -> FontSet | None:
+    """``fonts`` with each CJK face replaced by its pre-subset working font, or None while one is not built yet.
+
+    The working fonts live in the font cache directory (``EVIDENCE_FONT_CACHE_DIR``, else
+    ``$XDG_CACHE_HOME/evidence-ledger/fonts``), named by a digest of the source face (path, size, mtime, face
+    index) and the character set, so a changed font or character set is rebuilt, never misused. ``build`` says what
+    to do when one is missing: build it in this thread ("now", about 5 s of CPU per face), start one background
+    thread per face and answer None ("background"), or just answer None ("never").
+    """
+    faces = [face for face in (fonts.cjk, fonts.cjk_bold) if face is not None]
+    paths = {face: _working_path(face) for face in faces}
+    missing = [face for face in faces if not paths[face].is_file()]
+    if missing and build == "now":
+        for face in missing:
+            _build_working_font(face, paths[face])
+    elif missing:
+        if build == "background":
+            for face in missing:
+                _start_background_build(face, paths[face])
+        return None
+    bold = fonts.cjk_bold
+    return FontSet(
+        cjk=FontFile(paths[fonts.cjk], 0, fonts.cjk.family),
+        cjk_bold=FontFile(paths[bold], 0, bold.family) if bold is not None else None,
+        mono=fonts.mono,
+    )
+
+
+def prepare_working_fonts() -> None:
+    """Make sure the working fonts exist or are being built in the background (long-running processes call this
+    before drawing; ``scripts/setup`` builds them ahead). Never raises: without them documents use the full faces."""
+    try:
+        working_fonts(find_fonts(), build="background")
+    except (FontMissing, OSError):
+        pass
+
+
+def font_cache_dir(environ: Mapping[str, str] | None = None) -> Path:
+    """Where working fonts are kept (created on first use; a private temporary folder if that is not writable)."""
+    env = os.environ if environ is None else environ
+    configured = env.get(ENV_FONT_CACHE_DIR, "").strip()
+    if configured:
+        return Path(configured)
+    base = env.get("XDG_CACHE_HOME", "").strip() or str(Path.home() / ".cache")
+    return Path(base) / "evidence-ledger" / "fonts"
+
+
+@functools.lru_cache(maxsize=1)
+def working_chars() -> frozenset[int]:
+    """The characters of a working font: Latin, punctuation and symbols, and GB 2312 (which holds all the documents'
+    own Chinese text: tests/unit/test_certificate.py checks that a certificate and a report need nothing else)."""
+    chars: set[int] = set(range(0x20, 0x7F)) | set(range(0xA0, 0x250))
+    for start, end in ((0x2000, 0x2070), (0x2190, 0x2200), (0x2460, 0x2500), (0x3000, 0x3040), (0xFF00, 0xFFF0)):
+        chars.update(range(start, end))
+    for cp in range(0x4E00, 0xA000):
+        try:
+            chr(cp).encode("gb2312")
+        except UnicodeEncodeError:
+            continue
+        chars.add(cp)
+    return frozenset(chars)
+
+
+@functools.lru_cache(maxsize=16)
+def _working_path_cached(path: Path, index: int, size: int, mtime_ns: int) -> Path:
+    from fontTools import version as fonttools_version
+
+    digest = hashlib.sha256(
+        "\n".join(
+            [_WORKING_VERSION, fonttools_version, str(path), str(index), str(size), str(mtime_ns)]
+            + [format(cp, "x") for cp in sorted(working_chars())]
+        ).encode()
+    ).hexdigest()[:20]
+    return _usable_cache_dir() / f"{path.stem}-{index}-{digest}.otf"
+
+
+def _working_path(face: FontFile) -> Path:
+    stat = face.path.stat()
+    return _working_path_cached(face.path, face.index, stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=1)
+def _usable_cache_dir() -> Path:
+    wanted = font_cache_dir()
+    try:
+        wanted.mkdir(parents=True, exist_ok=True)
+        probe = wanted / f".probe-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+        return wanted
+    except OSError as exc:
+        fallback = Path(tempfile.gettempdir()) / f"evidence-ledger-fonts-{os.getuid()}"
+        log.warning("font cache %s is not writable (%s); using %s", wanted, exc.strerror, fallback)
+        fallback.mkdir(mode=0o700, exist_ok=True)
+        return fallback
+
+
+def _start_background_build(face: FontFile, target: Path) -> None:
+    with _build_lock:
+        if target in _building:
+            return
+        _building.add(target)
+
+    def run() -> None:
+        try:
+            _build_working_font(face, target)
+        except Exception:  # a failed build only costs speed: documents keep using the full face
+            log.exception("building the working font for %s failed", face)
+        finally:
+            with _build_lock:
+                _building.discard(target)
+
+    threading.Thread(target=run, name=f"working-font-{face.path.stem}", daemon=True).start()
+
+
+def _build_working_font(face: FontFile, target: Path) -> None:
+    """Cut ``face`` to ``working_chars()`` and write it to ``target`` atomically (temp file, fsync, rename); under
+    an exclusive lock on the cache folder so that processes sharing it build each font once."""
+    import fcntl
+
+    from fontTools import subset
+    from fontTools.ttLib import TTFont
+
+    lock_path = target.parent / ".lock"
+    with lock_path.open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if target.is_file():  # another process built it while we waited
+            return
+        started = time.monotonic()
+        with face.path.open("rb") as source:  # our own handle, closed here (TTFont keeps a lazy font's open)
+            font = TTFont(source, fontNumber=face.index, lazy=True, recalcTimestamp=False)
+            options = subset.Options(
+                notdef_outline=True,
+                recommended_glyphs=True,
+                name_IDs=["*"],
+                name_legacy=True,
+                name_languages=["*"],
+                layout_features=[],
+                desubroutinize=True,  # fpdf2's subsetting then has no subroutines to walk
+            )
+            options.drop_tables += ["GSUB", "GPOS", "GDEF", "BASE", "VORG", "vhea", "vmtx", "JSTF", "MATH"]
+            subsetter = subset.Subsetter(options)
+            subsetter.populate(unicodes=working_chars())
+            subsetter.subset(font)
+            tmp = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+            try:
+                with tmp.open("wb") as out:
+                    font.save(out)
+                    out.flush()
+                    os.fsync(out.fileno())
+                os.replace(tmp, target)
+            finally:
+                tmp.unlink(missing_ok=True)
+        log.info("built the working font %s from %s in %.1f s", target.name, face, time.monotonic() - started)
+
+
+def main() -> int:
+    """``python -m service.court.fonts``: find the fonts and build their working fonts now (scripts/setup runs it)."""
+    try:
+        fonts = find_fonts()
+    except FontMissing as exc:
+        print(f"no working fonts built: {exc}")
+        return 0  # the documents say the same when they are drawn; setup is not the place to fail
+    started = time.monotonic()
+    working = working_fonts(fonts, build="now")
+    assert working is not None
+    for face in (working.cjk, working.cjk_bold):
+        if face is not None:
+            print(f"working font: {face.path} ({face.path.stat().st_size:,} bytes)")
+    print(f"ready in {time.monotonic() - started:.1f} s (cache: {_usable_cache_dir()})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

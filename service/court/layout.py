@@ -13,7 +13,7 @@ import re
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
-from service.court.fonts import FontSet
+from service.court.fonts import FontSet, find_fonts, working_fonts
 
 if TYPE_CHECKING:
     from fpdf import FPDF
@@ -91,6 +91,10 @@ class Writer:
             self.mono_family = "mono"
         # Glyphs the Latin mono font lacks (a Chinese file name, say) come from the CJK font.
         pdf.set_fallback_fonts(["cjk"], exact_match=False)
+        for registered in pdf.fonts.values():
+            # The subset keeps the face's bounding box (still true of every glyph) instead of recomputing it by
+            # running every glyph program: a third of the font work of a document.
+            registered.ttfont.recalcBBoxes = False  # type: ignore[union-attr]
 
     def font(self, size: float, *, bold: bool = False, mono: bool = False) -> None:
         if mono:
@@ -214,6 +218,20 @@ class Writer:
         self.block(text, w, line_h)
         pdf.set_x(self.left)
         self.color((0, 0, 0))
+
+
+def draw_with_fonts(draw: Callable[[FontSet], FPDF], fonts: FontSet | None) -> FPDF:
+    """Run ``draw`` with the pre-subset working fonts (``fonts.working_fonts``) when they are built and hold every
+    character the document drew, else (again) with the full faces: ``fonts`` or ``find_fonts()``."""
+    full = find_fonts() if fonts is None else fonts
+    working = working_fonts(full, build="never")
+    if working is not None:
+        pdf = draw(working)
+        if not any(getattr(font, "missing_glyphs", None) for font in pdf.fonts.values()):
+            return pdf
+        for font in pdf.fonts.values():  # discarded: release the font files it opened
+            font.ttfont.close()  # type: ignore[union-attr]
+    return draw(full)
 
 
 def new_pdf(title: str, subject: str, *, auto_break: bool) -> FPDF:

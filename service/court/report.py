@@ -17,14 +17,29 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 from zoneinfo import ZoneInfo
 
 from service.core.verify import VerificationResult
 from service.court.certificate import ATTACHMENT_NAME, receipt_bytes
-from service.court.fonts import FontSet, find_fonts
-from service.court.layout import GREEN, GREY, NAVY, RED, Value, Writer, draw_title, embed_json, new_pdf, output
+from service.court.fonts import FontSet
+from service.court.layout import (
+    GREEN,
+    GREY,
+    NAVY,
+    RED,
+    Value,
+    Writer,
+    draw_title,
+    draw_with_fonts,
+    embed_json,
+    new_pdf,
+    output,
+)
 from service.court.view import ReceiptView, num, read_receipt, time_lines, zone_named
+
+if TYPE_CHECKING:
+    from fpdf import FPDF
 
 RESULT_ATTACHMENT_NAME = "verification-result.json"
 
@@ -131,21 +146,23 @@ def render_report(
     zone = zone_named(local_tz)
     view = read_receipt(receipt)
     when_lines = time_lines(inputs.verified_at, zone)
-    w = _start(view, find_fonts() if fonts is None else fonts, when_lines)
-    r = _Report(w, view, zone, result, inputs, when_lines)
 
-    _outcome_banner(r)
-    _section_inputs(r)
-    _section_checks(r)
-    if result.witnesses is not None:
-        _section_witnesses(r)
-    _section_receipt(r)
-    _section_scope(r)
+    def draw(fonts: FontSet) -> FPDF:
+        r = _Report(_start(view, fonts, when_lines), view, zone, result, inputs, when_lines)
+        _outcome_banner(r)
+        _section_inputs(r)
+        _section_checks(r)
+        if result.witnesses is not None:
+            _section_witnesses(r)
+        _section_receipt(r)
+        _section_scope(r)
+        return r.w.pdf
 
-    embed_json(w.pdf, ATTACHMENT_NAME, receipt_bytes(receipt), "The receipt that was verified")
+    pdf = draw_with_fonts(draw, fonts)
+    embed_json(pdf, ATTACHMENT_NAME, receipt_bytes(receipt), "The receipt that was verified")
     result_json = (json.dumps(result.to_json(), ensure_ascii=False, indent=2) + "\n").encode("utf-8")
-    embed_json(w.pdf, RESULT_ATTACHMENT_NAME, result_json, "Verification result (SPEC §8)")
-    return output(w.pdf)
+    embed_json(pdf, RESULT_ATTACHMENT_NAME, result_json, "Verification result (SPEC §8)")
+    return output(pdf)
 
 
 def _start(view: ReceiptView, fonts: FontSet, when_lines: list[str]) -> Writer:

@@ -26,6 +26,7 @@ from service.api.openapi import document as openapi_document
 from service.cli import cli
 from service.commands.certificate import verify_url
 from service.config import Settings, TimestampAuthority
+from service.core.errors import ConfigError
 from service.core.formats import utc_now
 from service.court.certificate import extract_receipt
 from service.runtime import Runtime
@@ -186,6 +187,108 @@ def test_certificate_shows_a_timestamp_checked_against_the_trusted_tsa(tmp_path:
     text = pdftotext(response.get_data(), tmp_path)
     assert "Certificate Test TSA" in text
     assert "verified against a trusted TSA root" in text
+
+
+# --- drawn once, then served from the cache; drawing capped per process ----------------------------
+
+
+def _count_drawings(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    drawn: list[str] = []
+    real = pages.render_certificate
+
+    def counting(document: dict[str, Any], **kwargs: Any) -> bytes:
+        drawn.append(document["evidence"]["id"])
+        return real(document, **kwargs)
+
+    monkeypatch.setattr(pages, "render_certificate", counting)
+    return drawn
+
+
+def test_a_sealed_certificate_is_drawn_once_then_served_from_the_cache(
+    client: FlaskClient, runtime: Runtime, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    drawn = _count_drawings(monkeypatch)
+    key = new_key(runtime, "acme")
+    evidence_id = deposit(client, key, b"cached contract", label="合同")
+    seal(runtime)
+    url = f"/v1/evidence/{evidence_id}/certificate.pdf"
+    first = client.get(url, headers=auth(key))
+    second = client.get(url, headers=auth(key))
+    assert first.status_code == second.status_code == 200
+    assert second.get_data() == first.get_data() and drawn == [evidence_id]
+    cache_dir = runtime.settings.certificate_cache_dir
+    assert cache_dir == tmp_path / "data" / "cache" / "certificates"
+    files = sorted(cache_dir.glob(f"{evidence_id}/*.pdf"))
+    assert len(files) == 1 and files[0].read_bytes() == first.get_data()
+    assert oct(cache_dir.stat().st_mode & 0o777) == "0o700" and oct(files[0].stat().st_mode & 0o777) == "0o600"
+
+    files[0].write_bytes(b"%PDF-1.7 cut short")  # a damaged file is never served: drawn again, and replaced
+    third = client.get(url, headers=auth(key))
+    assert third.status_code == 200 and extract_receipt(third.get_data()) and drawn == [evidence_id] * 2
+    assert files[0].read_bytes() == third.get_data()
+
+    # another API process on the same data dir serves the file this one drew
+    other = make_runtime(tmp_path, runtime.settings.database_url)
+    client_b = create_app(runtime=other, start_sealer=False).test_client()
+    assert client_b.get(url, headers=auth(key)).get_data() == third.get_data() and len(drawn) == 2
+    other.engine.dispose()
+
+
+def test_a_certificate_shows_tokens_that_arrived_after_it_was_first_drawn(tmp_path: Path, sqlite_url: str) -> None:
+    if shutil.which("openssl") is None:
+        skip_or_fail("the openssl binary is not installed")
+    from service.timestamping import timestamp_pending
+    from tests.support.local_tsa import LocalTSA
+
+    with LocalTSA(name="Late TSA") as tsa:
+        runtime = make_runtime(
+            tmp_path, sqlite_url, tsa=(TimestampAuthority("tsa0", tsa.url),), tsa_ca_files=(tsa.ca_cert_path,)
+        )
+        try:
+            client = create_app(runtime=runtime, start_sealer=False).test_client()
+            key = new_key(runtime, "acme")
+            evidence_id = deposit(client, key, b"stamped later")
+            seal(runtime)
+            before = client.get(f"/v1/evidence/{evidence_id}/certificate.pdf", headers=auth(key))
+            assert timestamp_pending(runtime.engine, runtime.settings).stored
+            after = client.get(f"/v1/evidence/{evidence_id}/certificate.pdf", headers=auth(key))
+        finally:
+            runtime.engine.dispose()
+    assert before.status_code == after.status_code == 200
+    assert "Late TSA" not in pdftotext(before.get_data(), tmp_path)
+    assert "Late TSA" in pdftotext(after.get_data(), tmp_path)
+    assert len(list(runtime.settings.certificate_cache_dir.glob(f"{evidence_id}/*.pdf"))) == 2
+
+
+def test_drawing_over_the_per_process_cap_is_503_but_cached_certificates_are_served(
+    client: FlaskClient, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key = new_key(runtime, "acme")
+    cached, fresh = deposit(client, key, b"drawn before"), deposit(client, key, b"drawn during the burst")
+    seal(runtime)
+    assert client.get(f"/v1/evidence/{cached}/certificate.pdf", headers=auth(key)).status_code == 200
+    drawn = _count_drawings(monkeypatch)
+    slots = pages._render_slots(runtime.settings.certificate_renders)
+    assert runtime.settings.certificate_renders == 1 and slots.acquire(blocking=False)  # a drawing in progress
+    try:
+        busy = client.get(f"/v1/evidence/{fresh}/certificate.pdf", headers=auth(key))
+        hit = client.get(f"/v1/evidence/{cached}/certificate.pdf", headers=auth(key))
+    finally:
+        slots.release()
+    assert busy.status_code == 503 and busy.mimetype == "application/problem+json"
+    assert busy.headers["Retry-After"] == "1" and "capacity" in busy.get_json()["detail"]
+    assert hit.status_code == 200 and drawn == []
+    assert client.get(f"/v1/evidence/{fresh}/certificate.pdf", headers=auth(key)).status_code == 200
+
+
+def test_the_certificate_cache_can_be_turned_off(tmp_path: Path, sqlite_url: str) -> None:
+    settings = Settings.from_env({"EVIDENCE_DATA_DIR": str(tmp_path), "EVIDENCE_CERTIFICATE_CACHE_DIR": "off"})
+    assert settings.certificate_cache_dir is None
+    settings = Settings.from_env({"EVIDENCE_DATA_DIR": str(tmp_path), "EVIDENCE_CERTIFICATE_RENDERS": "3"})
+    assert settings.certificate_cache_dir == tmp_path.absolute() / "cache" / "certificates"
+    assert settings.certificate_renders == 3 and settings.certificate_cache_mb == 256
+    with pytest.raises(ConfigError, match="EVIDENCE_CERTIFICATE_RENDERS"):
+        Settings.from_env({"EVIDENCE_CERTIFICATE_RENDERS": "0"})
 
 
 # --- the pages ------------------------------------------------------------------------------------

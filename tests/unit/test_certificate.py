@@ -33,7 +33,7 @@ from service.court.certificate import (
     receipt_bytes,
     render_certificate,
 )
-from service.court.fonts import find_fonts
+from service.court.fonts import FontSet, find_fonts, working_fonts
 from service.court.report import ReportInputs, TrustedKey, render_report
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
@@ -566,3 +566,86 @@ def test_certificate_prints_the_sm2_key_when_the_checkpoint_carries_its_signatur
     keys2.append(gm.verifier.vkey)
     flat2 = " ".join(_pdftotext(render_certificate(doc2, verify_url=VERIFY_URL)).split())
     assert "SM2 signing key" not in flat2
+
+
+# --- working fonts: the font work done once per machine -----------------------------------------
+
+
+@pytest.fixture(scope="module")
+def working_set() -> Iterator[FontSet]:
+    _require_fonts()
+    working = working_fonts(find_fonts(), build="now")
+    assert working is not None
+    yield working
+
+
+def _drawn_with(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
+    """Record the CJK face of every page drawing (a second entry means the document was drawn again)."""
+    from service.court import layout
+
+    faces: list[Path] = []
+    real = layout.Writer.__init__
+
+    def spy(self: layout.Writer, pdf: object, fonts: FontSet, **kwargs: float) -> None:
+        faces.append(fonts.cjk.path)
+        real(self, pdf, fonts, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(layout.Writer, "__init__", spy)
+    return faces
+
+
+def test_documents_are_drawn_once_with_the_working_fonts(
+    working_set: FontSet, receipt: dict[str, object], valid_report: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every character the documents print themselves is in the working fonts: no second drawing, no box."""
+    faces = _drawn_with(monkeypatch)
+    pdf = render_certificate(
+        receipt,
+        verify_url=VERIFY_URL,
+        label="采购合同（终稿）·第2版.pdf",
+        timestamps=TSA,
+        trusted_fingerprint=FINGERPRINT,
+    )
+    assert faces == [working_set.cjk.path]
+    assert "采购合同（终稿）·第2版.pdf" in _pdftotext(pdf)
+    result = VerificationResult(valid=False, step=3, reason="r", checks=[Check(0, True, "x"), Check(3, False, "r")])
+    render_report(result, receipt=receipt, inputs=INPUTS)
+    assert faces == [working_set.cjk.path] * 2
+    assert all((emb, sub) == ("yes", "yes") for _, emb, sub in _fonts(pdf))
+
+
+def test_a_character_outside_the_working_fonts_is_drawn_with_the_full_face(
+    working_set: FontSet, receipt: dict[str, object], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rare = "龘"  # U+9F98: in Noto Sans CJK, not in GB 2312
+    faces = _drawn_with(monkeypatch)
+    pdf = render_certificate(receipt, verify_url=VERIFY_URL, label=f"{rare}氏合同.pdf")
+    assert faces == [working_set.cjk.path, find_fonts().cjk.path]
+    assert f"{rare}氏合同.pdf" in _pdftotext(pdf)
+
+
+def test_working_fonts_are_named_by_their_source_and_rebuilt_when_it_changes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if not WQY.is_file():
+        pytest.skip("fonts-wqy-zenhei not installed")
+    from service.court import fonts as fonts_module
+
+    monkeypatch.setenv("EVIDENCE_FONT_CACHE_DIR", str(tmp_path / "cache"))
+    fonts_module._usable_cache_dir.cache_clear()
+    fonts_module._working_path_cached.cache_clear()
+    try:
+        copy = tmp_path / "wqy.ttc"
+        copy.write_bytes(WQY.read_bytes())
+        source = find_fonts({"EVIDENCE_CJK_FONT": str(copy)})
+        assert working_fonts(source, build="never") is None  # not built: callers use the full face meanwhile
+        first = working_fonts(source, build="now")
+        assert first is not None and first.cjk.path.parent == tmp_path / "cache"
+        assert first.cjk.path.stat().st_size < copy.stat().st_size / 2
+        os.utime(copy, ns=(1, 1))  # the source font changed: its working font is another file
+        fonts_module._find_fonts.cache_clear()
+        assert working_fonts(find_fonts({"EVIDENCE_CJK_FONT": str(copy)}), build="never") is None
+    finally:
+        fonts_module._usable_cache_dir.cache_clear()
+        fonts_module._working_path_cached.cache_clear()
+        fonts_module._find_fonts.cache_clear()
