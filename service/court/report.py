@@ -54,7 +54,9 @@ _STEP_NAMES = {
     5: ("账本包含证明", "Ledger inclusion proof"),
     6: ("检查点签名", "Checkpoint signature"),
     7: ("可信时间戳", "RFC 3161 timestamps"),
+    8: ("存证人签署", "Depositor's attestation"),  # receipt format v2 only
 }
+_V1_STEPS = frozenset(range(8))
 
 ReceiptSource = Literal["receipt", "certificate"]
 
@@ -117,6 +119,7 @@ class _Report:
     result: VerificationResult
     inputs: ReportInputs
     when_lines: list[str]
+    steps: frozenset[int]  # the steps this receipt's format has (v2 adds step 8)
 
     @property
     def tokens_checked(self) -> bool:
@@ -146,9 +149,10 @@ def render_report(
     zone = zone_named(local_tz)
     view = read_receipt(receipt)
     when_lines = time_lines(inputs.verified_at, zone)
+    steps = frozenset(_STEP_NAMES) if receipt.get("format") == "evidence-receipt/v2" else _V1_STEPS
 
     def draw(fonts: FontSet) -> FPDF:
-        r = _Report(_start(view, fonts, when_lines), view, zone, result, inputs, when_lines)
+        r = _Report(_start(view, fonts, when_lines), view, zone, result, inputs, when_lines, steps)
         _outcome_banner(r)
         _section_inputs(r)
         _section_checks(r)
@@ -289,7 +293,7 @@ def _section_checks(r: _Report) -> None:
         rows.append((check.step, outcome, check.detail))
     done = {check.step for check in r.result.checks}
     failed = r.result.step
-    for step in sorted(set(_STEP_NAMES) - done):
+    for step in sorted(r.steps - done):
         if not r.result.valid and failed is not None and step > failed:
             why = f"验证在第 {failed} 步停止 · verification stopped at step {failed}"
         elif step == 1:

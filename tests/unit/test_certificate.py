@@ -649,3 +649,14 @@ def test_working_fonts_are_named_by_their_source_and_rebuilt_when_it_changes(
         fonts_module._usable_cache_dir.cache_clear()
         fonts_module._working_path_cached.cache_clear()
         fonts_module._find_fonts.cache_clear()
+
+
+def test_report_of_a_v2_receipt_lists_step_8_when_it_was_not_run(receipt: dict[str, object]) -> None:
+    _require_fonts()
+    result = VerificationResult(valid=False, step=3, reason="bad proof", checks=[Check(3, False, "bad proof")])
+    v1 = " ".join(_pdftotext(render_report(result, receipt=receipt, inputs=INPUTS)).split())
+    v2 = " ".join(
+        _pdftotext(render_report(result, receipt=dict(receipt, format="evidence-receipt/v2"), inputs=INPUTS)).split()
+    )
+    assert v1.count("NOT RUN") == 7 and "Depositor's attestation" not in v1  # steps 0-2 and 4-7
+    assert v2.count("NOT RUN") == 8 and "Depositor's attestation" in v2
