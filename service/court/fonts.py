@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
 import logging
 import os
 import shutil
@@ -119,8 +120,18 @@ def find_fonts(environ: Mapping[str, str] | None = None) -> FontSet:
 
 @functools.lru_cache(maxsize=8)
 def _find_fonts(override: str, bold_override: str) -> FontSet:
-    # Cached: reading the cmap of a 20 MB collection costs a noticeable fraction of a second, on every
-    # certificate. Failures raise and so are not cached: a font installed later is found on the next call.
+    # Cached per process, and on disk for the next process (the CLI): checking the cmap of a 20 MB collection costs
+    # about half a second. Failures raise and so are not cached: a font installed later is found on the next call.
+    probe = _lookup_probe(override, bold_override)
+    cached = _read_lookup(probe)
+    if cached is not None:
+        return cached
+    found = _search_fonts(override, bold_override)
+    _write_lookup(probe, found)
+    return found
+
+
+def _search_fonts(override: str, bold_override: str) -> FontSet:
     if override:
         cjk = _font_from_spec(override, ENV_CJK_FONT)
         bold = _font_from_spec(bold_override, ENV_CJK_FONT_BOLD) if bold_override else None
@@ -143,6 +154,56 @@ def _find_fonts(override: str, bold_override: str) -> FontSet:
         return FontSet(cjk=found, cjk_bold=None, mono=find_mono_font())
 
     raise FontMissing(f"no CJK font found for the certificate PDF; {INSTALL_HINT}")
+
+
+# --- the lookup, remembered on disk ---------------------------------------------------------------
+# The answer of ``_search_fonts`` is valid while every file it could have chosen is unchanged: the probe lists the
+# override and every known path with its size and mtime (or absence). Answers that came from fontconfig are not
+# kept (fontconfig's choice has no file to probe).
+
+
+def _lookup_probe(override: str, bold_override: str) -> list[list[object]]:
+    paths = [spec.rpartition("#")[0] if "#" in spec else spec for spec in (override, bold_override) if spec]
+    paths += [p for regular, bold, _ in _KNOWN_CJK for p in (regular, bold) if p] + list(_KNOWN_MONO)
+    probe: list[list[object]] = [[_WORKING_VERSION, override, bold_override]]
+    for path in paths:
+        try:
+            stat = os.stat(path)
+            probe.append([path, stat.st_size, stat.st_mtime_ns])
+        except OSError:
+            probe.append([path, None, None])
+    return probe
+
+
+def _lookup_file() -> Path:
+    return _usable_cache_dir() / "lookup.json"
+
+
+def _read_lookup(probe: list[list[object]]) -> FontSet | None:
+    try:
+        data = json.loads(_lookup_file().read_text(encoding="utf-8"))
+        if data.get("probe") != probe:
+            return None
+        faces = [None if f is None else FontFile(Path(f[0]), int(f[1]), str(f[2])) for f in data["fonts"]]
+        cjk, bold, mono = faces
+    except (OSError, ValueError, KeyError, TypeError, IndexError):
+        return None
+    return FontSet(cjk=cjk, cjk_bold=bold, mono=mono) if cjk is not None else None
+
+
+def _write_lookup(probe: list[list[object]], fonts: FontSet) -> None:
+    probed = {str(entry[0]) for entry in probe[1:]}
+    faces = [fonts.cjk, fonts.cjk_bold, fonts.mono]
+    if any(face is not None and str(face.path) not in probed for face in faces):
+        return  # found through fontconfig: not kept
+    data = {"probe": probe, "fonts": [None if f is None else [str(f.path), f.index, f.family] for f in faces]}
+    target = _lookup_file()
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    try:
+        tmp.write_text(json.dumps(data), encoding="utf-8")
+        os.replace(tmp, target)
+    except OSError:
+        tmp.unlink(missing_ok=True)
 
 
 def find_mono_font() -> FontFile | None:

@@ -660,3 +660,36 @@ def test_report_of_a_v2_receipt_lists_step_8_when_it_was_not_run(receipt: dict[s
     )
     assert v1.count("NOT RUN") == 7 and "Depositor's attestation" not in v1  # steps 0-2 and 4-7
     assert v2.count("NOT RUN") == 8 and "Depositor's attestation" in v2
+
+
+def test_the_font_lookup_is_remembered_until_a_font_file_changes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if not WQY.is_file():
+        pytest.skip("fonts-wqy-zenhei not installed")
+    from service.court import fonts as fonts_module
+
+    monkeypatch.setenv("EVIDENCE_FONT_CACHE_DIR", str(tmp_path / "cache"))
+    copy = tmp_path / "wqy.ttc"
+    copy.write_bytes(WQY.read_bytes())
+    env = {"EVIDENCE_CJK_FONT": str(copy)}
+    fonts_module._usable_cache_dir.cache_clear()
+    try:
+        fonts_module._find_fonts.cache_clear()
+        first = find_fonts(env)
+        assert (tmp_path / "cache" / "lookup.json").is_file()
+
+        def no_search(override: str, bold_override: str) -> FontSet:
+            raise AssertionError("searched again")
+
+        fonts_module._find_fonts.cache_clear()
+        with monkeypatch.context() as patch:
+            patch.setattr(fonts_module, "_search_fonts", no_search)
+            assert find_fonts(env) == first  # a new process: the answer comes from the file
+            os.utime(copy, ns=(5, 5))
+            fonts_module._find_fonts.cache_clear()
+            with pytest.raises(AssertionError, match="searched again"):
+                find_fonts(env)  # the font file changed: looked up again
+    finally:
+        fonts_module._usable_cache_dir.cache_clear()
+        fonts_module._find_fonts.cache_clear()
