@@ -49,10 +49,13 @@ Environment variables (an empty value counts as unset), with their defaults:
   Default 256.
 - ``EVIDENCE_CERTIFICATE_RENDERS``: certificates one API process draws at once; a request over it gets ``503``
   with ``Retry-After`` (a cached certificate is always served). Default 1.
+- ``EVIDENCE_WEBHOOK_ALLOW_NETWORKS``: IP networks (``10.1.0.0/16 fd00::/8``, whitespace or commas) that webhooks
+  may reach although they are not public. Default: none (webhooks reach global unicast addresses only).
 """
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -124,6 +127,7 @@ class Settings:
     certificate_cache_dir: Path | None = field(default=Path(""))  # None: no cache; Path(""): <data dir>/cache/...
     certificate_cache_mb: int = 256
     certificate_renders: int = 1
+    webhook_allow_networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
 
     def __post_init__(self) -> None:
         # frozen: derived defaults are filled in through object.__setattr__, once, here.
@@ -202,6 +206,8 @@ class Settings:
             cache_dir = None if cache_dir_raw.strip().lower() == "off" else Path(cache_dir_raw).expanduser()
         certificate_cache_mb = parse("EVIDENCE_CERTIFICATE_CACHE_MB", _positive_int, cls.certificate_cache_mb)
         certificate_renders = parse("EVIDENCE_CERTIFICATE_RENDERS", _positive_int, cls.certificate_renders)
+        no_networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+        webhook_allow_networks = parse("EVIDENCE_WEBHOOK_ALLOW_NETWORKS", _networks, no_networks)
 
         if problems:
             raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
@@ -233,6 +239,7 @@ class Settings:
             certificate_cache_dir=cache_dir,
             certificate_cache_mb=certificate_cache_mb,
             certificate_renders=certificate_renders,
+            webhook_allow_networks=webhook_allow_networks,
         )
 
 
@@ -297,6 +304,16 @@ def _sm2_id(raw: str) -> str:
     if not (1 <= len(raw) <= 255 and all("!" <= c <= "~" for c in raw)):
         raise ValueError("expected an SM2 distinguishing ID of 1 to 255 printable ASCII characters without spaces")
     return raw
+
+
+def _networks(raw: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    networks: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
+    for item in _split(raw):
+        try:
+            networks.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            raise ValueError(f"expected IP networks such as 10.1.0.0/16 or fd00::/8; bad item {item!r}") from None
+    return tuple(networks)
 
 
 def _origin(raw: str) -> str:

@@ -15,7 +15,17 @@ its row, or two sweepers, may send an attempt twice): receivers deduplicate on t
 Signature (documented in docs/batch.md): header ``Evidence-Signature: t=<unix seconds>,v1=<hex>`` where hex is
 HMAC-SHA256 with the webhook secret over ``"<t>." + body`` (the exact body bytes).
 
-Must not import: Flask, Celery. SQL lives in ``service.storage.ledger``; HTTP is ``requests`` (imported when sending).
+Outbound safety (``service.outbound``): the host is resolved at delivery time and the connection goes to the
+address that was checked; only global unicast addresses are reached unless the operator allow-lists networks
+(``EVIDENCE_WEBHOOK_ALLOW_NETWORKS``); a numeric non-public host is already refused at registration. The delivery
+log (``GET /v1/webhook``) holds only a short category (``connection refused``, ``timeout``, ``HTTP 500``...), never
+the exception text, which goes to the operator's log.
+
+Parallel delivery (``DeliveryPool``): attempts run in a pool of threads, at most ``PER_TENANT`` at once for one
+webhook (one active webhook per tenant), each with a total deadline of ``TIMEOUT`` seconds, so a slow or trickling
+endpoint holds only its own tenant's slots.
+
+Must not import: Flask, Celery. SQL lives in ``service.storage.ledger``; HTTP is ``service.outbound``.
 """
 
 from __future__ import annotations
@@ -27,7 +37,9 @@ import logging
 import secrets
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections import OrderedDict, deque
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -35,6 +47,7 @@ from urllib.parse import urlsplit
 
 from sqlalchemy.engine import Connection, Engine
 
+from service import outbound
 from service.config import Settings
 from service.core.errors import InvalidInput, NotFound
 from service.core.formats import format_time, utc_now
@@ -45,6 +58,7 @@ __all__ = [
     "RETRY_DELAYS",
     "SIGNATURE_HEADER",
     "Delivery",
+    "DeliveryPool",
     "WebhookDispatcher",
     "deliver",
     "delete_webhook",
@@ -64,7 +78,9 @@ SIGNATURE_HEADER = "Evidence-Signature"
 SECRET_PREFIX = "whsec_"
 # Seconds between attempt k and attempt k+1 (k = 0 is the queueing): 11 attempts over about 17 hours.
 RETRY_DELAYS: tuple[float, ...] = (0, 10, 30, 60, 300, 900, 1800, 3600, 7200, 14400, 36000)
-TIMEOUT = 10.0  # seconds per attempt (connect and read)
+TIMEOUT = 10.0  # seconds per attempt, in total (connect, TLS, send, status line)
+WORKERS = 16  # delivery threads of one pool
+PER_TENANT = 2  # attempts of one webhook (one tenant) running at once
 MAX_URL_LENGTH = 2000
 SIGNATURE_TOLERANCE = 300  # seconds a receiver should accept between t= and its own clock
 
@@ -72,8 +88,9 @@ SIGNATURE_TOLERANCE = 300  # seconds a receiver should accept between t= and its
 # --- registration ---------------------------------------------------------------------------------
 
 
-def check_url(url: str) -> str:
-    """Return ``url`` if it is an absolute http(s) URL with a host and no credentials or fragment.
+def check_url(url: str, allow: Sequence[outbound.IPNetwork] = ()) -> str:
+    """Return ``url`` if it is an absolute http(s) URL with a host and no credentials or fragment, whose host is
+    not a non-public numeric address (unless in ``allow``). Host names are checked at every delivery.
 
     :raise InvalidInput: saying what is wrong.
     """
@@ -90,6 +107,13 @@ def check_url(url: str) -> str:
         raise InvalidInput("'url' must not carry a user name or password")
     if parts.fragment:
         raise InvalidInput("'url' must not have a #fragment")
+    try:
+        outbound.check_literal_host(parts.hostname, allow)
+    except outbound.OutboundError:
+        raise InvalidInput(
+            f"'url' must point to a public address: {parts.hostname[:100]!r} is loopback, private, link-local or "
+            "otherwise not globally reachable"
+        ) from None
     return url
 
 
@@ -97,12 +121,15 @@ def _webhook_json(row: Any) -> dict[str, Any]:
     return {"url": row.url, "created_at": format_time(from_us(row.created_us))}
 
 
-def register_webhook(conn: Connection, tenant_id: int, url: str, now: datetime) -> tuple[dict[str, Any], str]:
+def register_webhook(
+    conn: Connection, tenant_id: int, url: str, now: datetime, allow: Sequence[outbound.IPNetwork] = ()
+) -> tuple[dict[str, Any], str]:
     """Make ``url`` the tenant's callback (replacing any earlier one) and return ``(description, secret)``.
 
     The secret is returned only here: keep it to check signatures. A new registration gets a new secret.
+    ``allow``: the operator's allowed non-public networks (``Settings.webhook_allow_networks``).
     """
-    url = check_url(url)
+    url = check_url(url, allow)
     secret = SECRET_PREFIX + secrets.token_urlsafe(32)
     ledger.disable_webhooks(conn, tenant_id, to_us(now))
     ledger.insert_webhook(conn, tenant_id, url, secret, to_us(now))
@@ -230,10 +257,37 @@ def due_deliveries(
     return due
 
 
-def deliver(engine: Engine, delivery: Delivery, public_url: str, *, timeout: float = TIMEOUT) -> bool:
-    """Make one attempt: POST the signed event, append its row to ``webhook_deliveries``; True on a 2xx."""
-    import requests
+@dataclass(frozen=True)
+class Transport:
+    """How attempts reach receivers: the deadline, the allowed non-public networks, and (tests) the resolver,
+    connector and TLS context handed to ``outbound.post``."""
 
+    timeout: float = TIMEOUT
+    allow: tuple[outbound.IPNetwork, ...] = ()
+    resolver: outbound.Resolver | None = None
+    connector: outbound.Connector | None = None
+    ssl_context: Any = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **overrides: Any) -> Transport:
+        return cls(allow=tuple(settings.webhook_allow_networks), **overrides)
+
+    def post(self, url: str, body: bytes, headers: dict[str, str]) -> outbound.Response:
+        options: dict[str, Any] = {}
+        if self.resolver is not None:
+            options["resolver"] = self.resolver
+        if self.connector is not None:
+            options["connector"] = self.connector
+        return outbound.post(
+            url, body, headers, timeout=self.timeout, allow=self.allow, ssl_context=self.ssl_context, **options
+        )
+
+
+def deliver(engine: Engine, delivery: Delivery, public_url: str, transport: Transport) -> bool:
+    """Make one attempt: POST the signed event, append its row to ``webhook_deliveries``; True on a 2xx.
+
+    The row's ``error`` is a short category for the tenant; the full reason is logged for the operator.
+    """
     with ledger.read_only(engine).connect() as conn:
         hook = ledger.get_webhook_by_id(conn, delivery.webhook_id)
         body = event_body(conn, delivery.webhook_id, delivery.batch_seq, public_url)
@@ -249,13 +303,13 @@ def deliver(engine: Engine, delivery: Delivery, public_url: str, *, timeout: flo
     }
     status: int | None = None
     error: str | None = None
+    detail = ""
     try:
-        response = requests.post(hook.url, data=body, headers=headers, timeout=timeout, allow_redirects=False)
-        status = response.status_code
+        status = transport.post(hook.url, body, headers).status
         if not 200 <= status < 300:
-            error = f"HTTP {status}"
-    except requests.RequestException as exc:
-        error = f"{exc.__class__.__name__}: {str(exc)[:300]}"
+            error = detail = f"HTTP {status}"
+    except outbound.OutboundError as exc:
+        error, detail = exc.category, str(exc)
     with engine.begin() as conn:
         ledger.insert_webhook_delivery(
             conn, delivery.webhook_id, delivery.batch_seq, delivery.attempt, status, error, to_us(utc_now())
@@ -266,9 +320,95 @@ def deliver(engine: Engine, delivery: Delivery, public_url: str, *, timeout: flo
             delivery.webhook_id,
             delivery.batch_seq,
             delivery.attempt,
-            error,
+            detail,
         )
     return error is None
+
+
+class DeliveryPool:
+    """Attempts in parallel: ``workers`` threads, at most ``per_tenant`` attempts of one webhook at once.
+
+    ``submit`` queues due deliveries (one already queued or running is not queued again, nor an attempt number
+    already made by this pool) and returns at once; ``wait`` blocks until given deliveries are done.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        settings: Settings,
+        *,
+        workers: int = WORKERS,
+        per_tenant: int = PER_TENANT,
+        transport: Transport | None = None,
+    ) -> None:
+        self.engine = engine
+        self.public_url = settings.public_url
+        self.transport = transport or Transport.from_settings(settings)
+        self.per_tenant = per_tenant
+        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="evidence-webhook")
+        self._cond = threading.Condition()
+        self._queues: dict[int, deque[Delivery]] = {}
+        self._running: dict[int, int] = {}
+        self._open: set[tuple[int, int]] = set()  # (webhook_id, batch_seq) queued or running
+        self._made: OrderedDict[tuple[int, int], int] = OrderedDict()  # last attempt number made, bounded
+        self._results: dict[Delivery, bool] = {}
+
+    def submit(self, due: Iterable[Delivery]) -> list[Delivery]:
+        """Queue ``due``; returns the deliveries actually queued."""
+        queued: list[Delivery] = []
+        with self._cond:
+            for d in due:
+                key = (d.webhook_id, d.batch_seq)
+                if key in self._open or self._made.get(key, 0) >= d.attempt:
+                    continue
+                self._open.add(key)
+                self._queues.setdefault(d.webhook_id, deque()).append(d)
+                queued.append(d)
+            for webhook_id, queue in self._queues.items():
+                start = min(self.per_tenant - self._running.get(webhook_id, 0), len(queue))
+                for _ in range(max(0, start)):
+                    self._running[webhook_id] = self._running.get(webhook_id, 0) + 1
+                    self._executor.submit(self._run, webhook_id)
+        return queued
+
+    def _run(self, webhook_id: int) -> None:
+        while True:
+            with self._cond:
+                queue = self._queues.get(webhook_id)
+                if not queue:
+                    self._running[webhook_id] -= 1
+                    if not self._running[webhook_id]:
+                        del self._running[webhook_id]
+                        self._queues.pop(webhook_id, None)
+                    return
+                d = queue.popleft()
+            ok = False
+            try:
+                ok = deliver(self.engine, d, self.public_url, self.transport)
+            except Exception:
+                log.exception("webhook %d batch %d attempt %d failed", d.webhook_id, d.batch_seq, d.attempt)
+            with self._cond:
+                key = (d.webhook_id, d.batch_seq)
+                self._open.discard(key)
+                self._made[key] = d.attempt
+                self._made.move_to_end(key)
+                while len(self._made) > 10_000:
+                    self._made.popitem(last=False)
+                self._results[d] = ok
+                self._cond.notify_all()
+
+    def wait(self, deliveries: Sequence[Delivery], timeout: float | None = None) -> int:
+        """Block until ``deliveries`` were attempted; returns how many of them were delivered (2xx)."""
+        with self._cond:
+            self._cond.wait_for(lambda: all(d in self._results for d in deliveries), timeout)
+            return sum(self._results.pop(d, False) for d in deliveries)
+
+    def forget_results(self) -> None:
+        with self._cond:
+            self._results.clear()
+
+    def shutdown(self, wait: bool = True) -> None:
+        self._executor.shutdown(wait=wait, cancel_futures=True)
 
 
 def dispatch_due(
@@ -278,35 +418,55 @@ def dispatch_due(
     delays: Sequence[float] = RETRY_DELAYS,
     clock: Callable[[], datetime] = utc_now,
     limit: int = 100,
+    transport: Transport | None = None,
 ) -> int:
-    """One sweep: make every attempt that is due; returns how many were delivered."""
+    """One sweep: make every attempt that is due (in parallel, per-tenant cap) and wait; returns how many were
+    delivered."""
     with ledger.read_only(engine).connect() as conn:
         due = due_deliveries(conn, clock(), delays, limit)
-    return sum(deliver(engine, d, settings.public_url) for d in due)
+    if not due:
+        return 0
+    pool = DeliveryPool(engine, settings, transport=transport)
+    try:
+        return pool.wait(pool.submit(due))
+    finally:
+        pool.shutdown()
 
 
 class WebhookDispatcher(threading.Thread):
-    """The embedded default's delivery thread: sweeps every ``interval`` seconds until ``stop()``."""
+    """The embedded default's delivery thread: every ``interval`` seconds, queues what is due into a
+    ``DeliveryPool`` without waiting for earlier attempts (a slow endpoint delays only its own tenant)."""
 
     def __init__(
-        self, engine: Engine, settings: Settings, *, interval: float = 1.0, delays: Sequence[float] = RETRY_DELAYS
+        self,
+        engine: Engine,
+        settings: Settings,
+        *,
+        interval: float = 1.0,
+        delays: Sequence[float] = RETRY_DELAYS,
+        transport: Transport | None = None,
     ) -> None:
         super().__init__(name="evidence-webhooks", daemon=True)
         self.engine = engine
         self.settings = settings
         self.interval = interval
         self.delays = tuple(delays)
+        self.pool = DeliveryPool(engine, settings, transport=transport)
         self._stop_event = threading.Event()
 
     def stop(self, timeout: float = 15.0) -> None:
         self._stop_event.set()
         if self.is_alive():
             self.join(timeout)
+        self.pool.shutdown(wait=True)  # running attempts end within their deadline
 
     def run(self) -> None:
         while not self._stop_event.is_set():
             try:
-                dispatch_due(self.engine, self.settings, delays=self.delays)
+                with ledger.read_only(self.engine).connect() as conn:
+                    due = due_deliveries(conn, utc_now(), self.delays)
+                self.pool.submit(due)
+                self.pool.forget_results()
             except Exception:
                 log.exception("webhook sweep failed; retrying in %.1f s", self.interval)
             self._stop_event.wait(self.interval)

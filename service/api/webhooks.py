@@ -30,8 +30,11 @@ def put_webhook() -> Response:
     reject_unknown_fields(body, ("url",), "the JSON body")
     if "url" not in body:
         raise InvalidInput("the JSON body needs 'url': the http(s) URL to POST events to")
-    with runtime_state().engine.begin() as conn:
-        described, secret = webhooks.register_webhook(conn, tenant_id, body["url"], utc_now())
+    state = runtime_state()
+    with state.engine.begin() as conn:
+        described, secret = webhooks.register_webhook(
+            conn, tenant_id, body["url"], utc_now(), state.runtime.settings.webhook_allow_networks
+        )
     return json_response(json_body({**described, "secret": secret}), 201)
 
 

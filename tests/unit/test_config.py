@@ -121,3 +121,17 @@ def test_settings_are_frozen() -> None:
     s = Settings()
     with pytest.raises(AttributeError):
         s.origin = "other"  # type: ignore[misc]
+
+
+def test_webhook_allow_networks() -> None:
+    import ipaddress
+
+    assert Settings.from_env({}).webhook_allow_networks == ()
+    s = Settings.from_env({"EVIDENCE_WEBHOOK_ALLOW_NETWORKS": "10.20.0.0/16, fd00:1::/64 127.0.0.1"})
+    assert s.webhook_allow_networks == (
+        ipaddress.ip_network("10.20.0.0/16"),
+        ipaddress.ip_network("fd00:1::/64"),
+        ipaddress.ip_network("127.0.0.1/32"),
+    )
+    with pytest.raises(ConfigError, match="EVIDENCE_WEBHOOK_ALLOW_NETWORKS.*bad item 'intranet'"):
+        Settings.from_env({"EVIDENCE_WEBHOOK_ALLOW_NETWORKS": "10.0.0.0/8 intranet"})
