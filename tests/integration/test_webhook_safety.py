@@ -26,7 +26,6 @@ from flask.testing import FlaskClient
 from sqlalchemy import text
 
 from service import outbound, sealing, webhooks
-from service.api import bulk as bulk_api
 from service.api import create_app
 from service.config import Settings
 from service.core.formats import utc_now
@@ -147,10 +146,7 @@ def runtime(tmp_path: Path, db_url: str) -> Iterator[Runtime]:
 
 
 def client_for(rt: Runtime) -> FlaskClient:
-    app = create_app(runtime=rt, start_sealer=False)
-    if "bulk" not in app.blueprints:
-        app.register_blueprint(bulk_api.bp)
-    return app.test_client()
+    return create_app(runtime=rt, start_sealer=False).test_client()
 
 
 def new_tenant(rt: Runtime, name: str) -> tuple[int, dict[str, str]]:
