@@ -38,8 +38,10 @@ def _check_private(path: Path) -> None:
 
 
 def write_signer(path: Path, signer: Signer | Sm2Signer) -> None:
-    """Write ``signer`` to ``path`` with mode 0600, atomically; never overwrites an existing file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write ``signer`` to ``path`` with mode 0600, atomically; never overwrites an existing file. A missing
+    directory is created 0700."""
+    if not path.parent.exists():
+        path.parent.mkdir(parents=True, mode=0o700)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:

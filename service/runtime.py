@@ -6,10 +6,13 @@ before it serves, so they all start the same way. Must not import: Flask or Cele
 
 from __future__ import annotations
 
+import logging
+import stat
 from dataclasses import dataclass
 from functools import cached_property
+from pathlib import Path
 
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Engine, make_url
 
 from service.config import Settings
 from service.core.formats import utc_now
@@ -19,6 +22,29 @@ from service.sealing import ensure_genesis
 from service.storage import db, ledger
 from service.storage.codec import to_us
 
+log = logging.getLogger(__name__)
+
+
+def private_data_dir(settings: Settings) -> None:
+    """Create the data directory 0700, or take group and other access away from an existing one, if the signing
+    key or a SQLite database lives there. A directory we may not chmod is left as it is, with a warning."""
+    data_dir = settings.data_dir
+    uses = [settings.signing_key_file]
+    url = make_url(settings.database_url)
+    if url.get_backend_name() == "sqlite" and url.database and not url.database.startswith(("file:", ":memory:")):
+        uses.append(Path(url.database).expanduser().absolute())
+    if not any(data_dir in p.parents for p in uses):
+        return
+    if not data_dir.exists():
+        data_dir.mkdir(parents=True, mode=0o700)
+        return
+    mode = stat.S_IMODE(data_dir.stat().st_mode)
+    if mode & 0o077:
+        try:
+            data_dir.chmod(mode & 0o700)
+        except OSError as exc:
+            log.warning("the data directory %s is readable by other users (mode %o): %s", data_dir, mode, exc)
+
 
 @dataclass
 class Runtime:
@@ -27,6 +53,10 @@ class Runtime:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Runtime:
+        """The runtime of ``settings``. The data directory, when it holds the database or the signing key, is made
+        private (0700; an older release created it 0755), and so is an embedded database (0600, see
+        ``db.private_database_file``)."""
+        private_data_dir(settings)
         return cls(settings, db.make_engine(settings))
 
     @cached_property

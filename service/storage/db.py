@@ -14,7 +14,9 @@ Must not import: Flask, Celery, the API or workers.
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +32,16 @@ from sqlalchemy.pool import ConnectionPoolEntry
 from service.config import Settings
 from service.core.errors import SchemaDrift
 
-__all__ = ["MIGRATIONS_DIR", "alembic_config", "check", "current_revision", "heads", "make_engine", "upgrade"]
+__all__ = [
+    "MIGRATIONS_DIR",
+    "alembic_config",
+    "check",
+    "current_revision",
+    "heads",
+    "make_engine",
+    "private_database_file",
+    "upgrade",
+]
 
 # Top-level migrations/ beside the service package (not inside it: the image ships both).
 MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
@@ -42,8 +53,10 @@ _SQLITE_BEGIN_MODES = frozenset({"DEFERRED", "IMMEDIATE", "EXCLUSIVE"})
 def make_engine(settings_or_url: Settings | str, *, sqlite_busy_timeout: float = SQLITE_BUSY_TIMEOUT) -> Engine:
     """An engine for the settings' ``database_url`` (or the URL given).
 
-    SQLite: WAL journal, ``foreign_keys=ON``, ``synchronous=NORMAL``, a busy timeout, transactions begun
-    with ``BEGIN IMMEDIATE``; the database's directory is created. PostgreSQL: psycopg2 with
+    SQLite: WAL journal, ``foreign_keys=ON``, ``synchronous=FULL`` (a committed transaction, and so an
+    acknowledged deposit, survives power loss), ``recursive_triggers=ON`` (``INSERT OR REPLACE`` fires the
+    append-only DELETE triggers), a busy timeout, transactions begun with ``BEGIN IMMEDIATE``; the database's
+    directory is created. PostgreSQL: psycopg2 with
     a plain pool (see below).
     """
     raw = settings_or_url.database_url if isinstance(settings_or_url, Settings) else settings_or_url
@@ -69,7 +82,7 @@ def _sqlite_engine(raw: str, busy_timeout: float) -> Engine:
     database = url.database or ""
     in_memory = database in ("", ":memory:") or database.startswith("file::memory:")
     if not in_memory:
-        Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        private_database_file(Path(database).expanduser())
     engine = create_engine(url, connect_args={"timeout": busy_timeout})
 
     @event.listens_for(engine, "connect")
@@ -84,7 +97,11 @@ def _sqlite_engine(raw: str, busy_timeout: float) -> Engine:
             # After a checkpoint the WAL file is cut back to this size (default: never, so one burst left a
             # 380 MB WAL behind for good); service.maintenance also truncates it to zero regularly.
             cursor.execute(f"PRAGMA journal_size_limit={SQLITE_JOURNAL_SIZE_LIMIT}")
-            cursor.execute("PRAGMA synchronous=NORMAL")
+            # FULL: WAL is fsynced at every commit (NORMAL would only fsync at checkpoints, so a transaction
+            # acknowledged just before a power loss could roll back). Group commit keeps the fsyncs few.
+            cursor.execute("PRAGMA synchronous=FULL")
+            # REPLACE deletes the conflicting row; only with recursive triggers does that fire the DELETE guards.
+            cursor.execute("PRAGMA recursive_triggers=ON")
             cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
         finally:
             cursor.close()
@@ -97,6 +114,27 @@ def _sqlite_engine(raw: str, busy_timeout: float) -> Engine:
         conn.exec_driver_sql(f"BEGIN {mode}")
 
     return engine
+
+
+def private_database_file(path: Path) -> None:
+    """Make the SQLite database at ``path`` readable by its owner only: a missing directory is created 0700, a
+    missing database file is created 0600 (SQLite then gives its ``-wal`` and ``-shm`` files the same mode), and an
+    existing database, WAL or SHM file readable by others (an older release made them 0644) is set to 0600.
+
+    It holds webhook secrets and API key hashes: other local users must not read it.
+    """
+    if not path.parent.exists():
+        path.parent.mkdir(parents=True, mode=0o700)
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass
+    for file in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        try:
+            if stat.S_IMODE(file.stat().st_mode) & 0o077:
+                file.chmod(0o600)
+        except FileNotFoundError:
+            pass
 
 
 def alembic_config(url: str | None = None) -> Config:

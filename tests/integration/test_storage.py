@@ -107,7 +107,8 @@ def test_sqlite_pragmas_and_data_dir_creation(tmp_path: object) -> None:
         with engine.connect() as connection:
             assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
             assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
-            assert connection.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL
+            assert connection.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL: acknowledged = durable
+            assert connection.exec_driver_sql("PRAGMA recursive_triggers").scalar() == 1  # REPLACE fires DELETE guards
             assert connection.exec_driver_sql("PRAGMA busy_timeout").scalar() == 30_000
     finally:
         engine.dispose()
@@ -442,6 +443,93 @@ def test_mutable_tables_stay_mutable(engine: Engine) -> None:
         assert ledger.delete_pending(connection, [pk]) == 1
         assert ledger.revoke_tenant(connection, "acme", T0 + 1)
         connection.execute(text("DELETE FROM api_keys"))
+
+
+# A column of each table to rewrite (the issue's probe rewrote a batch root and an evidence digest) and the
+# table's unique keys (primary key first).
+REWRITES: dict[str, tuple[str, tuple[tuple[str, ...], ...]]] = {
+    "evidence": ("sha256", (("pk",), ("id",))),
+    "batches": ("root", (("seq",),)),
+    "batch_leaves": ("proof", (("evidence_pk",), ("batch_seq", "leaf_index"))),
+    "ledger_nodes": ("hash", (("level", "idx"),)),
+    "checkpoints": ("root", (("size",),)),
+    "timestamps": ("token", (("id",), ("batch_seq", "tsa"))),
+    "webhook_deliveries": ("attempt", (("id",),)),
+}
+
+
+def _forged(column: str, dialect: str) -> str:
+    if column == "attempt":
+        return "attempt + 7"
+    return "x'" + "ab" * 32 + "'" if dialect == "sqlite" else "'\\x" + "ab" * 32 + "'::bytea"
+
+
+def rewrite_statements(engine: Engine, table: str) -> list[str]:
+    """Every statement form that could change a stored row of ``table`` in place, for this database."""
+    column, keys = REWRITES[table]
+    columns = [c["name"] for c in inspect(engine).get_columns(table)]
+    dialect = engine.dialect.name
+    values = ", ".join(_forged(c, dialect) if c == column else c for c in columns)
+    names = ", ".join(columns)
+    source = f"SELECT {values} FROM {table} WHERE true"
+    statements = [APPEND_ONLY_UPDATES[table], f"DELETE FROM {table}"]
+    for key in keys:  # UPSERT on each unique key
+        statements.append(
+            f"INSERT INTO {table} ({names}) {source} ON CONFLICT ({', '.join(key)}) DO UPDATE SET "
+            f"{column} = excluded.{column}"
+        )
+    if dialect == "sqlite":  # PostgreSQL has no REPLACE
+        statements += [f"REPLACE INTO {table} ({names}) {source}", f"INSERT OR REPLACE INTO {table} ({names}) {source}"]
+        statements.append(
+            f"INSERT INTO {table} ({names}) {source} ON CONFLICT DO UPDATE SET {column} = excluded.{column}"
+        )
+    return statements
+
+
+def table_dump(engine: Engine, table: str) -> list[tuple[object, ...]]:
+    with engine.connect() as connection:
+        return [tuple(r) for r in connection.execute(text(f"SELECT * FROM {table} ORDER BY 1, 2"))]
+
+
+def test_every_rewrite_form_fails_on_every_append_only_table(engine: Engine) -> None:
+    """UPDATE, DELETE, UPSERT (per unique key), and on SQLite REPLACE / INSERT OR REPLACE: refused, rows unchanged."""
+    assert set(REWRITES) == set(ledger.APPEND_ONLY_TABLES)
+    fill_append_only_tables(engine)
+    for table in sorted(REWRITES):
+        before = table_dump(engine, table)
+        assert before, table
+        for statement in rewrite_statements(engine, table):
+            with pytest.raises(DBAPIError, match=f"append-only: {table}"):
+                with engine.begin() as connection:
+                    connection.execute(text(statement))
+            assert table_dump(engine, table) == before, statement
+
+
+def test_sqlite_replace_is_refused_without_recursive_triggers_too(sqlite_url: str) -> None:
+    """A plain sqlite3 connection (recursive_triggers off, as in the sqlite3 shell) meets the BEFORE INSERT guards."""
+    import sqlite3
+
+    db.upgrade(sqlite_url)
+    engine = db.make_engine(sqlite_url)
+    try:
+        fill_append_only_tables(engine)
+        statements = {t: rewrite_statements(engine, t)[-2] for t in REWRITES}  # INSERT OR REPLACE
+        before = {t: table_dump(engine, t) for t in REWRITES}
+    finally:
+        engine.dispose()
+    plain = sqlite3.connect(sqlite_url.removeprefix("sqlite:///"), isolation_level=None)
+    try:
+        assert plain.execute("PRAGMA recursive_triggers").fetchone() == (0,)
+        for table, statement in statements.items():
+            with pytest.raises(sqlite3.IntegrityError, match=f"append-only: {table}"):
+                plain.execute(statement)
+    finally:
+        plain.close()
+    engine = db.make_engine(sqlite_url)
+    try:
+        assert {t: table_dump(engine, t) for t in REWRITES} == before
+    finally:
+        engine.dispose()
 
 
 @pytest.mark.postgres
