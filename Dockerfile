@@ -40,5 +40,5 @@ ENV EVIDENCE_DATA_DIR=/var/lib/evidence
 EXPOSE 8000
 
 # The default role is the API; compose.yaml gives each service its own command.
-CMD ["gunicorn", "--bind", "0.0.0.0:8000", "--worker-class", "gthread", "--workers", "4", "--threads", "4", \
+CMD ["gunicorn", "--bind", "0.0.0.0:8000", "--worker-class", "service.api.gunicorn_worker.ProblemThreadWorker", "--workers", "4", "--threads", "4", \
      "--access-logfile", "-", "service.api:create_app()"]

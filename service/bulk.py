@@ -75,13 +75,21 @@ class Answer:
 
 
 def check_idempotency_key(value: str) -> str:
-    """Return ``value`` if it is 1-255 visible ASCII characters (no spaces).
+    """Return ``value`` if it is 1-255 visible ASCII characters (no spaces) other than a comma.
+
+    A comma is refused because a server joins a repeated header's values with commas (gunicorn sends
+    ``Idempotency-Key: k1`` + ``Idempotency-Key: k2`` on as ``k1,k2``): two keys must not become a third.
 
     :raise InvalidInput: saying what is wrong with it.
     """
+    if "," in value:
+        raise InvalidInput(
+            "the Idempotency-Key header must be given once and hold one key without commas "
+            f"(found {value.count(',') + 1} comma-separated values)"
+        )
     if not _KEY_PATTERN.fullmatch(value):
         raise InvalidInput(
-            f"the Idempotency-Key must be 1-{MAX_IDEMPOTENCY_KEY} visible ASCII characters without spaces, "
+            f"the Idempotency-Key must be 1-{MAX_IDEMPOTENCY_KEY} visible ASCII characters without spaces or commas, "
             f"found {len(value)} characters{'' if value.isascii() else ' with non-ASCII ones'}"
         )
     return value

@@ -10,7 +10,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from flask import Flask
+from flask import Flask, Response
+from flask.globals import request_ctx
+from werkzeug.exceptions import HTTPException
 
 from service.api import (
     auth,
@@ -39,6 +41,30 @@ from service.runtime import Runtime
 from service.storage.ledger import read_only
 
 
+class EvidenceFlask(Flask):
+    """Flask with ``OPTIONS`` answers that list only the methods the URL really serves."""
+
+    def make_default_options_response(self) -> Response:
+        """``Allow`` lists the methods whose request would reach a view for this very URL. A static route wins over a
+        variable one (``/v1/evidence/batch`` is the bulk deposit, never evidence "batch"), so methods that only the
+        variable route ``/v1/evidence/<evidence_id>`` serves are not listed for it (Flask's default would)."""
+        adapter = request_ctx.url_adapter
+        assert adapter is not None
+        matched: dict[str, bool] = {}  # method -> served by a rule without variables
+        for method in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"):
+            try:
+                rule, _ = adapter.match(method=method, return_rule=True)
+            except HTTPException:
+                continue
+            matched[method] = not rule.arguments
+        if any(matched.values()):
+            matched = {m: static for m, static in matched.items() if static}
+        response = self.response_class(status=204)
+        del response.headers["Content-Type"]  # no body
+        response.allow.update([*matched, "OPTIONS"])
+        return response
+
+
 def create_app(
     settings: Settings | None = None,
     runtime: Runtime | None = None,
@@ -58,7 +84,7 @@ def create_app(
         runtime = Runtime.from_settings(settings or Settings.from_env(os.environ))
     settings = runtime.settings
 
-    app = Flask(__name__)
+    app = EvidenceFlask(__name__)
     # Upload bodies may be this large (plus multipart framing); the file itself is limited in the view.
     app.config["MAX_CONTENT_LENGTH"] = settings.max_upload_bytes + MULTIPART_OVERHEAD
     app.json.sort_keys = False  # type: ignore[attr-defined]  # keep documents in their documented order
@@ -72,6 +98,13 @@ def create_app(
     app.extensions[EXTENSION_KEY] = state
 
     errors.register(app)
+
+    @app.after_request
+    def _no_sniffing(response: Response) -> Response:
+        # Browsers must take every answer as the type it says it is (a JSON body is never run as HTML or script).
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        return response
+
     observability.init_logging(app)
     observability.init_metrics(app, runtime)
     app.register_blueprint(evidence.bp)

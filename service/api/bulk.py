@@ -109,7 +109,9 @@ def receipts_in_bulk() -> Response:
         keys = [k["vkey"] for k in sealing.key_list(conn)]
         items = sealing.receipts_for(conn, tenant_id, ids, keys=keys)
         items = witnessing.items_with_cosignatures(conn, runtime_state().runtime.settings, items)
-    return json_response(json_body({"items": items}), 200)
+    response = json_response(json_body({"items": items}), 200)
+    response.headers["Cache-Control"] = "no-store"  # tenants' receipts: no cache keeps a copy
+    return response
 
 
 def parse_receipt_ids(body: dict[str, Any]) -> list[str]:

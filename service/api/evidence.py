@@ -236,8 +236,11 @@ def receipt(evidence_id: str) -> Response:
         response.status_code = 202
         max_age = 1.0 if waiting else settings.batch_max_age
         response.headers["Retry-After"] = str(max(1, math.ceil(max_age)))
-        return response
-    return Response(dump_json(document or {}), status=200, mimetype="application/json")
+    else:
+        response = Response(dump_json(document or {}), status=200, mimetype="application/json")
+    # A tenant's receipt (and a pending status that changes soon): no cache, shared or private, keeps a copy.
+    response.headers["Cache-Control"] = "no-store"
+    return response
 
 
 def _checked_id(evidence_id: str) -> str:

@@ -18,6 +18,7 @@ from service.commands.verify import UsageFailure
 from service.config import Settings
 from service.core.distribution import check_url, install_command, is_loopback_url
 from service.core.errors import FormatError, UnreadableReceipt
+from service.core.labels import label_problem
 from service.core.receipt import FORMATS, load_json
 
 PUBLIC_URL_ENV = "EVIDENCE_PUBLIC_URL"
@@ -68,7 +69,12 @@ def _evidence_id(document: dict[str, object]) -> object:
     type=click.Path(dir_okay=False),
     help="Where to write the certificate PDF.",
 )
-@click.option("--label", metavar="L", help="A label for the file (printed on the certificate).")
+@click.option(
+    "--label",
+    metavar="L",
+    help="A label for the file (printed on the certificate); the API's label rules apply: 1-500 characters, no "
+    "control, bidirectional or zero-width characters.",
+)
 @click.option(
     "--server-url",
     metavar="U",
@@ -77,6 +83,10 @@ def _evidence_id(document: dict[str, object]) -> object:
 )
 def certificate(receipt: str, output: str, label: str | None, server_url: str | None) -> None:
     """Render the certificate of deposit (PDF, receipt attached) for the receipt file RECEIPT."""
+    if label is not None:
+        problem = label_problem(label)
+        if problem is not None:
+            raise UsageFailure(f"the label {problem}")
     try:
         raw = Path(receipt).read_bytes()
     except OSError as exc:

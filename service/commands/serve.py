@@ -2,7 +2,8 @@
 
 Before serving: migrate the embedded database (``db.upgrade``), load or create the signing key, publish it and
 sign the size-0 checkpoint (``Runtime.prepare_signing``). Then gunicorn runs ``create_app`` in N ``gthread``
-workers (threads, so a slow upload does not stall a worker's heartbeat). Exactly one in-process sealer runs:
+workers (threads, so a slow upload does not stall a worker's heartbeat; ``ProblemThreadWorker``, so gunicorn's
+own 400/414/431 answers are problem+json too). Exactly one in-process sealer runs:
 every worker starts a ``Sealer`` but only the holder of the data dir's ``sealer.lock`` seals; if that worker
 dies, another takes the lock over. Sealing stays safe even if two sealed at once (the ledger lock).
 """
@@ -155,7 +156,7 @@ def serve(host: str, port: int, data_dir: str | None, workers: int, threads: int
     options: dict[str, Any] = {
         "bind": f"[{host}]:{port}" if ":" in host else f"{host}:{port}",
         "workers": workers,
-        "worker_class": "gthread",
+        "worker_class": "service.api.gunicorn_worker.ProblemThreadWorker",
         "threads": threads,
         "preload_app": False,
         "graceful_timeout": 15,

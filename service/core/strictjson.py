@@ -1,4 +1,5 @@
-"""Strict JSON: UTF-8 without a byte order mark, no duplicate keys, no NaN or Infinity.
+"""Strict JSON: UTF-8 without a byte order mark, no duplicate keys, no NaN or Infinity (neither spelt out nor as
+a number too large for a double, such as ``1e400``).
 
 Owns: turning request bodies and receipt files into JSON values strictly, and naming JSON types in messages.
 Must not import: anything outside the standard library. Callers turn ``StrictJSONError`` into their own error
@@ -8,6 +9,7 @@ Must not import: anything outside the standard library. Callers turn ``StrictJSO
 from __future__ import annotations
 
 import json
+import math
 from typing import Any, NoReturn
 
 
@@ -22,7 +24,8 @@ class StrictJSONError(ValueError):
 def loads(raw: bytes | str, *, subject: str = "the JSON") -> Any:
     """Parse strict JSON and return the value (any JSON value); ``subject`` names the input in messages.
 
-    :raise StrictJSONError: not UTF-8, a byte order mark, duplicate keys, NaN/Infinity, or not JSON at all.
+    :raise StrictJSONError: not UTF-8, a byte order mark, duplicate keys, NaN/Infinity, a number that overflows
+        a double to infinity (``1e400``), or not JSON at all.
     """
     if isinstance(raw, bytes | bytearray):
         try:
@@ -45,8 +48,19 @@ def loads(raw: bytes | str, *, subject: str = "the JSON") -> Any:
     def reject_constant(name: str) -> NoReturn:
         raise StrictJSONError(f"{subject} contains {name}, which strict JSON does not allow")
 
+    def finite_float(literal: str) -> float:
+        value = float(literal)
+        if math.isinf(value):
+            shown = literal if len(literal) <= 40 else literal[:37] + "..."
+            raise StrictJSONError(
+                f"{subject} contains the number {shown}, too large for a double (it would be Infinity)"
+            )
+        return value
+
     try:
-        return json.loads(text, object_pairs_hook=reject_duplicates, parse_constant=reject_constant)
+        return json.loads(
+            text, object_pairs_hook=reject_duplicates, parse_constant=reject_constant, parse_float=finite_float
+        )
     except StrictJSONError:
         raise
     except json.JSONDecodeError as exc:

@@ -249,7 +249,17 @@ def _fit_label(w: Writer, label: str) -> str:
     budget = 2 * (w.width - w.label_w) - 12
     if w.pdf.get_string_width(label) <= budget:
         return label
-    while label and w.pdf.get_string_width(label + "…") > budget:
+    # Linear: add up the characters' advances to find the cut (the old character-by-character re-measuring of the
+    # whole prefix was quadratic: 304 s for an 11,000-character label), then check the result once.
+    room = budget - w.pdf.get_string_width("…")
+    width, cut = 0.0, 0
+    for ch in label:
+        width += w.pdf.get_string_width(ch)
+        if width > room:
+            break
+        cut += 1
+    label = label[:cut]
+    while label and w.pdf.get_string_width(label + "…") > budget:  # rounding: at most a character or two
         label = label[:-1]
     return label + "…"
 
