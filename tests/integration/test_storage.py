@@ -455,12 +455,17 @@ REWRITES: dict[str, tuple[str, tuple[tuple[str, ...], ...]]] = {
     "checkpoints": ("root", (("size",),)),
     "timestamps": ("token", (("id",), ("batch_seq", "tsa"))),
     "webhook_deliveries": ("attempt", (("id",),)),
+    "cases": ("title", (("pk",), ("id",))),
+    "evidence_v2": ("phase_name", (("evidence_pk",),)),  # (case_id, phase) is a partial index: REPLACE covers it
+    "cosignatures": ("witness", (("id",), ("size", "vkey"))),
 }
 
 
 def _forged(column: str, dialect: str) -> str:
     if column == "attempt":
         return "attempt + 7"
+    if column in ("title", "phase_name", "witness"):
+        return "'forged'"
     return "x'" + "ab" * 32 + "'" if dialect == "sqlite" else "'\\x" + "ab" * 32 + "'::bytea"
 
 

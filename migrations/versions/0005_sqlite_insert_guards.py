@@ -1,7 +1,7 @@
 """Append-only also against REPLACE on SQLite: a BEFORE INSERT guard per unique key of every ledger table.
 
-Revision ID: 0003
-Revises: 0002
+Revision ID: 0005
+Revises: 0004
 Create Date: 2026-11-30
 
 ``INSERT OR REPLACE`` (and ``REPLACE``) resolves a key conflict by deleting the old row, and SQLite fires DELETE
@@ -23,14 +23,17 @@ from collections.abc import Sequence
 
 from alembic import op
 
-revision: str = "0003"
-down_revision: str | None = "0002"
+revision: str = "0005"
+down_revision: str | None = "0004"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-# Frozen copy: every unique key (primary key and unique constraints) of every append-only table.
+# Frozen copy: every unique key (primary key, unique constraints and indexes) of every append-only table.
 UNIQUE_KEYS: dict[str, tuple[tuple[str, ...], ...]] = {
     "evidence": (("pk",), ("id",)),
+    "cases": (("pk",), ("id",)),
+    "evidence_v2": (("evidence_pk",), ("case_id", "phase")),  # the latter only among cosigns IS NULL (0003)
+    "cosignatures": (("id",), ("size", "vkey")),
     "batches": (("seq",),),
     "batch_leaves": (("evidence_pk",), ("batch_seq", "leaf_index")),
     "ledger_nodes": (("level", "idx"),),
@@ -51,6 +54,8 @@ def upgrade() -> None:
         message = f"evidence ledger tables are append-only: {table} (existing key)"
         for n, columns in enumerate(keys):
             match = " AND ".join(f"{c} = NEW.{c}" for c in columns)
+            if table == "evidence_v2" and columns == ("case_id", "phase"):
+                match += " AND cosigns IS NULL AND NEW.cosigns IS NULL"
             op.execute(
                 f"CREATE TRIGGER {_name(table, n)} BEFORE INSERT ON {table} "
                 f"WHEN EXISTS (SELECT 1 FROM {table} WHERE {match}) "
