@@ -77,9 +77,11 @@ def cosign_checkpoint(
     timeout: float,
     size: int | None = None,
     post: Post = witness_client.post_add_checkpoint,
+    pool: ThreadPoolExecutor | None = None,
 ) -> list[WitnessOutcome]:
     """Ask every witness of ``policy`` without a stored cosignature of the checkpoint of ``size`` (default: the
-    latest) to cosign it, all in parallel; store the valid cosignatures. Never raises for a witness's failure."""
+    latest) to cosign it, all in parallel (on ``pool`` when given, else on threads made for this call); store the
+    valid cosignatures in one transaction. Never raises for a witness's failure."""
     with ledger.read_only(engine).connect() as conn:
         row = ledger.latest_checkpoint(conn) if size is None else ledger.checkpoint_at(conn, size)
         if row is None or int(row.size) == 0:
@@ -88,12 +90,21 @@ def cosign_checkpoint(
         note = bytes(row.note)
         created_us = int(row.created_us)
         have = {str(r.vkey) for r in ledger.cosignatures_at(conn, size)}
-    todo = [w for w in policy.witnesses if w.url and w.key.vkey not in have]
+        todo = [w for w in policy.witnesses if w.url and w.key.vkey not in have]
+        sizes = {w.key.vkey: ledger.witness_size(conn, w.key.vkey) for w in todo}
     if not todo:
         return [WitnessOutcome(w.name, size, "present", "already cosigned") for w in policy.witnesses]
     before = _met(policy, have)
-    with ThreadPoolExecutor(max_workers=len(todo), thread_name_prefix="witness") as pool:
-        outcomes = list(pool.map(lambda w: _ask(engine, w, size, note, timeout, post), todo))
+
+    def ask(w: PolicyWitness) -> tuple[WitnessOutcome, _Cosigned | None]:
+        return _ask(engine, w, size, note, timeout, post, sizes[w.key.vkey])
+
+    if pool is None:
+        with ThreadPoolExecutor(max_workers=len(todo), thread_name_prefix="witness") as own:
+            answers = list(own.map(ask, todo))
+    else:
+        answers = list(pool.map(ask, todo))
+    outcomes = _store_all(engine, size, answers)
     for o in outcomes:
         metrics.WITNESS_REQUESTS.labels(o.witness, o.outcome).inc()
     if not before:
@@ -104,44 +115,84 @@ def cosign_checkpoint(
     return outcomes
 
 
-def _ask(engine: Engine, w: PolicyWitness, size: int, note: bytes, timeout: float, post: Post) -> WitnessOutcome:
+@dataclass(frozen=True)
+class _Cosigned:
+    witness: PolicyWitness
+    timestamp: int
+    line: bytes
+
+
+def _store_all(
+    engine: Engine, size: int, answers: Sequence[tuple[WitnessOutcome, _Cosigned | None]]
+) -> list[WitnessOutcome]:
+    """Store the round's valid cosignatures in one transaction (one row each; a row another worker stored
+    meanwhile makes that one ``present``)."""
+    good = [c for _, c in answers if c is not None]
+    now_us = to_us(utc_now())
+    if good:
+        try:
+            with engine.begin() as conn:
+                for c in good:
+                    ledger.insert_cosignature(
+                        conn, size, c.witness.name, c.witness.key.vkey, c.timestamp, c.line, now_us
+                    )
+        except IntegrityError:  # another worker stored some: one transaction each, keep the others
+            lost: set[str] = set()
+            for c in good:
+                try:
+                    with engine.begin() as conn:
+                        ledger.insert_cosignature(
+                            conn, size, c.witness.name, c.witness.key.vkey, c.timestamp, c.line, now_us
+                        )
+                except IntegrityError:
+                    lost.add(c.witness.name)
+            return [
+                WitnessOutcome(o.witness, size, "present", "stored meanwhile by another worker")
+                if o.witness in lost
+                else o
+                for o, _ in answers
+            ]
+    return [o for o, _ in answers]
+
+
+def _ask(
+    engine: Engine, w: PolicyWitness, size: int, note: bytes, timeout: float, post: Post, old: int
+) -> tuple[WitnessOutcome, _Cosigned | None]:
     assert w.url is not None
-    with ledger.read_only(engine).connect() as conn:
-        old = ledger.witness_size(conn, w.key.vkey)
     if old > size:
-        return WitnessOutcome(w.name, size, "present", f"it cosigned size {old} already")
+        return WitnessOutcome(w.name, size, "present", f"it cosigned size {old} already"), None
     for _ in range(MAX_RESENDS + 1):
         try:
             with ledger.read_only(engine).connect() as conn:
                 proof = _consistency(conn, old, size)
         except NotFound as exc:
-            return WitnessOutcome(w.name, size, "conflict", exc.reason)
+            return WitnessOutcome(w.name, size, "conflict", exc.reason), None
         body = AddCheckpoint.build(old, proof, note).to_bytes()
         try:
             status, _media, answer = post(w.url, body, timeout)
         except WitnessUnavailable as exc:
             log.warning("witness %s unavailable for checkpoint %d: %s", w.name, size, exc.reason)
-            return WitnessOutcome(w.name, size, "unavailable", exc.reason)
+            return WitnessOutcome(w.name, size, "unavailable", exc.reason), None
         if status == 200:
-            return _store(engine, w, size, note, answer)
+            return _check_answer(w, size, note, answer)
         if status == 409:
             try:
                 theirs = parse_size_body(answer)
             except FormatError as exc:
-                return _refused(w, size, status, f"unreadable 409 answer: {exc.reason}")
+                return _refused(w, size, status, f"unreadable 409 answer: {exc.reason}"), None
             if theirs > size:
                 detail = f"the witness has cosigned size {theirs}, beyond this ledger's {size}: investigate"
                 log.error("witness %s: %s", w.name, detail)
-                return WitnessOutcome(w.name, size, "conflict", detail)
+                return WitnessOutcome(w.name, size, "conflict", detail), None
             if theirs == old:
-                return _refused(w, size, status, f"the witness insists on size {theirs}")
+                return _refused(w, size, status, f"the witness insists on size {theirs}"), None
             log.info("witness %s is at size %d, not %d: resending from there", w.name, theirs, old)
             old = theirs
             continue
         if status >= 500:
-            return WitnessOutcome(w.name, size, "unavailable", f"HTTP {status}: {_detail(answer)}")
-        return _refused(w, size, status, _detail(answer))
-    return _refused(w, size, 409, "too many 409 answers")
+            return WitnessOutcome(w.name, size, "unavailable", f"HTTP {status}: {_detail(answer)}"), None
+        return _refused(w, size, status, _detail(answer)), None
+    return _refused(w, size, 409, "too many 409 answers"), None
 
 
 def _refused(w: PolicyWitness, size: int, status: int, detail: str) -> WitnessOutcome:
@@ -166,23 +217,18 @@ def _consistency(conn: Connection, old: int, new: int) -> list[bytes]:
     return [merkle.hash_range(a, b, nodes) for a, b in ranges]
 
 
-def _store(engine: Engine, w: PolicyWitness, size: int, note: bytes, answer: bytes) -> WitnessOutcome:
-    """Keep the witness's line for its key if it verifies (C2SP: the answer is note signature lines)."""
+def _check_answer(w: PolicyWitness, size: int, note: bytes, answer: bytes) -> tuple[WitnessOutcome, _Cosigned | None]:
+    """The witness's line for its key if it verifies (C2SP: the answer is note signature lines)."""
     if not answer.endswith(b"\n"):
-        return _refused(w, size, 200, "the answer is not signature lines")
+        return _refused(w, size, 200, "the answer is not signature lines"), None
     try:
         [check] = check_cosignatures(note + answer, [w.key])
     except FormatError as exc:
-        return _refused(w, size, 200, f"the answer is not signature lines: {exc.reason}")
+        return _refused(w, size, 200, f"the answer is not signature lines: {exc.reason}"), None
     if not check.valid or check.timestamp is None:
-        return _refused(w, size, 200, f"no valid cosignature by {w.key.key_id}: {check.reason}")
-    line = _line_of(answer, w)
-    try:
-        with engine.begin() as conn:
-            ledger.insert_cosignature(conn, size, w.name, w.key.vkey, check.timestamp, line, to_us(utc_now()))
-    except IntegrityError:
-        return WitnessOutcome(w.name, size, "present", "stored meanwhile by another worker")
-    return WitnessOutcome(w.name, size, "cosigned", f"cosigned at {check.timestamp}")
+        return _refused(w, size, 200, f"no valid cosignature by {w.key.key_id}: {check.reason}"), None
+    outcome = WitnessOutcome(w.name, size, "cosigned", f"cosigned at {check.timestamp}")
+    return outcome, _Cosigned(w, check.timestamp, _line_of(answer, w))
 
 
 def _line_of(answer: bytes, w: PolicyWitness) -> bytes:
@@ -382,6 +428,7 @@ class WitnessThread(threading.Thread):
         self.rounds = 0
         self.errors = 0
         self._deadlines: dict[int, float] = {}
+        self._pool = ThreadPoolExecutor(max_workers=max(1, len(policy.witnesses)), thread_name_prefix="witness")
         self._stop_event = threading.Event()
         self._wake = threading.Event()
 
@@ -393,6 +440,7 @@ class WitnessThread(threading.Thread):
         self._wake.set()
         if self.is_alive():
             self.join(timeout)
+        self._pool.shutdown(wait=False)
 
     def run(self) -> None:
         while not self._stop_event.is_set():
@@ -405,7 +453,9 @@ class WitnessThread(threading.Thread):
         """Submit the latest checkpoint; check the shortfall of those whose wait ran out."""
         outcomes: Sequence[WitnessOutcome] = ()
         try:
-            outcomes = cosign_checkpoint(self.engine, self.policy, timeout=self.timeout, post=self.post)
+            outcomes = cosign_checkpoint(
+                self.engine, self.policy, timeout=self.timeout, post=self.post, pool=self._pool
+            )
             if outcomes and outcomes[0].size not in self._deadlines:
                 self._deadlines[outcomes[0].size] = time.monotonic() + self.wait
             now = time.monotonic()

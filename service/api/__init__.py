@@ -122,6 +122,7 @@ def create_app(
     check.init_check_limit(app)
     app.register_blueprint(proofs.bp)
     app.register_blueprint(tiles.bp)
+    tiles.install_fast_path(app)
 
     if start_sealer is None:
         start_sealer = settings.embedded

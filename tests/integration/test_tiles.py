@@ -123,6 +123,10 @@ def test_every_tile_matches_an_independent_rebuild(big: tuple[Runtime, FlaskClie
         assert response.data == data, path
         assert response.headers["Cache-Control"] == "public, max-age=31536000, immutable"
         assert response.content_type == "application/octet-stream"
+    # served again from the app's tile cache (the WSGI fast path): the same bytes and headers
+    again = client.get("/log/tile/1/000")
+    assert again.data == expected["tile/1/000"] and again.headers["Cache-Control"].endswith("immutable")
+    assert again.headers["Content-Length"] == str(256 * 32)
     # a prefix of a tile is served as the partial tile of that width; beyond the ledger: 404
     assert client.get("/log/tile/0/000.p/3").data == expected["tile/0/000"][: 3 * 32]
     for missing in [
