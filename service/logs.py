@@ -13,6 +13,7 @@ import logging
 import re
 import secrets
 import sys
+import time
 from contextvars import ContextVar, Token
 
 from pythonjsonlogger.json import JsonFormatter
@@ -22,6 +23,7 @@ from service.config import Settings
 __all__ = [
     "REQUEST_ID_HEADER",
     "RequestIdFilter",
+    "UtcFormatter",
     "bind_request_id",
     "configure_logging",
     "quiet_noisy_loggers",
@@ -37,6 +39,14 @@ _request_id: ContextVar[str | None] = ContextVar("evidence_request_id", default=
 
 JSON_FIELDS = "%(asctime)s %(levelname)s %(name)s %(message)s %(process)d"
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"
+
+
+class UtcFormatter(logging.Formatter):
+    """Text lines whose time is RFC 3339 UTC with milliseconds (2026-11-30T01:58:44.123Z), whatever the zone."""
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802 (logging API)
+        seconds = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+        return f"{seconds}.{int(record.msecs):03d}Z"
 
 
 def current_request_id() -> str | None:
@@ -71,7 +81,7 @@ def configure_logging(settings: Settings, *, level: int | str = logging.INFO) ->
     if settings.log_json:
         handler.setFormatter(JsonFormatter(JSON_FIELDS, rename_fields={"asctime": "time", "levelname": "level"}))
     else:
-        handler.setFormatter(logging.Formatter(TEXT_FORMAT))
+        handler.setFormatter(UtcFormatter(TEXT_FORMAT))
     root.addHandler(handler)
     root.setLevel(level)
     quiet_noisy_loggers()

@@ -12,7 +12,7 @@ import logging
 from collections.abc import Mapping
 from http import HTTPStatus
 
-from flask import Flask, Response, json
+from flask import Flask, Response, g, has_request_context, json
 from sqlalchemy.exc import DBAPIError, OperationalError
 from werkzeug.exceptions import HTTPException
 
@@ -60,6 +60,8 @@ _STATUS: tuple[tuple[type[EvidenceError], int], ...] = (
 
 def problem(status: int, detail: str, *, headers: Mapping[str, str] | None = None) -> Response:
     """A problem document for ``status`` (its title is the standard reason phrase, type ``about:blank``)."""
+    if has_request_context():
+        g.problem_detail = detail  # the access line of this request states it (service.api.observability)
     body = {
         "type": "about:blank",
         "title": HTTPStatus(status).phrase,

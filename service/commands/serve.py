@@ -19,9 +19,9 @@ from typing import Any
 
 import click
 from flask import Flask
+from gunicorn import glogging
 from gunicorn.app.base import BaseApplication
 
-from service import logs
 from service.api.download import has_project_wheel
 from service.commands.admin import DATA_DIR_HELP, database_name, settings_for
 from service.commands.certificate import PUBLIC_URL_ENV, warn_if_loopback
@@ -66,12 +66,27 @@ class EvidenceServer(BaseApplication):  # type: ignore[misc]
 
     def load(self) -> Flask:
         from service.api import create_app
+        from service.api.observability import init_access_log
 
-        return create_app(
+        app = create_app(
             self.settings,
             start_sealer=self.settings.embedded,
             sealer_lock=self.settings.data_dir / "sealer.lock",
         )
+        init_access_log(app)
+        return app
+
+
+class GunicornLogger(glogging.Logger):  # type: ignore[misc]
+    """Gunicorn's own lines (start, workers, signals) in the service's format and time (RFC 3339 UTC)."""
+
+    def setup(self, cfg: Any) -> None:
+        super().setup(cfg)
+        from service.logs import TEXT_FORMAT, RequestIdFilter, UtcFormatter
+
+        for handler in self.error_log.handlers:
+            handler.addFilter(RequestIdFilter())
+            handler.setFormatter(UtcFormatter(TEXT_FORMAT))
 
 
 def _worker_exit(_server: Any, worker: Any) -> None:
@@ -118,11 +133,11 @@ def banner(settings: Settings, local: str, data_dir: str | None) -> str:
 @click.option("--threads", default=4, show_default=True, type=click.IntRange(1, 256), help="Threads per worker.")
 def serve(host: str, port: int, data_dir: str | None, workers: int, threads: int) -> None:
     """Run the whole service: embedded database in the data dir, in-process sealing, keys made on first start."""
+    from service.logs import configure_logging
     from service.runtime import Runtime
     from service.storage import db
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    logs.quiet_noisy_loggers()
+    configure_logging(settings_for(data_dir))  # one format for our lines and gunicorn's; fontTools quiet
     tune_malloc()
     settings = settings_for(data_dir)
     local = f"http://{_browsable(host)}:{port}"
@@ -161,8 +176,9 @@ def serve(host: str, port: int, data_dir: str | None, workers: int, threads: int
         "preload_app": False,
         "graceful_timeout": 15,
         "timeout": 60,
-        "accesslog": "-",
+        "accesslog": None,  # the app writes access lines itself (request id, 4xx reason): observability
         "errorlog": "-",
+        "logger_class": GunicornLogger,
         "loglevel": "info",
         "proc_name": "evidence-serve",
         # gunicorn >= 24 opens a control socket in $HOME by default; two servers on one machine would share it.

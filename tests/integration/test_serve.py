@@ -205,3 +205,41 @@ def test_readme_curl_upload_with_a_mistyped_path_fails_loudly(
     )
     assert ok.returncode == 0, ok
     assert json.loads(ok.stdout)["status"] == "pending"
+
+
+def test_serve_log_has_one_time_format_request_ids_4xx_reasons_and_no_glyph_noise(
+    tmp_path: Path, env: dict[str, str], server: tuple[str, Path, subprocess.Popen[bytes]]
+) -> None:
+    import re
+
+    base, data_dir, _process = server
+    key = evidence("tenant", "create", "logs", "--data-dir", str(data_dir), env=env).stdout.splitlines()[-1]
+    headers = {"Authorization": f"Bearer {key}"}
+    status, _h, _b = http(
+        "POST",
+        f"{base}/v1/evidence",
+        body=b"",
+        headers={**headers, "Content-Type": "application/octet-stream", "X-Request-ID": "court-7-rid-1"},
+    )
+    assert status == 400
+    status, _h, body = http("POST", f"{base}/v1/evidence", body=b"%PDF-1.7 x", headers=headers)
+    assert status == 202
+    evidence_id = json.loads(body)["id"]
+    deadline = time.monotonic() + 15
+    while (got := http("GET", f"{base}/v1/evidence/{evidence_id}/certificate.pdf", headers=headers))[0] != 200:
+        assert got[0] == 202 and time.monotonic() < deadline
+        time.sleep(0.2)
+    time.sleep(0.3)  # let the access line of the last request reach the log
+    log = (tmp_path / "serve.log").read_text()
+    lines = [line for line in log.splitlines() if re.match(r"\d{4}-\d\d-\d\dT", line)]
+    # every log line (ours and gunicorn's) starts with one RFC 3339 UTC time; the banner lines are not log lines
+    assert any("gunicorn" in line for line in lines) and any("evidence.access" in line for line in lines)
+    stamped = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z (DEBUG|INFO|WARNING|ERROR|CRITICAL) ")
+    assert all(stamped.match(line) for line in lines), [line for line in lines if not stamped.match(line)]
+    assert not re.search(r"^\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d [+-]\d{4}\]", log, re.M)  # no gunicorn-style time
+    # the 4xx access line names the request id and the reason
+    refused = [line for line in lines if "evidence.access" in line and " 400 " in line]
+    assert refused and "[court-7-rid-1]" in refused[0]
+    assert "reason='the upload was empty (0 bytes): check the file path'" in refused[0]
+    # fontTools subsetting the certificate's fonts logs nothing at INFO
+    assert "fontTools" not in log
