@@ -22,7 +22,7 @@ from flask import Blueprint, Flask, Response, current_app, request
 from werkzeug.exceptions import UnsupportedMediaType
 from werkzeug.http import parse_options_header
 
-from service import sealing
+from service import sealing, witnessing
 from service.api.download import verify_page_html
 from service.api.html import html_response
 from service.api.parsing import read_json_object, sha256_field
@@ -98,9 +98,12 @@ def check() -> Response:
     except FormatError as exc:
         raise InvalidInput(f"'id': {exc.reason}") from None
     digest = sha256_field(body["sha256"])
-    with runtime_state().reader.begin() as conn:
+    state = runtime_state()
+    with state.reader.begin() as conn:
         keys = [k["vkey"] for k in sealing.key_list(conn)]
         document = sealing.public_receipt(conn, evidence_id, digest, keys=keys)
+        if document is not None:  # with the witnesses' cosignatures (None while they are awaited: not found yet)
+            document = witnessing.receipt_with_cosignatures(conn, state.runtime.settings, document)
     if document is None:
         raise NotFound(NOT_MATCHED)
     response = Response(dump_json(document), status=200, mimetype="application/json")
