@@ -540,6 +540,7 @@ def main() -> None:
     parser.add_argument("--fetches", type=int, default=2000)
     parser.add_argument("--parts", default="abc", help="which parts to run, e.g. 'a' for submissions only")
     parser.add_argument("--threads", type=int, default=4, help="gunicorn threads per worker, both servers")
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn worker processes, both servers")
     args = parser.parse_args()
     if args.quick:
         args.seconds, args.upload_mib, args.fetches = 5.0, 256, 500
@@ -577,6 +578,8 @@ def main() -> None:
             str(data),
             "--threads",
             str(args.threads),
+            "--workers",
+            str(args.workers),
         ]
         # The same gunicorn shape as `evidence serve` (service/commands/serve.py): gthread, 2 workers x 4 threads,
         # access log to stdout, and its malloc settings in the environment.
@@ -585,7 +588,7 @@ def main() -> None:
             "--bind",
             f"127.0.0.1:{base_port}",
             "--workers",
-            "2",
+            str(args.workers),
             "--worker-class",
             "gthread",
             "--threads",
@@ -667,7 +670,8 @@ def main() -> None:
         )
         table = Table(
             title=f"(a) hash-only submissions/s: wrk, 1 thread, {args.connections} connections, "
-            f"{args.seconds:g} s rounds; evidence serve --threads {args.threads} vs gunicorn gthread 2 workers x "
+            f"{args.seconds:g} s rounds; evidence serve --workers {args.workers} --threads {args.threads} vs gunicorn "
+            f"gthread {args.workers} workers x "
             f"{args.threads} threads doing one INSERT per request"
         )
         for col in (

@@ -49,7 +49,8 @@ MAX_CHUNK = 10_000
 HTTP_TIMEOUT = 120.0
 SEND_RETRIES = 5
 FETCH_THREADS = 4
-RECEIPTS_PAGE = 1000  # ids per POST /v1/receipts (the server's limit)
+RECEIPTS_PAGE = 1000
+HASH_GROUP = 16  # files hashed per thread-pool task  # ids per POST /v1/receipts (the server's limit)
 
 
 class SubmitError(click.ClickException):
@@ -392,9 +393,16 @@ def submit_all(
         except OSError as exc:
             click.echo(f"error: cannot read {p}: {exc.strerror}", err=True)
             return None
-        finally:
-            hashed(1)
         return FileEntry(str(p), rel, digest, st.st_size, st.st_mtime_ns, make_label(label_from, p, rel), -1)
+
+    def several(items: list[tuple[Path, str]]) -> list[FileEntry | None]:
+        # A task per HASH_GROUP files: a future (and its Condition) per file cost more than hashing a small file.
+        try:
+            return [one(item) for item in items]
+        finally:
+            hashed(len(items))
+
+    groups = [new[i : i + HASH_GROUP] for i in range(0, len(new), HASH_GROUP)]
 
     unreadable = 0
     group: list[FileEntry] = []
@@ -406,13 +414,14 @@ def submit_all(
         group.clear()
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        for entry in pool.map(one, new):  # every file is queued at once; results arrive in walk order
-            if entry is None:
-                unreadable += 1
-                continue
-            group.append(entry)
-            if len(group) == chunk:
-                flush()
+        for entries in pool.map(several, groups):  # every group is queued at once; results arrive in walk order
+            for entry in entries:
+                if entry is None:
+                    unreadable += 1
+                    continue
+                group.append(entry)
+                if len(group) == chunk:
+                    flush()
         if group:
             flush()
     state.save()
