@@ -289,6 +289,22 @@ def deposit_v2(
     return V2Deposit(deposit, case_id, phase if case_id else None, phase_name, cosigns, depositor)
 
 
+def countersignature_receipts(
+    conn: Connection, tenant_id: int, evidence_id: str, *, keys: Sequence[str] = ()
+) -> list[dict[str, Any]]:
+    """The receipts of the sealed countersignatures of a deposit (co-deposit parties), oldest first."""
+    from service import sealing
+
+    out = []
+    for row in ledger.countersignatures(conn, evidence_id):
+        if int(row.tenant_id) != tenant_id or row.batch_seq is None:
+            continue
+        document = sealing.receipt_for(conn, tenant_id, row.id, keys=keys)
+        if document is not None:
+            out.append(document)
+    return out
+
+
 # --- depositor keys --------------------------------------------------------------------------------------------
 
 

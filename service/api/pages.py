@@ -23,18 +23,19 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify
 
-from service import sealing, witnessing
+from service import deposits, sealing, witnessing
 from service.api.auth import require_tenant
+from service.api.evidence import depositor_cas
 from service.api.state import runtime_state
 from service.config import Settings
 from service.core.distribution import check_url
 from service.core.errors import FormatError, InvalidInput, Pushback, TimestampInvalid
-from service.core.formats import check_evidence_id
+from service.core.formats import check_evidence_id, format_time
 from service.core.note import Verifier
 from service.core.receipt import dump_json
 from service.core.verify import verify_receipt
 from service.court.cache import CertificateCache, certificate_key
-from service.court.certificate import TimestampDisplay, render_certificate
+from service.court.certificate import PartyDisplay, TimestampDisplay, render_certificate
 from service.court.fonts import prepare_working_fonts
 from service.court.webpage import embed_keys, static_page
 
@@ -119,6 +120,7 @@ def certificate(evidence_id: str) -> Response:
             if document is not None:
                 document = witnessing.receipt_with_cosignatures(conn, settings, document)
             status = sealing.evidence_status(conn, tenant_id, evidence_id)
+            cosigned = deposits.countersignature_receipts(conn, tenant_id, evidence_id, keys=vkeys)
         if document is None:
             if status["status"] == "sealed":
                 status["waiting_for"] = "witnesses"
@@ -127,7 +129,7 @@ def certificate(evidence_id: str) -> Response:
             response.status_code = 202
             response.headers["Retry-After"] = str(max(1, math.ceil(settings.batch_max_age)))
             return response
-        pdf = certificate_pdf(document, evidence_id, status.get("label"), vkeys, slot=slot)
+        pdf = certificate_pdf(document, evidence_id, status.get("label"), vkeys, slot=slot, countersignatures=cosigned)
     response = Response(pdf, status=200, mimetype=PDF_MEDIA_TYPE)
     response.headers["Content-Disposition"] = f'attachment; filename="certificate-{evidence_id}.pdf"'
     response.headers["Cache-Control"] = "private, no-store"
@@ -141,6 +143,7 @@ def certificate_pdf(
     vkeys: list[str],
     *,
     slot: _DrawingSlot | None = None,
+    countersignatures: list[dict[str, Any]] | None = None,
 ) -> bytes:
     """The certificate of deposit of a sealed receipt this server issued (also put into evidence bundles): from the
     certificate cache when it was drawn before with the same inputs, else verified, drawn holding a drawing slot
@@ -163,6 +166,8 @@ def certificate_pdf(
             settings.local_tz,
             *vkeys,
             *_root_digests(state.tsa_roots),
+            *_root_digests(depositor_cas()),
+            *(dump_json(co) for co in countersignatures or []),
         ],
     )
     cache = _certificate_cache(settings)
@@ -171,7 +176,9 @@ def certificate_pdf(
         return pdf
     with nullcontext(slot) if slot is not None else _DrawingSlot(settings.certificate_renders) as held:
         held.take()
-        pdf = _draw_certificate(document, receipt_json, vkeys, verify_url, label, settings, state.tsa_roots)
+        pdf = _draw_certificate(
+            document, receipt_json, vkeys, verify_url, label, settings, state.tsa_roots, countersignatures or []
+        )
     if cache is not None:
         cache.put(key, pdf)
     return pdf
@@ -185,13 +192,22 @@ def _draw_certificate(
     label: str | None,
     settings: Settings,
     tsa_roots: list[Any],
+    countersignatures: list[dict[str, Any]],
 ) -> bytes:
-    """Verify the receipt and draw its certificate (the caller holds a drawing slot)."""
+    """Verify the receipt and draw its certificate (the caller holds a drawing slot), with every party of a
+    co-deposit (``countersignatures``: the receipts of the deposits countersigning it, each verified too)."""
+    trusted = [Verifier.from_vkey(v) for v in vkeys]
+    cas = depositor_cas()
     # A certificate is shown in court: never print one for a receipt our own verifier would not accept.
-    result = verify_receipt(document, trusted_keys=[Verifier.from_vkey(v) for v in vkeys])
+    result = verify_receipt(document, trusted_keys=trusted, depositor_cas=cas)
     if not result.valid or result.key is None:
         evidence_id = document.get("evidence", {}).get("id")
         raise RuntimeError(f"the receipt of {evidence_id} does not verify at step {result.step}: {result.reason}")
+    parties = [_party(result.depositor)] if result.depositor is not None else []
+    for co in countersignatures:
+        checked = verify_receipt(co, trusted_keys=trusted, depositor_cas=cas)
+        if checked.valid and checked.depositor is not None and checked.received is not None:
+            parties.append(_party(checked.depositor, format_time(checked.received)))
     prepare_working_fonts()
     return render_certificate(
         document,
@@ -202,7 +218,13 @@ def _draw_certificate(
         trusted_fingerprint=result.key.fingerprint,
         receipt_json=receipt_json,
         public_url=settings.public_url,
+        parties=parties,
     )
+
+
+def _party(depositor: Any, countersigned: str | None = None) -> PartyDisplay:
+    trust = "ca" if depositor.ca_verified else ("key" if depositor.kind == "ed25519-key" else "unchecked")
+    return PartyDisplay(depositor.identity, trust, countersigned)
 
 
 class _DrawingSlot:

@@ -122,6 +122,19 @@ def extract_receipt(pdf_bytes: bytes) -> bytes:
 
 
 @dataclass(frozen=True)
+class PartyDisplay:
+    """A depositor as the certificate prints it (SPEC §2.2 "Depositor identity").
+
+    ``trust``: "ca" (certificate verified against a CA the issuer trusts), "unchecked" (certificate not checked
+    against a CA), "key" (a bare Ed25519 key the tenant registered with the operator). ``countersigned`` is the
+    receipt time of a countersignature (None for the first depositor)."""
+
+    identity: str
+    trust: str
+    countersigned: str | None = None
+
+
+@dataclass(frozen=True)
 class _Certificate:
     """Everything a section helper needs: the writer (and its PDF), the receipt as read, and the caller's facts."""
 
@@ -133,6 +146,7 @@ class _Certificate:
     timestamps: Sequence[TimestampDisplay] | None
     trusted: str | None  # the operator fingerprint the issuer trusts, formatted (SPEC §4)
     public_url: str | None  # the issuing service, which serves the verifier at <public_url>/download/
+    parties: Sequence[PartyDisplay] | None = None  # receipt v2: who signed; None: not given by the caller
 
 
 def render_certificate(
@@ -146,6 +160,7 @@ def render_certificate(
     receipt_json: bytes | None = None,
     fonts: FontSet | None = None,
     public_url: str | None = None,
+    parties: Sequence[PartyDisplay] | None = None,
 ) -> bytes:
     """Return a one-page A4 certificate of deposit (存证证书) for a sealed receipt, as PDF bytes.
 
@@ -156,6 +171,8 @@ def render_certificate(
     operator key fingerprint the caller trusts; without it the fingerprint is computed from the receipt's
     ``keys`` hint and labelled as such. ``fonts`` defaults to ``find_fonts()``. ``public_url`` is the issuing
     service's public base URL: the page prints the command that installs the verifier from its ``/download/``.
+    ``parties`` (receipt v2) are the depositor and every countersigning party, checked by the caller; for a v2
+    receipt without them the page says "unattested" when the receipt carries no attestation.
 
     :raise FontMissing: no CJK font is installed (the message names the Debian package).
     :raise FormatError: unknown ``local_tz``, malformed ``trusted_fingerprint``, or ``receipt_json`` that
@@ -167,7 +184,10 @@ def render_certificate(
     view = read_receipt(receipt)
 
     def draw(fonts: FontSet) -> FPDF:
-        c = _Certificate(_start_page(view, fonts), view, zone, verify_url, label, timestamps, trusted, public_url)
+        w = _start_page(view, fonts)
+        if label or view.format == "evidence-receipt/v2":
+            w.row_pad = 1.0  # room for the rows a label (and its v1 warning), a case and the parties add
+        c = _Certificate(w, view, zone, verify_url, label, timestamps, trusted, public_url, parties)
         _preamble(c)
         _section_evidence(c)
         _section_sealing(c)
@@ -177,7 +197,7 @@ def render_certificate(
         return c.w.pdf
 
     pdf = draw_with_fonts(draw, fonts)
-    embed_json(pdf, ATTACHMENT_NAME, attached, "Evidence receipt (evidence-receipt/v1, SPEC §6)")
+    embed_json(pdf, ATTACHMENT_NAME, attached, f"Evidence receipt ({view.format or 'evidence-receipt'}, SPEC §6)")
     return output(pdf)
 
 
@@ -230,8 +250,21 @@ def _preamble(c: _Certificate) -> None:
 def _section_evidence(c: _Certificate) -> None:
     w, view = c.w, c.view
     w.numbered_section("存证对象", "Deposited evidence")
-    if c.label:
-        w.row("文件名称", "File / label", [("text", _fit_label(w, c.label))])
+    v2 = view.format == "evidence-receipt/v2"
+    label = view.label if v2 else c.label
+    if label:
+        values: list[Value] = [("text", _fit_label(w, label))]
+        if not v2:
+            values.append(("small", "v1 回执：标签未被任何签名覆盖 · v1 receipt: no signature covers this label"))
+        w.row("文件名称", "File / label", values)
+    if view.case_id:
+        w.row(
+            "案件与阶段",
+            "Case / phase",
+            [("mono", view.case_id), ("text", f"第 {view.phase} 阶段 phase {view.phase}: {view.phase_name or ''}")],
+        )
+    if v2:
+        _row_parties(c)
     w.row("存证编号", "Evidence ID", [("mono", view.evidence_id or "—")])
     digest = view.sha256 or "—"
     sha_values = [("mono", digest)]
@@ -239,6 +272,31 @@ def _section_evidence(c: _Certificate) -> None:
         sha_values.append(("smallmono", " ".join(digest[i : i + 4] for i in range(0, 64, 4))))
     w.row("文件哈希值", "File SHA-256", sha_values)
     w.row("接收时间", "Received", [("text", t) for t in time_lines(view.received, c.zone)])
+
+
+_TRUST = {
+    "ca": "证书经受信任 CA 验证 · certificate verified against a trusted CA",
+    "unchecked": "证书未经 CA 验证 · certificate not checked against a CA",
+    "key": "登记公钥 · bare Ed25519 key registered with the operator",
+}
+
+
+def _row_parties(c: _Certificate) -> None:
+    """Receipt v2: who deposited (and countersigned), or "unattested"; and that the ledger binds label and signer."""
+    parties = list(c.parties or [])
+    bound = (
+        "标签、案件与签名均由账本绑定 · the label is bound by the ledger, with the case and the signature (receipt v2)"
+    )
+    if not parties:
+        text = "未签名（无存证人签名）· unattested: no depositor signed this deposit"
+        c.w.row("存证人", "Depositor", [("small", f"{text}; {bound}")])
+        return
+    values: list[Value] = []
+    for party in parties:
+        who = party.identity if party.countersigned is None else f"{party.identity}（会签 countersigned）"
+        values.append(("small", f"{who} — {_TRUST.get(party.trust, party.trust)}"))
+    values.append(("small", bound))
+    c.w.row("存证人", "Depositor(s)", values)
 
 
 def _fit_label(w: Writer, label: str) -> str:

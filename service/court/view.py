@@ -41,6 +41,12 @@ class ReceiptView:
     signature_key_hashes: tuple[str, ...]
     keys: tuple[str, ...]
     token_count: int
+    # receipt v2 (SPEC §6.1); None for v1
+    format: str | None = None
+    label: str | None = None
+    case_id: str | None = None
+    phase: int | None = None
+    phase_name: str | None = None
 
 
 def as_mapping(value: object) -> Mapping[str, object]:
@@ -67,6 +73,13 @@ def as_base64(value: object) -> bytes | None:
     try:
         return base64.b64decode(value, validate=True)
     except (binascii.Error, ValueError):
+        return None
+
+
+def _text_digest(text: str) -> str | None:
+    try:
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()
+    except UnicodeEncodeError:
         return None
 
 
@@ -117,7 +130,22 @@ def read_receipt(receipt: Mapping[str, object]) -> ReceiptView:
     stamps = receipt.get("timestamps")
     token_count = len(stamps) if isinstance(stamps, list) else 0
 
+    # Receipt v2: the label and the phase name only as the leaf binds them (by their SHA-256).
+    fmt = as_text(receipt.get("format"))
+    label = as_text(evidence.get("label"))
+    if label is not None and _text_digest(label) != leaf.get("label-sha256"):
+        label = None
+    case = as_mapping(evidence.get("case"))
+    phase_name = as_text(case.get("phase_name"))
+    if phase_name is not None and _text_digest(phase_name) != leaf.get("phase-name-sha256"):
+        phase_name = None
+    case_id = as_text(leaf.get("case"))
     return ReceiptView(
+        format=fmt,
+        label=label,
+        case_id=case_id,
+        phase=as_int(leaf.get("phase")) if case_id else None,
+        phase_name=phase_name if case_id else None,
         evidence_id=as_text(leaf.get("id")) or as_text(evidence.get("id")),
         sha256=as_text(leaf.get("sha256")) or as_text(evidence.get("sha256")),
         received=as_text(leaf.get("received")) or as_text(evidence.get("received_at")),

@@ -279,3 +279,32 @@ def test_co_deposit_is_a_new_leaf_referring_to_the_first(runtime: Runtime, clien
     assert b["evidence"]["cosigns"] == first_id
     for doc in (a, b):
         assert verify_receipt(doc, sha256=DIGEST, trusted_keys=[runtime.signer.verifier]).valid
+
+
+def test_certificate_prints_every_party_of_a_co_deposit_or_unattested(
+    runtime: Runtime, client: FlaskClient, tmp_path: Path, pki: Pki
+) -> None:
+    from tests.integration.test_certificate_api import pdftotext, squeezed
+
+    key = new_key(runtime)
+    bob = Ed25519PrivateKey.generate()
+    register(runtime, tmp_path, bob)
+    now = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=1)
+    raw = pki.attest(claims(label="合同.pdf"), now, ["dep", "int"])
+    first = deposit(client, key, label="合同.pdf", attestation=base64.b64encode(raw).decode()).get_json()["id"]
+    att = ed25519_attestation(bob, claims(label="合同.pdf", cosigns=first))
+    assert client.post(f"/v1/evidence/{first}/cosign", json={"attestation": att}, headers=auth(key)).status_code == 202
+    plain = deposit(client, key, label="无签名.pdf").get_json()["id"]
+    seal(runtime)
+    pdf = client.get(f"/v1/evidence/{first}/certificate.pdf", headers=auth(key))
+    assert pdf.status_code == 200, pdf.get_data(as_text=True)
+    text = squeezed(pdftotext(pdf.data, tmp_path, layout=False))
+    for words in (
+        "CN=张三,O=Test 示例公司,C=CN — 证书经受信任 CA 验证 · certificate verified against a trusted CA",
+        "（会签 countersigned） — 登记公钥 · bare Ed25519 key registered with the operator",
+        "the label is bound by the ledger",
+    ):
+        assert squeezed(words) in text, words
+    pdf = client.get(f"/v1/evidence/{plain}/certificate.pdf", headers=auth(key))
+    text = squeezed(pdftotext(pdf.data, tmp_path, layout=False))
+    assert squeezed("unattested: no depositor signed this deposit") in text and "无签名.pdf" in text
