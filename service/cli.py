@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import sys
+import types
 from typing import Any
 
 import click
@@ -85,12 +86,37 @@ def _unavailable(name: str, exc: ModuleNotFoundError) -> click.Command:
     )
 
 
+def _format_commands(group: click.Group, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+    """A group's commands with their whole first sentence (click's default cuts it to the terminal width with
+    "..."); long sentences wrap in the second column instead."""
+    rows = []
+    for name in group.list_commands(ctx):
+        command = group.get_command(ctx, name)
+        if command is not None and not command.hidden:
+            rows.append((name, command.get_short_help_str(limit=1_000)))
+    if rows:
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+def _full_help(command: click.Command) -> click.Command:
+    """``command`` and every group under it list their commands with whole sentences."""
+    if isinstance(command, click.Group) and not isinstance(command, LazyGroup):
+        command.format_commands = types.MethodType(_format_commands, command)  # type: ignore[method-assign]
+        for sub in command.commands.values():
+            _full_help(sub)
+    return command
+
+
 class LazyGroup(click.Group):
     """A click group whose subcommands are imported on first use (click's documented lazy-loading pattern)."""
 
     def __init__(self, *args: Any, lazy: dict[str, str], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.lazy = lazy
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        _format_commands(self, ctx, formatter)
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted({*super().list_commands(ctx), *self.lazy})
@@ -106,7 +132,7 @@ class LazyGroup(click.Group):
                 return _unavailable(cmd_name, exc)
             command = getattr(module, attr)
             assert isinstance(command, click.Command)
-            return command
+            return _full_help(command)
         return super().get_command(ctx, cmd_name)
 
 

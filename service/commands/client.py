@@ -637,7 +637,11 @@ def _client(server: str | None, api_key: str | None) -> Client:
 @click.option("--server", envvar="EVIDENCE_URL", help="Service URL (default $EVIDENCE_URL).")
 @click.option("--api-key", envvar="EVIDENCE_API_KEY", help="Tenant API key (default $EVIDENCE_API_KEY).")
 @click.option(
+    "-o",
+    "--output",
     "--out",
+    "out",
+    metavar="DIR",
     type=click.Path(file_okay=False, path_type=Path),
     help="Write receipts (and the state file) here, mirroring relative paths; default: beside each file.",
 )
@@ -699,7 +703,11 @@ def receipts() -> None:
 @click.option("--server", envvar="EVIDENCE_URL", help="Service URL (default: the one in the state file).")
 @click.option("--api-key", envvar="EVIDENCE_API_KEY", help="Tenant API key (default $EVIDENCE_API_KEY).")
 @click.option(
+    "-o",
+    "--output",
     "--out",
+    "out",
+    metavar="DIR",
     type=click.Path(file_okay=False, path_type=Path),
     help="Where the receipts go (default: as the submit run chose).",
 )

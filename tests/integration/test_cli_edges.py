@@ -75,3 +75,47 @@ def test_upper_case_digest_is_accepted_by_verify(tmp_path: Path) -> None:
     digest = hashlib.sha256((GOLDEN / "contract.txt").read_bytes()).hexdigest().upper()
     result = CliRunner().invoke(cli, ["verify", str(GOLDEN / "single.json"), "--sha256", digest, "--key", VKEYS])
     assert result.exit_code == 0, result.output
+
+
+def _help(*args: str) -> str:
+    result = CliRunner().invoke(cli, [*args, "--help"], terminal_width=80)
+    assert result.exit_code == 0, result.output
+    return result.stdout
+
+
+@pytest.mark.parametrize("group", [(), ("tenant",), ("tenant", "key"), ("keys",), ("db",), ("receipts",)])
+def test_help_lists_commands_without_truncated_descriptions(group: tuple[str, ...]) -> None:
+    text = _help(*group)
+    commands = text.split("Commands:", 1)[1]
+    assert "..." not in commands, commands
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ("serve",),
+        ("audit",),
+        ("tenant", "create"),
+        ("tenant", "list"),
+        ("tenant", "revoke"),
+        ("tenant", "key", "add"),
+        ("tenant", "key", "revoke"),
+        ("db", "upgrade"),
+        ("db", "check"),
+        ("keys", "init"),
+        ("keys", "show"),
+        ("keys", "publish"),
+        ("keys", "rotate"),
+        ("keys", "list"),
+    ],
+    ids=" ".join,
+)
+def test_every_command_that_opens_the_data_dir_takes_data_dir(command: tuple[str, ...]) -> None:
+    assert "--data-dir" in _help(*command)
+
+
+@pytest.mark.parametrize(
+    "command", [("certificate",), ("bundle",), ("submit",), ("receipts", "fetch"), ("keys", "fetch")], ids=" ".join
+)
+def test_the_output_flag_is_o_output_everywhere(command: tuple[str, ...]) -> None:
+    assert "-o, --output" in _help(*command)
