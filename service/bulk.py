@@ -12,10 +12,12 @@ Must not import: Flask, Celery. SQL lives in ``service.storage.ledger``.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -25,7 +27,7 @@ from sqlalchemy.exc import IntegrityError
 
 from service import sealing
 from service.core.bodies import json_object, reject_unknown_fields
-from service.core.errors import FormatError, IdempotencyConflict, InvalidInput, InvalidItem
+from service.core.errors import Conflict, FormatError, IdempotencyConflict, InvalidInput, InvalidItem, NotFound
 from service.core.formats import parse_sha256_hex
 from service.core.labels import label_problem
 from service.core.receipt import JSONObject
@@ -40,6 +42,7 @@ __all__ = [
     "check_idempotency_key",
     "deposits_of_digest",
     "parse_batch",
+    "parse_batch_attested",
     "record_batch",
     "request_hash",
     "run_idempotent",
@@ -171,6 +174,12 @@ def parse_batch(body: bytes) -> list[tuple[bytes, str | None]]:
     :raise InvalidInput: the body is not strict JSON of that shape (no item named).
     :raise InvalidItem: item ``i`` is wrong; the message names the index and the problem. Nothing is accepted.
     """
+    return parse_batch_attested(body)[0]
+
+
+def parse_batch_attested(body: bytes) -> tuple[list[tuple[bytes, str | None]], dict[int, bytes]]:
+    """``parse_batch``, plus the depositor attestations (SPEC §2.2) items carry, by item index (an item may add
+    ``"attestation": "<base64>"``)."""
     doc = json_object(body, shape='an object {"items": [...]}')
     reject_unknown_fields(doc, ("items",), "the JSON body")
     items = doc.get("items")
@@ -178,7 +187,22 @@ def parse_batch(body: bytes) -> list[tuple[bytes, str | None]]:
         raise InvalidInput(f'\'items\' must be an array of {{"sha256", "label"?}} objects, found {json_type(items)}')
     if not 1 <= len(items) <= MAX_BATCH_ITEMS:
         raise InvalidInput(f"'items' must hold 1 to {MAX_BATCH_ITEMS} items, found {len(items)}")
-    return [_parse_item(i, item) for i, item in enumerate(items)]
+    attestations: dict[int, bytes] = {}
+    for i, item in enumerate(items):
+        if isinstance(item, dict) and item.get("attestation") is not None:
+            value = item["attestation"]
+            try:
+                raw = base64.b64decode(value.encode("ascii"), validate=True) if isinstance(value, str) else None
+            except (binascii.Error, UnicodeEncodeError, ValueError):
+                raw = None
+            if raw is None:
+                raise InvalidItem(i, f"items[{i}].attestation must be the attestation as standard base64 text")
+            attestations[i] = raw
+    parsed = [
+        _parse_item(i, {k: v for k, v in item.items() if k != "attestation"} if isinstance(item, dict) else item)
+        for i, item in enumerate(items)
+    ]
+    return parsed, attestations
 
 
 def _parse_item(index: int, item: Any) -> tuple[bytes, str | None]:
@@ -209,10 +233,43 @@ def _parse_item(index: int, item: Any) -> tuple[bytes, str | None]:
 
 
 def record_batch(
-    conn: Connection, tenant_id: int, items: list[tuple[bytes, str | None]], now: datetime
+    conn: Connection,
+    tenant_id: int,
+    items: list[tuple[bytes, str | None]],
+    now: datetime,
+    attestations: dict[int, bytes] | None = None,
+    trusted_cas: Sequence[Any] = (),
 ) -> list[sealing.Deposit]:
-    """Store the items as pending evidence (one round trip) and return the deposits, in request order."""
-    return sealing.record_evidence(conn, tenant_id, items, now)
+    """Store the items as pending evidence (one round trip) and return the deposits, in request order. Attested
+    items (``attestations`` by index) are checked and stored one by one (``deposits.deposit_v2``); a refused one
+    fails the whole batch, naming its index."""
+    from service import deposits
+
+    attested = attestations or {}
+    plain = [(i, item) for i, item in enumerate(items) if i not in attested]
+    out: dict[int, sealing.Deposit] = dict(
+        zip(
+            (i for i, _ in plain),
+            sealing.record_evidence(conn, tenant_id, [item for _, item in plain], now),
+            strict=True,
+        )
+    )
+    for i in sorted(attested):
+        digest, label = items[i]
+        try:
+            recorded = deposits.deposit_v2(
+                conn,
+                tenant_id,
+                sha256=digest,
+                label=label,
+                attestation_raw=attested[i],
+                now=now,
+                trusted_cas=trusted_cas,
+            )
+        except (InvalidInput, NotFound, Conflict) as exc:
+            raise InvalidItem(i, f"items[{i}].attestation: {exc.reason}") from None
+        out[i] = recorded.deposit
+    return [out[i] for i in range(len(items))]
 
 
 # --- reading ---------------------------------------------------------------------------------------

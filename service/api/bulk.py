@@ -15,6 +15,7 @@ from sqlalchemy.engine import Connection
 from service import bulk, sealing, witnessing
 from service.api.auth import require_tenant
 from service.api.errors import problem
+from service.api.evidence import depositor_cas
 from service.api.parsing import read_json_object
 from service.api.responses import (
     PROBLEM_CONTENT,
@@ -79,10 +80,11 @@ def deposit_batch() -> Response:
             stored = bulk.stored_answer(conn, tenant_id, key, req_hash, utc_now())
         if stored is not None:
             return json_response(stored.body, stored.status, replayed=True)
-    items = bulk.parse_batch(body)
+    items, attestations = bulk.parse_batch_attested(body)
+    trusted_cas = depositor_cas() if attestations else []
 
     def accept(conn: Connection, now: datetime) -> bulk.Answer:
-        deposits = bulk.record_batch(conn, tenant_id, items, now)
+        deposits = bulk.record_batch(conn, tenant_id, items, now, attestations, trusted_cas)
         return bulk.Answer(202, json_body({"items": [d.to_json() for d in deposits]}))
 
     answer, replayed = bulk.run_idempotent(
@@ -204,6 +206,10 @@ def openapi_paths() -> dict[str, dict[str, Any]]:
                                             "properties": {
                                                 "sha256": ref("schemas", "Sha256Hex"),
                                                 "label": ref("schemas", "Label"),
+                                                "attestation": {
+                                                    "type": "string",
+                                                    "description": "The depositor's SPEC §2.2 attestation, base64.",
+                                                },
                                             },
                                         },
                                     }

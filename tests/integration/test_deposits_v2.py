@@ -308,3 +308,43 @@ def test_certificate_prints_every_party_of_a_co_deposit_or_unattested(
     pdf = client.get(f"/v1/evidence/{plain}/certificate.pdf", headers=auth(key))
     text = squeezed(pdftotext(pdf.data, tmp_path, layout=False))
     assert squeezed("unattested: no depositor signed this deposit") in text and "无签名.pdf" in text
+
+
+def test_batch_items_may_carry_attestations_and_a_refused_one_names_its_index(
+    runtime: Runtime, client: FlaskClient, tmp_path: Path
+) -> None:
+    key = new_key(runtime)
+    signer = Ed25519PrivateKey.generate()
+    register(runtime, tmp_path, signer)
+    other = hashlib.sha256(b"other").hexdigest()
+    good = {
+        "items": [
+            {"sha256": other, "label": "plain.pdf"},
+            {
+                "sha256": DIGEST.hex(),
+                "label": "合同.pdf",
+                "attestation": ed25519_attestation(signer, claims(label="合同.pdf")),
+            },
+        ]
+    }
+    r = client.post("/v1/evidence/batch", json=good, headers=auth(key))
+    assert r.status_code == 202, r.get_data(as_text=True)
+    ids = [i["id"] for i in r.get_json()["items"]]
+    before = counts(runtime)
+    bad = {
+        "items": [
+            {"sha256": other},
+            {
+                "sha256": DIGEST.hex(),
+                "label": "x.pdf",
+                "attestation": ed25519_attestation(signer, claims(label="y.pdf")),
+            },
+        ]
+    }
+    r = client.post("/v1/evidence/batch", json=bad, headers=auth(key))
+    assert r.status_code == 422 and "items[1].attestation: the attestation is refused" in r.get_json()["detail"]
+    assert counts(runtime) == before  # all or nothing
+    seal(runtime)
+    doc = receipt(client, key, ids[1])
+    result = verify_receipt(doc, sha256=DIGEST, trusted_keys=[runtime.signer.verifier])
+    assert result.valid and result.depositor is not None and result.label == "合同.pdf"
