@@ -45,6 +45,7 @@ STATE_NAME = ".evidence-submit.json"
 JOURNAL_NAME = STATE_NAME + ".log"
 STATE_FORMAT = "evidence-submit-state/v1"
 RECEIPT_SUFFIX = ".receipt.json"
+CERTIFICATE_SUFFIX = ".certificate.pdf"  # written beside a receipt (--certificates)
 MAX_CHUNK = 10_000
 HTTP_TIMEOUT = 120.0
 SEND_RETRIES = 5
@@ -227,11 +228,15 @@ def walk(paths: Iterable[Path]) -> Iterator[tuple[Path, str]]:
 
 
 def _skipped(name: str) -> bool:
-    """Receipts, the state file, and the temp files of either that a killed run may leave behind."""
+    """Receipts, certificates, the state file, and the temp files of these that a killed run may leave behind."""
     return (
-        name.endswith(RECEIPT_SUFFIX)
+        name.endswith((RECEIPT_SUFFIX, CERTIFICATE_SUFFIX))
         or name in (STATE_NAME, JOURNAL_NAME)
-        or (name.startswith(".") and name.endswith(".tmp") and (RECEIPT_SUFFIX in name or STATE_NAME in name))
+        or (
+            name.startswith(".")
+            and name.endswith(".tmp")
+            and (RECEIPT_SUFFIX in name or CERTIFICATE_SUFFIX in name or STATE_NAME in name)
+        )
     )
 
 
@@ -601,7 +606,24 @@ def _fsync_dir(d: Path) -> None:
         os.close(fd)
 
 
-def summary(state: State, unreadable: int, waited: bool) -> int:
+def fetch_certificates(state: State, client: Client, progress: Progress) -> None:
+    """The certificate of deposit beside each receipt written (``x.receipt.json`` -> ``x.certificate.pdf``)."""
+    entries = [e for e in state.files.values() if e.receipt is not None and e.id is not None]
+    for e in entries:
+        receipt = Path(str(e.receipt))
+        target = receipt.with_name(receipt.name.removesuffix(RECEIPT_SUFFIX) + CERTIFICATE_SUFFIX)
+        if target.exists():
+            continue
+        r = client.request("GET", f"/v1/evidence/{e.id}/certificate.pdf")
+        if r.status_code != 200 or not r.content.startswith(b"%PDF-"):
+            click.echo(f"warning: no certificate for {e.path}: {problem_text(r)}", err=True)
+            continue
+        tmp = target.with_name(f".{target.name}.tmp")
+        tmp.write_bytes(r.content)
+        os.replace(tmp, target)
+
+
+def summary(state: State, unreadable: int, waited: bool, *, done_before: int = 0, elapsed: float | None = None) -> int:
     from rich.console import Console
     from rich.table import Table
 
@@ -614,7 +636,15 @@ def summary(state: State, unreadable: int, waited: bool) -> int:
         table.add_column(name, justify="right")
     table.add_row(str(len(files) + unreadable), str(submitted), str(written), str(written), str(failed))
     Console(width=100).print(table)
+    took = f" in {elapsed:.1f} s" if elapsed is not None else ""
+    click.echo(f"new: {max(0, written - done_before)}, already done in an earlier run: {done_before}{took}")
     click.echo(f"state: {state.path}")
+    example = next((e for e in files if e.receipt is not None), None)
+    if example is not None:
+        click.echo(
+            f"verify offline: evidence verify {example.receipt} --key <operator vkey>   "
+            f"(the file beside it is found; get the key with: evidence keys fetch {state.server})"
+        )
     if failed:
         return 1
     if waited and written < len(files):
@@ -662,6 +692,11 @@ def _client(server: str | None, api_key: str | None) -> Client:
 @click.option(
     "--timeout", type=click.FloatRange(min=0), default=600.0, show_default=True, help="Seconds to wait for sealing."
 )
+@click.option(
+    "--certificates/--no-certificates",
+    default=None,
+    help="Also write each certificate of deposit (PDF) beside its receipt; default: only when one file is given.",
+)
 def submit(
     paths: tuple[Path, ...],
     server: str | None,
@@ -672,8 +707,13 @@ def submit(
     label_from: str | None,
     workers: int,
     timeout: float,
+    certificates: bool | None,
 ) -> None:
-    """Hash files locally (they never leave this machine), deposit their digests, wait, write one receipt per file."""
+    """Hash files locally (they never leave this machine), deposit their digests, wait, write one receipt per file.
+
+    'evidence submit contract.pdf' writes contract.pdf.receipt.json and contract.pdf.certificate.pdf beside it.
+    Interrupted (Ctrl-C, a crash), the same command resumes where it stopped, without depositing anything twice.
+    """
     client = _client(server, api_key)
     state_path = state_path_for(list(paths), out)
     if state_path.exists():
@@ -686,11 +726,26 @@ def submit(
     else:
         state = State(state_path, secrets.token_hex(8), client.server, None if out is None else str(out.absolute()))
         state.save()  # the snapshot the journal's records apply to
-    with Progress() as progress:
-        unreadable = submit_all(state, client, list(paths), label_from, chunk, workers, progress)
-        if not no_wait:
-            fetch_receipts(state, client, progress, timeout)
-    raise click.exceptions.Exit(summary(state, unreadable, waited=not no_wait))
+    if certificates is None:
+        certificates = len(paths) == 1 and paths[0].is_file()
+    started = time.monotonic()
+    done_before = sum(1 for e in state.files.values() if e.receipt is not None)
+    try:
+        with Progress() as progress:
+            unreadable = submit_all(state, client, list(paths), label_from, chunk, workers, progress)
+            if not no_wait:
+                fetch_receipts(state, client, progress, timeout)
+                if certificates:
+                    fetch_certificates(state, client, progress)
+    except KeyboardInterrupt:
+        click.echo(
+            f"\nInterrupted. Nothing is lost: run the same command again to resume (its state is {state_path}); "
+            "files already acknowledged are not deposited twice.",
+            err=True,
+        )
+        raise click.exceptions.Exit(130) from None
+    code = summary(state, unreadable, not no_wait, done_before=done_before, elapsed=time.monotonic() - started)
+    raise click.exceptions.Exit(code)
 
 
 @click.group("receipts")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -320,3 +321,53 @@ def test_bulk_receipts_are_the_bytes_of_the_single_get_and_lost_or_torn_files_ar
     assert all(len(deposits_of(live, f)) == 1 for f in files)
     state = json.loads((tmp_path / "case" / STATE_NAME).read_text())
     assert sorted(state["files"]) == sorted(map(str, files))
+
+
+def test_one_contract_one_command_receipt_and_certificate_beside_it(tmp_path: Path, live: Live) -> None:
+    case = tmp_path / "case"  # (tmp_path also holds the server's data: its certificate cache, its database)
+    case.mkdir()
+    contract = case / "买卖合同.pdf"
+    contract.write_bytes(b"%PDF-1.7 the one contract " + os.urandom(1000))
+    done = evidence(live, "submit", str(contract))
+    assert done.returncode == 0, done.stdout + done.stderr
+    receipt = case / "买卖合同.pdf.receipt.json"
+    certificate = case / "买卖合同.pdf.certificate.pdf"
+    assert receipt.is_file() and certificate.read_bytes().startswith(b"%PDF-")
+    assert re.search(r"new: 1, already done in an earlier run: 0 in \d+\.\d s", done.stdout), done.stdout
+    assert f"verify offline: evidence verify {receipt} --key" in done.stdout
+    # the certificate alone verifies, finding the contract beside it
+    checked = subprocess.run(
+        [sys.executable, "-m", "service", "verify", str(certificate), "--key", live.vkey],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+    )
+    assert checked.returncode == 0 and "Using the file beside the receipt" in checked.stderr, checked
+    again = evidence(live, "submit", str(contract))
+    assert again.returncode == 0 and "new: 0, already done in an earlier run: 1" in again.stdout
+    # a directory run does not deposit the receipts and certificates it finds
+    tree = evidence(live, "submit", str(case), "--no-certificates")
+    assert tree.returncode == 0, tree.stdout + tree.stderr
+    assert len(deposits_of(live, certificate)) == 0 and len(deposits_of(live, receipt)) == 0
+
+
+def test_ctrl_c_says_how_to_resume_and_the_rerun_finishes_without_duplicates(tmp_path: Path, live: Live) -> None:
+    files = make_tree(tmp_path / "case", 12)
+    live.hold_second = True
+    proc = popen(live, "submit", str(tmp_path / "case"), "--chunk", "4")
+    try:
+        assert live.stored.wait(60), "the second chunk never arrived"
+        proc.send_signal(signal.SIGINT)
+        _out, err = proc.communicate(timeout=30)
+    finally:
+        live.release.set()
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate(timeout=10)
+    assert proc.returncode == 130, err
+    assert "Interrupted. Nothing is lost: run the same command again to resume" in err
+    live.hold_second = False
+    again = evidence(live, "submit", str(tmp_path / "case"), "--chunk", "4")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert all(len(deposits_of(live, f)) == 1 for f in files)
