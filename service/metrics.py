@@ -40,11 +40,13 @@ __all__ = [
     "BATCH_SIZE",
     "ERRORS",
     "HTTP_REQUESTS",
+    "RATELIMIT_FAIL_OPEN",
     "SEAL_LATENCY",
     "SUBMISSIONS",
     "DatabaseCollector",
     "observe_batches",
     "record_error",
+    "record_ratelimit_fail_open",
     "record_submissions",
     "render",
 ]
@@ -58,6 +60,11 @@ ERRORS = Counter(
     "evidence_errors",
     "Errors by kind (http_4xx, http_5xx, seal_db, seal_failed, ...)",
     ["kind"],
+)
+RATELIMIT_FAIL_OPEN = Counter(
+    "evidence_ratelimit_fail_open",
+    "Requests let through unlimited because the rate limit store failed, by reason (timeout, error, backoff)",
+    ["reason"],
 )
 HTTP_REQUESTS = Counter(
     "evidence_http_requests",
@@ -95,6 +102,11 @@ WITNESS_SHORTFALL = Counter(
 def record_submissions(kind: str, count: int = 1) -> None:
     """Count ``count`` acknowledged submissions of ``kind`` (``file``, ``digest`` or ``batch``)."""
     SUBMISSIONS.labels(kind).inc(count)
+
+
+def record_ratelimit_fail_open(reason: str) -> None:
+    """Count one request let through because the rate limit store (Redis, the limits file) failed."""
+    RATELIMIT_FAIL_OPEN.labels(reason).inc()
 
 
 def record_error(kind: str) -> None:

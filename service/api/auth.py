@@ -15,6 +15,7 @@ from flask import Flask, current_app, request
 
 from service.api.state import EXTENSION_KEY, ApiState, runtime_state
 from service.core.errors import Unauthorized
+from service.metrics import record_ratelimit_fail_open
 from service.ratelimit import RateLimiter, enforce, make_limiter
 from service.tenants import tenant_for_api_key
 
@@ -75,7 +76,7 @@ def init_rate_limit(app: Flask) -> None:
     Bearer key. ``create_app`` calls this after storing the ``ApiState``."""
     state = app.extensions[EXTENSION_KEY]
     assert isinstance(state, ApiState)
-    app.extensions[LIMITER_KEY] = make_limiter(state.runtime.settings)
+    app.extensions[LIMITER_KEY] = make_limiter(state.runtime.settings, on_fail_open=record_ratelimit_fail_open)
     app.before_request(_rate_limit)
 
 

@@ -32,7 +32,8 @@ from service.core.errors import FormatError, InvalidInput, NotFound, RateLimited
 from service.core.formats import check_evidence_id
 from service.core.receipt import dump_json
 from service.court.webpage import static_page
-from service.ratelimit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
+from service.metrics import record_ratelimit_fail_open
+from service.ratelimit import FILE_NAME, REDIS_TIMEOUT, FileRateLimiter, RateLimiter, RedisRateLimiter
 
 bp = Blueprint("check", __name__)
 
@@ -53,10 +54,23 @@ def init_check_limit(app: Flask) -> None:
         if settings.redis_url:
             import redis
 
-            client = redis.Redis.from_url(settings.redis_url, socket_timeout=1.0, socket_connect_timeout=1.0)
-            limiter = RedisRateLimiter(client, settings.check_rate_limit, CHECK_BURST, prefix=REDIS_PREFIX)
-        else:
-            limiter = MemoryRateLimiter(settings.check_rate_limit, CHECK_BURST)
+            client = redis.Redis.from_url(
+                settings.redis_url, socket_timeout=REDIS_TIMEOUT, socket_connect_timeout=REDIS_TIMEOUT
+            )
+            limiter = RedisRateLimiter(
+                client,
+                settings.check_rate_limit,
+                CHECK_BURST,
+                prefix=REDIS_PREFIX,
+                on_fail_open=record_ratelimit_fail_open,
+            )
+        else:  # shared by the machine's worker processes (keys differ from the API keys' by the "check" prefix)
+            limiter = FileRateLimiter(
+                settings.data_dir / FILE_NAME,
+                settings.check_rate_limit,
+                CHECK_BURST,
+                on_fail_open=record_ratelimit_fail_open,
+            )
     app.extensions[LIMITER_KEY] = limiter
 
 

@@ -17,7 +17,7 @@ from service.api import create_app
 from service.config import Settings
 from service.core.errors import RateLimited
 from service.core.formats import utc_now
-from service.ratelimit import MemoryRateLimiter, RedisRateLimiter, enforce, make_limiter
+from service.ratelimit import FileRateLimiter, MemoryRateLimiter, RedisRateLimiter, enforce, make_limiter
 from service.runtime import Runtime
 from service.storage import db
 from service.tenants import create_tenant
@@ -86,9 +86,9 @@ def test_enforce_raises_rate_limited_with_whole_seconds() -> None:
     enforce(None, "evl_key")  # no limiter: never limited
 
 
-def test_make_limiter_picks_the_backend() -> None:
+def test_make_limiter_picks_the_backend(tmp_path: Path) -> None:
     assert make_limiter(Settings(rate_limit=0)) is None
-    assert isinstance(make_limiter(Settings(rate_limit=5)), MemoryRateLimiter)
+    assert isinstance(make_limiter(Settings(data_dir=tmp_path, rate_limit=5)), FileRateLimiter)
     assert isinstance(make_limiter(Settings(rate_limit=5, redis_url=REDIS_URL)), RedisRateLimiter)
 
 
