@@ -698,3 +698,27 @@ def test_check_page_says_the_same_not_found_for_a_wrong_file_and_a_wrong_number(
         assert driver.find_element("id", "result").get_attribute("data-state") != "done"  # no receipt, no verdict
     assert answers[0] == answers[1] and "Not found" in answers[0] and "未找到" in answers[0]
     screenshot(driver, "check-not-found")
+
+
+def test_failures_state_the_fault_plainly_and_a_saved_status_answer_is_not_a_receipt(
+    offline_page: Any, tmp_path: Path
+) -> None:
+    other = tmp_path / "other.txt"
+    other.write_bytes(b"not the contract")
+    offline_page.find_element("id", "file-input").send_keys(str(other))
+    wait_for(lambda: offline_page.find_elements("id", "file-digest"), "the file's digest")
+    shown = drop_receipt(offline_page, GOLDEN / "single.json")
+    assert not shown["valid"] and shown["step"] == 1
+    assert (
+        "this is not the file the receipt was issued for" in shown["why"]
+        and "这不是签发回执时的那个文件" in shown["why"]
+    )
+    assert "matches the receipt" not in shown["why"]  # not the step's positive title
+    pending = write_json(
+        tmp_path,
+        "contract.pdf.receipt",
+        {"id": "01JDXYZ", "sha256": "ab" * 32, "received_at": "2026-11-30T00:00:00.000000Z", "status": "pending"},
+    )
+    shown = drop_receipt(offline_page, pending)
+    assert "Cannot read" in shown["head"] and "status answer (pending), not a receipt" in shown["why"]
+    assert "Fetch it again" in shown["why"]
