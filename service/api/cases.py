@@ -5,18 +5,25 @@ Views are thin: authenticate, parse, one ``service.deposits`` call in one transa
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from flask import Blueprint, Response, jsonify, request, url_for
 
-from service import deposits
+from service import deposits, sealing
 from service.api.auth import require_tenant
+from service.api.evidence import depositor_cas
 from service.api.parsing import read_json_object
 from service.api.responses import TENANT_RESPONSES, json_content, ref
 from service.api.state import runtime_state
 from service.core.bodies import reject_unknown_fields
 from service.core.errors import InvalidInput
-from service.core.formats import utc_now
+from service.core.formats import format_time, utc_now
+from service.core.note import Verifier
+from service.core.receipt import dump_json
+from service.core.verify import verify_receipt
+from service.court.case_certificate import CasePhase, render_case_certificate
+from service.court.certificate import PartyDisplay
 
 bp = Blueprint("cases", __name__, url_prefix="/v1/cases")
 
@@ -35,6 +42,86 @@ def create() -> Response:
     response.status_code = 201
     response.headers["Location"] = url_for("cases.show", case_id=case["id"])
     return response
+
+
+@bp.get("/<case_id>/certificate.pdf")
+def certificate(case_id: str) -> Response:
+    """The case certificate: every phase (time, digest, depositors) with every receipt attached; 202 while a
+    phase is pending."""
+    tenant_id = require_tenant()
+    state = runtime_state()
+    settings = state.runtime.settings
+    with state.reader.begin() as conn:
+        view = deposits.case_view(conn, tenant_id, case_id)
+        vkeys = [k["vkey"] for k in sealing.key_list(conn)]
+        receipts: dict[str, dict[str, Any]] = {}
+        for phase in view["phases"]:
+            for item in [phase["evidence"], *phase.get("countersignatures", [])]:
+                if item is None or item["status"] != "sealed":
+                    response = jsonify({"id": view["id"], "status": "pending", "detail": "a phase is not sealed yet"})
+                    response.status_code = 202
+                    response.headers["Retry-After"] = str(max(1, math.ceil(settings.batch_max_age)))
+                    return response
+                document = sealing.receipt_for(conn, tenant_id, item["id"], keys=vkeys)
+                assert document is not None
+                receipts[item["id"]] = document
+    trusted = [Verifier.from_vkey(v) for v in vkeys]
+    cas = depositor_cas()
+    phases: list[CasePhase] = []
+    fingerprint = ""
+    for number, phase in enumerate(view["phases"], start=1):
+        first = phase["evidence"]
+        if phase["phase"] != number:  # the numbering rule makes this impossible; never print a gap
+            raise RuntimeError(f"case {case_id} has no phase {number}")
+        parties: list[PartyDisplay] = []
+        attached: list[tuple[str, bytes]] = []
+        result = None
+        for item in [first, *phase.get("countersignatures", [])]:
+            document = receipts[item["id"]]
+            checked = verify_receipt(document, trusted_keys=trusted, depositor_cas=cas)
+            if not checked.valid or checked.key is None:
+                raise RuntimeError(
+                    f"the receipt of {item['id']} does not verify at step {checked.step}: {checked.reason}"
+                )
+            if checked.depositor is not None:
+                parties.append(_party(checked.depositor, None if item is first else item["received_at"]))
+            attached.append((f"receipt-phase{number}-{item['id']}.json", dump_json(document)))
+            result = result or checked
+            fingerprint = checked.key.fingerprint
+        assert result is not None and result.sealed is not None
+        phases.append(
+            CasePhase(
+                phase=number,
+                name=phase["phase_name"],
+                evidence_id=first["id"],
+                sha256=first["sha256"],
+                received=first["received_at"],
+                sealed=format_time(result.sealed),
+                label=first.get("label"),
+                parties=parties,
+                receipts=attached,
+            )
+        )
+    if any(a.received >= b.received for a, b in zip(phases, phases[1:], strict=False)):
+        raise RuntimeError(f"the phases of case {case_id} are not in increasing receipt time")
+    pdf = render_case_certificate(
+        case_id=view["id"],
+        title=view["title"],
+        reference=view["reference"],
+        created=view["created_at"],
+        origin=settings.origin,
+        fingerprint=fingerprint or "—",
+        phases=phases,
+    )
+    response = Response(pdf, status=200, mimetype="application/pdf")
+    response.headers["Content-Disposition"] = f'attachment; filename="case-{view["id"]}.pdf"'
+    response.headers["Cache-Control"] = "private, no-store"
+    return response
+
+
+def _party(depositor: Any, countersigned: str | None) -> PartyDisplay:
+    trust = "ca" if depositor.ca_verified else ("key" if depositor.kind == "ed25519-key" else "unchecked")
+    return PartyDisplay(depositor.identity, trust, countersigned)
 
 
 @bp.get("/<case_id>")
@@ -102,6 +189,23 @@ def openapi_paths() -> dict[str, dict[str, Any]]:
                 "parameters": [{"name": "case_id", "in": "path", "required": True, "schema": {"type": "string"}}],
                 "responses": {
                     "200": json_content(_CASE, "The case."),
+                    "404": ref("responses", "NotFound"),
+                    **TENANT_RESPONSES,
+                },
+            }
+        },
+        "/v1/cases/{case_id}/certificate.pdf": {
+            "get": {
+                "operationId": "getCaseCertificate",
+                "summary": "The case certificate: every phase (time, digest, depositors), every receipt attached.",
+                "security": [{"bearerAuth": []}],
+                "parameters": [{"name": "case_id", "in": "path", "required": True, "schema": {"type": "string"}}],
+                "responses": {
+                    "200": {
+                        "description": "The PDF.",
+                        "content": {"application/pdf": {"schema": {"type": "string", "format": "binary"}}},
+                    },
+                    "202": json_content({"type": "object"}, "A phase is not sealed yet; retry later."),
                     "404": ref("responses", "NotFound"),
                     **TENANT_RESPONSES,
                 },

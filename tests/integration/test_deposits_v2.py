@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import hashlib
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -348,3 +349,38 @@ def test_batch_items_may_carry_attestations_and_a_refused_one_names_its_index(
     doc = receipt(client, key, ids[1])
     result = verify_receipt(doc, sha256=DIGEST, trusted_keys=[runtime.signer.verifier])
     assert result.valid and result.depositor is not None and result.label == "合同.pdf"
+
+
+def test_case_certificate_lists_every_phase_and_attaches_every_receipt(
+    runtime: Runtime, client: FlaskClient, tmp_path: Path
+) -> None:
+    import io
+
+    import pypdf
+
+    from tests.integration.test_certificate_api import pdftotext, squeezed
+
+    key = new_key(runtime)
+    signer = Ed25519PrivateKey.generate()
+    register(runtime, tmp_path, signer)
+    case = new_case(client, key)
+    ids = []
+    for phase, name in enumerate(["签约", "付款"], start=1):
+        att = ed25519_attestation(signer, claims(label=f"p{phase}.pdf", case=case, phase=phase, name=name))
+        r = deposit(client, key, label=f"p{phase}.pdf", case=case, phase=phase, phase_name=name, attestation=att)
+        ids.append(r.get_json()["id"])
+    pending = client.get(f"/v1/cases/{case}/certificate.pdf", headers=auth(key))
+    assert pending.status_code == 202
+    seal(runtime)
+    r = client.get(f"/v1/cases/{case}/certificate.pdf", headers=auth(key))
+    assert r.status_code == 200 and r.mimetype == "application/pdf", r.get_data(as_text=True)
+    text = squeezed(pdftotext(r.data, tmp_path, layout=False))
+    for words in ("买卖合同纠纷 2026-001", "第 1 阶段", "签约", "第 2 阶段", "付款", ids[0], ids[1], "p2.pdf"):
+        assert squeezed(words) in text, words
+    attachments = pypdf.PdfReader(io.BytesIO(r.data)).attachments
+    assert sorted(attachments) == sorted(f"receipt-phase{n}-{i}.json" for n, i in enumerate(ids, start=1))
+    for name, (data,) in attachments.items():
+        doc = json.loads(data)
+        assert verify_receipt(doc, trusted_keys=[runtime.signer.verifier]).valid, name
+    other = new_key(runtime, "other")
+    assert client.get(f"/v1/cases/{case}/certificate.pdf", headers=auth(other)).status_code == 404
