@@ -17,6 +17,7 @@ Exit codes: 0 everything done, 1 some files failed (unreadable, refused by the s
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
@@ -76,6 +77,7 @@ class FileEntry:
     receipt: str | None = None
     receipt_size: int | None = None  # bytes of the receipt file as written (checked when a run resumes)
     error: str | None = None
+    attestation: str | None = None  # --sign: the depositor's SPEC §2.2 attestation (base64), made once, kept
 
 
 @dataclass
@@ -186,8 +188,43 @@ class State:
         items: list[dict[str, str]] = []
         for p in self.chunks[number]:
             e = self.files[p]
-            items.append({"sha256": e.sha256} if e.label is None else {"sha256": e.sha256, "label": e.label})
+            item = {"sha256": e.sha256} if e.label is None else {"sha256": e.sha256, "label": e.label}
+            if e.attestation is not None:
+                item["attestation"] = e.attestation
+            items.append(item)
         return json.dumps({"items": items}, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+class Signer:
+    """``--sign``: the depositor's private key (and certificate chain), used here only: it never leaves this
+    machine. Each file's attestation (SPEC §2.2: this digest, with this label, now) is made once and kept in the
+    state, so a resumed run sends the same bytes (the service accepts it within 24 hours of signing)."""
+
+    def __init__(self, key_path: Path, chain_path: Path | None) -> None:
+        from cryptography import x509
+        from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+        try:
+            self.key = load_pem_private_key(key_path.read_bytes(), None)
+        except (OSError, ValueError, TypeError) as exc:
+            raise click.UsageError(f"--sign {key_path}: not a readable unencrypted PEM private key ({exc})") from None
+        self.chain: list[Any] = []
+        if chain_path is not None:
+            try:
+                self.chain = x509.load_pem_x509_certificates(chain_path.read_bytes())
+            except (OSError, ValueError) as exc:
+                raise click.UsageError(f"--sign-cert {chain_path}: not PEM certificates ({exc})") from None
+
+    def attest(self, sha256_hex: str, label: str | None) -> str:
+        from service.core.attestation import AttestationError, build_statement, sign_statement
+        from service.core.formats import claim_lines, text_sha256, utc_now
+
+        claims = claim_lines(bytes.fromhex(sha256_hex), (), None if label is None else text_sha256(label))
+        try:
+            raw = sign_statement(build_statement(claims, utc_now()), self.key, self.chain)  # type: ignore[arg-type]
+        except AttestationError as exc:
+            raise click.UsageError(f"--sign: {exc.reason}") from None
+        return base64.b64encode(raw).decode("ascii")
 
 
 def write_atomically(path: Path, data: bytes) -> None:
@@ -367,6 +404,7 @@ def submit_all(
     chunk: int,
     workers: int,
     progress: Progress,
+    signer: Signer | None = None,
 ) -> int:
     """Send the chunks of an earlier run that were never acknowledged, then hash the files not in the state yet and
     send them in new chunks of ``chunk``; return how many files could not be read.
@@ -398,7 +436,11 @@ def submit_all(
         except OSError as exc:
             click.echo(f"error: cannot read {p}: {exc.strerror}", err=True)
             return None
-        return FileEntry(str(p), rel, digest, st.st_size, st.st_mtime_ns, make_label(label_from, p, rel), -1)
+        label = make_label(label_from, p, rel)
+        entry = FileEntry(str(p), rel, digest, st.st_size, st.st_mtime_ns, label, -1)
+        if signer is not None:
+            entry.attestation = signer.attest(digest, label)
+        return entry
 
     def several(items: list[tuple[Path, str]]) -> list[FileEntry | None]:
         # A task per HASH_GROUP files: a future (and its Condition) per file cost more than hashing a small file.
@@ -693,6 +735,22 @@ def _client(server: str | None, api_key: str | None) -> Client:
     "--timeout", type=click.FloatRange(min=0), default=600.0, show_default=True, help="Seconds to wait for sealing."
 )
 @click.option(
+    "--sign",
+    "sign_key",
+    metavar="KEY.pem",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Sign each deposit as its depositor (SPEC §2.2) with this PEM private key, which never leaves this machine: "
+    "an Ed25519 key registered for the tenant ('evidence tenant key add NAME --depositor-key'), or an ECDSA/RSA key "
+    "with its certificate chain in --sign-cert.",
+)
+@click.option(
+    "--sign-cert",
+    "sign_cert",
+    metavar="CHAIN.pem",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="The depositor's certificate first, then its intermediate CA certificates (with --sign).",
+)
+@click.option(
     "--certificates/--no-certificates",
     default=None,
     help="Also write each certificate of deposit (PDF) beside its receipt; default: only when one file is given.",
@@ -707,6 +765,8 @@ def submit(
     label_from: str | None,
     workers: int,
     timeout: float,
+    sign_key: Path | None,
+    sign_cert: Path | None,
     certificates: bool | None,
 ) -> None:
     """Hash files locally (they never leave this machine), deposit their digests, wait, write one receipt per file.
@@ -715,6 +775,9 @@ def submit(
     Interrupted (Ctrl-C, a crash), the same command resumes where it stopped, without depositing anything twice.
     """
     client = _client(server, api_key)
+    if sign_cert is not None and sign_key is None:
+        raise click.UsageError("--sign-cert needs --sign KEY.pem")
+    signer = Signer(sign_key, sign_cert) if sign_key is not None else None
     state_path = state_path_for(list(paths), out)
     if state_path.exists():
         state = State.load(state_path)
@@ -732,7 +795,7 @@ def submit(
     done_before = sum(1 for e in state.files.values() if e.receipt is not None)
     try:
         with Progress() as progress:
-            unreadable = submit_all(state, client, list(paths), label_from, chunk, workers, progress)
+            unreadable = submit_all(state, client, list(paths), label_from, chunk, workers, progress, signer)
             if not no_wait:
                 fetch_receipts(state, client, progress, timeout)
                 if certificates:

@@ -371,3 +371,43 @@ def test_ctrl_c_says_how_to_resume_and_the_rerun_finishes_without_duplicates(tmp
     again = evidence(live, "submit", str(tmp_path / "case"), "--chunk", "4")
     assert again.returncode == 0, again.stdout + again.stderr
     assert all(len(deposits_of(live, f)) == 1 for f in files)
+
+
+def test_submit_sign_attests_each_file_with_the_depositors_own_key(tmp_path: Path, live: Live) -> None:
+    """Issue 14: `evidence submit --sign KEY` signs client-side (the private key never leaves this machine); each
+    receipt carries the attestation, and one by a key the tenant never registered is refused, naming the check."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from cryptography.hazmat.primitives.serialization import (
+        Encoding,
+        NoEncryption,
+        PrivateFormat,
+        PublicFormat,
+    )
+
+    from service.core.receipt import load_json
+    from service.core.verify import verify_receipt
+    from service.deposits import add_depositor_key
+
+    key = Ed25519PrivateKey.generate()
+    key_file = tmp_path / "depositor.pem"
+    key_file.write_bytes(key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()))
+    tree = tmp_path / "signed"
+    files = make_tree(tree, 3)
+    refused = evidence(live, "submit", str(tree), "--sign", str(key_file), "--label-from", "name", "--no-wait")
+    assert (
+        refused.returncode == 1 and "not a registered depositor key of this tenant" in refused.stderr + refused.stdout
+    )
+    with live.runtime.engine.begin() as conn:
+        add_depositor_key(conn, "acme", key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw), utc_now())
+    (tree / ".evidence-submit.json").unlink()
+    for journal in tree.glob(".evidence-submit*"):
+        journal.unlink()
+    done = evidence(live, "submit", str(tree), "--sign", str(key_file), "--label-from", "name")
+    assert done.returncode == 0, done.stdout + done.stderr
+    for f in files:
+        doc = load_json((f.parent / f"{f.name}.receipt.json").read_bytes())
+        result = verify_receipt(
+            doc, sha256=hashlib.sha256(f.read_bytes()).digest(), trusted_keys=[live.runtime.signer.verifier]
+        )
+        assert result.valid and result.label == f.name
+        assert result.depositor is not None and result.depositor.kind == "ed25519-key"
