@@ -22,7 +22,7 @@ from __future__ import annotations
 import io
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -77,6 +77,17 @@ class TimestampDisplay:
     gen_time: datetime
     authority: str
     verified: bool = False
+
+
+@dataclass(frozen=True)
+class WitnessDisplay:
+    """One witness whose cosignature of the receipt's checkpoint the caller checked (SPEC §9): its name in the
+    policy, its key fingerprint (SHA-256 of the public key, groups of four) and the cosignature's time, which bounds
+    the sealing time from above independently of the operator and of any TSA."""
+
+    name: str
+    fingerprint: str
+    cosigned: datetime
 
 
 # --- receipt bytes in and out of the PDF ---------------------------------------------------------
@@ -134,7 +145,11 @@ class PartyDisplay:
     countersigned: str | None = None
 
 
-@dataclass(frozen=True)
+class _Overflow(FormatError):
+    """The page's content runs past one page."""
+
+
+@dataclass
 class _Certificate:
     """Everything a section helper needs: the writer (and its PDF), the receipt as read, and the caller's facts."""
 
@@ -147,6 +162,8 @@ class _Certificate:
     trusted: str | None  # the operator fingerprint the issuer trusts, formatted (SPEC §4)
     public_url: str | None  # the issuing service, which serves the verifier at <public_url>/download/
     parties: Sequence[PartyDisplay] | None = None  # receipt v2: who signed; None: not given by the caller
+    witnesses: Sequence[WitnessDisplay] | None = None  # checked cosignatures of the checkpoint (SPEC §9)
+    witnesses_shown: int = 3  # how many of them get their own lines (the others are counted)
 
 
 def render_certificate(
@@ -161,6 +178,7 @@ def render_certificate(
     fonts: FontSet | None = None,
     public_url: str | None = None,
     parties: Sequence[PartyDisplay] | None = None,
+    witnesses: Sequence[WitnessDisplay] | None = None,
 ) -> bytes:
     """Return a one-page A4 certificate of deposit (存证证书) for a sealed receipt, as PDF bytes.
 
@@ -173,6 +191,7 @@ def render_certificate(
     service's public base URL: the page prints the command that installs the verifier from its ``/download/``.
     ``parties`` (receipt v2) are the depositor and every countersigning party, checked by the caller; for a v2
     receipt without them the page says "unattested" when the receipt carries no attestation.
+    ``witnesses`` are the witnesses whose cosignatures the caller checked (SPEC §9); None or empty prints no row.
 
     :raise FontMissing: no CJK font is installed (the message names the Debian package).
     :raise FormatError: unknown ``local_tz``, malformed ``trusted_fingerprint``, or ``receipt_json`` that
@@ -183,20 +202,39 @@ def render_certificate(
     trusted = format_fingerprint(trusted_fingerprint) if trusted_fingerprint is not None else None
     view = read_receipt(receipt)
 
-    def draw(fonts: FontSet) -> FPDF:
-        w = _start_page(view, fonts)
-        if label or view.format == "evidence-receipt/v2":
-            w.row_pad = 1.0  # room for the rows a label (and its v1 warning), a case and the parties add
-        c = _Certificate(w, view, zone, verify_url, label, timestamps, trusted, public_url, parties)
-        _preamble(c)
-        _section_evidence(c)
-        _section_sealing(c)
-        _section_how_to_verify(c)
-        _section_scope(c)
-        _check_one_page(c)
-        return c.w.pdf
+    def draw_showing(shown: int) -> Callable[[FontSet], FPDF]:
+        def draw(fonts: FontSet) -> FPDF:
+            w = _start_page(view, fonts)
+            if label or view.format == "evidence-receipt/v2":
+                w.row_pad = 1.0  # room for the rows a label (and its v1 warning), a case and the parties add
+            c = _Certificate(w, view, zone, verify_url, label, timestamps, trusted, public_url, parties, witnesses)
+            c.witnesses_shown = shown
+            _preamble(c)
+            _section_evidence(c)
+            _section_sealing(c)
+            _section_how_to_verify(c)
+            _section_scope(c)
+            try:
+                _check_one_page(c)
+            except _Overflow:
+                for font in c.w.pdf.fonts.values():  # discarded: release the font files it opened
+                    font.ttfont.close()  # type: ignore[union-attr]
+                raise
+            return c.w.pdf
 
-    pdf = draw_with_fonts(draw, fonts)
+        return draw
+
+    # Witnesses take two lines each: print as many (at most three) as the one page holds, the rest by count; on a
+    # page too crowded even for the count, the row is left out (the cosignatures stay in receipt.json).
+    for shown in range(min(3, len(witnesses or ())), -1, -1):
+        try:
+            pdf = draw_with_fonts(draw_showing(shown), fonts)
+            break
+        except _Overflow:
+            continue
+    else:
+        witnesses = None
+        pdf = draw_with_fonts(draw_showing(0), fonts)
     embed_json(pdf, ATTACHMENT_NAME, attached, f"Evidence receipt ({view.format or 'evidence-receipt'}, SPEC §6)")
     return output(pdf)
 
@@ -346,6 +384,25 @@ def _section_sealing(c: _Certificate) -> None:
     _row_signing_key(c)
     _row_sm2_key(c)
     _row_timestamps(c)
+    _row_witnesses(c)
+
+
+def _row_witnesses(c: _Certificate) -> None:
+    """Each witness that cosigned the checkpoint (checked by the caller): name, cosigning time, fingerprint; at
+    most three, to keep one page. Absent without witnesses."""
+    shown = sorted(c.witnesses or (), key=lambda w: (w.cosigned, w.name))
+    if not shown:
+        return
+    values: list[Value] = []
+    for witness in shown[: c.witnesses_shown]:
+        utc = time_lines(witness.cosigned, c.zone)[0]
+        values.append(("small", f"{witness.name} · {utc}"))
+        values.append(("smallmono", witness.fingerprint))
+    if len(shown) > c.witnesses_shown:
+        more = len(shown) - c.witnesses_shown
+        values.append(("small", f"另有 {more} 个，见 receipt.json · and {more} more in receipt.json"))
+    # The label says what the times mean: each bounds the sealing time from above, independently of the operator.
+    c.w.row("见证联署（时间上限）", "Witnessed no later than", values)
 
 
 def _row_signing_key(c: _Certificate) -> None:
@@ -520,7 +577,7 @@ def _section_scope(c: _Certificate) -> None:
 def _check_one_page(c: _Certificate) -> None:
     pdf = c.w.pdf
     if pdf.page_no() != 1 or pdf.get_y() > pdf.h - 13.5:  # 13.5 mm: where the footer starts
-        raise FormatError(
+        raise _Overflow(
             f"the certificate does not fit on one page (content ends at {pdf.get_y():.0f} mm); "
             "is the checkpoint origin unusually long?"
         )

@@ -7,6 +7,8 @@ HTTP through ``post``; tests/integration/test_witness_alliance.py runs them as r
 from __future__ import annotations
 
 import hashlib
+import shutil
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -266,6 +268,11 @@ def test_api_receipt_certificate_and_bundle_wait_for_witnesses(tmp_path: Path, r
     for path in ("certificate.pdf", "bundle.zip"):
         response = client.get(f"/v1/evidence/{evidence_id}/{path}", headers=headers)
         assert response.status_code == 200, path
+        if path == "certificate.pdf" and shutil.which("pdftotext"):
+            text = subprocess.run(["pdftotext", "-", "-"], input=response.data, capture_output=True).stdout.decode()
+            assert "Witnessed no later than" in text and "w0.example/witness" not in text  # policy names
+            first = alliance.policy.witnesses[0]
+            assert "w0 · " in text and first.key.fingerprint in " ".join(text.split())
         response.close()
     assert client.get("/v1/checkpoint").get_data(as_text=True).count("\u2014 ") == 4
     assert client.get("/log/checkpoint").data == client.get("/v1/checkpoint").data

@@ -693,3 +693,38 @@ def test_the_font_lookup_is_remembered_until_a_font_file_changes(
     finally:
         fonts_module._usable_cache_dir.cache_clear()
         fonts_module._find_fonts.cache_clear()
+
+
+def test_certificate_prints_each_witness_name_fingerprint_and_time(receipt: dict[str, object]) -> None:
+    import pypdf
+
+    from service.court.certificate import WitnessDisplay
+
+    witnesses = [
+        WitnessDisplay(
+            f"court{i}.example/witness",
+            " ".join(f"{(i * 7 + j) % 65536:04x}" for j in range(16)),
+            datetime(2026, 11, 28, 16, 14, i, tzinfo=UTC),
+        )
+        for i in range(4)
+    ]
+    pdf = render_certificate(
+        receipt, verify_url=VERIFY_URL, label="采购合同-2026-终稿-附件A.pdf", timestamps=TSA, witnesses=witnesses
+    )
+    assert len(pypdf.PdfReader(io.BytesIO(pdf)).pages) == 1
+    flat = " ".join(_pdftotext(pdf).split())
+    assert "Witnessed no later than" in flat and "见证联署" in flat
+    # as many as the one page holds get their own lines (at least one here), the others are counted
+    printed = [w for w in witnesses if w.name in flat]
+    assert printed and printed == witnesses[: len(printed)]
+    for w in printed:
+        assert w.fingerprint in flat
+    assert f"and {len(witnesses) - len(printed)} more in receipt.json" in flat
+    assert "court0.example/witness · 2026-11-28 16:14:00 UTC" in flat
+    plain = render_certificate(receipt, verify_url=VERIFY_URL)
+    assert "Witnessed no later than" not in " ".join(_pdftotext(plain).split())
+    # crowded (a long label, three time-stamps): still one page (witnesses then only in receipt.json)
+    crowded = render_certificate(
+        receipt, verify_url=VERIFY_URL, label="非常长的文件名" * 40, timestamps=TSA * 3, witnesses=witnesses
+    )
+    assert len(pypdf.PdfReader(io.BytesIO(crowded)).pages) == 1
