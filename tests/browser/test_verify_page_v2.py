@@ -10,16 +10,25 @@ from __future__ import annotations
 
 import base64
 import copy
+import hashlib
 import json
 import random
 from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 
 from service.core.verify import verify_receipt
-from tests.browser.conftest import screenshot
-from tests.browser.test_verify_page import GOLDEN_VKEY, drop_receipt, offline_page, write_json  # noqa: F401
+from tests.browser.conftest import LiveApp, screenshot
+from tests.browser.test_verify_page import (  # noqa: F401
+    GOLDEN_VKEY,
+    drop_receipt,
+    offline_page,
+    open_page,
+    wait_for,
+    write_json,
+)
 from tests.unit.test_verify import DIGEST, TRUSTED
 from tests.unit.test_verify_v2 import MANIFEST, NAMES_V2, V2, golden_v2, tampered
 
@@ -136,3 +145,55 @@ def test_v2_receipt_dropped_on_the_page_shows_step_8(offline_page: Any, tmp_path
     doc = json.loads((V2.parent / "receipts" / "single.json").read_text())
     shown = drop_receipt(offline_page, write_json(tmp_path, "v1", doc))
     assert shown["valid"] and shown["steps"][8] == "notrun"
+
+
+def test_deposit_page_signs_with_the_depositors_key_which_is_never_sent(
+    driver: Any, live_app: LiveApp, tmp_path: Path
+) -> None:
+    """Issue 14: the /deposit page signs the SPEC §2.2 statement with WebCrypto; only the attestation is sent."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, PublicFormat
+
+    from service.core.formats import utc_now
+    from service.deposits import add_depositor_key
+
+    key = Ed25519PrivateKey.generate()
+    pem = key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
+    key_file = tmp_path / "depositor.pem"
+    key_file.write_bytes(pem)
+    with live_app.runtime.engine.begin() as conn:
+        add_depositor_key(
+            conn, "browser-tests", key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw), utc_now()
+        )
+    contract = tmp_path / "合同.pdf"
+    contract.write_bytes(b"%PDF-1.4 signed in the browser " + random.Random(7).randbytes(3000))
+    open_page(driver, live_app.url + "/deposit")
+    driver.execute_script("""
+        window.__sent = [];
+        const original = window.fetch;
+        window.fetch = (url, options) => { window.__sent.push([String(url), options && options.body || null]);
+                                           return original(url, options); };
+    """)
+    driver.find_element("id", "api-key").send_keys(live_app.api_key)
+    driver.find_element("id", "file-input").send_keys(str(contract))
+    driver.find_element("id", "label-input").send_keys("买卖合同")
+    driver.find_element("id", "sign-key-input").send_keys(str(key_file))
+    driver.find_element("id", "submit-button").click()
+    wait_for(lambda: driver.find_element("id", "result").get_attribute("data-state") == "sealed", "the receipt")
+    assert driver.find_element("id", "evidence-depositor").text.startswith("Ed25519 key ")
+    bodies = [body for _url, body in driver.execute_script("return window.__sent") if body]
+    assert len(bodies) == 1 and "PRIVATE KEY" not in bodies[0] and pem.decode().splitlines()[1] not in bodies[0]
+    evidence_id = driver.find_element("id", "evidence-id").text
+    r = requests.get(
+        f"{live_app.url}/v1/evidence/{evidence_id}/receipt",
+        headers={"Authorization": f"Bearer {live_app.api_key}"},
+        timeout=10,
+    )
+    document = r.json()
+    result = verify_receipt(
+        document,
+        sha256=hashlib.sha256(contract.read_bytes()).digest(),
+        trusted_keys=[live_app.runtime.signer.verifier],
+    )
+    assert result.valid and result.label == "买卖合同"
+    assert result.depositor is not None and result.depositor.kind == "ed25519-key"
