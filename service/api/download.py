@@ -212,7 +212,7 @@ def openapi_paths() -> dict[str, Any]:
                         "in": "path",
                         "required": True,
                         "description": "A file name listed on /download/.",
-                        "schema": {"type": "string"},
+                        "schema": {"type": "string", "pattern": "^[A-Za-z0-9_.+-]+$"},
                     }
                 ],
                 "responses": {
