@@ -17,7 +17,6 @@ import math
 import re
 import threading
 from contextlib import nullcontext
-from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -33,11 +32,10 @@ from service.core.distribution import check_url
 from service.core.errors import FormatError, InvalidInput, Pushback, TimestampInvalid
 from service.core.formats import check_evidence_id, format_time
 from service.core.note import Verifier
-from service.core.policy import Policy
 from service.core.receipt import dump_json
 from service.core.verify import verify_receipt
 from service.court.cache import CertificateCache, certificate_key
-from service.court.certificate import PartyDisplay, TimestampDisplay, WitnessDisplay, render_certificate
+from service.court.certificate import PartyDisplay, TimestampDisplay, render_certificate
 from service.court.fonts import prepare_working_fonts
 from service.court.webpage import embed_keys, static_page
 
@@ -214,7 +212,7 @@ def _draw_certificate(
     prepare_working_fonts()
     return render_certificate(
         document,
-        witnesses=witness_displays(document, settings.witness_policy),
+        witnesses=witnessing.witness_displays(document, settings.witness_policy),
         verify_url=verify_url,
         label=label,
         local_tz=settings.local_tz,
@@ -301,23 +299,6 @@ def _root_digests(roots: list[Any]) -> list[bytes]:
     from cryptography.hazmat.primitives.serialization import Encoding
 
     return [hashlib.sha256(root.public_bytes(Encoding.DER)).digest() for root in roots]
-
-
-def witness_displays(document: dict[str, Any], policy: Policy | None) -> list[WitnessDisplay] | None:
-    """The witnesses of the deployment's policy whose cosignature on the receipt's checkpoint verifies (SPEC §9)."""
-    if policy is None:
-        return None
-    from service.core.cosignature import check_cosignatures
-
-    try:
-        checks = check_cosignatures(str(document["ledger"]["checkpoint"]).encode("utf-8"), policy.witness_keys)
-    except (KeyError, TypeError, FormatError):
-        return None
-    return [
-        WitnessDisplay(w.name, w.key.fingerprint, datetime.fromtimestamp(check.timestamp, UTC))
-        for w, check in zip(policy.witnesses, checks, strict=True)
-        if check.valid and check.timestamp is not None
-    ]
 
 
 def timestamp_displays(document: dict[str, Any], tsa_roots: list[Any]) -> list[TimestampDisplay] | None:

@@ -81,7 +81,14 @@ def _evidence_id(document: dict[str, object]) -> object:
     help=f"The service's public URL (default ${PUBLIC_URL_ENV}): the QR code opens U/check?id=<id> and the page "
     "tells how to install the verifier from U/download/.",
 )
-def certificate(receipt: str, output: str, label: str | None, server_url: str | None) -> None:
+@click.option(
+    "--policy",
+    "policy_path",
+    metavar="FILE",
+    help="A C2SP tlog-policy file: print each of its witnesses whose cosignature on the checkpoint verifies (name, "
+    "fingerprint, cosigning time; SPEC §9).",
+)
+def certificate(receipt: str, output: str, label: str | None, server_url: str | None, policy_path: str | None) -> None:
     """Render the certificate of deposit (PDF, receipt attached) for the receipt file RECEIPT."""
     if label is not None:
         problem = label_problem(label)
@@ -98,7 +105,11 @@ def certificate(receipt: str, output: str, label: str | None, server_url: str | 
     if not isinstance(document, dict) or document.get("format") not in FORMATS:
         raise UsageFailure(f"{receipt!r} is JSON but not an evidence receipt ({' or '.join(FORMATS)})")
 
+    from service.commands.verify import load_witness_policy
     from service.court.certificate import render_certificate  # lazy: fpdf2 and segno load only here
+    from service.witnessing import witness_displays
+
+    policy = load_witness_policy(policy_path, (), None)
 
     base = public_base(server_url)
     warn_if_loopback(base, bool(server_url or os.environ.get(PUBLIC_URL_ENV)), what="This certificate would")
@@ -110,6 +121,7 @@ def certificate(receipt: str, output: str, label: str | None, server_url: str | 
             label=label,
             local_tz=os.environ.get(LOCAL_TZ_ENV) or Settings.local_tz,
             receipt_json=raw,
+            witnesses=witness_displays(document, policy),
         )
     except FormatError as exc:
         raise UsageFailure(f"cannot render the certificate: {exc.reason}") from None

@@ -158,3 +158,43 @@ def test_cli_bad_policy_file_exit_2(tmp_path: Path) -> None:
     bad.write_text("quorum nobody\n")
     run = _evidence(str(GOLDEN / "single.json"), "--key", TRUSTED[0].vkey, "--policy", str(bad))
     assert run.returncode == 2 and "policy line 1" in run.stderr
+
+
+def test_cli_certificate_with_a_policy_prints_the_witnesses(tmp_path: Path) -> None:
+    import shutil
+
+    if shutil.which("pdftotext") is None:
+        pytest.skip("pdftotext (poppler-utils) is not installed")
+    receipt = tmp_path / "r.json"
+    receipt.write_text(json.dumps(cosigned(W[:2])))
+    policy = tmp_path / "alliance.policy"
+    policy.write_text("".join(f"witness court{i} {w.verifier.vkey}\n" for i, w in enumerate(W)) + "quorum court0\n")
+    out = tmp_path / "c.pdf"
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "service",
+            "certificate",
+            str(receipt),
+            "-o",
+            str(out),
+            "--policy",
+            str(policy),
+            "--server-url",
+            "https://ledger.example.org",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr
+    text = " ".join(subprocess.run(["pdftotext", str(out), "-"], capture_output=True, text=True).stdout.split())
+    assert "court0 · 2027-01-15 08:00:00 UTC" in text and W[0].verifier.fingerprint in text
+    bad = subprocess.run(
+        [sys.executable, "-m", "service", "certificate", str(receipt), "-o", str(out), "--policy", "/nonexistent"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert bad.returncode == 2 and "cannot read the policy" in bad.stderr
