@@ -73,6 +73,7 @@ def bundle(evidence_id: str) -> Response:
         wheels=[settings.download_dir / w.name for w in list_wheels(settings.download_dir)],
         public_url=settings.public_url,
         created=utc_now(),
+        witness_policy=settings.witness_policy.to_text() if settings.witness_policy is not None else None,
     )
     out.seek(0)
     response = send_file(

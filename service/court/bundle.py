@@ -11,6 +11,7 @@ Owns: the bundle's layout and its two halves: ``write_bundle`` (used by ``GET /v
     evidence-ledger-verify.html   the one-file verify page (the operator keys embedded, when known)
     keys/operator-keys.txt        the operator's verifier keys with their fingerprints (one vkey a line, # comments)
     keys/keys.json                the same as GET /v1/keys answers
+    keys/witness-policy.txt       the witness policy (C2SP tlog-policy: witness keys, quorum), when the operator has one
     verifier/*.whl                the offline verifier and the wheels it needs (pip install --no-index --find-links)
     MANIFEST-SHA256.txt           "<sha256>  <member>" for every other member (``sha256sum -c`` format)
 
@@ -55,6 +56,7 @@ MANIFEST_NAME = "MANIFEST-SHA256.txt"
 README_NAME = "README.txt"
 KEYS_TEXT = "keys/operator-keys.txt"
 KEYS_JSON = "keys/keys.json"
+POLICY_TEXT = "keys/witness-policy.txt"
 WHEELS_DIR = "verifier"
 CHUNK = 1024 * 1024
 _SAFE = re.compile(r"[^\w.\-()+ \u3000-\u9fff]+")
@@ -134,7 +136,9 @@ def keys_text(keys: Sequence[dict[str, Any]], source: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _readme(deposits: list[dict[str, Any]], wheels: list[str], public_url: str | None, keys_known: bool) -> str:
+def _readme(
+    deposits: list[dict[str, Any]], wheels: list[str], public_url: str | None, keys_known: bool, policy: bool = False
+) -> str:
     rows = []
     for d in deposits:
         rows.append(
@@ -154,6 +158,12 @@ def _readme(deposits: list[dict[str, Any]], wheels: list[str], public_url: str |
         if wheels
         else f"（本证据包未附验证工具软件包 · no verifier wheels in this bundle: get them from "
         f"{(public_url or '<the operator>').rstrip('/')}/download/）\n"
+    )
+    policy_hint = (
+        f"\n      见证人副署 · witness cosignatures: evidence verify receipts/<id>.receipt.json files/<name> "
+        f"--policy {POLICY_TEXT}"
+        if policy
+        else ""
     )
     key_hint = (
         "keys/operator-keys.txt" if keys_known else "<运营方公钥 the operator's verifier key, from a source you trust>"
@@ -186,7 +196,7 @@ publishes through another channel.
   then the matching original file from files/. Every step is shown; VALID means every check passed.
 
 三、命令行 · 3. On the command line (Python 3.11+)
-{wheel_zh}  evidence verify case.zip --key {key_hint}
+{wheel_zh}  evidence verify case.zip --key {key_hint}{policy_hint}
       每项存证的回执都对照其原始文件验证 · checks every receipt in the bundle against its file
   evidence verify receipts/<id>.receipt.json files/<name> --key {key_hint}
 
@@ -208,6 +218,7 @@ def write_bundle(
     wheels: Sequence[Path] = (),
     public_url: str | None = None,
     created: datetime,
+    witness_policy: str | None = None,
 ) -> list[str]:
     """Write the bundle of ``deposits`` to ``out`` (a writable binary file, seekable or not); return its members.
 
@@ -236,13 +247,15 @@ def write_bundle(
     w.add(VERIFY_PAGE_FILE, verify_page.encode("utf-8"))
     w.add(KEYS_TEXT, keys_text(keys, keys_source).encode("utf-8"))
     w.add(KEYS_JSON, (json.dumps({"keys": list(keys)}, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
+    if witness_policy is not None:
+        w.add(POLICY_TEXT, witness_policy.encode("utf-8"))
     wheel_names = []
     for wheel in sorted(wheels, key=lambda p: p.name):
         wheel_names.append(f"{WHEELS_DIR}/{wheel.name}")
         w.add(wheel_names[-1], wheel.read_bytes(), compress=False)
     document = {"format": BUNDLE_FORMAT, "created": format_time(created), "deposits": index}
     w.add(INDEX_NAME, (json.dumps(document, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
-    w.add(README_NAME, _readme(index, wheel_names, public_url, bool(keys)).encode("utf-8"))
+    w.add(README_NAME, _readme(index, wheel_names, public_url, bool(keys), witness_policy is not None).encode("utf-8"))
     return w.close()
 
 

@@ -221,3 +221,30 @@ def test_bundle_refuses_a_file_of_no_receipt_and_writes_nothing(
     assert not case.exists() and not list(tmp_path.glob(".bundle-*"))
     nothing = CliRunner().invoke(cli, ["bundle", str(contract), "-o", str(case)])
     assert nothing.exit_code == 2 and "no receipt among the items" in nothing.output
+
+
+def test_a_witness_policy_goes_into_the_bundle_with_its_keys(tmp_path: Path) -> None:
+    import io
+
+    from service.core.cosignature import WitnessSigner
+    from service.core.policy import Policy, parse_policy
+    from service.court.bundle import Deposit, write_bundle
+
+    witness = WitnessSigner.generate("witness.example").verifier
+    policy = Policy.from_witnesses([witness], 1).to_text()
+    receipt = (Path(__file__).resolve().parents[1] / "vectors" / "receipts" / "single.json").read_bytes()
+    out = io.BytesIO()
+    doc = json.loads(receipt)
+    write_bundle(
+        out,
+        [Deposit(doc["evidence"]["id"], doc["evidence"]["sha256"], None, receipt)],
+        verify_page="<html></html>",
+        keys=[],
+        keys_source="test",
+        created=utc_now(),
+        witness_policy=policy,
+    )
+    with zipfile.ZipFile(io.BytesIO(out.getvalue())) as z:
+        assert parse_policy(z.read("keys/witness-policy.txt")) == parse_policy(policy)
+        assert "keys/witness-policy.txt" in z.read("MANIFEST-SHA256.txt").decode()
+        assert "--policy keys/witness-policy.txt" in z.read("README.txt").decode()
