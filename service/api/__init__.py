@@ -37,6 +37,7 @@ from service.api.state import EXTENSION_KEY, ApiState
 from service.config import Settings
 from service.core.certs import load_certificate_files
 from service.ingest import GroupCommitter
+from service.revocations import RevocationWatcher
 from service.runtime import Runtime
 from service.storage.ledger import read_only
 
@@ -95,6 +96,7 @@ def create_app(
         tsa_roots=load_certificate_files(settings.tsa_ca_files),
         committer=GroupCommitter(runtime.engine),
     )
+    state.revocations = RevocationWatcher(settings, state.accepted_keys.clear)
     app.extensions[EXTENSION_KEY] = state
 
     errors.register(app)
@@ -138,6 +140,8 @@ def stop_sealer(app: Flask) -> None:
     """Stop the app's background threads (tests, shutdown): the group committer (queued deposits are committed
     first) and the in-process sealer, if it has one."""
     state = app.extensions[EXTENSION_KEY]
+    if state.revocations is not None:
+        state.revocations.close()
     if state.committer is not None:
         state.committer.stop()
     if state.sealer is not None:

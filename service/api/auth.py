@@ -54,7 +54,8 @@ def require_tenant() -> int:
     token = bearer_token()
     state = runtime_state()
     now = time.monotonic()
-    tenant_id = state.accepted_keys.get(token, now)
+    remember = state.revocations is None or state.revocations.may_remember()
+    tenant_id = state.accepted_keys.get(token, now) if remember else None
     if tenant_id is not None:
         return tenant_id
     with state.reader.begin() as conn:
@@ -64,7 +65,8 @@ def require_tenant() -> int:
             "the API key is not valid (unknown or revoked). A key made with 'evidence tenant create' works only on "
             "a server using the database that command names: run it with --data-dir set to this server's data dir"
         )
-    state.accepted_keys.put(token, tenant_id, now)
+    if remember:
+        state.accepted_keys.put(token, tenant_id, now)
     return tenant_id
 
 

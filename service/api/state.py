@@ -13,7 +13,9 @@ from typing import TYPE_CHECKING, Any
 from flask import current_app
 from sqlalchemy.engine import Engine
 
+from service import revocations
 from service.ingest import GroupCommitter
+from service.revocations import RevocationWatcher
 from service.runtime import Runtime
 
 if TYPE_CHECKING:
@@ -21,9 +23,11 @@ if TYPE_CHECKING:
 
 EXTENSION_KEY = "evidence_ledger"
 
-# Accepted API keys are remembered for a few seconds so a deposit costs one database transaction, not two.
-# A revoked key (``evidence tenant revoke`` / ``tenant key revoke``) therefore stops working within this time.
-KEY_CACHE_SECONDS = 5.0
+# Accepted API keys are remembered for a few seconds so a deposit costs one database transaction, not two. A
+# revocation (``evidence tenant revoke`` / ``tenant key revoke``) is announced to every API process, which then
+# forgets them (``service.revocations``: immediate on the embedded default, within 1 s through Redis); only on
+# PostgreSQL without Redis does a revoked key work on for up to this long.
+KEY_CACHE_SECONDS = revocations.KEY_CACHE_SECONDS
 KEY_CACHE_MAX = 10_000
 
 
@@ -64,6 +68,8 @@ class ApiState:
     accepted_keys: KeyCache = field(default_factory=KeyCache)
     # Single deposits are committed in groups by one writer thread per process (started on first use).
     committer: GroupCommitter | None = None
+    # Announced revocations make ``accepted_keys`` forget (set by create_app).
+    revocations: RevocationWatcher | None = None
 
     @property
     def engine(self) -> Engine:

@@ -100,9 +100,10 @@ def own_redis(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
                 time.sleep(0.05)
         yield url, process
     finally:
-        os.kill(process.pid, signal.SIGCONT)
-        process.terminate()
-        process.wait(10)
+        if process.poll() is None:  # a test may have stopped it already
+            os.kill(process.pid, signal.SIGCONT)
+            process.terminate()
+            process.wait(10)
 
 
 def fail_opens() -> float:
@@ -163,7 +164,8 @@ def test_deposits_do_not_wait_on_a_stalled_redis(
         metrics = client.get("/metrics").get_data(as_text=True)
         assert "evidence_ratelimit_fail_open_total" in metrics
     finally:
-        os.kill(process.pid, signal.SIGCONT)
+        if process.poll() is None:
+            os.kill(process.pid, signal.SIGCONT)
         from service.api import stop_sealer
 
         stop_sealer(app)
