@@ -55,6 +55,7 @@ log = logging.getLogger(__name__)
 Post = Callable[[str, bytes, float], tuple[int, str, bytes]]
 """``(witness URL, request body, timeout) -> (status, content type, body)``; raises ``WitnessUnavailable``."""
 
+MIN_ROUND_GAP = 0.05  # seconds between two rounds of the in-process submitter (seal bursts coalesce)
 MAX_RESENDS = 3  # 409 answers followed in one submission (each names the witness's size)
 SCAN_LIMIT = 1000  # cosignature rows looked at when choosing the checkpoint of a receipt
 
@@ -462,10 +463,14 @@ class WitnessThread(threading.Thread):
 
     def run(self) -> None:
         while not self._stop_event.is_set():
+            started = time.monotonic()
             self.round()
             next_deadline = min(self._deadlines.values(), default=time.monotonic() + self.interval)
             self._wake.wait(max(0.0, min(self.interval, next_deadline - time.monotonic())))
             self._wake.clear()
+            # Seals in quick succession are cosigned together: at most one round every MIN_ROUND_GAP seconds (the
+            # latest checkpoint covers the earlier ones), so witnesses never cost the sealer more than that.
+            self._stop_event.wait(max(0.0, MIN_ROUND_GAP - (time.monotonic() - started)))
 
     def round(self) -> Sequence[WitnessOutcome]:
         """Submit the latest checkpoint; check the shortfall of those whose wait ran out."""
