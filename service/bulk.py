@@ -20,7 +20,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
@@ -168,8 +168,16 @@ def _replay(stored: Any, req_hash: bytes, key: str) -> Answer:
 # --- the batch body ---------------------------------------------------------------------------------
 
 
-def parse_batch(body: bytes) -> list[tuple[bytes, str | None]]:
-    """The (digest, label) items of a batch body ``{"items": [{"sha256": hex, "label": text?}, ...]}``.
+class BatchItem(NamedTuple):
+    """One parsed item: the file's SHA-256, its label and its SM3 (GB/T 32905) when given."""
+
+    sha256: bytes
+    label: str | None
+    sm3: bytes | None = None
+
+
+def parse_batch(body: bytes) -> list[BatchItem]:
+    """The items of a batch body ``{"items": [{"sha256": hex, "label": text?, "sm3": hex?}, ...]}``.
 
     :raise InvalidInput: the body is not strict JSON of that shape (no item named).
     :raise InvalidItem: item ``i`` is wrong; the message names the index and the problem. Nothing is accepted.
@@ -177,7 +185,7 @@ def parse_batch(body: bytes) -> list[tuple[bytes, str | None]]:
     return parse_batch_attested(body)[0]
 
 
-def parse_batch_attested(body: bytes) -> tuple[list[tuple[bytes, str | None]], dict[int, bytes]]:
+def parse_batch_attested(body: bytes) -> tuple[list[BatchItem], dict[int, bytes]]:
     """``parse_batch``, plus the depositor attestations (SPEC §2.2) items carry, by item index (an item may add
     ``"attestation": "<base64>"``)."""
     doc = json_object(body, shape='an object {"items": [...]}')
@@ -205,14 +213,14 @@ def parse_batch_attested(body: bytes) -> tuple[list[tuple[bytes, str | None]], d
     return parsed, attestations
 
 
-def _parse_item(index: int, item: Any) -> tuple[bytes, str | None]:
+def _parse_item(index: int, item: Any) -> BatchItem:
     where = f"items[{index}]"
     if not isinstance(item, dict):
         raise InvalidItem(index, f'{where} must be an object {{"sha256", "label"?}}, found {json_type(item)}')
-    unknown = sorted(set(item) - {"sha256", "label"})
+    unknown = sorted(set(item) - {"sha256", "label", "sm3"})
     if unknown:
         names = ", ".join(map(repr, unknown))
-        raise InvalidItem(index, f"{where} has unknown field(s) {names}; allowed: sha256, label")
+        raise InvalidItem(index, f"{where} has unknown field(s) {names}; allowed: sha256, label, sm3")
     value = item.get("sha256")
     if not isinstance(value, str):
         found = json_type(value)
@@ -221,46 +229,64 @@ def _parse_item(index: int, item: Any) -> tuple[bytes, str | None]:
         digest = parse_sha256_hex(value.lower())  # upper-case hex is normalised
     except FormatError as exc:
         raise InvalidItem(index, f"{where}.sha256: {exc.reason}") from None
+    sm3 = _item_sm3(index, where, item["sm3"]) if "sm3" in item else None
     label = item.get("label")
     if label is None and "label" not in item:
-        return digest, None
+        return BatchItem(digest, None, sm3)
     if not isinstance(label, str):
         raise InvalidItem(index, f"{where}.label must be a string, found {json_type(label)}")
     problem = label_problem(label)
     if problem is not None:
         raise InvalidItem(index, f"{where}.label {problem}")
-    return digest, label
+    return BatchItem(digest, label, sm3)
+
+
+def _item_sm3(index: int, where: str, value: Any) -> bytes:
+    if not isinstance(value, str):
+        raise InvalidItem(
+            index, f"{where}.sm3 must be a string of 64 hex digits (the file's SM3), found {json_type(value)}"
+        )
+    digits = value.lower()
+    if len(digits) != 64 or any(c not in "0123456789abcdef" for c in digits):
+        raise InvalidItem(index, f"{where}.sm3: SM3 hex must be 64 hex digits, found {value[:80]!r}")
+    return bytes.fromhex(digits)
 
 
 def record_batch(
     conn: Connection,
     tenant_id: int,
-    items: list[tuple[bytes, str | None]],
+    items: Sequence[tuple[bytes, str | None] | BatchItem],
     now: datetime,
     attestations: dict[int, bytes] | None = None,
     trusted_cas: Sequence[Any] = (),
 ) -> list[sealing.Deposit]:
     """Store the items as pending evidence (one round trip) and return the deposits, in request order. Attested
     items (``attestations`` by index) are checked and stored one by one (``deposits.deposit_v2``); a refused one
-    fails the whole batch, naming its index."""
+    fails the whole batch, naming its index. An item's ``sm3`` (a ``BatchItem``) is bound by its v2 leaf."""
     from service import deposits
+
+    def sm3_of(item: tuple[bytes, str | None] | BatchItem) -> bytes | None:
+        return item.sm3 if isinstance(item, BatchItem) else None
 
     attested = attestations or {}
     plain = [(i, item) for i, item in enumerate(items) if i not in attested]
     out: dict[int, sealing.Deposit] = dict(
         zip(
             (i for i, _ in plain),
-            sealing.record_evidence(conn, tenant_id, [item for _, item in plain], now),
+            sealing.record_evidence(
+                conn, tenant_id, [(item[0], item[1]) for _, item in plain], now, sm3=[sm3_of(it) for _, it in plain]
+            ),
             strict=True,
         )
     )
     for i in sorted(attested):
-        digest, label = items[i]
+        digest, label = items[i][0], items[i][1]
         try:
             recorded = deposits.deposit_v2(
                 conn,
                 tenant_id,
                 sha256=digest,
+                sm3=sm3_of(items[i]),
                 label=label,
                 attestation_raw=attested[i],
                 now=now,

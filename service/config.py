@@ -23,6 +23,9 @@ Environment variables (an empty value counts as unset), with their defaults:
 - ``EVIDENCE_SM2_KEY_FILE``: SM2 signing key, PKCS#8 PEM, mode 0600 (SPEC §4.1). When the file exists, every
   checkpoint is also signed with SM2. Default ``signing-sm2.pem`` beside the signing key file.
 - ``EVIDENCE_SM2_ID``: the SM2 distinguishing ID, 1-255 printable ASCII characters. Default ``1234567812345678``.
+- ``EVIDENCE_UPLOAD_SM3``: ``1/true/yes/on`` or ``0/false/no/off``: uploads are hashed with SM3 beside SHA-256 (one
+  pass; the deposit's v2 leaf binds the SM3). Default true. SM3 runs at about a quarter of SHA-NI SHA-256
+  (bench/bench_sm3.py), so a deployment that never needs SM3 may turn it off.
 - ``EVIDENCE_BROKER_URL``: Celery broker (``redis://...`` or ``amqp://...``).
   Unset: embedded, batches sealed in-process.
 - ``EVIDENCE_REDIS_URL``: Redis for rate limits. Unset: limits kept in process memory.
@@ -110,6 +113,7 @@ class Settings:
     signing_key_file: Path = field(default=Path(""))
     sm2_key_file: Path = field(default=Path(""))
     sm2_id: str = "1234567812345678"
+    upload_sm3: bool = True
     broker_url: str | None = None
     redis_url: str | None = None
     tsa: tuple[TimestampAuthority, ...] = ()
@@ -185,6 +189,7 @@ class Settings:
         key_file = get("EVIDENCE_SIGNING_KEY_FILE")
         sm2_key_file = get("EVIDENCE_SM2_KEY_FILE")
         sm2_id = parse("EVIDENCE_SM2_ID", _sm2_id, cls.sm2_id)
+        upload_sm3 = parse("EVIDENCE_UPLOAD_SM3", _bool, cls.upload_sm3)
         broker_url = parse("EVIDENCE_BROKER_URL", _broker_url, None)
         redis_url = parse("EVIDENCE_REDIS_URL", _redis_url, None)
         no_tsa: tuple[TimestampAuthority, ...] = ()
@@ -222,6 +227,7 @@ class Settings:
             signing_key_file=Path(key_file).expanduser() if key_file else Path(""),
             sm2_key_file=Path(sm2_key_file).expanduser() if sm2_key_file else Path(""),
             sm2_id=sm2_id,
+            upload_sm3=upload_sm3,
             broker_url=broker_url,
             redis_url=redis_url,
             tsa=tsa,

@@ -208,6 +208,7 @@ def deposit_v2(
     *,
     sha256: bytes,
     label: str | None,
+    sm3: bytes | None = None,
     case_id: str | None = None,
     phase: Any = None,
     phase_name: Any = None,
@@ -216,7 +217,8 @@ def deposit_v2(
     now: datetime,
     trusted_cas: Sequence[x509.Certificate] = (),
 ) -> V2Deposit:
-    """Record one deposit with a v2 leaf: in a case (with its phase), attested, or countersigning ``cosigns``.
+    """Record one deposit with a v2 leaf: in a case (with its phase), attested, or countersigning ``cosigns``;
+    ``sm3`` (the file's SM3) becomes the leaf's ``sm3`` digest line and is part of what an attestation states.
 
     Everything is checked before anything is written; the caller's transaction stores all of it or nothing.
 
@@ -235,6 +237,7 @@ def deposit_v2(
         if first.cosigns is not None:
             raise InvalidInput(f"evidence {cosigns} is itself a countersignature; countersign {first.cosigns}")
         sha256, label = bytes(first.sha256), first.label
+        sm3 = None if first.sm3 is None else bytes(first.sm3)  # SPEC §2.1: the same digest lines as the first
         case_id, phase, phase_name = first.case_id, first.phase, first.phase_name
     case_ref = None
     if case_id is not None:
@@ -260,11 +263,12 @@ def deposit_v2(
         case_ref = CaseRef(case_id, phase, text_sha256(phase_name))
     elif phase is not None or phase_name is not None:
         raise InvalidInput("'phase' and 'phase_name' need 'case' (create one with POST /v1/cases)")
-    claims = claim_lines(sha256, (), None if label is None else text_sha256(label), case_ref, cosigns)
+    digests = () if sm3 is None else (("sm3", sm3),)
+    claims = claim_lines(sha256, digests, None if label is None else text_sha256(label), case_ref, cosigns)
     depositor = None
     if attestation_raw is not None:
         depositor = _check_attestation(conn, tenant_id, attestation_raw, claims, received, trusted_cas)
-    deposit = Deposit(new_evidence_id(), sha256, received, label)
+    deposit = Deposit(new_evidence_id(), sha256, received, label, sm3)
     (pk,) = ledger.insert_evidence(
         conn,
         [{"id": deposit.id, "tenant_id": tenant_id, "sha256": sha256, "label": label, "received_us": to_us(received)}],
@@ -281,6 +285,7 @@ def deposit_v2(
                         "phase": phase if case_id is not None else None,
                         "phase_name": phase_name if case_id is not None else None,
                         "cosigns": cosigns,
+                        "sm3": sm3,
                     }
                 ],
             )

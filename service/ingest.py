@@ -65,12 +65,13 @@ class _Latch:
 
 
 class _Request:
-    __slots__ = ("tenant_id", "sha256", "label", "state", "done", "result", "error")
+    __slots__ = ("tenant_id", "sha256", "label", "sm3", "state", "done", "result", "error")
 
-    def __init__(self, tenant_id: int, sha256: bytes, label: str | None) -> None:
+    def __init__(self, tenant_id: int, sha256: bytes, label: str | None, sm3: bytes | None = None) -> None:
         self.tenant_id = tenant_id
         self.sha256 = sha256
         self.label = label
+        self.sm3 = sm3
         self.state = _QUEUED
         self.done = _Latch()
         self.result: Deposit | None = None
@@ -116,15 +117,17 @@ class GroupCommitter:
 
     # --- request side -----------------------------------------------------------------------------
 
-    def submit(self, tenant_id: int, sha256: bytes, label: str | None, timeout: float) -> Deposit:
-        """Record one pending evidence; return it once its transaction has committed.
+    def submit(
+        self, tenant_id: int, sha256: bytes, label: str | None, timeout: float, *, sm3: bytes | None = None
+    ) -> Deposit:
+        """Record one pending evidence (with the file's SM3 if given); return it once its transaction has committed.
 
         :raise: the group's transaction error (a database error: nothing of that group was stored);
             ``Pushback`` when the committer is stopped, or when ``timeout`` seconds passed (if the request was
             still queued it was withdrawn and is not stored; if its transaction was running, the outcome is
             unknown to this caller and it was not acknowledged).
         """
-        request = _Request(tenant_id, sha256, label)
+        request = _Request(tenant_id, sha256, label, sm3)
         with self._lock:
             if self._pid != os.getpid():  # forked without the at-fork hook having run (should not happen)
                 self._reset_locked()
@@ -249,7 +252,9 @@ class GroupCommitter:
     def _commit(self, group: list[_Request]) -> None:
         try:
             with self.engine.begin() as conn:
-                deposits = record_deposits(conn, [(r.tenant_id, r.sha256, r.label) for r in group], utc_now())
+                deposits = record_deposits(
+                    conn, [(r.tenant_id, r.sha256, r.label) for r in group], utc_now(), sm3=[r.sm3 for r in group]
+                )
             # Leaving the block committed the transaction: only now is anything acknowledged.
         except BaseException as exc:  # noqa: BLE001 - every request of the group gets the error; the writer goes on
             log.warning("group commit of %d deposits failed: %s", len(group), exc.__class__.__name__, exc_info=exc)

@@ -33,9 +33,10 @@ class Deposit:
     sha256: bytes
     received: datetime
     label: str | None = None
+    sm3: bytes | None = None
 
     def to_json(self) -> JSONObject:
-        return status_json(self.id, self.sha256, self.received, self.label)
+        return status_json(self.id, self.sha256, self.received, self.label, sm3=self.sm3)
 
 
 def status_json(
@@ -45,10 +46,12 @@ def status_json(
     label: str | None,
     batch_seq: int | None = None,
     leaf_index: int | None = None,
+    *,
+    sm3: bytes | None = None,
 ) -> JSONObject:
     """The evidence status object of SPEC §7 (``EvidenceStatus`` in /openapi.json), the one place it is written:
     ``id``, ``sha256``, ``received_at``, ``status`` (``pending``, or ``sealed`` with ``batch_seq`` and
-    ``leaf_index``), ``label`` when there is one."""
+    ``leaf_index``), ``label`` and ``sm3`` (hex) when there is one."""
     out: JSONObject = {
         "id": evidence_id,
         "sha256": sha256.hex(),
@@ -57,6 +60,8 @@ def status_json(
     }
     if label is not None:
         out["label"] = label
+    if sm3 is not None:
+        out["sm3"] = sm3.hex()
     if batch_seq is not None:
         out["batch_seq"] = batch_seq
         out["leaf_index"] = leaf_index
@@ -64,20 +69,42 @@ def status_json(
 
 
 def record_evidence(
-    conn: Connection, tenant_id: int, items: Sequence[tuple[bytes, str | None]], now: datetime
+    conn: Connection,
+    tenant_id: int,
+    items: Sequence[tuple[bytes, str | None]],
+    now: datetime,
+    *,
+    sm3: Sequence[bytes | None] | None = None,
 ) -> list[Deposit]:
-    """Store pending evidence of one tenant (one row each, one round trip) and return what was acknowledged."""
-    return record_deposits(conn, [(tenant_id, digest, label) for digest, label in items], now)
+    """Store pending evidence of one tenant (one row each, one round trip) and return what was acknowledged.
+    ``sm3``: the files' SM3 digests, item by item (None where a deposit has none)."""
+    return record_deposits(conn, [(tenant_id, digest, label) for digest, label in items], now, sm3=sm3)
 
 
-def record_deposits(conn: Connection, items: Sequence[tuple[int, bytes, str | None]], now: datetime) -> list[Deposit]:
+def record_deposits(
+    conn: Connection,
+    items: Sequence[tuple[int, bytes, str | None]],
+    now: datetime,
+    *,
+    sm3: Sequence[bytes | None] | None = None,
+) -> list[Deposit]:
     """Store pending evidence given as (tenant id, digest, label), in one round trip; return the deposits.
 
-    Every item gets its own random id (SPEC §2: ≥ 96 random bits) and the same received time.
+    Every item gets its own random id (SPEC §2: ≥ 96 random bits) and the same received time. ``sm3`` gives the
+    files' SM3 digests item by item (None where a deposit has none): a deposit with one gets a v2 leaf whose
+    ``sm3`` digest line binds it (SPEC §2.1).
     """
     received_us = to_us(now)
     received = from_us(received_us)
-    deposits = [Deposit(new_evidence_id(), digest, received, label) for _, digest, label in items]
+    sm3s = list(sm3) if sm3 is not None else [None] * len(items)
+    if len(sm3s) != len(items):
+        raise ValueError("record_deposits: one sm3 value (or None) per item")
+    if any(v is not None and len(v) != 32 for v in sm3s):
+        raise InvalidInput("an SM3 digest is 32 bytes (64 hex digits)")
+    deposits = [
+        Deposit(new_evidence_id(), digest, received, label, value)
+        for (_, digest, label), value in zip(items, sm3s, strict=True)
+    ]
     pks = ledger.insert_evidence(
         conn,
         [
@@ -85,7 +112,8 @@ def record_deposits(conn: Connection, items: Sequence[tuple[int, bytes, str | No
             for d, (tenant_id, _, _) in zip(deposits, items, strict=True)
         ],
     )
-    # A labelled deposit has a v2 leaf, so that the ledger binds its label (SPEC §2.1); others keep the v1 leaf.
+    # A labelled deposit, or one with an SM3 digest, has a v2 leaf, so that the ledger binds its label and SM3
+    # (SPEC §2.1); others keep the v1 leaf.
     ledger.insert_evidence_v2(
         conn,
         [
@@ -96,9 +124,10 @@ def record_deposits(conn: Connection, items: Sequence[tuple[int, bytes, str | No
                 "phase": None,
                 "phase_name": None,
                 "cosigns": None,
+                "sm3": d.sm3,
             }
             for pk, d in zip(pks, deposits, strict=True)
-            if d.label is not None
+            if d.label is not None or d.sm3 is not None
         ],
     )
     return deposits
@@ -117,6 +146,7 @@ def leaf_of(row: Any) -> Leaf | LeafV2:
         phase_name=row.phase_name,
         cosigns=row.cosigns,
         attestation=None if row.attestation is None else bytes(row.attestation),
+        sm3=None if row.sm3 is None else bytes(row.sm3),
     )
 
 
@@ -222,7 +252,10 @@ def evidence_status(conn: Connection, tenant_id: int, evidence_id: str) -> JSONO
 
 def status_of(row: Any) -> JSONObject:
     """``status_json`` of a stored evidence row."""
-    return status_json(row.id, bytes(row.sha256), from_us(row.received_us), row.label, row.batch_seq, row.leaf_index)
+    sm3 = None if row.sm3 is None else bytes(row.sm3)
+    return status_json(
+        row.id, bytes(row.sha256), from_us(row.received_us), row.label, row.batch_seq, row.leaf_index, sm3=sm3
+    )
 
 
 def receipt_for(conn: Connection, tenant_id: int, evidence_id: str, *, keys: Sequence[str] = ()) -> JSONObject | None:

@@ -205,6 +205,7 @@ def openapi_paths() -> dict[str, dict[str, Any]]:
                                             "additionalProperties": False,
                                             "properties": {
                                                 "sha256": ref("schemas", "Sha256Hex"),
+                                                "sm3": ref("schemas", "Sm3Hex"),
                                                 "label": ref("schemas", "Label"),
                                                 "attestation": {
                                                     "type": "string",

@@ -25,13 +25,14 @@ from service.api.parsing import (
     query_label,
     read_json_object,
     sha256_field,
+    sm3_field,
 )
 from service.api.state import runtime_state
 from service.core.bodies import reject_unknown_fields
 from service.core.certs import load_certificate_files
 from service.core.errors import FormatError, InvalidInput, PayloadTooLarge
 from service.core.formats import check_evidence_id, utc_now
-from service.core.hashing import sha256_stream
+from service.core.hashing import digest_stream
 from service.core.labels import MAX_LABEL_LENGTH
 from service.core.receipt import dump_json
 
@@ -50,16 +51,24 @@ def deposit() -> Response:
     tenant_id = require_tenant()
     mimetype, options = parse_options_header(request.headers.get("Content-Type", ""))
     label = query_label(request.args)
+    sm3: bytes | None
     if mimetype == "multipart/form-data":
-        digest, form_label = _hash_multipart(options.get("boundary"))
+        digest, sm3, form_label = _hash_multipart(options.get("boundary"))
         label = _one_label(label, form_label, "multipart field 'label'")
     elif mimetype == "application/json":
-        digest, json_label, v2 = _digest_from_json()
+        digest, sm3, json_label, v2 = _digest_from_json()
         label = _one_label(label, json_label, "JSON field 'label'")
         if v2:  # a case, a phase or an attestation: checked and stored in one transaction (SPEC §2.1-§2.3)
             with runtime_state().engine.begin() as conn:
                 recorded = deposits.deposit_v2(
-                    conn, tenant_id, sha256=digest, label=label, now=utc_now(), trusted_cas=depositor_cas(), **v2
+                    conn,
+                    tenant_id,
+                    sha256=digest,
+                    sm3=sm3,
+                    label=label,
+                    now=utc_now(),
+                    trusted_cas=depositor_cas(),
+                    **v2,
                 )
             metrics.record_submissions("digest")
             response = jsonify(recorded.to_json())
@@ -69,15 +78,15 @@ def deposit() -> Response:
     else:
         # Any other type (or none) is the file itself: application/octet-stream, application/pdf, image/png, and
         # curl's default application/x-www-form-urlencoded for --data-binary all deposit the bytes sent.
-        digest = _hash_raw_body()
+        digest, sm3 = _hash_raw_body()
     state = runtime_state()
     # A process serving several requests at once commits them in groups (one transaction each group). A
     # single-threaded one (gunicorn sync workers) would only add a thread hand-off per request: it commits inline.
     if state.committer is not None and request.environ.get("wsgi.multithread", False):
-        deposit = state.committer.submit(tenant_id, digest, label, timeout=DEPOSIT_TIMEOUT)
+        deposit = state.committer.submit(tenant_id, digest, label, timeout=DEPOSIT_TIMEOUT, sm3=sm3)
     else:
         with state.engine.begin() as conn:
-            (deposit,) = sealing.record_evidence(conn, tenant_id, [(digest, label)], utc_now())
+            (deposit,) = sealing.record_evidence(conn, tenant_id, [(digest, label)], utc_now(), sm3=[sm3])
     metrics.record_submissions("digest" if mimetype == "application/json" else "file")
     response = jsonify(deposit.to_json())
     response.status_code = 202
@@ -95,30 +104,37 @@ def _max_upload() -> int:
     return runtime_state().runtime.settings.max_upload_bytes
 
 
-def _hash_raw_body() -> bytes:
+def _upload_sm3() -> bool:
+    return runtime_state().runtime.settings.upload_sm3
+
+
+def _hash_raw_body() -> tuple[bytes, bytes | None]:
+    """SHA-256 and (unless EVIDENCE_UPLOAD_SM3=0) SM3 of the raw body, in one pass."""
     limit = _max_upload()
     if request.content_length is not None and request.content_length > limit:
         raise PayloadTooLarge(f"the upload is {request.content_length} bytes, larger than the limit of {limit}")
-    digest, size = sha256_stream(cast(BinaryIO, request.stream), limit=limit)
-    if size == 0:
+    d = digest_stream(cast(BinaryIO, request.stream), limit=limit, sm3=_upload_sm3())
+    if d.size == 0:
         raise InvalidInput(EMPTY_UPLOAD)
-    return digest
+    return d.sha256, d.sm3
 
 
-def _hash_multipart(boundary: str | None) -> tuple[bytes, str | None]:
-    """The SHA-256 of the part named ``file`` and the ``label`` field if any; other parts are refused."""
+def _hash_multipart(boundary: str | None) -> tuple[bytes, bytes | None, str | None]:
+    """The SHA-256 (and SM3) of the part named ``file`` and the ``label`` field if any; other parts are refused."""
     if not boundary:
         raise InvalidInput("multipart/form-data without a boundary parameter in the Content-Type")
     upload = MultipartUpload(request.stream, boundary)
     digest: bytes | None = None
+    sm3: bytes | None = None
     label: str | None = None
     while (part := upload.next_part()) is not None:
         name, _is_file = part
         if name == "file":
             if digest is not None:
                 raise InvalidInput("the multipart body has more than one 'file' part; send one file per request")
-            digest, size = sha256_stream(cast(BinaryIO, upload.part_stream()), limit=_max_upload())
-            if size == 0:
+            d = digest_stream(cast(BinaryIO, upload.part_stream()), limit=_max_upload(), sm3=_upload_sm3())
+            digest, sm3 = d.sha256, d.sm3
+            if d.size == 0:
                 raise InvalidInput(f"the 'file' part: {EMPTY_UPLOAD}")
         elif name == "label":
             if label is not None:
@@ -133,19 +149,21 @@ def _hash_multipart(boundary: str | None) -> tuple[bytes, str | None]:
             raise InvalidInput(f"unknown multipart field {name[:64]!r}; expected 'file' and optionally 'label'")
     if digest is None:
         raise InvalidInput("the multipart body has no part named 'file'")
-    return digest, label
+    return digest, sm3, label
 
 
 V2_FIELDS = ("case", "phase", "phase_name", "attestation")
 
 
-def _digest_from_json() -> tuple[bytes, str | None, dict[str, Any]]:
-    """The digest, the label and the v2 fields (``deposit_v2`` keywords; empty for a plain deposit)."""
+def _digest_from_json() -> tuple[bytes, bytes | None, str | None, dict[str, Any]]:
+    """The digest, the SM3 if sent, the label and the v2 fields (``deposit_v2`` keywords; empty for a plain
+    deposit)."""
     body = read_json_object(request.stream)
-    reject_unknown_fields(body, ("sha256", "label", *V2_FIELDS), "the JSON body")
+    reject_unknown_fields(body, ("sha256", "sm3", "label", *V2_FIELDS), "the JSON body")
     if "sha256" not in body:
         raise InvalidInput("the JSON body needs 'sha256': the file's SHA-256 as 64 lowercase hex digits")
     digest = sha256_field(body["sha256"])
+    sm3 = sm3_field(body["sm3"]) if "sm3" in body else None
     label = check_label(body["label"], "JSON field 'label'") if "label" in body else None
     v2: dict[str, Any] = {}
     if any(k in body for k in V2_FIELDS):
@@ -155,7 +173,7 @@ def _digest_from_json() -> tuple[bytes, str | None, dict[str, Any]]:
         v2 = {"case_id": case, "phase": body.get("phase"), "phase_name": body.get("phase_name")}
         if body.get("attestation") is not None:
             v2["attestation_raw"] = deposits.decode_attestation(body["attestation"], "JSON field 'attestation'")
-    return digest, label, v2
+    return digest, sm3, label, v2
 
 
 @bp.post("/<evidence_id>/cosign")

@@ -66,6 +66,11 @@ SCHEMAS: dict[str, Schema] = {
         },
     },
     "Sha256Hex": {"type": "string", "pattern": HEX64, "description": "SHA-256, 64 lowercase hex digits."},
+    "Sm3Hex": {
+        "type": "string",
+        "pattern": HEX64,
+        "description": "SM3 (GB/T 32905) of the file, 64 hex digits; the deposit's v2 leaf binds it (SPEC §2.1).",
+    },
     "Time": {"type": "string", "pattern": TIME_PATTERN, "description": "RFC 3339 UTC, six fractional digits."},
     "EvidenceId": {"type": "string", "pattern": ID_PATTERN},
     "Label": {
@@ -84,6 +89,7 @@ SCHEMAS: dict[str, Schema] = {
             "received_at": _ref("Time"),
             "status": {"const": "pending"},
             "label": _ref("Label"),
+            "sm3": _ref("Sm3Hex"),
         },
     },
     "EvidenceStatus": {
@@ -95,6 +101,7 @@ SCHEMAS: dict[str, Schema] = {
             "received_at": _ref("Time"),
             "status": {"enum": ["pending", "sealed"]},
             "label": _ref("Label"),
+            "sm3": _ref("Sm3Hex"),
             "batch_seq": {"type": "integer", "minimum": 0, "description": "Present once sealed."},
             "leaf_index": {"type": "integer", "minimum": 0, "description": "Present once sealed."},
             "waiting_for": {
@@ -327,6 +334,7 @@ def _evidence_paths() -> dict[str, Schema]:
                                 "additionalProperties": False,
                                 "properties": {
                                     "sha256": _ref("Sha256Hex"),
+                                    "sm3": _ref("Sm3Hex"),
                                     "label": _ref("Label"),
                                     "case": {"type": "string", "description": "A case id (POST /v1/cases)."},
                                     "phase": {"type": "integer", "minimum": 1, "description": "1, 2, 3, ... no gaps"},

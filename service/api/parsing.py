@@ -58,6 +58,22 @@ def sha256_field(value: Any) -> bytes:
         raise InvalidInput(f"'sha256': {exc.reason}") from None
 
 
+def sm3_field(value: Any) -> bytes:
+    """The SM3 digest in a JSON body's ``sm3`` field (64 hex digits, GB/T 32905; upper case is normalised).
+
+    :raise InvalidInput: not a string, or not 64 hex digits (the reason says which).
+    """
+    if not isinstance(value, str):
+        raise InvalidInput(f"'sm3' must be a string of 64 hex digits (the file's SM3), found {json_type(value)}")
+    digits = value.lower()
+    bad = next((i for i, c in enumerate(digits) if c not in "0123456789abcdef"), None)
+    if bad is not None:
+        raise InvalidInput(f"'sm3': SM3 hex contains {digits[bad]!r} at position {bad}: not a hex digit")
+    if len(digits) != 64:
+        raise InvalidInput(f"'sm3': SM3 hex must be 64 hex digits, {len(digits)} given")
+    return bytes.fromhex(digits)
+
+
 # --- query parameters and labels ------------------------------------------------------------------
 
 

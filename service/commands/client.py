@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from service.core.hashing import file_digests
 from service.core.labels import sanitize_label
 from service.core.receipt import FORMATS as RECEIPT_FORMATS
 from service.core.receipt import dump_json
@@ -78,6 +79,7 @@ class FileEntry:
     receipt_size: int | None = None  # bytes of the receipt file as written (checked when a run resumes)
     error: str | None = None
     attestation: str | None = None  # --sign: the depositor's SPEC §2.2 attestation (base64), made once, kept
+    sm3: str | None = None  # hex SM3 (GB/T 32905) when submitted with --sm3
 
 
 @dataclass
@@ -191,6 +193,8 @@ class State:
             item = {"sha256": e.sha256} if e.label is None else {"sha256": e.sha256, "label": e.label}
             if e.attestation is not None:
                 item["attestation"] = e.attestation
+            if e.sm3 is not None:
+                item["sm3"] = e.sm3
             items.append(item)
         return json.dumps({"items": items}, separators=(",", ":"), ensure_ascii=False).encode()
 
@@ -215,11 +219,12 @@ class Signer:
             except (OSError, ValueError) as exc:
                 raise click.UsageError(f"--sign-cert {chain_path}: not PEM certificates ({exc})") from None
 
-    def attest(self, sha256_hex: str, label: str | None) -> str:
+    def attest(self, sha256_hex: str, label: str | None, sm3_hex: str | None = None) -> str:
         from service.core.attestation import AttestationError, build_statement, sign_statement
         from service.core.formats import claim_lines, text_sha256, utc_now
 
-        claims = claim_lines(bytes.fromhex(sha256_hex), (), None if label is None else text_sha256(label))
+        digests = () if sm3_hex is None else (("sm3", bytes.fromhex(sm3_hex)),)  # the statement states the SM3 too
+        claims = claim_lines(bytes.fromhex(sha256_hex), digests, None if label is None else text_sha256(label))
         try:
             raw = sign_statement(build_statement(claims, utc_now()), self.key, self.chain)  # type: ignore[arg-type]
         except AttestationError as exc:
@@ -280,6 +285,13 @@ def _skipped(name: str) -> bool:
 def hash_file(path: Path) -> str:
     with open(path, "rb") as f:
         return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def hash_file_sm3(path: Path) -> tuple[str, str]:
+    """(SHA-256 hex, SM3 hex) of the file, read once."""
+    d = file_digests(path, sm3=True)
+    assert d.sm3 is not None
+    return d.sha256.hex(), d.sm3.hex()
 
 
 def make_label(mode: str | None, path: Path, rel: str) -> str | None:
@@ -405,9 +417,11 @@ def submit_all(
     workers: int,
     progress: Progress,
     signer: Signer | None = None,
+    sm3: bool = False,
 ) -> int:
     """Send the chunks of an earlier run that were never acknowledged, then hash the files not in the state yet and
-    send them in new chunks of ``chunk``; return how many files could not be read.
+    send them in new chunks of ``chunk``; return how many files could not be read. With ``sm3`` each file's SM3 is
+    computed in the same pass as its SHA-256 and sent too (the deposit's v2 leaf binds it).
 
     Hashing runs in a thread pool while chunks are sent (the pool keeps hashing the next files while the main
     thread waits for the server). Each new chunk is saved in the state *before* it is sent.
@@ -432,14 +446,18 @@ def submit_all(
         p, rel = item
         try:
             st = p.stat()
-            digest = hash_file(p)
+            sm3_hex: str | None = None
+            if sm3:
+                digest, sm3_hex = hash_file_sm3(p)
+            else:
+                digest = hash_file(p)
         except OSError as exc:
             click.echo(f"error: cannot read {p}: {exc.strerror}", err=True)
             return None
         label = make_label(label_from, p, rel)
-        entry = FileEntry(str(p), rel, digest, st.st_size, st.st_mtime_ns, label, -1)
+        entry = FileEntry(str(p), rel, digest, st.st_size, st.st_mtime_ns, label, -1, sm3=sm3_hex)
         if signer is not None:
-            entry.attestation = signer.attest(digest, label)
+            entry.attestation = signer.attest(digest, label, sm3_hex)
         return entry
 
     def several(items: list[tuple[Path, str]]) -> list[FileEntry | None]:
@@ -755,6 +773,12 @@ def _client(server: str | None, api_key: str | None) -> Client:
     default=None,
     help="Also write each certificate of deposit (PDF) beside its receipt; default: only when one file is given.",
 )
+@click.option(
+    "--sm3",
+    is_flag=True,
+    help="Also compute each file's SM3 (GB/T 32905, 国密) in the same pass and deposit it: the receipt's v2 leaf "
+    "binds it (evidence.digests.sm3).",
+)
 def submit(
     paths: tuple[Path, ...],
     server: str | None,
@@ -768,6 +792,7 @@ def submit(
     sign_key: Path | None,
     sign_cert: Path | None,
     certificates: bool | None,
+    sm3: bool,
 ) -> None:
     """Hash files locally (they never leave this machine), deposit their digests, wait, write one receipt per file.
 
@@ -795,7 +820,7 @@ def submit(
     done_before = sum(1 for e in state.files.values() if e.receipt is not None)
     try:
         with Progress() as progress:
-            unreadable = submit_all(state, client, list(paths), label_from, chunk, workers, progress, signer)
+            unreadable = submit_all(state, client, list(paths), label_from, chunk, workers, progress, signer, sm3=sm3)
             if not no_wait:
                 fetch_receipts(state, client, progress, timeout)
                 if certificates:

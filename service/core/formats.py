@@ -655,9 +655,10 @@ def leaf_of_columns(
     phase_name: str | None = None,
     cosigns: str | None = None,
     attestation: bytes | None = None,
+    sm3: bytes | None = None,
 ) -> Leaf | LeafV2:
     """The leaf of a deposit from its stored values: v1 (SPEC §2) unless ``v2``; then the label, the phase name and
-    the attestation are bound by their SHA-256 (SPEC §2.1).
+    the attestation are bound by their SHA-256 (SPEC §2.1), and ``sm3`` (the file's SM3) by an ``sm3`` digest line.
 
     :raise FormatError: a value that cannot be in a leaf (e.g. a label with a lone surrogate, a case without phase).
     """
@@ -676,4 +677,5 @@ def leaf_of_columns(
         case=case,
         cosigns=cosigns,
         attestation_sha256=None if attestation is None else hashlib.sha256(attestation).digest(),
+        digests=() if sm3 is None else (("sm3", sm3),),
     )

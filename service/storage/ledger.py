@@ -131,7 +131,9 @@ evidence_v2 = Table(
     Column("phase", BigInteger, nullable=True),
     Column("phase_name", Text, nullable=True),
     Column("cosigns", Text, nullable=True, index=True, comment="evidence id of the deposit countersigned"),
+    Column("sm3", LargeBinary, nullable=True, comment="SM3 (GB/T 32905) of the file, 32 bytes"),
     CheckConstraint("phase IS NULL OR phase >= 1", name="phase_positive"),
+    CheckConstraint("sm3 IS NULL OR length(sm3) = 32", name="sm3_is_32_bytes"),
     # One first-party deposit per phase of a case (countersignatures repeat their deposit's phase).
     Index(
         "uq_evidence_v2_case_phase",
@@ -443,6 +445,7 @@ V2_COLUMNS = (
     evidence_v2.c.phase,
     evidence_v2.c.phase_name,
     evidence_v2.c.cosigns,
+    evidence_v2.c.sm3,
 )
 
 
@@ -1050,6 +1053,7 @@ class EvidenceV2Row(TypedDict):
     phase: int | None
     phase_name: str | None
     cosigns: str | None
+    sm3: bytes | None
 
 
 def insert_evidence_v2(conn: Connection, rows: Sequence[EvidenceV2Row]) -> None:

@@ -123,13 +123,13 @@ def _time_text(us: int) -> str:
 
 
 def _v2_leaf_hashes(report: AuditReport, seq: int, rows: list[Any], hashes: list[bytes]) -> bool:
-    """Replace the hashes of v2 deposits (SPEC §2.1: the label, case, phase name and attestation are bound by the
+    """Replace the hashes of v2 deposits (SPEC §2.1: the label, SM3, case, phase name and attestation are bound by the
     leaf, so changing one of them in the database makes the leaf miss its batch root). False if one cannot be
     built at all (reported)."""
     for i, r in enumerate(rows):
         if r[8] is None:
             continue
-        _, _, pk, _, eid, digest, received, label, _, attestation, case_id, phase, phase_name, cosigns = r
+        _, _, pk, _, eid, digest, received, label, _, attestation, case_id, phase, phase_name, cosigns, sm3 = r
         try:
             leaf = leaf_of_columns(
                 eid,
@@ -142,6 +142,7 @@ def _v2_leaf_hashes(report: AuditReport, seq: int, rows: list[Any], hashes: list
                 phase_name=phase_name,
                 cosigns=cosigns,
                 attestation=None if attestation is None else bytes(attestation),
+                sm3=None if sm3 is None else bytes(sm3),
             )
         except FormatError as exc:
             report.add(
