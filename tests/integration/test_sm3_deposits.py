@@ -204,3 +204,58 @@ def test_evidence_submit_sm3(tmp_path: Path, live: Live) -> None:  # noqa: F811
         assert checked.returncode == 0, checked.stdout
         step1 = [c for c in json.loads(checked.stdout)["checks"] if c["step"] == 1][0]
         assert f"its SM3 {sm3(data).hex()} equals evidence.digests.sm3" in step1["detail"]
+
+
+def test_an_attested_deposit_states_its_sm3_and_a_countersignature_repeats_it(tmp_path: Path, db_url: str) -> None:
+    """SPEC §2.2: the statement's lines are the leaf's (the sm3 digest line included); a statement without the sm3
+    line is refused before anything is stored; a co-deposit repeats the first deposit's digest lines."""
+    import datetime as dt
+
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from service.core import attestation
+    from service.core.formats import claim_lines
+    from tests.integration.test_deposits_v2 import register
+
+    runtime = make_runtime(tmp_path, db_url)
+    try:
+        client = create_app(runtime=runtime, start_sealer=False).test_client()
+        key = new_key(runtime)
+        signer, other = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
+        register(runtime, tmp_path, signer)
+        (tmp_path / "second").mkdir()
+        register(runtime, tmp_path / "second", other)
+        data = b"signed contract"
+        digest, sm3v = hashlib.sha256(data).digest(), sm3(data)
+
+        def att(k: Ed25519PrivateKey, lines: list[str]) -> str:
+            stmt = attestation.build_statement(lines, dt.datetime.now(dt.UTC))
+            return base64.b64encode(attestation.sign_statement(stmt, k)).decode()
+
+        without_sm3 = att(signer, claim_lines(digest, (), None, None, None))
+        refused = client.post(
+            "/v1/evidence",
+            json={"sha256": digest.hex(), "sm3": sm3v.hex(), "attestation": without_sm3},
+            headers=auth(key),
+        )
+        assert refused.status_code == 422, refused.get_data(as_text=True)
+        good = att(signer, claim_lines(digest, (("sm3", sm3v),), None, None, None))
+        made = client.post(
+            "/v1/evidence", json={"sha256": digest.hex(), "sm3": sm3v.hex(), "attestation": good}, headers=auth(key)
+        )
+        assert made.status_code == 202, made.get_data(as_text=True)
+        first = made.json["id"]  # type: ignore[index]
+        co = att(other, claim_lines(digest, (("sm3", sm3v),), None, None, first))
+        cosigned = client.post(f"/v1/evidence/{first}/cosign", json={"attestation": co}, headers=auth(key))
+        assert cosigned.status_code == 202, cosigned.get_data(as_text=True)
+        _seal(runtime)
+        for evidence_id in (first, cosigned.json["id"]):  # type: ignore[index]
+            doc = _receipt(client, key, evidence_id)
+            assert doc["evidence"]["digests"] == {"sm3": sm3v.hex()}
+            result = verify_receipt(
+                doc, sha256=digest, file_digests={"sm3": sm3v}, trusted_keys=[runtime.signer.verifier]
+            )
+            assert result.valid, result.to_json()
+            assert result.depositor is not None
+    finally:
+        runtime.engine.dispose()
