@@ -1,7 +1,7 @@
 """SM3 digests of deposits (issue 16): ``evidence_v2.sm3``, bound by the v2 leaf's ``sm3`` digest line (SPEC §2.1).
 
-Revision ID: 0005
-Revises: 0004
+Revision ID: 0006
+Revises: 0005
 Create Date: 2026-11-30
 
 One nullable column, 32 bytes when present (checked by the database). A deposit with an SM3 digest has an
@@ -16,8 +16,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0005"
-down_revision: str | None = "0004"
+revision: str = "0006"
+down_revision: str | None = "0005"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
