@@ -259,3 +259,28 @@ def test_an_attested_deposit_states_its_sm3_and_a_countersignature_repeats_it(tm
             assert result.depositor is not None
     finally:
         runtime.engine.dispose()
+
+
+def test_evidence_submit_sm3_with_sign_states_the_sm3(tmp_path: Path, live: Live) -> None:  # noqa: F811
+    """--sm3 with --sign: the client's attestation states the sm3 line too, so the service accepts it and every
+    receipt verifies with its depositor and its SM3."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, PublicFormat
+
+    from service.core.formats import utc_now
+    from service.deposits import add_depositor_key
+
+    key = Ed25519PrivateKey.generate()
+    key_file = tmp_path / "depositor.pem"
+    key_file.write_bytes(key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()))
+    with live.runtime.engine.begin() as conn:
+        add_depositor_key(conn, "acme", key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw), utc_now())
+    tree = tmp_path / "signed"
+    tree.mkdir()
+    (tree / "c.pdf").write_bytes(b"%PDF contract")
+    done = evidence(live, "submit", str(tree), "--sm3", "--sign", str(key_file), "--timeout", "60")
+    assert done.returncode == 0, done.stdout + done.stderr
+    doc = json.loads((tree / "c.pdf.receipt.json").read_text())
+    assert doc["evidence"]["digests"] == {"sm3": sm3(b"%PDF contract").hex()} and "attestation" in doc["evidence"]
+    checked = evidence(live, "verify", str(tree / "c.pdf.receipt.json"), str(tree / "c.pdf"), "--key", live.vkey)
+    assert checked.returncode == 0, checked.stdout
