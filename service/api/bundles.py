@@ -14,7 +14,7 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify, send_file
 
-from service import sealing, witnessing
+from service import deposits, sealing, witnessing
 from service.api.auth import require_tenant
 from service.api.download import list_wheels, verify_page_html
 from service.api.pages import certificate_pdf
@@ -47,6 +47,7 @@ def bundle(evidence_id: str) -> Response:
         if document is not None:  # SPEC §9: the checkpoint with its cosignatures, or 202 while the quorum may come
             document = witnessing.receipt_with_cosignatures(conn, settings, document)
         status = sealing.evidence_status(conn, tenant_id, evidence_id)
+        cosigned = deposits.countersignature_receipts(conn, tenant_id, evidence_id, keys=vkeys)
     if document is None:
         if status["status"] == "sealed":
             status["waiting_for"] = "witnesses"
@@ -61,7 +62,9 @@ def bundle(evidence_id: str) -> Response:
         sha256=str(status["sha256"]),
         label=label if isinstance(label, str) else None,
         receipt=dump_json(document),
-        certificate=certificate_pdf(document, evidence_id, label if isinstance(label, str) else None, vkeys),
+        certificate=certificate_pdf(
+            document, evidence_id, label if isinstance(label, str) else None, vkeys, countersignatures=cosigned
+        ),
     )
     out = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES)  # noqa: SIM115 (send_file closes it)
     write_bundle(
