@@ -26,6 +26,7 @@ import json
 import os
 import random
 import secrets
+import shutil
 import statistics
 import sys
 import tempfile
@@ -145,6 +146,7 @@ def main() -> None:
         finally:
             stop_sealer(app)
             runtime.engine.dispose()
+            shutil.rmtree(tmp, ignore_errors=True)
     finally:
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
