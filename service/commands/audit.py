@@ -4,6 +4,10 @@ Works on the database ``evidence serve`` uses (the data dir's embedded database,
 A progress bar is drawn on a terminal (stderr), never when piped; a summary table follows on stdout.
 Exit 0: everything is consistent. Exit 1: the first bad row is named (table, key, what is wrong), then the
 others found (up to 20). Exit 2: usage, configuration, or an unreachable database.
+
+``--checkpoint FILE`` / ``--checkpoint-url URL`` add an outside reference (``service.trust.reference``): the
+database's ledger must be at least as long and have the same root at that size. The report always states what
+the audit cannot see (``reference.BLIND_SPOTS``).
 """
 
 from __future__ import annotations
@@ -77,14 +81,47 @@ class _Bar:
     help="Processes checking the evidence leaves of ranges of batches (1: all in this process). The "
     "findings and their order do not depend on it.",
 )
-def audit(data_dir: str | None, tsa_ca: tuple[str, ...], token_grace: float, jobs: int) -> None:
-    """Re-verify the whole ledger from the database; exit 1 naming the first inconsistency."""
+@click.option(
+    "--checkpoint",
+    "checkpoint_files",
+    multiple=True,
+    metavar="FILE",
+    type=click.Path(dir_okay=False),
+    help="An outside reference: a signed checkpoint (as GET /v1/checkpoint answers) or an 'evidence monitor' "
+    "state file kept away from this database. The audit fails if the database's ledger is shorter than it or "
+    "has another root at its size (removed or rewritten entries). Repeatable.",
+)
+@click.option(
+    "--checkpoint-url",
+    "checkpoint_urls",
+    multiple=True,
+    metavar="URL",
+    help="Like --checkpoint, fetched from URL (a witness's or a mirror's copy, or the server's /v1/checkpoint "
+    "seen from outside). Repeatable.",
+)
+def audit(
+    data_dir: str | None,
+    tsa_ca: tuple[str, ...],
+    token_grace: float,
+    jobs: int,
+    checkpoint_files: tuple[str, ...],
+    checkpoint_urls: tuple[str, ...],
+) -> None:
+    """Re-verify the whole ledger from the database; exit 1 naming the first inconsistency. With --checkpoint or
+    --checkpoint-url, also check it against a checkpoint kept outside the database."""
     from sqlalchemy.exc import DBAPIError
 
-    from service.core.errors import ConfigError
+    from service.core.errors import ConfigError, FormatError
     from service.storage import db
     from service.timestamping import load_tsa_roots
     from service.trust.audit import AuditReport, audit_ledger
+    from service.trust.reference import BLIND_SPOTS, check_reference, fetch_reference, load_reference
+
+    try:  # read the references first: a bad one is a usage error, before minutes of auditing
+        references = [load_reference(Path(p)) for p in checkpoint_files]
+        references += [fetch_reference(u) for u in checkpoint_urls]
+    except FormatError as exc:
+        raise ConfigError(exc.reason) from None
 
     settings = settings_for(data_dir)
     if settings.database_url.startswith("sqlite"):
@@ -106,6 +143,8 @@ def audit(data_dir: str | None, tsa_ca: tuple[str, ...], token_grace: float, job
                 )
         else:
             report = audit_ledger(engine, tsa_names=names, tsa_roots=roots, token_grace=token_grace, jobs=jobs)
+        for reference in references:
+            check_reference(engine, report, reference)
     except DBAPIError as exc:
         raise ConfigError(f"cannot read the ledger database: {exc.orig}") from None
     finally:
@@ -121,6 +160,8 @@ def audit(data_dir: str | None, tsa_ca: tuple[str, ...], token_grace: float, job
     out.print(table)
     for note in report.notes:
         out.print(f"note: {note}")
+    for blind in BLIND_SPOTS[: 1 if references else 2]:
+        out.print(f"not visible to this audit: {blind}")
     if report.ok:
         out.print(f"OK: the ledger is consistent ({report.ledger_size} entries).")
         return
