@@ -42,6 +42,7 @@ __all__ = [
     "RedisRateLimiter",
     "enforce",
     "make_limiter",
+    "shared_file_limiter",
 ]
 
 log = logging.getLogger(__name__)
@@ -270,7 +271,20 @@ def make_limiter(settings: Settings, on_fail_open: Callable[[str], None] | None 
             settings.redis_url, socket_timeout=REDIS_TIMEOUT, socket_connect_timeout=REDIS_TIMEOUT
         )
         return RedisRateLimiter(client, settings.rate_limit, on_fail_open=on_fail_open)
-    return FileRateLimiter(settings.data_dir / FILE_NAME, settings.rate_limit, on_fail_open=on_fail_open)
+    return shared_file_limiter(settings, settings.rate_limit, None, on_fail_open)
+
+
+def shared_file_limiter(
+    settings: Settings, rate: float, burst: int | None, on_fail_open: Callable[[str], None] | None = None
+) -> RateLimiter:
+    """The limits file in the data directory; if it cannot be made there (a read-only working directory in a
+    container without Redis), this process's memory, with a warning: limits then hold per process."""
+    path = settings.data_dir / FILE_NAME
+    try:
+        return FileRateLimiter(path, rate, burst, on_fail_open=on_fail_open)
+    except (OSError, sqlite3.Error) as exc:
+        log.warning("rate limits kept per process: cannot use the limits file %s (%s)", path, exc)
+        return MemoryRateLimiter(rate, burst)
 
 
 def enforce(limiter: RateLimiter | None, api_key: str) -> None:

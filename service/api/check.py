@@ -33,7 +33,7 @@ from service.core.formats import check_evidence_id
 from service.core.receipt import dump_json
 from service.court.webpage import static_page
 from service.metrics import record_ratelimit_fail_open
-from service.ratelimit import FILE_NAME, REDIS_TIMEOUT, FileRateLimiter, RateLimiter, RedisRateLimiter
+from service.ratelimit import REDIS_TIMEOUT, RateLimiter, RedisRateLimiter, shared_file_limiter
 
 bp = Blueprint("check", __name__)
 
@@ -65,11 +65,8 @@ def init_check_limit(app: Flask) -> None:
                 on_fail_open=record_ratelimit_fail_open,
             )
         else:  # shared by the machine's worker processes (keys differ from the API keys' by the "check" prefix)
-            limiter = FileRateLimiter(
-                settings.data_dir / FILE_NAME,
-                settings.check_rate_limit,
-                CHECK_BURST,
-                on_fail_open=record_ratelimit_fail_open,
+            limiter = shared_file_limiter(
+                settings, settings.check_rate_limit, CHECK_BURST, on_fail_open=record_ratelimit_fail_open
             )
     app.extensions[LIMITER_KEY] = limiter
 

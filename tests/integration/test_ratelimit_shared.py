@@ -27,7 +27,7 @@ from service.config import Settings
 from service.core.formats import utc_now
 from service.keys import load_or_create_signer
 from service.metrics import RATELIMIT_FAIL_OPEN
-from service.ratelimit import FileRateLimiter, make_limiter
+from service.ratelimit import FileRateLimiter, MemoryRateLimiter, make_limiter
 from service.runtime import Runtime
 from service.storage import db
 from service.tenants import create_tenant
@@ -68,6 +68,9 @@ def test_limits_file_refills_at_the_rate_and_forgets_nothing_across_instances(tm
 def test_embedded_default_uses_the_shared_file(tmp_path: Path) -> None:
     limiter = make_limiter(Settings(data_dir=tmp_path / "data", rate_limit=5))
     assert isinstance(limiter, FileRateLimiter) and limiter.path == tmp_path / "data" / "ratelimit.sqlite"
+    (tmp_path / "a-file").write_text("")
+    fallback = make_limiter(Settings(data_dir=tmp_path / "a-file" / "data", rate_limit=5))  # cannot be made
+    assert isinstance(fallback, MemoryRateLimiter)  # the app still starts; limits per process (warned)
 
 
 # --- a stalled Redis ------------------------------------------------------------------------------------------
