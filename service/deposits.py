@@ -317,7 +317,7 @@ def add_depositor_key(conn: Connection, tenant_name: str, public_key: bytes, now
     """Register an Ed25519 public key whose attestations the tenant's deposits may carry; returns (fingerprint,
     newly added)."""
     tenant = ledger.get_tenant_by_name(conn, tenant_name)
-    if tenant is None or tenant.revoked_at is not None:
+    if tenant is None or tenant.revoked is not None:
         raise NotFound(f"no active tenant named {tenant_name!r}")
     if len(public_key) != 32:
         raise InvalidInput(f"an Ed25519 public key is 32 bytes, found {len(public_key)}")

@@ -157,12 +157,12 @@ def rotate_signing_key(settings: Settings, *, now: datetime | None = None) -> Ro
                     f"the key in {path} ({current.verifier.key_id}) is not published in this database: "
                     "run 'evidence keys publish' (or start the service once) before rotating it"
                 )
-            if all(r.valid_until_us is not None for r in rows):
+            if all(r.valid_until is not None for r in rows):
                 raise ConfigError(f"the key in {path} ({current.verifier.key_id}) was already retired")
             last = ledger.latest_checkpoint(conn)
             at_us = to_us(now or utc_now())
             if last is not None:
-                at_us = max(at_us, int(last.created_us) + 1)  # the old key's window holds every checkpoint it signed
+                at_us = max(at_us, to_us(last.created) + 1)  # the old key's window holds every checkpoint it signed
             swapped = rotate_signer(path, settings.origin)
             old, new, _ = swapped
             ledger.close_signing_key(conn, old.key_hash, at_us)

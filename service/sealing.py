@@ -21,7 +21,8 @@ from service.core.formats import Checkpoint, Leaf, LeafV2, LedgerEntry, format_t
 from service.core.note import Signer, Sm2Signer, Sm2Verifier, Verifier, sign_note
 from service.core.receipt import JSONObject, build_receipt
 from service.storage import ledger
-from service.storage.codec import from_us, split_hashes, to_us
+from service.storage.codec import from_us, to_us
+from service.storage.records import Batch, Evidence
 from service.webhooks import enqueue_seal_events
 
 # --- deposits -----------------------------------------------------------------------------------
@@ -133,8 +134,26 @@ def record_deposits(
     return deposits
 
 
+def leaf_of_evidence(ev: Evidence) -> Leaf | LeafV2:
+    """The leaf of a stored deposit (a ``storage.records.Evidence``): v2 when it has v2 values, else v1."""
+    return leaf_of_columns(
+        ev.id,
+        ev.sha256,
+        ev.received,
+        v2=ev.v2,
+        label=ev.label,
+        case_id=ev.case_id,
+        phase=ev.phase,
+        phase_name=ev.phase_name,
+        cosigns=ev.cosigns,
+        attestation=ev.attestation,
+        sm3=ev.sm3,
+    )
+
+
 def leaf_of(row: Any) -> Leaf | LeafV2:
-    """The leaf of a stored deposit: v2 when it has an ``evidence_v2`` row (``ledger.V2_COLUMNS``), else v1."""
+    """The leaf of a raw pending row (``ledger.select_pending``: the sealer's hot path reads no records): v2 when it
+    has an ``evidence_v2`` row (``ledger.V2_COLUMNS``), else v1."""
     return leaf_of_columns(
         row.id,
         bytes(row.sha256),
@@ -205,7 +224,7 @@ def seal_batch(
     tree = merkle.BatchTree([merkle.leaf_hash(leaf.to_bytes()) for leaf in leaves])
 
     # SPEC §3: sealed is never earlier than any received in the batch nor the previous entry's sealed.
-    sealed_us = max(to_us(now), max(r.received_us for r in rows), last.sealed_us if last is not None else 0)
+    sealed_us = max(to_us(now), max(r.received_us for r in rows), to_us(last.sealed) if last is not None else 0)
     sealed = from_us(sealed_us)
     entry = LedgerEntry(seq, tree.size, tree.root, sealed).to_bytes()
     entry_hash = merkle.leaf_hash(entry)
@@ -250,12 +269,9 @@ def evidence_status(conn: Connection, tenant_id: int, evidence_id: str) -> JSONO
     return status_of(row)
 
 
-def status_of(row: Any) -> JSONObject:
-    """``status_json`` of a stored evidence row."""
-    sm3 = None if row.sm3 is None else bytes(row.sm3)
-    return status_json(
-        row.id, bytes(row.sha256), from_us(row.received_us), row.label, row.batch_seq, row.leaf_index, sm3=sm3
-    )
+def status_of(ev: Evidence) -> JSONObject:
+    """``status_json`` of a stored evidence."""
+    return status_json(ev.id, ev.sha256, ev.received, ev.label, ev.batch_seq, ev.leaf_index, sm3=ev.sm3)
 
 
 def receipt_for(conn: Connection, tenant_id: int, evidence_id: str, *, keys: Sequence[str] = ()) -> JSONObject | None:
@@ -317,13 +333,13 @@ class _Receipts:
     def __init__(self, conn: Connection, keys: Sequence[str]) -> None:
         self.conn = conn
         self.keys = list(keys)
-        self._batches: dict[int, tuple[Any, bytes, list[bytes]]] = {}
+        self._batches: dict[int, tuple[Batch, bytes, list[bytes]]] = {}
         self._tokens: dict[int, list[bytes]] = {}
 
     def prefetch_timestamps(self, seqs: set[int]) -> None:
         self._tokens.update(ledger.timestamps_for_batches(self.conn, seqs))
 
-    def _batch(self, seq: int) -> tuple[Any, bytes, list[bytes]]:
+    def _batch(self, seq: int) -> tuple[Batch, bytes, list[bytes]]:
         cached = self._batches.get(seq)
         if cached is None:
             batch = ledger.get_batch(self.conn, seq)
@@ -333,24 +349,25 @@ class _Receipts:
             tokens = self._tokens.get(seq)
             if tokens is None:
                 tokens = [bytes(t.token) for t in ledger.timestamps_for_batch(self.conn, seq)]
-            cached = (batch, bytes(checkpoint.note), tokens)
+            cached = (batch, checkpoint.note, tokens)
             self._batches[seq] = cached
         return cached
 
-    def build(self, row: Any) -> JSONObject:
-        batch, note, tokens = self._batch(int(row.batch_seq))
+    def build(self, row: Evidence) -> JSONObject:
+        assert row.batch_seq is not None and row.leaf_index is not None, "build receipts of sealed evidence only"
+        batch, note, tokens = self._batch(row.batch_seq)
         return build_receipt(
-            leaf=leaf_of(row),
+            leaf=leaf_of_evidence(row),
             label=row.label,
             phase_name=row.phase_name,
-            attestation=None if row.attestation is None else bytes(row.attestation),
+            attestation=row.attestation,
             batch_seq=batch.seq,
             batch_size=batch.size,
             leaf_index=row.leaf_index,
-            batch_root=bytes(batch.root),
-            batch_proof=split_hashes(bytes(row.proof)),
-            entry=bytes(batch.entry),
-            ledger_proof=split_hashes(bytes(batch.ledger_proof)),
+            batch_root=batch.root,
+            batch_proof=list(row.proof),
+            entry=batch.entry,
+            ledger_proof=list(batch.ledger_proof),
             checkpoint=note,
             timestamps=tokens,
             keys=self.keys,
@@ -361,7 +378,7 @@ def latest_checkpoint(conn: Connection) -> bytes:
     row = ledger.latest_checkpoint(conn)
     if row is None:
         raise NotFound("the ledger has no checkpoint yet")
-    return bytes(row.note)
+    return row.note
 
 
 MAX_ENTRIES_PAGE = 1000
@@ -417,8 +434,8 @@ def key_list(conn: Connection) -> list[dict[str, Any]]:
         }
         if isinstance(verifier, Sm2Verifier):
             item["distid"] = verifier.distid.decode("ascii", "backslashreplace")
-        item["valid_from"] = format_time(from_us(r.valid_from_us))
-        item["valid_until"] = None if r.valid_until_us is None else format_time(from_us(r.valid_until_us))
+        item["valid_from"] = format_time(r.valid_from)
+        item["valid_until"] = None if r.valid_until is None else format_time(r.valid_until)
         items.append(item)
     return items
 

@@ -19,7 +19,7 @@ from sqlalchemy.engine import Connection
 
 from service.core.errors import InvalidInput, NotFound
 from service.storage import ledger
-from service.storage.codec import from_us, to_us
+from service.storage.codec import to_us
 
 API_KEY_PREFIX = "evl_"
 # evl_ + token_urlsafe(32) is 4 + 43 characters; anything far longer is not one of our keys.
@@ -97,17 +97,9 @@ def list_tenants(conn: Connection) -> list[TenantSummary]:
     """Every tenant, oldest first, with the display prefixes of its active API keys."""
     active: dict[int, list[str]] = {}
     for k in ledger.list_api_keys(conn):
-        if k.revoked_at is None:
+        if k.revoked is None:
             active.setdefault(k.tenant_id, []).append(k.prefix)
-    return [
-        TenantSummary(
-            t.name,
-            from_us(t.created_at),
-            None if t.revoked_at is None else from_us(t.revoked_at),
-            tuple(active.get(t.id, [])),
-        )
-        for t in ledger.list_tenants(conn)
-    ]
+    return [TenantSummary(t.name, t.created, t.revoked, tuple(active.get(t.id, []))) for t in ledger.list_tenants(conn)]
 
 
 def _no_such_tenant(name: str) -> NotFound:
@@ -133,7 +125,7 @@ def add_tenant_key(conn: Connection, name: str, now: datetime) -> str:
     row = ledger.get_tenant_by_name(conn, name)
     if row is None:
         raise _no_such_tenant(name)
-    if row.revoked_at is not None:
+    if row.revoked is not None:
         raise InvalidInput(f"tenant {name!r} is revoked; a revoked tenant gets no new keys")
     return add_api_key(conn, row.id, now)
 
@@ -160,11 +152,11 @@ def revoke_tenant_key(conn: Connection, prefix: str, now: datetime) -> RevokedKe
     if not matches:
         raise NotFound(f"no active API key with prefix {prefix!r} (see 'evidence tenant list')")
     if len(matches) > 1:
-        owners = ", ".join(sorted({m.name for m in matches}))
+        owners = ", ".join(sorted({m.tenant_name for m in matches}))
         raise InvalidInput(
             f"{len(matches)} active keys start with {prefix!r} (tenants: {owners}); give the whole key to say which one"
         )
     (match,) = matches
     ledger.revoke_api_key(conn, match.id, to_us(now))
-    left = sum(1 for k in ledger.list_api_keys(conn, match.tenant_id) if k.revoked_at is None)
-    return RevokedKey(match.prefix, match.name, left)
+    left = sum(1 for k in ledger.list_api_keys(conn, match.tenant_id) if k.revoked is None)
+    return RevokedKey(match.prefix, match.tenant_name, left)

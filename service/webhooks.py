@@ -197,7 +197,7 @@ def event_body(conn: Connection, webhook_id: int, batch_seq: int, public_url: st
         "id": f"evt_{webhook_id}_{batch_seq}",
         "type": "evidence.sealed",
         "batch_seq": batch_seq,
-        "sealed_at": format_time(from_us(batch.sealed_us)),
+        "sealed_at": format_time(batch.sealed),
         "ledger_size": batch_seq + 1,
         "evidence": [
             {"id": i, "sha256": bytes(h).hex(), "receipt_url": f"{base}/v1/evidence/{i}/receipt"} for i, h in ids

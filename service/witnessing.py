@@ -92,7 +92,7 @@ def cosign_checkpoint(
             return []
         size = int(row.size)
         note = bytes(row.note)
-        created_us = int(row.created_us)
+        created_us = to_us(row.created)
         have = {str(r.vkey) for r in ledger.cosignatures_at(conn, size)}
         todo = [w for w in policy.witnesses if w.url and w.key.vkey not in have]
         sizes = {w.key.vkey: ledger.witness_size(conn, w.key.vkey) for w in todo}
@@ -280,7 +280,7 @@ def choose_checkpoint(conn: Connection, policy: Policy, seq: int, now_us: int, w
     own = ledger.checkpoint_at(conn, seq + 1)
     if own is None:
         raise RuntimeError(f"ledger entry {seq} has no checkpoint of size {seq + 1}")
-    if int(own.created_us) + wait_us > now_us:
+    if to_us(own.created) + wait_us > now_us:
         return None
     if not by_size:
         return Choice(seq + 1, False)
@@ -387,7 +387,7 @@ def served_checkpoint(conn: Connection, policy: Policy | None, *, now_us: int, w
     if policy is None or size == 0:
         return _with_cosignatures(conn, size, bytes(latest.note))
     have = {str(r.vkey) for r in ledger.cosignatures_at(conn, size)}
-    if _met(policy, have) or int(latest.created_us) + wait_us <= now_us:
+    if _met(policy, have) or to_us(latest.created) + wait_us <= now_us:
         return _with_cosignatures(conn, size, bytes(latest.note))
     by_size: dict[int, set[str]] = {}
     for r in ledger.cosigned_sizes_below(conn, size, SCAN_LIMIT):

@@ -41,6 +41,7 @@ __all__ = [
     "leaf_seq_span",
     "node_rows",
     "sealed_leaf_count",
+    "signing_key_rows",
     "snapshot",
     "timestamp_rows",
 ]
@@ -114,6 +115,13 @@ def _raw_groups(conn: Connection, stmt: Any, name: str) -> Iterator[tuple[int, l
             yield int(seq), list(group)
     finally:
         cursor.close()
+
+
+def signing_key_rows(conn: Connection) -> list[AnyRow]:
+    """Every ``signing_keys`` row as stored (id, vkey, origin, key_hash, valid_from_us, valid_until_us), oldest
+    first."""
+    k = ledger.signing_keys
+    return list(conn.execute(select(k).order_by(k.c.valid_from_us, k.c.id)).all())
 
 
 # --- ledger entries, evidence leaves, log nodes, checkpoints ---------------------------------------------

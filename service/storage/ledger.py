@@ -7,8 +7,10 @@ statements (advisory lock, ``unnest`` bulk inserts, ``FOR UPDATE SKIP LOCKED``) 
 functions, never inline elsewhere.
 
 Times are integer microseconds since the Unix epoch; hashes are 32-byte blobs; proofs are concatenated
-32-byte hashes. The append-only tables (``APPEND_ONLY_TABLES``) are guarded by triggers and grants set
-by the migrations, not by this module.
+32-byte hashes. The main read paths (evidence, ledger entries, checkpoints, signing keys, tenants, API keys)
+return the decoded, typed records of ``service.storage.records`` instead, so use cases never handle those stored
+forms; writes still take the stored forms (``service.storage.codec`` converts). The append-only tables
+(``APPEND_ONLY_TABLES``) are guarded by triggers and grants set by the migrations, not by this module.
 
 Must not import: Flask, Celery, the API or workers.
 """
@@ -16,6 +18,7 @@ Must not import: Flask, Celery, the API or workers.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
 from typing import Any, TypedDict
 
 from sqlalchemy import (
@@ -47,6 +50,17 @@ from sqlalchemy import (
 from sqlalchemy.sql import Select
 
 from service.core.errors import InvalidInput
+from service.storage.codec import from_us, split_hashes
+from service.storage.records import (
+    ApiKey,
+    Batch,
+    Evidence,
+    Sha256,
+    SigningKey,
+    StoredCheckpoint,
+    Tenant,
+    TreeHash,
+)
 
 __all__ = [
     "APPEND_ONLY_TABLES",
@@ -312,6 +326,81 @@ def _is_postgres(conn: Connection) -> bool:
     return conn.dialect.name == "postgresql"
 
 
+# --- rows -> records (service.storage.records): the only place stored forms are decoded ---------------------
+
+
+def _maybe_time(us: int | None) -> datetime | None:
+    return None if us is None else from_us(int(us))
+
+
+def _hashes(blob: bytes | None) -> tuple[TreeHash, ...]:
+    return () if blob is None else tuple(map(TreeHash, split_hashes(bytes(blob))))
+
+
+def _tenant(row: AnyRow) -> Tenant:
+    return Tenant(int(row.id), str(row.name), from_us(int(row.created_at)), _maybe_time(row.revoked_at))
+
+
+def _api_key(row: AnyRow) -> ApiKey:
+    return ApiKey(
+        int(row.id),
+        int(row.tenant_id),
+        str(row.name),
+        str(row.prefix),
+        from_us(int(row.created_at)),
+        _maybe_time(row.revoked_at),
+    )
+
+
+def _evidence(row: AnyRow) -> Evidence:
+    return Evidence(
+        int(row.pk),
+        str(row.id),
+        int(row.tenant_id),
+        Sha256(bytes(row.sha256)),
+        row.label,
+        from_us(int(row.received_us)),
+        None if row.batch_seq is None else int(row.batch_seq),
+        None if row.leaf_index is None else int(row.leaf_index),
+        _hashes(row.proof),
+        row.v2_pk is not None,
+        None if row.attestation is None else bytes(row.attestation),
+        row.case_id,
+        None if row.phase is None else int(row.phase),
+        row.phase_name,
+        row.cosigns,
+        None if row.sm3 is None else bytes(row.sm3),
+    )
+
+
+def _batch(row: AnyRow) -> Batch:
+    return Batch(
+        int(row.seq),
+        int(row.size),
+        TreeHash(bytes(row.root)),
+        from_us(int(row.sealed_us)),
+        bytes(row.entry),
+        _hashes(row.ledger_proof),
+    )
+
+
+def _checkpoint(row: AnyRow) -> StoredCheckpoint:
+    return StoredCheckpoint(
+        int(row.size), TreeHash(bytes(row.root)), bytes(row.note), int(row.key_hash), from_us(int(row.created_us))
+    )
+
+
+def _signing_key(row: AnyRow) -> SigningKey:
+    return SigningKey(
+        int(row.id),
+        str(row.vkey),
+        str(row.origin),
+        int(row.key_hash),
+        from_us(int(row.valid_from_us)),
+        _maybe_time(row.valid_until_us),
+    )
+
+
 # --- tenants and API keys ------------------------------------------------------------------------
 
 
@@ -328,14 +417,15 @@ def insert_tenant(conn: Connection, name: str, now_us: int) -> int:
     return int(result.scalar_one())
 
 
-def get_tenant_by_name(conn: Connection, name: str) -> AnyRow | None:
-    """The tenant row (id, name, created_at, revoked_at) or None."""
-    return conn.execute(select(tenants).where(tenants.c.name == name)).one_or_none()
+def get_tenant_by_name(conn: Connection, name: str) -> Tenant | None:
+    """The tenant named ``name``, or None."""
+    row = conn.execute(select(tenants).where(tenants.c.name == name)).one_or_none()
+    return None if row is None else _tenant(row)
 
 
-def list_tenants(conn: Connection) -> list[AnyRow]:
+def list_tenants(conn: Connection) -> list[Tenant]:
     """Every tenant, by id."""
-    return list(conn.execute(select(tenants).order_by(tenants.c.id)).all())
+    return [_tenant(row) for row in conn.execute(select(tenants).order_by(tenants.c.id))]
 
 
 def revoke_tenant(conn: Connection, name: str, now_us: int) -> bool:
@@ -457,28 +547,29 @@ def _evidence_select() -> Select[Any]:
     )
 
 
-def get_evidence(conn: Connection, tenant_id: int, evidence_id: str) -> AnyRow | None:
-    """One tenant's evidence: pk, id, tenant_id, sha256, label, received_us, and batch_seq, leaf_index,
-    proof (all None while pending). Another tenant's evidence is None, exactly like a missing id."""
+def get_evidence(conn: Connection, tenant_id: int, evidence_id: str) -> Evidence | None:
+    """One tenant's evidence (pending or sealed). Another tenant's evidence is None, exactly like a missing id."""
     stmt = _evidence_select().where(evidence.c.id == evidence_id, evidence.c.tenant_id == tenant_id)
-    return conn.execute(stmt).one_or_none()
+    row = conn.execute(stmt).one_or_none()
+    return None if row is None else _evidence(row)
 
 
-def get_evidence_matching(conn: Connection, evidence_id: str, sha256: bytes) -> AnyRow | None:
-    """The evidence (any tenant; columns as ``get_evidence``) with this id AND this SHA-256, else None: one query
-    that cannot tell an unknown id from a known id with another digest (public checking, SPEC-ext /v1/check)."""
+def get_evidence_matching(conn: Connection, evidence_id: str, sha256: bytes) -> Evidence | None:
+    """The evidence (any tenant) with this id AND this SHA-256, else None: one query that cannot tell an unknown id
+    from a known id with another digest (public checking, SPEC-ext /v1/check)."""
     stmt = _evidence_select().where(evidence.c.id == evidence_id, evidence.c.sha256 == sha256)
-    return conn.execute(stmt).one_or_none()
+    row = conn.execute(stmt).one_or_none()
+    return None if row is None else _evidence(row)
 
 
-def get_evidence_many(conn: Connection, tenant_id: int, evidence_ids: Sequence[str]) -> dict[str, AnyRow]:
-    """Rows (columns as ``get_evidence``) of those ``evidence_ids`` that exist for this tenant, by id, in one
-    query. Ids that are unknown or another tenant's are simply absent: the caller cannot tell them apart."""
+def get_evidence_many(conn: Connection, tenant_id: int, evidence_ids: Sequence[str]) -> dict[str, Evidence]:
+    """Those of ``evidence_ids`` that exist for this tenant, by id, in one query. Ids that are unknown or another
+    tenant's are simply absent: the caller cannot tell them apart."""
     wanted = list(dict.fromkeys(evidence_ids))
     if not wanted:
         return {}
     stmt = _evidence_select().where(evidence.c.tenant_id == tenant_id, evidence.c.id.in_(wanted))
-    return {row.id: row for row in conn.execute(stmt)}
+    return {row.id: _evidence(row) for row in conn.execute(stmt)}
 
 
 def timestamps_for_batches(conn: Connection, batch_seqs: Iterable[int]) -> dict[int, list[bytes]]:
@@ -497,14 +588,14 @@ def timestamps_for_batches(conn: Connection, batch_seqs: Iterable[int]) -> dict[
     return out
 
 
-def find_evidence_by_sha256(conn: Connection, tenant_id: int, sha256: bytes) -> list[AnyRow]:
-    """The tenant's evidence with this file digest (columns as ``get_evidence``), oldest first."""
+def find_evidence_by_sha256(conn: Connection, tenant_id: int, sha256: bytes) -> list[Evidence]:
+    """The tenant's evidence with this file digest, oldest first."""
     stmt = (
         _evidence_select()
         .where(evidence.c.tenant_id == tenant_id, evidence.c.sha256 == sha256)
         .order_by(evidence.c.received_us, evidence.c.pk)
     )
-    return list(conn.execute(stmt).all())
+    return [_evidence(row) for row in conn.execute(stmt)]
 
 
 def read_only(engine: Engine) -> Engine:
@@ -566,14 +657,16 @@ def delete_pending(conn: Connection, evidence_pks: Iterable[int]) -> int:
 # --- batches (ledger entries) and their leaves ----------------------------------------------------
 
 
-def last_batch(conn: Connection) -> AnyRow | None:
-    """The newest batch row (seq, size, root, sealed_us, entry, ledger_proof), or None."""
-    return conn.execute(select(batches).order_by(batches.c.seq.desc()).limit(1)).one_or_none()
+def last_batch(conn: Connection) -> Batch | None:
+    """The newest ledger entry, or None."""
+    row = conn.execute(select(batches).order_by(batches.c.seq.desc()).limit(1)).one_or_none()
+    return None if row is None else _batch(row)
 
 
-def get_batch(conn: Connection, seq: int) -> AnyRow | None:
-    """The batch row of ``seq``, or None."""
-    return conn.execute(select(batches).where(batches.c.seq == seq)).one_or_none()
+def get_batch(conn: Connection, seq: int) -> Batch | None:
+    """The ledger entry ``seq``, or None."""
+    row = conn.execute(select(batches).where(batches.c.seq == seq)).one_or_none()
+    return None if row is None else _batch(row)
 
 
 def insert_batch(
@@ -671,14 +764,16 @@ def insert_checkpoint(conn: Connection, size: int, root: bytes, note: bytes, key
     conn.execute(insert(checkpoints).values(size=size, root=root, note=note, key_hash=key_hash, created_us=created_us))
 
 
-def latest_checkpoint(conn: Connection) -> AnyRow | None:
-    """The checkpoint (size, root, note, key_hash, created_us) of the largest size, or None."""
-    return conn.execute(select(checkpoints).order_by(checkpoints.c.size.desc()).limit(1)).one_or_none()
+def latest_checkpoint(conn: Connection) -> StoredCheckpoint | None:
+    """The checkpoint of the largest size, or None."""
+    row = conn.execute(select(checkpoints).order_by(checkpoints.c.size.desc()).limit(1)).one_or_none()
+    return None if row is None else _checkpoint(row)
 
 
-def checkpoint_at(conn: Connection, size: int) -> AnyRow | None:
+def checkpoint_at(conn: Connection, size: int) -> StoredCheckpoint | None:
     """The checkpoint of exactly this ledger size, or None."""
-    return conn.execute(select(checkpoints).where(checkpoints.c.size == size)).one_or_none()
+    row = conn.execute(select(checkpoints).where(checkpoints.c.size == size)).one_or_none()
+    return None if row is None else _checkpoint(row)
 
 
 def checkpoints_from(conn: Connection, min_size: int, limit: int) -> list[AnyRow]:
@@ -757,9 +852,10 @@ def insert_signing_key(conn: Connection, vkey: str, origin: str, key_hash: int, 
     return True
 
 
-def list_signing_keys(conn: Connection) -> list[AnyRow]:
-    """All verifier keys (vkey, origin, key_hash, valid_from_us, valid_until_us), oldest first."""
-    return list(conn.execute(select(signing_keys).order_by(signing_keys.c.valid_from_us, signing_keys.c.id)).all())
+def list_signing_keys(conn: Connection) -> list[SigningKey]:
+    """All published verifier keys with their validity windows, oldest first."""
+    stmt = select(signing_keys).order_by(signing_keys.c.valid_from_us, signing_keys.c.id)
+    return [_signing_key(row) for row in conn.execute(stmt)]
 
 
 def close_signing_key(conn: Connection, key_hash: int, valid_until_us: int) -> int:
@@ -873,44 +969,48 @@ def checkpoint_sqlite_wal(engine: Engine) -> bool:
 # --- API keys (issue 7: tenant list / key add / key revoke) ----------------------------------------
 
 
-def list_api_keys(conn: Connection, tenant_id: int | None = None) -> list[AnyRow]:
-    """API keys (id, tenant_id, tenant name, prefix, created_at, revoked_at), of one tenant or all, by id."""
+_API_KEY_COLUMNS = (
+    api_keys.c.id,
+    api_keys.c.tenant_id,
+    tenants.c.name,
+    api_keys.c.prefix,
+    api_keys.c.created_at,
+    api_keys.c.revoked_at,
+)
+
+
+def list_api_keys(conn: Connection, tenant_id: int | None = None) -> list[ApiKey]:
+    """API keys of one tenant or all, by id."""
     stmt = (
-        select(
-            api_keys.c.id,
-            api_keys.c.tenant_id,
-            tenants.c.name,
-            api_keys.c.prefix,
-            api_keys.c.created_at,
-            api_keys.c.revoked_at,
-        )
+        select(*_API_KEY_COLUMNS)
         .select_from(api_keys.join(tenants, api_keys.c.tenant_id == tenants.c.id))
         .order_by(api_keys.c.id)
     )
     if tenant_id is not None:
         stmt = stmt.where(api_keys.c.tenant_id == tenant_id)
-    return list(conn.execute(stmt).all())
+    return [_api_key(row) for row in conn.execute(stmt)]
 
 
-def active_keys_by_prefix(conn: Connection, prefix: str) -> list[AnyRow]:
-    """Unrevoked API keys whose display prefix is ``prefix`` (id, tenant_id, tenant name, prefix)."""
+def active_keys_by_prefix(conn: Connection, prefix: str) -> list[ApiKey]:
+    """Unrevoked API keys whose display prefix is ``prefix``, by id."""
     stmt = (
-        select(api_keys.c.id, api_keys.c.tenant_id, tenants.c.name, api_keys.c.prefix)
+        select(*_API_KEY_COLUMNS)
         .select_from(api_keys.join(tenants, api_keys.c.tenant_id == tenants.c.id))
         .where(api_keys.c.prefix == prefix, api_keys.c.revoked_at.is_(None))
         .order_by(api_keys.c.id)
     )
-    return list(conn.execute(stmt).all())
+    return [_api_key(row) for row in conn.execute(stmt)]
 
 
-def active_key_by_hash(conn: Connection, key_hash: bytes) -> AnyRow | None:
-    """The unrevoked API key with this SHA-256 (id, tenant_id, tenant name, prefix), or None."""
+def active_key_by_hash(conn: Connection, key_hash: bytes) -> ApiKey | None:
+    """The unrevoked API key with this SHA-256, or None."""
     stmt = (
-        select(api_keys.c.id, api_keys.c.tenant_id, tenants.c.name, api_keys.c.prefix)
+        select(*_API_KEY_COLUMNS)
         .select_from(api_keys.join(tenants, api_keys.c.tenant_id == tenants.c.id))
         .where(api_keys.c.key_hash == key_hash, api_keys.c.revoked_at.is_(None))
     )
-    return conn.execute(stmt).one_or_none()
+    row = conn.execute(stmt).one_or_none()
+    return None if row is None else _api_key(row)
 
 
 def revoke_api_key(conn: Connection, key_id: int, now_us: int) -> bool:

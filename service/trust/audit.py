@@ -50,7 +50,7 @@ from service.core.errors import FormatError, NoteError, ProofError, TimestampInv
 from service.core.formats import Checkpoint, LedgerEntry, format_time, leaf_bytes_columns, leaf_of_columns
 from service.core.note import Verifier, open_note
 from service.storage import audit_queries as q
-from service.storage import db, ledger
+from service.storage import db
 from service.storage.codec import from_us, split_hashes, to_us
 
 __all__ = ["AuditReport", "Finding", "Progress", "audit_ledger"]
@@ -242,7 +242,7 @@ def _audit(
 
 def _check_signing_keys(conn: Connection, report: AuditReport) -> list[_Key]:
     keys: list[_Key] = []
-    for row in ledger.list_signing_keys(conn):
+    for row in q.signing_key_rows(conn):
         where = f"id={row.id}"
         try:
             verifier = Verifier.from_vkey(str(row.vkey))

@@ -158,7 +158,6 @@ def proof_for_entry(conn: Connection, seq: int, size: int | None = None) -> Tlog
     :raise InvalidInput: ``size`` is not above ``seq``. :raise NotFound: no such entry or checkpoint.
     """
     from service.storage import ledger
-    from service.storage.codec import split_hashes
 
     batch = ledger.get_batch(conn, seq)
     if batch is None:
@@ -170,10 +169,11 @@ def proof_for_entry(conn: Connection, seq: int, size: int | None = None) -> Tlog
     row = ledger.checkpoint_at(conn, size)
     if row is None:
         raise NotFound(f"no checkpoint of size {size} (the ledger has {ledger.ledger_size(conn)} entries)")
+    hashes: list[bytes]
     if size == seq + 1:
-        hashes = split_hashes(bytes(batch.ledger_proof))
+        hashes = list(batch.ledger_proof)
     else:
         ranges = merkle.inclusion_ranges(seq, size)
         nodes = ledger.get_nodes(conn, merkle.nodes_needed_for_ranges(ranges))
         hashes = [merkle.hash_range(a, b, nodes) for a, b in ranges]
-    return TlogProof(seq, tuple(hashes), bytes(row.note), bytes(batch.entry))
+    return TlogProof(seq, tuple(hashes), row.note, batch.entry)

@@ -264,7 +264,7 @@ def test_rewritten_entry_is_caught_by_the_log(runtime: Runtime, jobs: int) -> No
     from service.core.formats import LedgerEntry
 
     forged_root = hashlib.sha256(b"another batch").digest()
-    entry = LedgerEntry(1, int(row.size), forged_root, sealing.from_us(int(row.sealed_us))).to_bytes()
+    entry = LedgerEntry(1, int(row.size), forged_root, row.sealed).to_bytes()
     tamper(
         runtime.engine, "UPDATE batches SET root = :r, entry = :e WHERE seq = 1", params={"r": forged_root, "e": entry}
     )

@@ -166,7 +166,7 @@ def test_monitor_catches_entries_edited_in_the_database(tmp_path: Path, original
     with original.runtime.engine.connect() as conn:
         row = ledger.get_batch(conn, 1)
     assert row is not None
-    forged = LedgerEntry(1, int(row.size), hashlib.sha256(b"x").digest(), sealing.from_us(int(row.sealed_us)))
+    forged = LedgerEntry(1, int(row.size), hashlib.sha256(b"x").digest(), row.sealed)
     raw = sqlite3.connect(original.runtime.engine.url.database or "", isolation_level=None)
     try:
         for (name,) in raw.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'").fetchall():

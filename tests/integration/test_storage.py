@@ -11,6 +11,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from service.core.errors import InvalidInput, SchemaDrift
 from service.storage import db, ledger
+from service.storage.codec import from_us
 from service.storage.ledger import EvidenceRow
 
 T0 = 1_764_000_000_000_000  # microseconds
@@ -149,7 +150,7 @@ def test_tenants_and_api_keys(conn: Connection) -> None:
     with pytest.raises(InvalidInput, match="acme"):
         make_tenant(conn, "acme")
     row = ledger.get_tenant_by_name(conn, "acme")
-    assert row is not None and row.id == acme and row.created_at == T0 and row.revoked_at is None
+    assert row is not None and row.id == acme and row.created == from_us(T0) and row.revoked is None
     assert ledger.get_tenant_by_name(conn, "nobody") is None
     assert [t.name for t in ledger.list_tenants(conn)] == ["acme", "other"]
 
@@ -162,7 +163,7 @@ def test_tenants_and_api_keys(conn: Connection) -> None:
     assert ledger.revoke_tenant(conn, "acme", T0 + 6) is False
     assert ledger.revoke_tenant(conn, "nobody", T0 + 6) is False
     revoked = ledger.get_tenant_by_name(conn, "acme")
-    assert revoked is not None and revoked.revoked_at == T0 + 5
+    assert revoked is not None and revoked.revoked == from_us(T0 + 5)
     assert ledger.tenant_for_key_hash(conn, h("secret-key")) is None
 
 
@@ -183,15 +184,15 @@ def test_evidence_pending_round_trip(conn: Connection) -> None:
 
     got = ledger.get_evidence(conn, acme, "ev000002")
     assert got is not None
-    assert (got.pk, got.id, got.tenant_id, bytes(got.sha256), got.label, got.received_us) == (
+    assert (got.pk, got.id, got.tenant_id, got.sha256, got.label, got.received) == (
         pks[2],
         "ev000002",
         acme,
         h("ev2"),
         "label 2",
-        T0 + 2,
+        from_us(T0 + 2),
     )
-    assert (got.batch_seq, got.leaf_index, got.proof) == (None, None, None)
+    assert (got.batch_seq, got.leaf_index, got.proof, got.sealed) == (None, None, (), False)
     assert ledger.get_evidence(conn, other, "ev000002") is None  # other tenants see nothing
     assert ledger.get_evidence(conn, acme, "missing") is None
 
@@ -240,13 +241,13 @@ def test_batches_leaves_nodes_checkpoints(conn: Connection) -> None:
 
     sealed = ledger.get_evidence(conn, acme, "sealed000001")
     assert sealed is not None
-    assert (sealed.batch_seq, sealed.leaf_index, bytes(sealed.proof)) == (0, 1, h("p1"))
+    assert (sealed.batch_seq, sealed.leaf_index, sealed.proof, sealed.sealed) == (0, 1, (h("p1"),), True)
     assert ledger.pending_count(conn) == 0
 
     last = ledger.last_batch(conn)
     assert last is not None
-    assert (last.seq, last.size, bytes(last.root), last.sealed_us) == (0, 2, root, T0 + 10)
-    assert (bytes(last.entry), bytes(last.ledger_proof)) == (b"entry 0\n", h("lp"))
+    assert (last.seq, last.size, last.root, last.sealed) == (0, 2, root, from_us(T0 + 10))
+    assert (last.entry, last.ledger_proof) == (b"entry 0\n", (h("lp"),))
     batch = ledger.get_batch(conn, 0)
     assert batch is not None and batch.seq == 0
     assert ledger.get_batch(conn, 1) is None
@@ -274,7 +275,7 @@ def test_batches_leaves_nodes_checkpoints(conn: Connection) -> None:
         0xFFFFFFFF,
     )
     at1 = ledger.checkpoint_at(conn, 1)
-    assert at1 is not None and bytes(at1.note) == b"note 1\n\n- sig\n" and at1.created_us == T0 + 11
+    assert at1 is not None and bytes(at1.note) == b"note 1\n\n- sig\n" and at1.created == from_us(T0 + 11)
     assert ledger.checkpoint_at(conn, 7) is None
 
 
@@ -316,13 +317,13 @@ def test_signing_keys(conn: Connection) -> None:
     assert ledger.insert_signing_key(conn, "origin+01020304+AQID", "origin", 0x01020304, T0 + 9) is False
     assert ledger.insert_signing_key(conn, "origin+0a0b0c0d+AQIE", "origin", 0x0A0B0C0D, T0 + 1) is True
     keys = ledger.list_signing_keys(conn)
-    assert [(k.vkey, k.origin, k.key_hash, k.valid_from_us, k.valid_until_us) for k in keys] == [
-        ("origin+01020304+AQID", "origin", 0x01020304, T0, None),
-        ("origin+0a0b0c0d+AQIE", "origin", 0x0A0B0C0D, T0 + 1, None),
+    assert [(k.vkey, k.origin, k.key_hash, k.valid_from, k.valid_until) for k in keys] == [
+        ("origin+01020304+AQID", "origin", 0x01020304, from_us(T0), None),
+        ("origin+0a0b0c0d+AQIE", "origin", 0x0A0B0C0D, from_us(T0 + 1), None),
     ]
     assert ledger.close_signing_key(conn, 0x01020304, T0 + 50) == 1
     assert ledger.close_signing_key(conn, 0x01020304, T0 + 60) == 0  # already closed
-    assert ledger.list_signing_keys(conn)[0].valid_until_us == T0 + 50
+    assert ledger.list_signing_keys(conn)[0].valid_until == from_us(T0 + 50)
 
 
 def test_timestamps(conn: Connection) -> None:
