@@ -11,6 +11,8 @@
 - ``engine``: an engine on ``migrated_db_url`` (a fresh database per test), disposed afterwards.
 - ``conn``: a connection in a transaction on a database migrated once per session and backend, rolled
   back after the test (warehouse's pattern). For tests that never commit; those that do use ``engine``.
+- ``app`` / ``client``: the Flask app (no in-process sealer) and its test client, built from the ``runtime``
+  fixture of the test module (each module says which database and settings; ``tests.factories.make_runtime``).
 """
 
 from __future__ import annotations
@@ -21,11 +23,15 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 
 import pytest
+from flask import Flask
+from flask.testing import FlaskClient
 from sqlalchemy import Connection, Engine, create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
+from service.runtime import Runtime
 from service.storage import db
+from tests.factories import make_app
 
 # SQLAlchemy 2.1 maps a bare postgresql:// to psycopg 3; we ship psycopg2 (as service.storage.db.make_engine does).
 PG_ADMIN_URL = (
@@ -156,6 +162,16 @@ def conn(shared_engine: Engine) -> Iterator[Connection]:
             yield connection
         finally:
             transaction.rollback()
+
+
+@pytest.fixture
+def app(runtime: Runtime) -> Flask:
+    return make_app(runtime)
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -45,19 +45,12 @@ from service.core.verify import verify_receipt
 from service.runtime import Runtime
 from service.storage import db, ledger
 from service.tenants import create_tenant
+from tests.factories import auth, make_app, make_runtime, new_key
 
 MAX_UPLOAD = 1024 * 1024  # small limit so the 413 tests are cheap
 
 
 # --- fixtures -------------------------------------------------------------------------------------
-
-
-def make_runtime(tmp_path: Path, url: str, **overrides: Any) -> Runtime:
-    db.upgrade(url)
-    settings = Settings(data_dir=tmp_path / "data", database_url=url, **overrides)
-    runtime = Runtime.from_settings(settings)
-    runtime.prepare_signing()
-    return runtime
 
 
 @pytest.fixture
@@ -76,27 +69,8 @@ def any_runtime(tmp_path: Path, db_url: str) -> Iterator[Runtime]:
 
 
 def make_client(runtime: Runtime) -> tuple[Flask, FlaskClient]:
-    app = create_app(runtime=runtime, start_sealer=False)
+    app = make_app(runtime)
     return app, app.test_client()
-
-
-@pytest.fixture
-def app(runtime: Runtime) -> Flask:
-    return create_app(runtime=runtime, start_sealer=False)
-
-
-@pytest.fixture
-def client(app: Flask) -> FlaskClient:
-    return app.test_client()
-
-
-def new_key(runtime: Runtime, name: str = "acme") -> str:
-    with runtime.engine.begin() as conn:
-        return create_tenant(conn, name, utc_now())
-
-
-def auth(key: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {key}"}
 
 
 @pytest.fixture

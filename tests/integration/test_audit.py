@@ -23,16 +23,17 @@ from sqlalchemy import Engine, text
 from sqlalchemy.engine import make_url
 
 from service import sealing
-from service.config import Settings, TimestampAuthority
+from service.config import TimestampAuthority
 from service.core import merkle
 from service.core.formats import Checkpoint, Leaf, utc_now
 from service.core.note import Signer, sign_note
 from service.runtime import Runtime
-from service.storage import db, ledger
+from service.storage import ledger
 from service.tenants import create_tenant, hash_api_key
 from service.timestamping import load_tsa_roots, timestamp_pending
 from service.trust import audit as audit_module
 from service.trust.audit import AuditReport, _leaf_hashes, audit_ledger
+from tests.factories import make_runtime
 from tests.support.local_tsa import LocalTSA
 
 needs_openssl = pytest.mark.skipif(shutil.which("openssl") is None, reason="the openssl binary is not installed")
@@ -56,15 +57,7 @@ def jobs(request: pytest.FixtureRequest) -> int:
 @pytest.fixture
 def runtime(tmp_path: Path, db_url: str, tsa: LocalTSA, jobs: int) -> Iterator[Runtime]:
     """A ledger of three batches (5, 3 and 4 leaves), two evidence rows pending, every entry time-stamped."""
-    db.upgrade(db_url)
-    settings = Settings(
-        data_dir=tmp_path / "data",
-        database_url=db_url,
-        tsa=(TimestampAuthority("tsa0", tsa.url),),
-        tsa_ca_files=(tsa.ca_cert_path,),
-    )
-    rt = Runtime.from_settings(settings)
-    rt.prepare_signing()
+    rt = make_runtime(tmp_path, db_url, tsa=(TimestampAuthority("tsa0", tsa.url),), tsa_ca_files=(tsa.ca_cert_path,))
     with rt.engine.begin() as conn:
         tenant_id = ledger.tenant_for_key_hash(conn, hash_api_key(create_tenant(conn, "acme", utc_now())))
     assert tenant_id is not None
@@ -76,7 +69,7 @@ def runtime(tmp_path: Path, db_url: str, tsa: LocalTSA, jobs: int) -> Iterator[R
             sealing.record_evidence(conn, tenant_id, list(zip(digests, labels, strict=True)), utc_now())
         if n != 2:
             sealing.seal_pending(rt.engine, rt.signer, max_leaves=100, max_age=1, force=True)
-    assert len(timestamp_pending(rt.engine, settings).stored) == len(BATCHES)
+    assert len(timestamp_pending(rt.engine, rt.settings).stored) == len(BATCHES)
     yield rt
     rt.engine.dispose()
 

@@ -15,13 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
 from sqlalchemy.engine import Connection
 
 from service import bulk, sealing
-from service.api import create_app
 from service.api.auth import forget_accepted_keys
 from service.config import Settings
 from service.core import receipt as receipt_module
@@ -29,45 +27,15 @@ from service.core.errors import EvidenceError
 from service.core.formats import utc_now
 from service.core.verify import verify_receipt
 from service.runtime import Runtime
-from service.storage import db, ledger
-from service.tenants import create_tenant
-
-
-def make_runtime(tmp_path: Path, url: str, **overrides: Any) -> Runtime:
-    db.upgrade(url)
-    settings = Settings(data_dir=tmp_path / "data", database_url=url, rate_limit=0, **overrides)
-    runtime = Runtime.from_settings(settings)
-    runtime.prepare_signing()
-    return runtime
+from service.storage import ledger
+from tests.factories import auth, make_app, make_runtime, new_key
 
 
 @pytest.fixture
 def runtime(tmp_path: Path, db_url: str) -> Iterator[Runtime]:
-    rt = make_runtime(tmp_path, db_url)
+    rt = make_runtime(tmp_path, db_url, rate_limit=0)
     yield rt
     rt.engine.dispose()
-
-
-def make_app(runtime: Runtime) -> Flask:
-    app = create_app(runtime=runtime, start_sealer=False)
-    return app
-
-
-@pytest.fixture
-def client(runtime: Runtime) -> FlaskClient:
-    return make_app(runtime).test_client()
-
-
-def new_key(runtime: Runtime, name: str = "acme") -> str:
-    with runtime.engine.begin() as conn:
-        return create_tenant(conn, name, utc_now())
-
-
-def auth(key: str, idem: str | None = None) -> dict[str, str]:
-    headers = {"Authorization": f"Bearer {key}"}
-    if idem is not None:
-        headers["Idempotency-Key"] = idem
-    return headers
 
 
 def digest(i: int, salt: str = "") -> str:

@@ -21,18 +21,16 @@ from click.testing import CliRunner
 from flask.testing import FlaskClient
 
 from service import sealing
-from service.api import create_app, pages
+from service.api import pages
 from service.api.openapi import document as openapi_document
 from service.cli import cli
 from service.commands.certificate import verify_url
 from service.config import Settings, TimestampAuthority
 from service.core.errors import ConfigError
-from service.core.formats import utc_now
 from service.court.certificate import extract_receipt
 from service.runtime import Runtime
-from service.storage import db
-from service.tenants import create_tenant
 from tests.conftest import skip_or_fail
+from tests.factories import auth, make_app, make_runtime, new_key
 
 GOLDEN = Path(__file__).resolve().parents[1] / "vectors" / "receipts"
 
@@ -40,35 +38,14 @@ GOLDEN = Path(__file__).resolve().parents[1] / "vectors" / "receipts"
 # --- fixtures -------------------------------------------------------------------------------------
 
 
-def make_runtime(tmp_path: Path, url: str, **overrides: Any) -> Runtime:
-    db.upgrade(url)
-    settings = Settings(
-        data_dir=tmp_path / "data", database_url=url, public_url="https://ledger.example/base/", **overrides
-    )
-    runtime = Runtime.from_settings(settings)
-    runtime.prepare_signing()
-    return runtime
+PUBLIC_URL = "https://ledger.example/base/"
 
 
 @pytest.fixture
 def runtime(tmp_path: Path, sqlite_url: str) -> Iterator[Runtime]:
-    rt = make_runtime(tmp_path, sqlite_url)
+    rt = make_runtime(tmp_path, sqlite_url, public_url=PUBLIC_URL)
     yield rt
     rt.engine.dispose()
-
-
-@pytest.fixture
-def client(runtime: Runtime) -> FlaskClient:
-    return create_app(runtime=runtime, start_sealer=False).test_client()
-
-
-def new_key(runtime: Runtime, name: str) -> str:
-    with runtime.engine.begin() as conn:
-        return create_tenant(conn, name, utc_now())
-
-
-def auth(key: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {key}"}
 
 
 def seal(runtime: Runtime) -> None:
@@ -172,10 +149,14 @@ def test_certificate_shows_a_timestamp_checked_against_the_trusted_tsa(tmp_path:
 
     with LocalTSA(name="Certificate Test TSA") as tsa:
         runtime = make_runtime(
-            tmp_path, sqlite_url, tsa=(TimestampAuthority("tsa0", tsa.url),), tsa_ca_files=(tsa.ca_cert_path,)
+            tmp_path,
+            sqlite_url,
+            public_url=PUBLIC_URL,
+            tsa=(TimestampAuthority("tsa0", tsa.url),),
+            tsa_ca_files=(tsa.ca_cert_path,),
         )
         try:
-            client = create_app(runtime=runtime, start_sealer=False).test_client()
+            client = make_app(runtime).test_client()
             key = new_key(runtime, "acme")
             evidence_id = deposit(client, key, b"stamped")
             seal(runtime)
@@ -228,8 +209,8 @@ def test_a_sealed_certificate_is_drawn_once_then_served_from_the_cache(
     assert files[0].read_bytes() == third.get_data()
 
     # another API process on the same data dir serves the file this one drew
-    other = make_runtime(tmp_path, runtime.settings.database_url)
-    client_b = create_app(runtime=other, start_sealer=False).test_client()
+    other = make_runtime(tmp_path, runtime.settings.database_url, public_url=PUBLIC_URL)
+    client_b = make_app(other).test_client()
     assert client_b.get(url, headers=auth(key)).get_data() == third.get_data() and len(drawn) == 2
     other.engine.dispose()
 
@@ -242,10 +223,14 @@ def test_a_certificate_shows_tokens_that_arrived_after_it_was_first_drawn(tmp_pa
 
     with LocalTSA(name="Late TSA") as tsa:
         runtime = make_runtime(
-            tmp_path, sqlite_url, tsa=(TimestampAuthority("tsa0", tsa.url),), tsa_ca_files=(tsa.ca_cert_path,)
+            tmp_path,
+            sqlite_url,
+            public_url=PUBLIC_URL,
+            tsa=(TimestampAuthority("tsa0", tsa.url),),
+            tsa_ca_files=(tsa.ca_cert_path,),
         )
         try:
-            client = create_app(runtime=runtime, start_sealer=False).test_client()
+            client = make_app(runtime).test_client()
             key = new_key(runtime, "acme")
             evidence_id = deposit(client, key, b"stamped later")
             seal(runtime)

@@ -13,15 +13,14 @@ from typing import Any
 import pytest
 import redis
 
-from service.api import create_app
 from service.config import Settings
 from service.core.errors import RateLimited
 from service.core.formats import utc_now
 from service.ratelimit import FileRateLimiter, MemoryRateLimiter, RedisRateLimiter, enforce, make_limiter
 from service.runtime import Runtime
-from service.storage import db
 from service.tenants import create_tenant
 from tests.conftest import skip_or_fail
+from tests.factories import make_app, make_runtime, new_key
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 
@@ -141,13 +140,8 @@ def test_redis_unreachable_lets_requests_through() -> None:
 
 
 def _app_and_key(tmp_path: Path, url: str, **settings: Any) -> tuple[Any, str, Runtime]:
-    db.upgrade(url)
-    runtime = Runtime.from_settings(Settings(data_dir=tmp_path / "data", database_url=url, **settings))
-    runtime.prepare_signing()
-    app = create_app(runtime=runtime, start_sealer=False)
-    with runtime.engine.begin() as conn:
-        key = create_tenant(conn, "acme", utc_now())
-    return app, key, runtime
+    runtime = make_runtime(tmp_path, url, **settings)
+    return make_app(runtime), new_key(runtime), runtime
 
 
 @pytest.mark.parametrize("backend", ["memory", pytest.param("redis", marks=pytest.mark.redis)])

@@ -24,6 +24,7 @@ from service.runtime import Runtime
 from service.storage import db, ledger
 from service.tenants import create_tenant, hash_api_key
 from service.timestamping import TimestampThread, load_tsa_roots, timestamp_batch, timestamp_pending
+from tests import factories
 from tests.support.local_tsa import LocalTSA, openssl_verify
 
 pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="the openssl binary is not installed")
@@ -36,16 +37,12 @@ def tsa() -> Iterator[LocalTSA]:
 
 
 def make_runtime(tmp_path: Path, url: str, tsas: list[LocalTSA]) -> Runtime:
-    db.upgrade(url)
-    settings = Settings(
-        data_dir=tmp_path / "data",
-        database_url=url,
+    return factories.make_runtime(
+        tmp_path,
+        url,
         tsa=tuple(TimestampAuthority(f"tsa{i}", t.url) for i, t in enumerate(tsas)),
         tsa_ca_files=tuple(t.ca_cert_path for t in tsas),
     )
-    runtime = Runtime.from_settings(settings)
-    runtime.prepare_signing()
-    return runtime
 
 
 @pytest.fixture

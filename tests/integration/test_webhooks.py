@@ -22,12 +22,10 @@ from sqlalchemy import text
 from sqlalchemy.exc import DatabaseError
 
 from service import sealing, webhooks
-from service.api import create_app
-from service.config import Settings
 from service.core.formats import utc_now
 from service.runtime import Runtime
-from service.storage import db, ledger
-from service.tenants import create_tenant
+from service.storage import ledger
+from tests.factories import auth, make_runtime, new_key
 
 FAST = (0, 0.2, 0.2, 0.2, 0.2)  # retry delays for the tests: five attempts, 0.2 s apart
 
@@ -73,30 +71,19 @@ def receiver() -> Iterator[Receiver]:
 
 @pytest.fixture
 def runtime(tmp_path: Path, db_url: str) -> Iterator[Runtime]:
-    db.upgrade(db_url)
-    rt = Runtime.from_settings(
-        Settings(
-            data_dir=tmp_path / "data",
-            database_url=db_url,
-            rate_limit=0,
-            public_url="https://evidence.example",
-            webhook_allow_networks=(ipaddress.ip_network("127.0.0.0/8"),),  # the receiver is on 127.0.0.1
-        )
+    rt = make_runtime(
+        tmp_path,
+        db_url,
+        rate_limit=0,
+        public_url="https://evidence.example",
+        webhook_allow_networks=(ipaddress.ip_network("127.0.0.0/8"),),  # the receiver is on 127.0.0.1
     )
-    rt.prepare_signing()
     yield rt
     rt.engine.dispose()
 
 
-@pytest.fixture
-def client(runtime: Runtime) -> FlaskClient:
-    app = create_app(runtime=runtime, start_sealer=False)
-    return app.test_client()
-
-
 def tenant(runtime: Runtime, name: str) -> dict[str, str]:
-    with runtime.engine.begin() as conn:
-        return {"Authorization": f"Bearer {create_tenant(conn, name, utc_now())}"}
+    return auth(new_key(runtime, name))
 
 
 def deposit(client: FlaskClient, headers: dict[str, str], n: int, salt: str) -> list[str]:
