@@ -31,7 +31,7 @@ from prometheus_client.registry import Collector
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from service.storage import ledger
+from service.storage import db, ledger
 
 if TYPE_CHECKING:
     from service.sealing import SealResult
@@ -132,7 +132,7 @@ class DatabaseCollector(Collector):
         size = GaugeMetricFamily("evidence_ledger_size", "Ledger entries (sealed batches)")
         up = GaugeMetricFamily("evidence_database_up", "1 if the database answered this scrape")
         try:
-            with ledger.read_only(self.engine).connect() as conn:
+            with db.read_only(self.engine).connect() as conn:
                 pending.add_metric([], ledger.pending_count(conn))
                 size.add_metric([], ledger.ledger_size(conn))
         except SQLAlchemyError:

@@ -20,7 +20,7 @@ from service.core.errors import InvalidInput, NotFound
 from service.core.formats import Checkpoint, Leaf, LeafV2, LedgerEntry, format_time, leaf_of_columns, new_evidence_id
 from service.core.note import Signer, Sm2Signer, Sm2Verifier, Verifier, sign_note
 from service.core.receipt import JSONObject, build_receipt
-from service.storage import ledger
+from service.storage import db, ledger
 from service.storage.codec import from_us, to_us
 from service.storage.records import Batch, Evidence
 from service.webhooks import enqueue_seal_events
@@ -462,7 +462,7 @@ def seal_pending(
     now_fn = clock or utc_now
     sealed: list[SealResult] = []
     while True:
-        with ledger.read_only(engine).connect() as conn:
+        with db.read_only(engine).connect() as conn:
             due = seal_due(conn, now_fn(), max_leaves, max_age) or (
                 force and ledger.oldest_pending_us(conn) is not None
             )

@@ -19,7 +19,7 @@ from service.config import Settings
 from service.core.errors import FormatError, NotFound
 from service.core.formats import Checkpoint
 from service.core.tiles import HEIGHT, WIDTH, Tile, entry_bundle, parse_tile_path, tiles_between
-from service.storage import ledger
+from service.storage import db, ledger
 from service.witnessing import checkpoint_with_cosignatures
 
 __all__ = ["ExportReport", "export_tiles", "read_tile", "tile_bytes"]
@@ -93,7 +93,7 @@ def export_tiles(engine: Engine, settings: Settings, directory: Path, since: int
 
     :raise FormatError: ``directory/checkpoint`` exists but is not a checkpoint; ``since`` beyond the ledger.
     """
-    with ledger.read_only(engine).connect() as conn:
+    with db.read_only(engine).connect() as conn:
         note = checkpoint_with_cosignatures(conn, settings)
         size = Checkpoint.from_bytes(note[: note.index(b"\n\n") + 1]).size
         start = exported_size(directory) if since is None else since

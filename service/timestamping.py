@@ -31,7 +31,7 @@ from service.core.certs import load_certificate_files as load_tsa_roots
 from service.core.errors import ConfigError, TimestampError, TimestampInvalid
 from service.core.formats import utc_now
 from service.core.timestamps import verify_token
-from service.storage import ledger
+from service.storage import db, ledger
 from service.storage.codec import to_us
 
 __all__ = [
@@ -104,7 +104,7 @@ def timestamp_batch(
     if not settings.tsa:
         return []
     trusted = _roots_for(settings, roots)
-    with ledger.read_only(engine).connect() as conn:
+    with db.read_only(engine).connect() as conn:
         batch = ledger.get_batch(conn, seq)
         if batch is None:
             raise KeyError(f"no ledger entry {seq}")
@@ -177,10 +177,10 @@ def timestamp_pending(
         return report
     trusted = _roots_for(settings, roots)
     for tsa in settings.tsa:
-        with ledger.read_only(engine).connect() as conn:
+        with db.read_only(engine).connect() as conn:
             seqs = ledger.batches_without_timestamp(conn, tsa.name, limit)
         for seq in seqs:
-            with ledger.read_only(engine).connect() as conn:
+            with db.read_only(engine).connect() as conn:
                 batch = ledger.get_batch(conn, seq)
             if batch is None:  # cannot happen: batches are append-only
                 continue

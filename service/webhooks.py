@@ -51,8 +51,9 @@ from service import outbound
 from service.config import Settings
 from service.core.errors import InvalidInput, NotFound
 from service.core.formats import format_time, utc_now
-from service.storage import ledger
+from service.storage import db, ledger
 from service.storage.codec import from_us, to_us
+from service.storage.records import Webhook
 
 __all__ = [
     "RETRY_DELAYS",
@@ -117,8 +118,8 @@ def check_url(url: str, allow: Sequence[outbound.IPNetwork] = ()) -> str:
     return url
 
 
-def _webhook_json(row: Any) -> dict[str, Any]:
-    return {"url": row.url, "created_at": format_time(from_us(row.created_us))}
+def _webhook_json(row: Webhook) -> dict[str, Any]:
+    return {"url": row.url, "created_at": format_time(row.created)}
 
 
 def register_webhook(
@@ -288,7 +289,7 @@ def deliver(engine: Engine, delivery: Delivery, public_url: str, transport: Tran
 
     The row's ``error`` is a short category for the tenant; the full reason is logged for the operator.
     """
-    with ledger.read_only(engine).connect() as conn:
+    with db.read_only(engine).connect() as conn:
         hook = ledger.get_webhook_by_id(conn, delivery.webhook_id)
         body = event_body(conn, delivery.webhook_id, delivery.batch_seq, public_url)
     if hook is None or body is None:
@@ -422,7 +423,7 @@ def dispatch_due(
 ) -> int:
     """One sweep: make every attempt that is due (in parallel, per-tenant cap) and wait; returns how many were
     delivered."""
-    with ledger.read_only(engine).connect() as conn:
+    with db.read_only(engine).connect() as conn:
         due = due_deliveries(conn, clock(), delays, limit)
     if not due:
         return 0
@@ -463,7 +464,7 @@ class WebhookDispatcher(threading.Thread):
     def run(self) -> None:
         while not self._stop_event.is_set():
             try:
-                with ledger.read_only(self.engine).connect() as conn:
+                with db.read_only(self.engine).connect() as conn:
                     due = due_deliveries(conn, utc_now(), self.delays)
                 self.pool.submit(due)
                 self.pool.forget_results()

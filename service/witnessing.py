@@ -37,7 +37,7 @@ from service.core.policy import Policy, PolicyWitness
 from service.core.receipt import JSONObject, b64
 from service.core.tlog_witness import AddCheckpoint, parse_size_body
 from service.court.certificate import WitnessDisplay
-from service.storage import ledger
+from service.storage import db, ledger
 from service.storage.codec import to_us
 
 __all__ = [
@@ -86,7 +86,7 @@ def cosign_checkpoint(
     """Ask every witness of ``policy`` without a stored cosignature of the checkpoint of ``size`` (default: the
     latest) to cosign it, all in parallel (on ``pool`` when given, else on threads made for this call); store the
     valid cosignatures in one transaction. Never raises for a witness's failure."""
-    with ledger.read_only(engine).connect() as conn:
+    with db.read_only(engine).connect() as conn:
         row = ledger.latest_checkpoint(conn) if size is None else ledger.checkpoint_at(conn, size)
         if row is None or int(row.size) == 0:
             return []
@@ -112,7 +112,7 @@ def cosign_checkpoint(
     for o in outcomes:
         metrics.WITNESS_REQUESTS.labels(o.witness, o.outcome).inc()
     if not before:
-        with ledger.read_only(engine).connect() as conn:
+        with db.read_only(engine).connect() as conn:
             now_have = {str(r.vkey) for r in ledger.cosignatures_at(conn, size)}
         if _met(policy, now_have):
             metrics.WITNESS_QUORUM_LATENCY.observe(max(0.0, (to_us(utc_now()) - created_us) / 1e6))
@@ -167,7 +167,7 @@ def _ask(
         return WitnessOutcome(w.name, size, "present", f"it cosigned size {old} already"), None
     for _ in range(MAX_RESENDS + 1):
         try:
-            with ledger.read_only(engine).connect() as conn:
+            with db.read_only(engine).connect() as conn:
                 proof = _consistency(conn, old, size)
         except NotFound as exc:
             return WitnessOutcome(w.name, size, "conflict", exc.reason), None
@@ -403,7 +403,7 @@ def served_checkpoint(conn: Connection, policy: Policy | None, *, now_us: int, w
 def check_shortfall(engine: Engine, policy: Policy, size: int, *, wait: float) -> bool:
     """After the wait: True (and a metric and a WARNING line) if no checkpoint covering ledger size ``size`` has
     its witness quorum yet."""
-    with ledger.read_only(engine).connect() as conn:
+    with db.read_only(engine).connect() as conn:
         choice = choose_checkpoint(conn, policy, size - 1, to_us(utc_now()), 0)
         if choice is None or choice.quorum:
             return False

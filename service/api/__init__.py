@@ -39,7 +39,7 @@ from service.core.certs import load_certificate_files
 from service.ingest import GroupCommitter
 from service.revocations import RevocationWatcher
 from service.runtime import Runtime
-from service.storage.ledger import read_only
+from service.storage.db import read_only
 
 
 class EvidenceFlask(Flask):

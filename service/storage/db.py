@@ -1,6 +1,7 @@
 """Database engines and schema migrations (SQLite embedded default, PostgreSQL in production).
 
-Owns: ``make_engine`` (connection settings per database), ``upgrade`` / ``check`` (Alembic, run from code
+Owns: ``make_engine`` (connection settings per database), ``read_only`` (the same engine for reads),
+``upgrade`` / ``check`` (Alembic, run from code
 with a ``Config`` built here) and ``current_revision``. SQL statements live in ``service.storage.ledger``.
 
 SQLite transactions: pysqlite's own BEGIN handling is switched off (``isolation_level = None``) and every
@@ -18,7 +19,7 @@ import os
 import sqlite3
 import stat
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from alembic import command
 from alembic.config import Config
@@ -29,7 +30,6 @@ from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import ConnectionPoolEntry
 
-from service.config import Settings
 from service.core.errors import SchemaDrift
 
 __all__ = [
@@ -40,6 +40,7 @@ __all__ = [
     "heads",
     "make_engine",
     "private_database_file",
+    "read_only",
     "upgrade",
 ]
 
@@ -50,7 +51,14 @@ SQLITE_BUSY_TIMEOUT = 30.0  # seconds a writer waits for the write lock before "
 _SQLITE_BEGIN_MODES = frozenset({"DEFERRED", "IMMEDIATE", "EXCLUSIVE"})
 
 
-def make_engine(settings_or_url: Settings | str, *, sqlite_busy_timeout: float = SQLITE_BUSY_TIMEOUT) -> Engine:
+class HasDatabaseUrl(Protocol):
+    """What ``make_engine`` reads of the settings (``service.config.Settings``; storage does not import it)."""
+
+    @property
+    def database_url(self) -> str: ...
+
+
+def make_engine(settings_or_url: HasDatabaseUrl | str, *, sqlite_busy_timeout: float = SQLITE_BUSY_TIMEOUT) -> Engine:
     """An engine for the settings' ``database_url`` (or the URL given).
 
     SQLite: WAL journal, ``foreign_keys=ON``, ``synchronous=FULL`` (a committed transaction, and so an
@@ -59,7 +67,7 @@ def make_engine(settings_or_url: Settings | str, *, sqlite_busy_timeout: float =
     directory is created. PostgreSQL: psycopg2 with
     a plain pool (see below).
     """
-    raw = settings_or_url.database_url if isinstance(settings_or_url, Settings) else settings_or_url
+    raw = settings_or_url if isinstance(settings_or_url, str) else settings_or_url.database_url
     url = make_url(raw)
     backend = url.get_backend_name()
     if backend == "sqlite":
@@ -135,6 +143,12 @@ def private_database_file(path: Path) -> None:
                 file.chmod(0o600)
         except FileNotFoundError:
             pass
+
+
+def read_only(engine: Engine) -> Engine:
+    """The same engine (same pool) for read-only work: on SQLite its transactions begin ``DEFERRED`` instead of
+    ``IMMEDIATE`` (see above), so background polls and reads never take, or wait for, the write lock."""
+    return engine.execution_options(sqlite_begin="DEFERRED")
 
 
 def alembic_config(url: str | None = None) -> Config:

@@ -7,7 +7,7 @@ statements (advisory lock, ``unnest`` bulk inserts, ``FOR UPDATE SKIP LOCKED``) 
 functions, never inline elsewhere.
 
 Times are integer microseconds since the Unix epoch; hashes are 32-byte blobs; proofs are concatenated
-32-byte hashes. The main read paths (evidence, ledger entries, checkpoints, signing keys, tenants, API keys)
+32-byte hashes. The main read paths (evidence, ledger entries, checkpoints, signing keys, tenants, API keys, webhooks)
 return the decoded, typed records of ``service.storage.records`` instead, so use cases never handle those stored
 forms; writes still take the stored forms (``service.storage.codec`` converts). The append-only tables
 (``APPEND_ONLY_TABLES``) are guarded by triggers and grants set by the migrations, not by this module.
@@ -60,6 +60,7 @@ from service.storage.records import (
     StoredCheckpoint,
     Tenant,
     TreeHash,
+    Webhook,
 )
 
 __all__ = [
@@ -390,6 +391,17 @@ def _checkpoint(row: AnyRow) -> StoredCheckpoint:
     )
 
 
+def _webhook(row: AnyRow) -> Webhook:
+    return Webhook(
+        int(row.id),
+        int(row.tenant_id),
+        str(row.url),
+        str(row.secret),
+        from_us(int(row.created_us)),
+        _maybe_time(row.disabled_us),
+    )
+
+
 def _signing_key(row: AnyRow) -> SigningKey:
     return SigningKey(
         int(row.id),
@@ -596,12 +608,6 @@ def find_evidence_by_sha256(conn: Connection, tenant_id: int, sha256: bytes) -> 
         .order_by(evidence.c.received_us, evidence.c.pk)
     )
     return [_evidence(row) for row in conn.execute(stmt)]
-
-
-def read_only(engine: Engine) -> Engine:
-    """The same engine (same pool) for read-only work: on SQLite its transactions begin ``DEFERRED`` instead of
-    ``IMMEDIATE`` (``service.storage.db``), so background polls and reads never take, or wait for, the write lock."""
-    return engine.execution_options(sqlite_begin="DEFERRED")
 
 
 def lock_ledger(conn: Connection) -> None:
@@ -1042,21 +1048,23 @@ def disable_webhooks(conn: Connection, tenant_id: int, now_us: int) -> int:
     return int(result.rowcount)
 
 
-def active_webhook(conn: Connection, tenant_id: int) -> AnyRow | None:
-    """The tenant's newest active webhook (id, tenant_id, url, secret, created_us, disabled_us), or None."""
+def active_webhook(conn: Connection, tenant_id: int) -> Webhook | None:
+    """The tenant's newest active webhook, or None."""
     stmt = (
         select(webhooks)
         .where(webhooks.c.tenant_id == tenant_id, webhooks.c.disabled_us.is_(None))
         .order_by(webhooks.c.id.desc())
         .limit(1)
     )
-    return conn.execute(stmt).one_or_none()
+    row = conn.execute(stmt).one_or_none()
+    return None if row is None else _webhook(row)
 
 
-def get_webhook_by_id(conn: Connection, webhook_id: int) -> AnyRow | None:
-    """The webhook row if it is still active, else None."""
+def get_webhook_by_id(conn: Connection, webhook_id: int) -> Webhook | None:
+    """The webhook if it is still active, else None."""
     stmt = select(webhooks).where(webhooks.c.id == webhook_id, webhooks.c.disabled_us.is_(None))
-    return conn.execute(stmt).one_or_none()
+    row = conn.execute(stmt).one_or_none()
+    return None if row is None else _webhook(row)
 
 
 def webhooks_for_batch(conn: Connection, batch_seq: int) -> list[int]:
