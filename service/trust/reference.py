@@ -30,7 +30,7 @@ from service.core import merkle
 from service.core.errors import FormatError, NoteError
 from service.core.formats import Checkpoint
 from service.core.note import Verifier, open_note
-from service.storage import ledger
+from service.storage import db, ledger
 from service.trust.audit import AuditReport
 
 __all__ = ["BLIND_SPOTS", "Reference", "check_reference", "fetch_reference", "load_reference", "parse_reference"]
@@ -130,7 +130,7 @@ def check_reference(engine: Engine, report: AuditReport, reference: Reference) -
     """Compare the database's ledger with ``reference``; every disagreement is a finding in ``report``."""
     ref = reference.checkpoint
     report.count("outside reference checkpoint")
-    with ledger.read_only(engine).connect() as conn:
+    with db.read_only(engine).connect() as conn:
         size = ledger.ledger_size(conn)
         latest = ledger.latest_checkpoint(conn)
         verifiers = _published_verifiers(ledger.list_signing_keys(conn))
