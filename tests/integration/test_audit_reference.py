@@ -7,7 +7,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import socket
+import subprocess
+import sys
 import threading
+import time
+import urllib.request
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -160,3 +165,40 @@ def test_checkpoint_url(runtime: Runtime, tmp_path: Path) -> None:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_checkpoint_url_of_an_exported_tile_tree_served_statically(runtime: Runtime, tmp_path: Path) -> None:
+    """Issue 13 item 4: the audit's outside reference can be a C2SP tile tree (``evidence tiles export`` served by any
+    static web server, or a mirror): its ``checkpoint`` is the cosigned checkpoint the database must still reach."""
+    out = tmp_path / "tiles"
+    env = env_of(runtime)
+    export = evidence("tiles", "export", str(out), "--data-dir", str(runtime.settings.data_dir), env=env)
+    assert export.returncode == 0, export.stdout + export.stderr
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1", "--directory", str(out)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}/checkpoint"
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                with urllib.request.urlopen(url, timeout=1) as answer:
+                    assert answer.read().startswith(runtime.settings.origin.encode() + b"\n3\n")
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "the static server did not come up"
+                time.sleep(0.05)
+        ok = evidence("audit", "--jobs=1", "--checkpoint-url", url, env=env)
+        assert ok.returncode == 0, ok.stdout + ok.stderr
+        assert "outside reference root" in ok.stdout
+        remove_newest_entry(runtime)
+        bad = evidence("audit", "--jobs=1", "--checkpoint-url", url, env=env)
+        assert bad.returncode == 1 and "entries 2..2" in bad.stderr, bad.stdout + bad.stderr
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
