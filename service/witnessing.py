@@ -21,8 +21,6 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any
 
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
@@ -36,7 +34,6 @@ from service.core.formats import utc_now
 from service.core.policy import Policy, PolicyWitness
 from service.core.receipt import JSONObject, b64
 from service.core.tlog_witness import AddCheckpoint, parse_size_body
-from service.court.certificate import WitnessDisplay
 from service.storage import db, ledger
 from service.storage.codec import to_us
 
@@ -353,21 +350,6 @@ def items_with_cosignatures(conn: Connection, settings: Settings, items: list[JS
             ledger_part = template["ledger"]
             out.append({**item, "ledger": ledger_part})
     return out
-
-
-def witness_displays(document: dict[str, Any], policy: Policy | None) -> list[WitnessDisplay] | None:
-    """The witnesses of the deployment's policy whose cosignature on the receipt's checkpoint verifies (SPEC §9)."""
-    if policy is None:
-        return None
-    try:
-        checks = check_cosignatures(str(document["ledger"]["checkpoint"]).encode("utf-8"), policy.witness_keys)
-    except (KeyError, TypeError, FormatError):
-        return None
-    return [
-        WitnessDisplay(w.name, w.key.fingerprint, datetime.fromtimestamp(check.timestamp, UTC))
-        for w, check in zip(policy.witnesses, checks, strict=True)
-        if check.valid and check.timestamp is not None
-    ]
 
 
 def checkpoint_with_cosignatures(conn: Connection, settings: Settings) -> bytes:

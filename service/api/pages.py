@@ -35,7 +35,7 @@ from service.core.note import Verifier
 from service.core.receipt import dump_json
 from service.core.verify import verify_receipt
 from service.court.cache import CertificateCache, certificate_key
-from service.court.certificate import PartyDisplay, TimestampDisplay, render_certificate
+from service.court.certificate import PartyDisplay, TimestampDisplay, render_certificate, witness_displays
 from service.court.fonts import prepare_working_fonts
 from service.court.webpage import embed_keys, static_page
 
@@ -212,7 +212,7 @@ def _draw_certificate(
     prepare_working_fonts()
     return render_certificate(
         document,
-        witnesses=witnessing.witness_displays(document, settings.witness_policy),
+        witnesses=witness_displays(document, settings.witness_policy),
         verify_url=verify_url,
         label=label,
         local_tz=settings.local_tz,

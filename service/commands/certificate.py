@@ -106,8 +106,7 @@ def certificate(receipt: str, output: str, label: str | None, server_url: str | 
         raise UsageFailure(f"{receipt!r} is JSON but not an evidence receipt ({' or '.join(FORMATS)})")
 
     from service.commands.verify import load_witness_policy
-    from service.court.certificate import render_certificate  # lazy: fpdf2 and segno load only here
-    from service.witnessing import witness_displays
+    from service.court.certificate import render_certificate, witness_displays  # lazy: fpdf2, segno load here
 
     policy = load_witness_policy(policy_path, (), None)
 

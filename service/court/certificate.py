@@ -24,12 +24,14 @@ import json
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
-from typing import TYPE_CHECKING
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
+from service.core.cosignature import check_cosignatures
 from service.core.distribution import DOWNLOAD_PATH, PACKAGE, install_command
 from service.core.errors import FormatError, NotACertificate
+from service.core.policy import Policy
 from service.court.fonts import FontSet
 from service.court.layout import (
     GREY,
@@ -88,6 +90,21 @@ class WitnessDisplay:
     name: str
     fingerprint: str
     cosigned: datetime
+
+
+def witness_displays(document: dict[str, Any], policy: Policy | None) -> list[WitnessDisplay] | None:
+    """The witnesses of the deployment's policy whose cosignature on the receipt's checkpoint verifies (SPEC §9)."""
+    if policy is None:
+        return None
+    try:
+        checks = check_cosignatures(str(document["ledger"]["checkpoint"]).encode("utf-8"), policy.witness_keys)
+    except (KeyError, TypeError, FormatError):
+        return None
+    return [
+        WitnessDisplay(w.name, w.key.fingerprint, datetime.fromtimestamp(check.timestamp, UTC))
+        for w, check in zip(policy.witnesses, checks, strict=True)
+        if check.valid and check.timestamp is not None
+    ]
 
 
 # --- receipt bytes in and out of the PDF ---------------------------------------------------------
