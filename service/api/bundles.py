@@ -19,10 +19,11 @@ from service.api.auth import require_tenant
 from service.api.download import list_wheels, verify_page_html
 from service.api.pages import certificate_pdf
 from service.api.state import runtime_state
+from service.config import Settings
 from service.core.errors import FormatError, InvalidInput
 from service.core.formats import check_evidence_id, utc_now
 from service.core.receipt import dump_json
-from service.court.bundle import Deposit, write_bundle
+from service.court.bundle import CaseDescription, Deposit, write_bundle
 
 bp = Blueprint("bundles", __name__)
 
@@ -66,10 +67,23 @@ def bundle(evidence_id: str) -> Response:
             document, evidence_id, label if isinstance(label, str) else None, vkeys, countersignatures=cosigned
         ),
     )
+    return send_bundle([deposit], f"evidence-{evidence_id}.zip", keys=keys, settings=settings)
+
+
+def send_bundle(
+    items: list[Deposit],
+    download_name: str,
+    *,
+    keys: list[dict[str, Any]],
+    settings: Settings,
+    case: CaseDescription | None = None,
+) -> Response:
+    """Write the bundle of ``items`` (and ``case``) with this server's verify page, keys, witness policy and
+    wheels, and answer it as a zip download."""
     out = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES)  # noqa: SIM115 (send_file closes it)
     write_bundle(
         out,
-        [deposit],
+        items,
         verify_page=verify_page_html(),
         keys=keys,
         keys_source=f"GET {settings.public_url.rstrip('/')}/v1/keys when this bundle was made",
@@ -77,11 +91,10 @@ def bundle(evidence_id: str) -> Response:
         public_url=settings.public_url,
         created=utc_now(),
         witness_policy=settings.witness_policy.to_text() if settings.witness_policy is not None else None,
+        case=case,
     )
     out.seek(0)
-    response = send_file(
-        out, mimetype=ZIP_MEDIA_TYPE, as_attachment=True, download_name=f"evidence-{evidence_id}.zip", etag=False
-    )
+    response = send_file(out, mimetype=ZIP_MEDIA_TYPE, as_attachment=True, download_name=download_name, etag=False)
     response.headers["Cache-Control"] = "private, no-store"
     return response
 

@@ -26,7 +26,7 @@ from service.core.formats import utc_now
 from service.core.hashing import sha256_file
 from service.core.receipt import load_json
 from service.core.verify import verify_receipt
-from service.court.bundle import Deposit, write_bundle
+from service.court.bundle import CaseDescription, Deposit, write_bundle
 
 PUBLIC_URL_ENV = "EVIDENCE_PUBLIC_URL"
 
@@ -143,7 +143,8 @@ def bundle(
     """Write the evidence bundle (证据包) of the receipts and files ITEMS (any order, several deposits) to one zip.
 
     ITEMS are receipts (.receipt.json or certificate PDFs) and original files; each file is matched to its receipt
-    by SHA-256. The zip holds the receipts, certificates, files, the one-file verify page, the keys, the verifier
+    by SHA-256. When the receipts are phases of one case, bundle.json describes the case (phases in order).
+    The zip holds the receipts, certificates, files, the one-file verify page, the keys, the verifier
     wheels, MANIFEST-SHA256.txt and a bilingual README. Check it with: evidence verify case.zip --key VKEY
     """
     receipts: dict[str, _Receipt] = {}
@@ -218,6 +219,7 @@ def bundle(
                 wheels=wheels,
                 public_url=public,
                 created=utc_now(),
+                case=CaseDescription.from_receipts([r.document for r in receipts.values()]),
             )
         os.replace(tmp.name, output)
     except OSError as exc:

@@ -179,6 +179,7 @@ def verify_bundle(path: Path, keys: tuple[str, ...], as_json: bool) -> None:
             "valid": checked.valid,
             "integrity_problems": checked.problems,
             "deposits": [o.to_json() for o in checked.outcomes],
+            "cases": [c.to_json() for c in checked.cases],
         }
         click.echo(json.dumps(document, indent=2, ensure_ascii=False))
     else:
@@ -197,9 +198,20 @@ def verify_bundle(path: Path, keys: tuple[str, ...], as_json: bool) -> None:
             else:
                 title = STEP_TITLES.get(o.step or 0, "")
                 click.echo(f"  [INVALID] {o.receipt} {against}: step {o.step} ({title}): {o.reason}")
+        for c in checked.cases:  # SPEC §6.2
+            if c.valid:
+                click.echo(
+                    f"  [VALID]   case {c.case_id}: phases 1..{c.phases}, each once, in strictly increasing received "
+                    "time (SPEC §6.2)"
+                )
+            else:
+                click.echo(f"  [INVALID] case {c.case_id} (SPEC §6.2): {c.reason}")
         click.echo("")
         click.echo(
-            "VALID: the bundle is intact and every receipt verifies." if checked.valid else "INVALID: see above."
+            "VALID: the bundle is intact and every receipt verifies"
+            + (" and every case is complete and in order." if checked.cases else ".")
+            if checked.valid
+            else "INVALID: see above."
         )
         click.echo("Trusted keys: " + ", ".join(f"{k.name} (fingerprint {k.fingerprint})" for k in trusted))
     if not checked.valid:

@@ -683,3 +683,63 @@ def _statement(result: VerificationResult, *, file_checked: bool) -> str:
 
 def step_title(step: int) -> str:
     return STEP_TITLES.get(step, f"step {step}")
+
+
+# --- SPEC §6.2: the case rule over a set of verified receipts ------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CaseCheck:
+    """``check_case``'s answer for one case: valid, or the first reason it is not (SPEC §6.2)."""
+
+    case_id: str
+    valid: bool
+    reason: str | None
+    phases: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"case": self.case_id, "valid": self.valid, "reason": self.reason, "phases": self.phases}
+
+
+def check_case(case_id: str, results: Sequence[VerificationResult], *, expected_phases: int | None = None) -> CaseCheck:
+    """SPEC §6.2 case rule: the receipts (each verified alone first, ``results``) whose leaves name ``case_id``
+    and countersign nothing have phases exactly 1..N, each once, with strictly increasing ``received`` times.
+    Receipts of other cases are ignored. ``expected_phases``: N when a description of the case says how many phases
+    it has (so a missing last phase is found too)."""
+    own = [r for r in results if r.case_id == case_id and r.cosigns is None]
+    if not own:
+        return CaseCheck(case_id, False, f"no receipt names case {case_id!r}", 0)
+    invalid = [r.evidence_id or "?" for r in own if not r.valid]
+    if invalid:
+        return CaseCheck(case_id, False, "a receipt of the case does not verify: " + ", ".join(invalid), len(own))
+    by_phase: dict[int, list[VerificationResult]] = {}
+    for r in own:
+        by_phase.setdefault(r.phase or 0, []).append(r)
+    for phase, items in sorted(by_phase.items()):
+        if len(items) > 1:
+            ids = ", ".join(r.evidence_id or "?" for r in items)
+            return CaseCheck(case_id, False, f"phase {phase} appears {len(items)} times ({ids})", len(own))
+    n = max(len(by_phase), max(by_phase), expected_phases or 0)
+    missing = [p for p in range(1, n + 1) if p not in by_phase]
+    if missing:
+        return CaseCheck(
+            case_id,
+            False,
+            f"phase {', '.join(map(str, missing))} of 1..{n} is missing: the case is incomplete",
+            len(own),
+        )
+    extra = sorted(p for p in by_phase if p < 1 or p > n)
+    if extra:
+        return CaseCheck(case_id, False, f"phase {extra[0]} is outside 1..{n}", len(own))
+    ordered = [by_phase[p][0] for p in range(1, n + 1)]
+    for a, b in zip(ordered, ordered[1:], strict=False):
+        if a.received is None or b.received is None or a.received >= b.received:
+            return CaseCheck(
+                case_id,
+                False,
+                f"phase {b.phase} was received at {format_time(b.received) if b.received else '?'}, not after "
+                f"phase {a.phase} ({format_time(a.received) if a.received else '?'}): the phases are not in "
+                "strictly increasing received time",
+                n,
+            )
+    return CaseCheck(case_id, True, None, n)

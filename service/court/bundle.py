@@ -4,7 +4,9 @@ Owns: the bundle's layout and its two halves: ``write_bundle`` (used by ``GET /v
 ``evidence bundle``) and ``read_bundle`` (used by ``evidence verify case.zip``). Layout:
 
     README.txt                    bilingual: what is inside and how to verify it with each tool, offline
-    bundle.json                   index: evidence-bundle/v1, one entry per deposit (receipt, certificate, file)
+    bundle.json                   index: evidence-bundle/v1, one entry per deposit (receipt, certificate, file),
+                                  and "case" (id, title, reference, phases in order) when the deposits are a case
+    case/<id>.certificate.pdf     the case certificate, in a bundle of a case made by the server
     receipts/<id>.receipt.json    each receipt, byte for byte as issued
     certificates/<id>.certificate.pdf   each certificate of deposit (the receipt is attached inside it too)
     files/<name>                  the original files, when given
@@ -29,18 +31,22 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path, PurePosixPath
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from service.core.distribution import PACKAGE, VERIFY_PAGE_FILE
 from service.core.errors import FormatError
 from service.core.formats import format_time
 from service.core.note import Verifier, parse_vkeys
 
+if TYPE_CHECKING:
+    from service.core.verify import CaseCheck
+
 __all__ = [
     "BUNDLE_FORMAT",
     "Bundle",
     "BundleCheck",
     "BundleDeposit",
+    "CaseDescription",
     "Deposit",
     "DepositOutcome",
     "check_bundle",
@@ -72,6 +78,47 @@ class Deposit:
     receipt: bytes
     certificate: bytes | None = None
     file: Path | None = None
+
+
+@dataclass(frozen=True)
+class CaseDescription:
+    """The case a bundle's deposits belong to (SPEC §2.3, §6.2): ``phases`` in order, each a dict with ``phase``,
+    ``phase_name``, ``evidence`` (the id of its deposit), ``received_at`` and ``countersignatures`` (ids).
+    ``title``, ``reference`` and ``created`` are None when only the receipts are known (they do not carry them)."""
+
+    case_id: str
+    title: str | None
+    reference: str | None
+    created: str | None
+    phases: list[dict[str, Any]]
+    certificate: bytes | None = None
+    omitted_certificates: dict[str, str] = field(default_factory=dict)  # evidence id -> why it has no certificate
+
+    @classmethod
+    def from_receipts(cls, documents: Sequence[dict[str, Any]]) -> CaseDescription | None:
+        """The case the receipts name, when they all name the same one; None otherwise."""
+        cases = {str(d.get("evidence", {}).get("case", {}).get("id")) for d in documents}
+        if len(cases) != 1 or not all(isinstance(d.get("evidence", {}).get("case"), dict) for d in documents):
+            return None
+        phases: dict[int, dict[str, Any]] = {}
+        cosigners: dict[str, list[str]] = {}
+        for d in documents:
+            evidence = d["evidence"]
+            if evidence.get("cosigns") is not None:
+                cosigners.setdefault(str(evidence["cosigns"]), []).append(str(evidence.get("id")))
+                continue
+            case = evidence["case"]
+            if not isinstance(case.get("phase"), int) or case["phase"] in phases:
+                return None  # not a case to describe; verify reports the rule it breaks
+            phases[case["phase"]] = {
+                "phase": case["phase"],
+                "phase_name": case.get("phase_name"),
+                "evidence": str(evidence.get("id")),
+                "received_at": evidence.get("received_at"),
+            }
+        for entry in phases.values():
+            entry["countersignatures"] = cosigners.get(entry["evidence"], [])
+        return cls(cases.pop(), None, None, None, [phases[p] for p in sorted(phases)])
 
 
 def looks_like_zip(head: bytes) -> bool:
@@ -208,6 +255,47 @@ publishes through another channel.
 """
 
 
+def _case_readme(case: dict[str, Any], index: list[dict[str, Any]], omitted: dict[str, str]) -> str:
+    receipts = {d["id"]: d["receipt"] for d in index}
+    rows = []
+    for p in case["phases"]:
+        rows.append(
+            f"  第 {p['phase']} 阶段 · phase {p['phase']}  {p.get('phase_name') or ''}  received {p['received_at']}"
+        )
+        rows.append(f"    {receipts.get(p['evidence'], p['evidence'])}")
+        for c in p.get("countersignatures", []):
+            rows.append(f"    副署 · countersignature {receipts.get(c, c)}")
+    certificate = (
+        f"  案件证书 · case certificate: {case['certificate']}（每项回执均附于其中 · every receipt attached）\n"
+        if case.get("certificate")
+        else ""
+    )
+    certificates = (
+        "".join(
+            f"  {d['id']}: 未附存证证书（无法生成）· no certificate of deposit in this bundle: "
+            f"{omitted.get(d['id'], 'none given')}; its receipt is complete and verifies without it\n"
+            for d in index
+            if not d.get("certificate")
+        )
+        or "  每个阶段的存证证书见 certificates/ · each phase's certificate of deposit is in certificates/\n"
+    )
+    return f"""
+案件 · Case (SPEC §2.3, §6.2)
+==========================================================
+  {case["id"]}  {case.get("title") or ""}{("  " + case["reference"]) if case.get("reference") else ""}
+{certificate}{certificates}{chr(10).join(rows)}
+
+案件顺序与完整性 · Order and completeness of the case
+  每个阶段的叶子都写明案件编号与阶段序号，受运营方签名覆盖。验证方法：先逐一验证每份回执（见上文），
+  再核对：不含副署（cosigns）的回执的阶段序号恰为 1..N 且各出现一次，接收时间（received_at）严格递增。
+  Each phase's leaf names the case and its phase number, covered by the operator's signature. Verify each
+  receipt alone (above), then check that the receipts naming this case without a "cosigns" field have phases
+  exactly 1..N, each once, with strictly increasing received times (SPEC §6.2).
+  evidence verify case.zip 会自动完成以上两步 · does both and reports the case rule:
+  evidence verify case.zip --key keys/operator-keys.txt
+"""
+
+
 def write_bundle(
     out: IO[bytes],
     deposits: Sequence[Deposit],
@@ -219,6 +307,7 @@ def write_bundle(
     public_url: str | None = None,
     created: datetime,
     witness_policy: str | None = None,
+    case: CaseDescription | None = None,
 ) -> list[str]:
     """Write the bundle of ``deposits`` to ``out`` (a writable binary file, seekable or not); return its members.
 
@@ -253,9 +342,24 @@ def write_bundle(
     for wheel in sorted(wheels, key=lambda p: p.name):
         wheel_names.append(f"{WHEELS_DIR}/{wheel.name}")
         w.add(wheel_names[-1], wheel.read_bytes(), compress=False)
-    document = {"format": BUNDLE_FORMAT, "created": format_time(created), "deposits": index}
+    document: dict[str, Any] = {"format": BUNDLE_FORMAT, "created": format_time(created), "deposits": index}
+    if case is not None:
+        described: dict[str, Any] = {
+            "id": case.case_id,
+            "title": case.title,
+            "reference": case.reference,
+            "created_at": case.created,
+            "phases": case.phases,
+        }
+        if case.certificate is not None:
+            described["certificate"] = f"case/{_safe_name(case.case_id)}.certificate.pdf"
+            w.add(described["certificate"], case.certificate, compress=False)
+        document["case"] = described
     w.add(INDEX_NAME, (json.dumps(document, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
-    w.add(README_NAME, _readme(index, wheel_names, public_url, bool(keys), witness_policy is not None).encode("utf-8"))
+    readme = _readme(index, wheel_names, public_url, bool(keys), witness_policy is not None)
+    if case is not None:
+        readme += _case_readme(document["case"], index, case.omitted_certificates)
+    w.add(README_NAME, readme.encode("utf-8"))
     return w.close()
 
 
@@ -279,6 +383,7 @@ class Bundle:
     members: dict[str, str]
     problems: list[str] = field(default_factory=list)
     keys_text: str | None = None
+    case: dict[str, Any] | None = None
 
 
 def read_bundle(path: Path) -> Bundle:
@@ -359,7 +464,11 @@ def read_bundle(path: Path) -> Bundle:
                 )
             )
         text = archive.read(KEYS_TEXT).decode("utf-8", "replace") if KEYS_TEXT in members else None
-    return Bundle(deposits, members, problems, text)
+        case = index.get("case")
+        if case is not None and not (isinstance(case, dict) and isinstance(case.get("id"), str)):
+            problems.append(f"the 'case' of {INDEX_NAME} is not an object with a string 'id'")
+            case = None
+    return Bundle(deposits, members, problems, text, case)
 
 
 @dataclass(frozen=True)
@@ -391,10 +500,16 @@ class BundleCheck:
     members: int
     problems: list[str]
     outcomes: list[DepositOutcome]
+    cases: list[CaseCheck] = field(default_factory=list)
 
     @property
     def valid(self) -> bool:
-        return not self.problems and bool(self.outcomes) and all(o.valid for o in self.outcomes)
+        return (
+            not self.problems
+            and bool(self.outcomes)
+            and all(o.valid for o in self.outcomes)
+            and all(c.valid for c in self.cases)
+        )
 
 
 def check_bundle(path: Path, trusted_keys: Sequence[Verifier]) -> BundleCheck:
@@ -404,10 +519,11 @@ def check_bundle(path: Path, trusted_keys: Sequence[Verifier]) -> BundleCheck:
     """
     from service.core.errors import UnreadableReceipt
     from service.core.receipt import load_json
-    from service.core.verify import verify_receipt
+    from service.core.verify import VerificationResult, check_case, verify_receipt
 
     bundle = read_bundle(path)
     outcomes = []
+    results: list[VerificationResult] = []
     for d in bundle.deposits:
         try:
             document = load_json(d.receipt)
@@ -415,9 +531,15 @@ def check_bundle(path: Path, trusted_keys: Sequence[Verifier]) -> BundleCheck:
             outcomes.append(DepositOutcome(d.evidence_id, d.receipt_name, d.file_name, False, 0, exc.reason, None))
             continue
         result = verify_receipt(document, sha256=d.file_sha256, trusted_keys=list(trusted_keys))
+        results.append(result)
         outcomes.append(
             DepositOutcome(
                 d.evidence_id, d.receipt_name, d.file_name, result.valid, result.step, result.reason, result.statement
             )
         )
-    return BundleCheck(len(bundle.members), bundle.problems, outcomes)
+    # SPEC §6.2: every case the receipts (or bundle.json) name, with the phase count bundle.json describes
+    described = bundle.case or {}
+    expected = len(described["phases"]) if isinstance(described.get("phases"), list) else None
+    names = sorted({r.case_id for r in results if r.case_id is not None} | ({described["id"]} if described else set()))
+    cases = [check_case(c, results, expected_phases=expected if c == described.get("id") else None) for c in names]
+    return BundleCheck(len(bundle.members), bundle.problems, outcomes, cases)

@@ -384,3 +384,104 @@ def test_case_certificate_lists_every_phase_and_attaches_every_receipt(
         assert verify_receipt(doc, trusted_keys=[runtime.signer.verifier]).valid, name
     other = new_key(runtime, "other")
     assert client.get(f"/v1/cases/{case}/certificate.pdf", headers=auth(other)).status_code == 404
+
+
+def _rezip(source: Path, target: Path, drop: set[str], index: dict[str, Any]) -> None:
+    """``source`` without the members ``drop``, with ``index`` as bundle.json and a manifest that fits again."""
+    import zipfile
+
+    with zipfile.ZipFile(source) as src, zipfile.ZipFile(target, "w") as dst:
+        members = {
+            n: src.read(n) for n in src.namelist() if n not in drop and n not in ("MANIFEST-SHA256.txt", "bundle.json")
+        }
+        members["bundle.json"] = json.dumps(index, ensure_ascii=False).encode()
+        for name, data in members.items():
+            dst.writestr(name, data)
+        manifest = "".join(f"{hashlib.sha256(d).hexdigest()}  {n}\n" for n, d in sorted(members.items()))
+        dst.writestr("MANIFEST-SHA256.txt", manifest)
+
+
+def test_case_bundle_holds_the_case_and_verify_checks_every_receipt_and_the_case_order(
+    runtime: Runtime, client: FlaskClient, tmp_path: Path
+) -> None:
+    import zipfile
+
+    from tests.integration.test_bundle import sha256sum_check
+
+    key = new_key(runtime)
+    signer = Ed25519PrivateKey.generate()
+    register(runtime, tmp_path, signer)
+    case = new_case(client, key)
+    ids = []
+    for phase, name in enumerate(["签约", "付款", "交付"], start=1):
+        att = ed25519_attestation(signer, claims(label=f"p{phase}.pdf", case=case, phase=phase, name=name))
+        r = deposit(client, key, label=f"p{phase}.pdf", case=case, phase=phase, phase_name=name, attestation=att)
+        assert r.status_code == 202, r.get_data(as_text=True)
+        ids.append(r.get_json()["id"])
+    pending = client.get(f"/v1/cases/{case}/bundle.zip", headers=auth(key))
+    assert pending.status_code == 202 and pending.headers["Retry-After"]
+    seal(runtime)
+    archive = tmp_path / "case.zip"
+    with client.get(f"/v1/cases/{case}/bundle.zip", headers=auth(key)) as r:  # closes the spooled zip
+        assert r.status_code == 200 and r.mimetype == "application/zip", r.get_data(as_text=True)
+        assert f"case-{case}.zip" in r.headers["Content-Disposition"]
+        archive.write_bytes(r.data)
+    check = sha256sum_check(archive, tmp_path)
+    assert check.returncode == 0, check.stdout + check.stderr
+    with zipfile.ZipFile(archive) as z:
+        names = set(z.namelist())
+        index = json.loads(z.read("bundle.json"))
+        readme = z.read("README.txt").decode()
+    described = index["case"]
+    assert described["id"] == case and described["title"] == "买卖合同纠纷 2026-001"
+    assert described["reference"] == "(2026)浙0192民初1号"
+    assert [(p["phase"], p["phase_name"], p["evidence"]) for p in described["phases"]] == list(
+        zip([1, 2, 3], ["签约", "付款", "交付"], ids, strict=True)
+    )
+    assert described["certificate"] in names
+    for evidence_id in ids:
+        assert f"receipts/{evidence_id}.receipt.json" in names
+        # each phase's certificate, or the README says why it could not be drawn (the receipt suffices)
+        assert f"certificates/{evidence_id}.certificate.pdf" in names or (
+            f"{evidence_id}: 未附存证证书" in readme and "no certificate of deposit in this bundle:" in readme
+        ), readme
+    assert {"evidence-ledger-verify.html", "keys/operator-keys.txt", "keys/keys.json"} <= names
+    assert "SPEC §6.2" in readme and "第 3 阶段" in readme
+
+    vkey = runtime.signer.verifier.vkey
+    ok = CliRunner().invoke(cli, ["verify", str(archive), "--key", vkey])
+    assert ok.exit_code == 0, ok.output
+    assert f"[VALID]   case {case}: phases 1..3" in ok.output
+
+    # the CLI builder describes the case from the receipts alone
+    paths = []
+    for evidence_id in ids:
+        path = tmp_path / f"{evidence_id}.receipt.json"
+        path.write_bytes(client.get(f"/v1/evidence/{evidence_id}/receipt", headers=auth(key)).get_data())
+        paths.append(str(path))
+    local = tmp_path / "local.zip"
+    made = CliRunner().invoke(cli, ["bundle", *paths, "-o", str(local), "--key", vkey])
+    assert made.exit_code == 0, made.output
+    with zipfile.ZipFile(local) as z:
+        assert [p["evidence"] for p in json.loads(z.read("bundle.json"))["case"]["phases"]] == ids
+    ok = CliRunner().invoke(cli, ["verify", str(local), "--key", vkey])
+    assert ok.exit_code == 0 and f"case {case}: phases 1..3" in ok.output, ok.output
+
+    # phase 2 removed, bundle.json and the manifest made to fit: the bundle is intact, the case is not
+    index["deposits"] = [d for d in index["deposits"] if d["id"] != ids[1]]
+    index["case"]["phases"] = [p for p in index["case"]["phases"] if p["phase"] != 2]
+    gap = tmp_path / "gap.zip"
+    _rezip(archive, gap, {f"receipts/{ids[1]}.receipt.json", f"certificates/{ids[1]}.certificate.pdf"}, index)
+    assert sha256sum_check(gap, tmp_path / "gap").returncode == 0
+    bad = CliRunner().invoke(cli, ["verify", str(gap), "--key", vkey])
+    assert bad.exit_code == 1, bad.output
+    assert "[PASS] integrity" in bad.output
+    assert f"[INVALID] case {case} (SPEC §6.2): phase 2 of 1..3 is missing" in bad.output
+    as_json = CliRunner().invoke(cli, ["verify", str(gap), "--key", vkey, "--json"])
+    assert json.loads(as_json.output)["cases"] == [
+        {"case": case, "valid": False, "reason": "phase 2 of 1..3 is missing: the case is incomplete", "phases": 2}
+    ]
+
+    other = new_key(runtime, "other")
+    assert client.get(f"/v1/cases/{case}/bundle.zip", headers=auth(other)).status_code == 404
+    assert client.get("/v1/cases/nosuchcase/bundle.zip", headers=auth(key)).status_code == 404
