@@ -415,7 +415,8 @@ def test_case_bundle_holds_the_case_and_verify_checks_every_receipt_and_the_case
     ids = []
     for phase, name in enumerate(["签约", "付款", "交付"], start=1):
         att = ed25519_attestation(signer, claims(label=f"p{phase}.pdf", case=case, phase=phase, name=name))
-        r = deposit(client, key, label=f"p{phase}.pdf", case=case, phase=phase, phase_name=name, attestation=att)
+        extra = {"attestation": att} if phase < 3 else {}  # phase 3 unattested
+        r = deposit(client, key, label=f"p{phase}.pdf", case=case, phase=phase, phase_name=name, **extra)
         assert r.status_code == 202, r.get_data(as_text=True)
         ids.append(r.get_json()["id"])
     pending = client.get(f"/v1/cases/{case}/bundle.zip", headers=auth(key))
@@ -445,6 +446,7 @@ def test_case_bundle_holds_the_case_and_verify_checks_every_receipt_and_the_case
         assert f"certificates/{evidence_id}.certificate.pdf" in names or (
             f"{evidence_id}: 未附存证证书" in readme and "no certificate of deposit in this bundle:" in readme
         ), readme
+    assert f"certificates/{ids[2]}.certificate.pdf" in names  # an unattested phase's certificate is always drawn
     assert {"evidence-ledger-verify.html", "keys/operator-keys.txt", "keys/keys.json"} <= names
     assert "SPEC §6.2" in readme and "第 3 阶段" in readme
 
