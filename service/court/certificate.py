@@ -219,11 +219,13 @@ def render_certificate(
     trusted = format_fingerprint(trusted_fingerprint) if trusted_fingerprint is not None else None
     view = read_receipt(receipt)
 
-    def draw_showing(shown: int) -> Callable[[FontSet], FPDF]:
+    def draw_showing(shown: int, tight: bool) -> Callable[[FontSet], FPDF]:
         def draw(fonts: FontSet) -> FPDF:
             w = _start_page(view, fonts)
             if label or view.format == "evidence-receipt/v2":
                 w.row_pad = 1.0  # room for the rows a label (and its v1 warning), a case and the parties add
+            if tight:  # a crowded page (label, case, parties, witnesses, tokens): rows and sections closer
+                w.row_pad, w.section_gap = 0.2, 0.6
             c = _Certificate(w, view, zone, verify_url, label, timestamps, trusted, public_url, parties, witnesses)
             c.witnesses_shown = shown
             _preamble(c)
@@ -241,17 +243,19 @@ def render_certificate(
 
         return draw
 
-    # Witnesses take two lines each: print as many (at most three) as the one page holds, the rest by count; on a
-    # page too crowded even for the count, the row is left out (the cosignatures stay in receipt.json).
-    for shown in range(min(3, len(witnesses or ())), -1, -1):
+    # Witnesses take two lines each: print as many (at most three) as the one page holds, the rest by count, the
+    # rows drawn closer before one is dropped; on a page too crowded even for the count, the row is left out (the
+    # cosignatures stay in receipt.json).
+    layouts = [(shown, tight) for shown in range(min(3, len(witnesses or ())), -1, -1) for tight in (False, True)]
+    for shown, tight in layouts:
         try:
-            pdf = draw_with_fonts(draw_showing(shown), fonts)
+            pdf = draw_with_fonts(draw_showing(shown, tight), fonts)
             break
         except _Overflow:
             continue
     else:
         witnesses = None
-        pdf = draw_with_fonts(draw_showing(0), fonts)
+        pdf = draw_with_fonts(draw_showing(0, True), fonts)
     embed_json(pdf, ATTACHMENT_NAME, attached, f"Evidence receipt ({view.format or 'evidence-receipt'}, SPEC §6)")
     return output(pdf)
 

@@ -27,6 +27,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from service.core.errors import FontMissing, FormatError, NotACertificate
 from service.core.verify import Check, VerificationResult
 from service.court.certificate import (
+    PartyDisplay,
     TimestampDisplay,
     extract_receipt,
     format_fingerprint,
@@ -728,3 +729,23 @@ def test_certificate_prints_each_witness_name_fingerprint_and_time(receipt: dict
         receipt, verify_url=VERIFY_URL, label="非常长的文件名" * 40, timestamps=TSA * 3, witnesses=witnesses
     )
     assert len(pypdf.PdfReader(io.BytesIO(crowded)).pages) == 1
+
+
+def test_attested_case_deposit_with_a_label_fits_one_page() -> None:
+    """A v2 deposit with a label, a case phase and an X.509 depositor (the crowded page a case bundle needs) is drawn
+    on one page: the rows are set closer instead of the certificate being refused as overflowing."""
+    _require_fonts()
+    vector = Path(__file__).parents[1] / "vectors" / "receipts-v2" / "v2-ed25519-case.json"
+    doc = json.loads(vector.read_text())
+    party = PartyDisplay("CN=张三,O=某某律师事务所有限公司,L=Hangzhou,ST=Zhejiang,C=CN", "ca")
+    cosigner = PartyDisplay("Ed25519 key 1a2b 3c4d 5e6f 7a8b 9c0d 1e2f 3a4b 5c6d", "key", "2026-11-28T16:14:00.000000Z")
+    pdf = render_certificate(
+        doc,
+        verify_url="https://ledger.example.org/check?id=x",
+        label=doc["evidence"]["label"],
+        public_url="https://ledger.example.org",
+        parties=[party, cosigner],
+    )
+    text = _pdftotext(pdf)
+    assert "张三" in text and "goldenCASE" in text
+    assert json.loads(extract_receipt(pdf)) == doc
