@@ -18,6 +18,7 @@ from service import deposits, sealing, witnessing
 from service.api.auth import require_tenant
 from service.api.download import list_wheels, verify_page_html
 from service.api.pages import certificate_pdf
+from service.api.responses import evidence_file_responses
 from service.api.state import runtime_state
 from service.config import Settings
 from service.core.errors import FormatError, InvalidInput
@@ -100,7 +101,6 @@ def send_bundle(
 
 
 def openapi_paths() -> dict[str, Any]:
-    problem = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
     return {
         "/v1/evidence/{id}/bundle.zip": {
             "get": {
@@ -117,33 +117,7 @@ def openapi_paths() -> dict[str, Any]:
                         "schema": {"$ref": "#/components/schemas/EvidenceId"},
                     }
                 ],
-                "responses": {
-                    "200": {
-                        "description": "The bundle.",
-                        "headers": {
-                            "Content-Disposition": {
-                                "required": True,
-                                "schema": {"type": "string"},
-                                "description": "attachment; filename=...",
-                            }
-                        },
-                        "content": {ZIP_MEDIA_TYPE: {"schema": {"type": "string", "format": "binary"}}},
-                    },
-                    "202": {
-                        "description": "Still pending; retry later.",
-                        "headers": {
-                            "Retry-After": {
-                                "description": "Seconds to wait before retrying.",
-                                "schema": {"type": "string"},
-                            }
-                        },
-                        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/EvidenceStatus"}}},
-                    },
-                    "400": {"description": "Malformed id.", "content": problem},
-                    "401": {"$ref": "#/components/responses/Unauthorized"},
-                    "404": {"$ref": "#/components/responses/NotFound"},
-                    "503": {"$ref": "#/components/responses/Unavailable"},
-                },
+                "responses": evidence_file_responses("The bundle.", ZIP_MEDIA_TYPE),
             }
         }
     }

@@ -17,7 +17,7 @@ from service.api.bundles import send_bundle
 from service.api.evidence import depositor_cas
 from service.api.pages import certificate_pdf
 from service.api.parsing import read_json_object
-from service.api.responses import TENANT_RESPONSES, json_content, ref
+from service.api.responses import TENANT_RESPONSES, attachment, json_content, ref
 from service.api.state import runtime_state
 from service.core.bodies import reject_unknown_fields
 from service.core.errors import FormatError, InvalidInput
@@ -313,17 +313,7 @@ def openapi_paths() -> dict[str, dict[str, Any]]:
                 "security": [{"bearerAuth": []}],
                 "parameters": [{"name": "case_id", "in": "path", "required": True, "schema": {"type": "string"}}],
                 "responses": {
-                    "200": {
-                        "description": "The bundle.",
-                        "headers": {
-                            "Content-Disposition": {
-                                "required": True,
-                                "schema": {"type": "string"},
-                                "description": "attachment; filename=case-<id>.zip",
-                            }
-                        },
-                        "content": {"application/zip": {"schema": {"type": "string", "format": "binary"}}},
-                    },
+                    "200": attachment("The bundle.", "application/zip", "case-<id>.zip"),
                     "202": json_content(
                         {"type": "object"}, "A phase is not sealed yet or awaits its witnesses; retry later."
                     ),

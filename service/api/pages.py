@@ -26,6 +26,7 @@ from flask import Blueprint, Response, jsonify
 from service import deposits, sealing, witnessing
 from service.api.auth import require_tenant
 from service.api.evidence import depositor_cas
+from service.api.responses import evidence_file_responses
 from service.api.state import runtime_state
 from service.config import Settings
 from service.core.distribution import check_url
@@ -335,7 +336,6 @@ def timestamp_displays(document: dict[str, Any], tsa_roots: list[Any]) -> list[T
 def openapi_paths() -> dict[str, Any]:
     """The OpenAPI 3.1 path items of this blueprint (merged into ``/openapi.json`` by ``service.api.openapi``)."""
     html = {"text/html": {"schema": {"type": "string"}}}
-    problem = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
     return {
         "/verify": {
             "get": {
@@ -371,33 +371,7 @@ def openapi_paths() -> dict[str, Any]:
                         "schema": {"$ref": "#/components/schemas/EvidenceId"},
                     }
                 ],
-                "responses": {
-                    "200": {
-                        "description": "The certificate.",
-                        "headers": {
-                            "Content-Disposition": {
-                                "required": True,
-                                "schema": {"type": "string"},
-                                "description": "attachment; filename=...",
-                            }
-                        },
-                        "content": {PDF_MEDIA_TYPE: {"schema": {"type": "string", "format": "binary"}}},
-                    },
-                    "202": {
-                        "description": "Still pending; retry later.",
-                        "headers": {
-                            "Retry-After": {
-                                "description": "Seconds to wait before retrying.",
-                                "schema": {"type": "string"},
-                            }
-                        },
-                        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/EvidenceStatus"}}},
-                    },
-                    "400": {"description": "Malformed id.", "content": problem},
-                    "401": {"$ref": "#/components/responses/Unauthorized"},
-                    "404": {"$ref": "#/components/responses/NotFound"},
-                    "503": {"$ref": "#/components/responses/Unavailable"},
-                },
+                "responses": evidence_file_responses("The certificate.", PDF_MEDIA_TYPE),
             }
         },
     }

@@ -42,6 +42,41 @@ def json_content(schema: dict[str, Any], description: str, headers: dict[str, An
     return out
 
 
+def attachment(description: str, media_type: str, filename: str = "...") -> dict[str, Any]:
+    """A ``200`` that sends a file as an attachment (``Content-Disposition: attachment; filename=...``)."""
+    return {
+        "description": description,
+        "headers": {
+            "Content-Disposition": {
+                "required": True,
+                "schema": {"type": "string"},
+                "description": f"attachment; filename={filename}",
+            }
+        },
+        "content": {media_type: {"schema": {"type": "string", "format": "binary"}}},
+    }
+
+
+def evidence_file_responses(description: str, media_type: str) -> dict[str, Any]:
+    """The answers of a file made from a tenant's sealed evidence (certificate, bundle): the file, 202 while it is
+    pending, or a problem."""
+    problem = {"application/problem+json": {"schema": ref("schemas", "Problem")}}
+    return {
+        "200": attachment(description, media_type),
+        "202": {
+            "description": "Still pending; retry later.",
+            "headers": {
+                "Retry-After": {"description": "Seconds to wait before retrying.", "schema": {"type": "string"}}
+            },
+            "content": {"application/json": {"schema": ref("schemas", "EvidenceStatus")}},
+        },
+        "400": {"description": "Malformed id.", "content": problem},
+        "401": ref("responses", "Unauthorized"),
+        "404": ref("responses", "NotFound"),
+        "503": ref("responses", "Unavailable"),
+    }
+
+
 PROBLEM_CONTENT = {"application/problem+json": {"schema": ref("schemas", "Problem")}}
 TENANT_RESPONSES = {
     "401": ref("responses", "Unauthorized"),
