@@ -14,16 +14,15 @@ import base64
 import binascii
 import functools
 import hashlib
-import os
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from service.core.errors import MalformedKey, MalformedNote
-from service.core.note import MAX_SIGNATURES, fingerprint, name_problem, note_text_and_lines
+from service.core.note import MAX_SIGNATURES, SeedKey, fingerprint, name_problem, note_text_and_lines
 
 __all__ = [
     "ALG_COSIGNATURE_V1",
@@ -42,7 +41,6 @@ ALG_COSIGNATURE_V1 = 0x04
 MAX_TIMESTAMP = 2**63 - 1  # C2SP: the timestamp MUST be at most 2^63 - 1
 _SIG_PREFIX = "\u2014 "
 _PUBLIC_KEY_SIZE = 32
-_SEED_SIZE = 32
 _SIGNATURE_SIZE = 64
 _COSIGNATURE_SIZE = 4 + 8 + _SIGNATURE_SIZE  # key ID, timestamp, Ed25519 signature
 _HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
@@ -156,57 +154,21 @@ class WitnessKey:
         return True
 
 
-class WitnessSigner:
-    """A witness's Ed25519 cosigning key (type 0x04). The seed never appears in ``repr``."""
+class WitnessSigner(SeedKey["WitnessKey"]):
+    """A witness's Ed25519 cosigning key (type 0x04), written like a note signer's key with type byte 0x04."""
 
-    __slots__ = ("_private", "_seed", "key_hash", "name", "verifier")
+    __slots__ = ()
+    ALG = ALG_COSIGNATURE_V1
+    _WHAT = "witness skey"
+    _HASH_WORD = "key ID"
 
-    def __init__(self, name: str, seed: bytes) -> None:
-        problem = name_problem(name)
-        if problem is not None:
-            raise MalformedKey(problem)
-        if len(seed) != _SEED_SIZE:
-            raise MalformedKey(f"Ed25519 seed must be {_SEED_SIZE} bytes, got {len(seed)}")
-        self._seed = bytes(seed)
-        self._private = Ed25519PrivateKey.from_private_bytes(self._seed)
-        public = self._private.public_key().public_bytes_raw()
-        self.name = name
-        self.key_hash = cosignature_key_hash(name, public)
-        self.verifier = WitnessKey(name, self.key_hash, public)
+    @staticmethod
+    def _key_hash(name: str, public_key: bytes) -> int:
+        return cosignature_key_hash(name, public_key)
 
-    @classmethod
-    def generate(cls, name: str) -> WitnessSigner:
-        return cls(name, os.urandom(_SEED_SIZE))
-
-    @classmethod
-    def from_skey(cls, s: str) -> WitnessSigner:
-        """Parse ``PRIVATE+KEY+<name>+<8 hex>+<base64(0x04 || 32-byte seed)>``.
-
-        :raise MalformedKey: wrong shape, type not 0x04, seed not 32 bytes, or a key ID that does not match.
-        """
-        parts = s.strip().split("+", 4)
-        if len(parts) != 5 or parts[0] != "PRIVATE" or parts[1] != "KEY":
-            raise MalformedKey("malformed witness skey: expected PRIVATE+KEY+<name>+<8 hex>+<base64 seed>")
-        _, _, name, hash16, key64 = parts
-        if len(hash16) != 8 or not all(c in _HEX_DIGITS for c in hash16):
-            raise MalformedKey(f"malformed witness skey: key ID {hash16!r} is not 8 hex digits")
-        try:
-            material = _b64decode(key64)
-        except (binascii.Error, ValueError):
-            raise MalformedKey("malformed witness skey: key is not standard padded base64") from None
-        if len(material) != 1 + _SEED_SIZE or material[0] != ALG_COSIGNATURE_V1:
-            raise MalformedKey("malformed witness skey: expected 0x04 followed by a 32-byte Ed25519 seed")
-        signer = cls(name, material[1:])
-        if int(hash16, 16) != signer.key_hash:
-            raise MalformedKey(
-                f"witness skey key ID mismatch for {name}: given {hash16}, computed {signer.key_hash:08x}"
-            )
-        return signer
-
-    @property
-    def skey(self) -> str:
-        """The secret key string: ``PRIVATE+KEY+<name>+<8 hex>+<base64(0x04 || seed)>``."""
-        return f"PRIVATE+KEY+{self.name}+{self.key_hash:08x}+{_b64encode(bytes([ALG_COSIGNATURE_V1]) + self._seed)}"
+    @staticmethod
+    def _verifier(name: str, key_hash: int, public_key: bytes) -> WitnessKey:
+        return WitnessKey(name, key_hash, public_key)
 
     def cosign(self, checkpoint_text: bytes, timestamp: int) -> bytes:
         """The cosignature line ``— <name> base64(key ID || u64 timestamp || signature)\\n`` for the text.
@@ -218,10 +180,6 @@ class WitnessSigner:
         signature = self._private.sign(cosigned_message(checkpoint_text, timestamp))
         raw = struct.pack(">IQ", self.key_hash, timestamp) + signature
         return f"{_SIG_PREFIX}{self.name} {_b64encode(raw)}\n".encode()
-
-    def __repr__(self) -> str:
-        fp = self.verifier.fingerprint
-        return f"WitnessSigner(name={self.name!r}, key_hash={self.key_hash:08x}, fingerprint={fp!r})"
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ import struct
 import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import ClassVar, Generic, Self, TypeVar
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -56,6 +57,7 @@ MAX_SIGNATURES = 100
 _SIG_PREFIX = "\u2014 "  # U+2014 EM DASH, U+0020 SPACE: bytes e2 80 94 20
 _PUBLIC_KEY_SIZE = 32
 _SEED_SIZE = 32
+V = TypeVar("V")
 _SIGNATURE_SIZE = 64
 _HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
 
@@ -245,10 +247,17 @@ class Sm2Verifier(Verifier):
         return sm2.verify(self.public_key, self.distid, text, signature)
 
 
-class Signer:
-    """An Ed25519 note signing key. The seed never appears in ``repr``; ``skey`` exposes it on purpose."""
+class SeedKey(Generic[V]):
+    """An Ed25519 secret key under a key name: note signers (type 0x01) and witness cosigners (type 0x04) share it.
+
+    Written as ``PRIVATE+KEY+<name>+<8 hex key hash>+<base64(type || 32-byte seed)>`` (golang.org/x/mod format).
+    Subclasses say the type byte (``ALG``), how the key hash is derived and which verifier the public key makes.
+    The seed never appears in ``repr``; ``skey`` exposes it on purpose."""
 
     __slots__ = ("_private", "_seed", "key_hash", "name", "verifier")
+    ALG: ClassVar[int]
+    _WHAT: ClassVar[str]  # how messages name the key string ("skey", "witness skey")
+    _HASH_WORD: ClassVar[str]  # how messages name the key hash ("key hash", "key ID")
 
     def __init__(self, name: str, seed: bytes) -> None:
         problem = _name_problem(name)
@@ -260,45 +269,77 @@ class Signer:
         self._private = Ed25519PrivateKey.from_private_bytes(self._seed)
         public = self._private.public_key().public_bytes_raw()
         self.name = name
-        self.key_hash = key_hash(name, public)
-        self.verifier = Verifier(name, self.key_hash, public)
+        self.key_hash = self._key_hash(name, public)
+        self.verifier: V = self._verifier(name, self.key_hash, public)
+
+    @staticmethod
+    def _key_hash(name: str, public_key: bytes) -> int:
+        raise NotImplementedError
+
+    @staticmethod
+    def _verifier(name: str, key_hash: int, public_key: bytes) -> V:
+        raise NotImplementedError
 
     @classmethod
-    def generate(cls, name: str) -> Signer:
-        """Return a new signer with a random seed from ``os.urandom``."""
+    def generate(cls, name: str) -> Self:
+        """Return a new key with a random seed from ``os.urandom``."""
         return cls(name, os.urandom(_SEED_SIZE))
 
     @classmethod
-    def from_skey(cls, s: str) -> Signer:
-        """Parse ``PRIVATE+KEY+<name>+<8 hex>+<base64(0x01 || 32-byte seed)>`` (golang.org/x/mod format).
+    def from_skey(cls, s: str) -> Self:
+        """Parse ``PRIVATE+KEY+<name>+<8 hex>+<base64(ALG || 32-byte seed)>``.
 
-        :raise MalformedKey: wrong shape, bad name or base64, type not 0x01, seed not 32 bytes, or a key
+        :raise MalformedKey: wrong shape, bad name or base64, another type byte, seed not 32 bytes, or a key
             hash that does not match the public key derived from the seed.
         """
+        what = cls._WHAT
         parts = s.strip().split("+", 4)
         if len(parts) != 5 or parts[0] != "PRIVATE" or parts[1] != "KEY":
-            raise MalformedKey("malformed skey: expected PRIVATE+KEY+<name>+<8 hex>+<base64 seed>")
+            raise MalformedKey(f"malformed {what}: expected PRIVATE+KEY+<name>+<8 hex>+<base64 seed>")
         _, _, name, hash16, key64 = parts
         problem = _name_problem(name)
         if problem is not None:
-            raise MalformedKey(f"malformed skey: {problem}")
+            raise MalformedKey(f"malformed {what}: {problem}")
         if len(hash16) != 8 or not all(c in _HEX_DIGITS for c in hash16):
-            raise MalformedKey(f"malformed skey: key hash {hash16!r} is not 8 hex digits")
+            raise MalformedKey(f"malformed {what}: {cls._HASH_WORD} {hash16!r} is not 8 hex digits")
         try:
             material = _b64decode(key64)
         except (binascii.Error, ValueError):
-            raise MalformedKey("malformed skey: key is not standard padded base64") from None
-        if len(material) != 1 + _SEED_SIZE or material[0] != ALG_ED25519:
-            raise MalformedKey("malformed skey: expected 0x01 followed by a 32-byte Ed25519 seed")
-        signer = cls(name, material[1:])
-        if int(hash16, 16) != signer.key_hash:
-            raise MalformedKey(f"skey key hash mismatch for {name}: given {hash16}, computed {signer.key_hash:08x}")
-        return signer
+            raise MalformedKey(f"malformed {what}: key is not standard padded base64") from None
+        if len(material) != 1 + _SEED_SIZE or material[0] != cls.ALG:
+            raise MalformedKey(f"malformed {what}: expected 0x{cls.ALG:02x} followed by a 32-byte Ed25519 seed")
+        key = cls(name, material[1:])
+        if int(hash16, 16) != key.key_hash:
+            raise MalformedKey(
+                f"{what} {cls._HASH_WORD} mismatch for {name}: given {hash16}, computed {key.key_hash:08x}"
+            )
+        return key
 
     @property
     def skey(self) -> str:
-        """The signer key string (secret!): ``PRIVATE+KEY+<name>+<8 hex>+<base64(0x01 || seed)>``."""
-        return f"PRIVATE+KEY+{self.name}+{self.key_hash:08x}+{_b64encode(bytes([ALG_ED25519]) + self._seed)}"
+        """The secret key string: ``PRIVATE+KEY+<name>+<8 hex>+<base64(ALG || seed)>``."""
+        return f"PRIVATE+KEY+{self.name}+{self.key_hash:08x}+{_b64encode(bytes([self.ALG]) + self._seed)}"
+
+    def __repr__(self) -> str:
+        fp = self.verifier.fingerprint  # type: ignore[attr-defined]
+        return f"{type(self).__name__}(name={self.name!r}, key_hash={self.key_hash:08x}, fingerprint={fp!r})"
+
+
+class Signer(SeedKey["Verifier"]):
+    """An Ed25519 note signing key (SPEC §4, type 0x01)."""
+
+    __slots__ = ()
+    ALG = ALG_ED25519
+    _WHAT = "skey"
+    _HASH_WORD = "key hash"
+
+    @staticmethod
+    def _key_hash(name: str, public_key: bytes) -> int:
+        return key_hash(name, public_key)
+
+    @staticmethod
+    def _verifier(name: str, key_hash: int, public_key: bytes) -> Verifier:
+        return Verifier(name, key_hash, public_key)
 
     def sign(self, text: bytes) -> bytes:
         """Return the 64-byte Ed25519 signature of ``text``."""
@@ -308,10 +349,6 @@ class Signer:
         """Return ``— <name> <base64(key hash || signature)>\\n`` for ``text``."""
         raw = struct.pack(">I", self.key_hash) + self.sign(text)
         return f"{_SIG_PREFIX}{self.name} {_b64encode(raw)}\n".encode()
-
-    def __repr__(self) -> str:
-        fp = self.verifier.fingerprint
-        return f"Signer(name={self.name!r}, key_hash={self.key_hash:08x}, fingerprint={fp!r})"
 
 
 class Sm2Signer:
