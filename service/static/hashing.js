@@ -3,13 +3,16 @@
 // page's own <script> (so the served page, and a copy saved from it, stays one self-contained file that works from
 // file:// with no network, and its Content-Security-Policy hash covers the inlined code).
 // WebCrypto has no incremental SHA-256, so files too big to hold in memory are hashed with this one, in slices.
-class Sha256Stream {
-  constructor() {
-    this.h = Uint32Array.from([0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19]);
+// What SHA-256 and SM3 share: 64-byte blocks, the same Merkle-Damgard padding (0x80, zeros, the bit length as a
+// 64-bit big-endian number) and a state of eight 32-bit words written out big-endian. A subclass gives the initial
+// state (this.h) and compress(data, offset).
+class BlockHash {
+  constructor(initial, scheduleWords) {
+    this.h = Uint32Array.from(initial);
     this.block = new Uint8Array(64);
     this.fill = 0;
     this.length = 0;
-    this.w = new Uint32Array(64);
+    this.w = new Uint32Array(scheduleWords);
   }
   update(data) {
     let i = 0;
@@ -40,6 +43,12 @@ class Sha256Stream {
     const ov = new DataView(out.buffer);
     this.h.forEach((v, k) => ov.setUint32(4 * k, v));
     return out;
+  }
+}
+
+class Sha256Stream extends BlockHash {
+  constructor() {
+    super([0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19], 64);
   }
   compress(data, off) {
     const K = Sha256Stream.K, w = this.w, h = this.h;
@@ -97,46 +106,12 @@ async function hashFile(file, onProgress, wholeLimit = WHOLE_FILE_LIMIT) {
 // vendored: no audited JavaScript SM3 is published, and a hash has no secret to leak, so what matters is that
 // it is right. tests/browser check it against OpenSSL's SM3 (hashlib) on the standard's examples and on random
 // inputs of every length around the block and padding boundaries, and on multi-slice files.
-class Sm3Stream {
+class Sm3Stream extends BlockHash {
   constructor() {
-    this.v = Uint32Array.from([0x7380166f, 0x4914b2b9, 0x172442d7, 0xda8a0600, 0xa96f30bc, 0x163138aa, 0xe38dee4d, 0xb0fb0e4e]);
-    this.block = new Uint8Array(64);
-    this.fill = 0;
-    this.length = 0;
-    this.w = new Uint32Array(68);
-  }
-  update(data) {
-    let i = 0;
-    this.length += data.length;
-    if (this.fill) {
-      const take = Math.min(64 - this.fill, data.length);
-      this.block.set(data.subarray(0, take), this.fill);
-      this.fill += take;
-      i = take;
-      if (this.fill < 64) return this;
-      this.compress(this.block, 0);
-      this.fill = 0;
-    }
-    for (; i + 64 <= data.length; i += 64) this.compress(data, i);
-    if (i < data.length) { this.block.set(data.subarray(i)); this.fill = data.length - i; }
-    return this;
-  }
-  digest() {
-    const bits = this.length * 8;
-    const pad = new Uint8Array(((this.fill < 56 ? 56 : 120) - this.fill) + 8);
-    pad[0] = 0x80;
-    const dv = new DataView(pad.buffer);
-    dv.setUint32(pad.length - 8, Math.floor(bits / 0x100000000));
-    dv.setUint32(pad.length - 4, bits >>> 0);
-    this.length -= pad.length;
-    this.update(pad);
-    const out = new Uint8Array(32);
-    const ov = new DataView(out.buffer);
-    for (let k = 0; k < 8; k++) ov.setUint32(k * 4, this.v[k]);
-    return out;
+    super([0x7380166f, 0x4914b2b9, 0x172442d7, 0xda8a0600, 0xa96f30bc, 0x163138aa, 0xe38dee4d, 0xb0fb0e4e], 68);
   }
   compress(data, at) {
-    const w = this.w, v = this.v, rotl = sm3Rotl;
+    const w = this.w, v = this.h, rotl = sm3Rotl;
     for (let j = 0; j < 16; j++) {
       const o = at + 4 * j;
       w[j] = (data[o] << 24) | (data[o + 1] << 16) | (data[o + 2] << 8) | data[o + 3];
