@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 import time
 from pathlib import Path
 from typing import IO
 
 from service import metrics
+from service.background import Loop
 from service.core.formats import utc_now
 from service.maintenance import MAINTENANCE_INTERVAL, run_maintenance
 from service.runtime import Runtime
@@ -36,22 +36,23 @@ def poll_interval(batch_max_age: float) -> float:
     return min(batch_max_age / 4, MAX_INTERVAL)
 
 
-class Sealer(threading.Thread):
+class Sealer(Loop):
     """Seals due batches until ``stop()``; never dies of an error in one round.
 
     ``lock_path``: when given, seal only while holding an exclusive lock on that file (one sealer among the
     processes sharing it).
     """
 
+    what = "sealing"
+
     def __init__(self, runtime: Runtime, *, lock_path: Path | None = None, interval: float | None = None) -> None:
-        super().__init__(name="evidence-sealer", daemon=True)
+        super().__init__(
+            "evidence-sealer", interval if interval is not None else poll_interval(runtime.settings.batch_max_age)
+        )
         self.runtime = runtime
         self.lock_path = lock_path
-        self.interval = interval if interval is not None else poll_interval(runtime.settings.batch_max_age)
-        self.rounds = 0  # completed rounds, for tests and diagnostics
-        self.errors = 0
-        self._stop_event = threading.Event()
         self._lock_file: IO[bytes] | None = None
+        self._next_maintenance = 0.0
         # RFC 3161 tokens are fetched after sealing, outside the sealing transaction, by the sealing process only.
         self.timestamper = TimestampThread(runtime.engine, runtime.settings) if runtime.settings.tsa else None
         # Webhook deliveries (with retries persisted in the delivery log), also by the sealing process only.
@@ -69,37 +70,34 @@ class Sealer(threading.Thread):
             else None
         )
 
-    def stop(self, timeout: float = 10.0) -> None:
-        """Ask the thread to finish its round and wait for it (at most ``timeout`` seconds)."""
-        self._stop_event.set()
-        if self.is_alive():
-            self.join(timeout)
-        if self.timestamper is not None:
-            self.timestamper.stop()
-        if self.witnesses is not None:
-            self.witnesses.stop()
-        self.dispatcher.stop()
+    def _helpers(self) -> list[Loop]:
+        return [t for t in (self.timestamper, self.witnesses, self.dispatcher) if t is not None]
+
+    def start_loop(self) -> bool:
+        if self.lock_path is not None and not self._acquire_lock():
+            return False
+        log.info("sealer started (every %.3f s)", self.interval)
+        for helper in self._helpers():
+            helper.start()
+        self._next_maintenance = time.monotonic() + MAINTENANCE_INTERVAL
+        return True
 
     def run(self) -> None:
         try:
-            if self.lock_path is not None and not self._acquire_lock():
-                return
-            log.info("sealer started (every %.3f s)", self.interval)
-            if self.timestamper is not None:
-                self.timestamper.start()
-            if self.witnesses is not None:
-                self.witnesses.start()
-            self.dispatcher.start()
-            next_maintenance = time.monotonic() + MAINTENANCE_INTERVAL
-            while not self._stop_event.is_set():
-                self.seal_once()
-                if time.monotonic() >= next_maintenance:
-                    self.maintain_once()
-                    next_maintenance = time.monotonic() + MAINTENANCE_INTERVAL
-                self._stop_event.wait(self.interval)
+            super().run()
         finally:
             if self._lock_file is not None:
                 self._lock_file.close()  # releases the flock
+
+    def after_stop(self) -> None:
+        for helper in self._helpers():
+            helper.stop()
+
+    def step(self) -> None:
+        self.seal_once()
+        if time.monotonic() >= self._next_maintenance:
+            self.maintain_once()
+            self._next_maintenance = time.monotonic() + MAINTENANCE_INTERVAL
 
     def seal_once(self) -> None:
         """One round: seal every batch that is due; log errors instead of raising."""
@@ -112,18 +110,17 @@ class Sealer(threading.Thread):
                 max_age=settings.batch_max_age,
                 cosigners=self.runtime.cosigners,
             )
-            metrics.observe_batches(results)
-            if results and self.timestamper is not None:
-                self.timestamper.poke()
-            if results and self.witnesses is not None:
-                self.witnesses.poke()
-            for r in results:
-                log.info("sealed batch %d: %d leaves, ledger size %d", r.seq, r.size, r.ledger_size)
         except Exception:
             self.errors += 1
             log.exception("sealing failed; retrying in %.3f s", self.interval)
-        finally:
-            self.rounds += 1
+            return
+        metrics.observe_batches(results)
+        if results:
+            for helper in (self.timestamper, self.witnesses):
+                if helper is not None:
+                    helper.poke()
+        for r in results:
+            log.info("sealed batch %d: %d leaves, ledger size %d", r.seq, r.size, r.ledger_size)
 
     def maintain_once(self) -> None:
         """One round of ``service.maintenance`` (expired idempotency answers, WAL truncation); errors are logged."""
@@ -141,11 +138,11 @@ class Sealer(threading.Thread):
         assert self.lock_path is not None
         self.lock_path.parent.mkdir(parents=True, exist_ok=True)
         f = open(self.lock_path, "ab")  # noqa: SIM115 - held open for the thread's life
-        while not self._stop_event.is_set():
+        while not self.stopping:
             try:
                 fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                self._stop_event.wait(LOCK_RETRY)
+                self.pause(LOCK_RETRY)
                 continue
             self._lock_file = f
             log.info("process %d is the sealer (lock %s)", os.getpid(), self.lock_path)

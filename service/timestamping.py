@@ -16,7 +16,6 @@ Must not import: Flask or Celery.
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -26,6 +25,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
 from service import tsa_client
+from service.background import Loop
 from service.config import Settings, TimestampAuthority
 from service.core.certs import load_certificate_files as load_tsa_roots
 from service.core.errors import ConfigError, TimestampError, TimestampInvalid
@@ -195,12 +195,14 @@ def timestamp_pending(
     return report
 
 
-class TimestampThread(threading.Thread):
-    """The embedded default's time-stamper: a daemon thread running ``timestamp_pending`` every ``interval``.
+class TimestampThread(Loop):
+    """The embedded default's time-stamper: runs ``timestamp_pending`` every ``interval`` seconds.
 
     Start it next to the in-process sealer; ``poke()`` after a seal makes it run at once instead of waiting.
     Errors never stop it (they are logged and counted): a TSA outage only delays tokens.
     """
+
+    what = "time-stamp sweep"
 
     def __init__(
         self,
@@ -210,46 +212,21 @@ class TimestampThread(threading.Thread):
         interval: float = 30.0,
         request: RequestToken = tsa_client.request_token,
     ) -> None:
-        super().__init__(name="evidence-timestamper", daemon=True)
+        super().__init__("evidence-timestamper", interval)
         self.engine = engine
         self.settings = settings
-        self.interval = interval
         self.request = request
-        self.rounds = 0
-        self.errors = 0
-        self._stop_event = threading.Event()
-        self._wake = threading.Event()
+        self._roots: Sequence[x509.Certificate] | None = None
 
-    def poke(self) -> None:
-        """Ask for a sweep now (call after sealing a batch)."""
-        self._wake.set()
-
-    def stop(self, timeout: float = 10.0) -> None:
-        self._stop_event.set()
-        self._wake.set()
-        if self.is_alive():
-            self.join(timeout)
-
-    def run(self) -> None:
+    def start_loop(self) -> bool:
         if not self.settings.tsa:
-            return
+            return False
         try:
-            roots = load_tsa_roots(self.settings.tsa_ca_files)
+            self._roots = load_tsa_roots(self.settings.tsa_ca_files)
         except ConfigError:
             log.exception("time-stamping is off: the TSA certificates cannot be loaded")
-            return
-        while not self._stop_event.is_set():
-            self.sweep_once(roots)
-            self._wake.wait(self.interval)
-            self._wake.clear()
+            return False
+        return True
 
-    def sweep_once(self, roots: Sequence[x509.Certificate] | None = None) -> PendingReport | None:
-        """One sweep; returns its report, or None if it failed as a whole (logged)."""
-        try:
-            return timestamp_pending(self.engine, self.settings, request=self.request, roots=roots)
-        except Exception:
-            self.errors += 1
-            log.exception("time-stamp sweep failed; retrying in %.1f s", self.interval)
-            return None
-        finally:
-            self.rounds += 1
+    def step(self) -> PendingReport:
+        return timestamp_pending(self.engine, self.settings, request=self.request, roots=self._roots)

@@ -48,6 +48,7 @@ from urllib.parse import urlsplit
 from sqlalchemy.engine import Connection, Engine
 
 from service import outbound
+from service.background import Loop
 from service.config import Settings
 from service.core.errors import InvalidInput, NotFound
 from service.core.formats import format_time, utc_now
@@ -434,9 +435,11 @@ def dispatch_due(
         pool.shutdown()
 
 
-class WebhookDispatcher(threading.Thread):
+class WebhookDispatcher(Loop):
     """The embedded default's delivery thread: every ``interval`` seconds, queues what is due into a
     ``DeliveryPool`` without waiting for earlier attempts (a slow endpoint delays only its own tenant)."""
+
+    what = "webhook sweep"
 
     def __init__(
         self,
@@ -447,27 +450,20 @@ class WebhookDispatcher(threading.Thread):
         delays: Sequence[float] = RETRY_DELAYS,
         transport: Transport | None = None,
     ) -> None:
-        super().__init__(name="evidence-webhooks", daemon=True)
+        super().__init__("evidence-webhooks", interval)
         self.engine = engine
         self.settings = settings
-        self.interval = interval
         self.delays = tuple(delays)
         self.pool = DeliveryPool(engine, settings, transport=transport)
-        self._stop_event = threading.Event()
 
     def stop(self, timeout: float = 15.0) -> None:
-        self._stop_event.set()
-        if self.is_alive():
-            self.join(timeout)
+        super().stop(timeout)
+
+    def after_stop(self) -> None:
         self.pool.shutdown(wait=True)  # running attempts end within their deadline
 
-    def run(self) -> None:
-        while not self._stop_event.is_set():
-            try:
-                with db.read_only(self.engine).connect() as conn:
-                    due = due_deliveries(conn, utc_now(), self.delays)
-                self.pool.submit(due)
-                self.pool.forget_results()
-            except Exception:
-                log.exception("webhook sweep failed; retrying in %.1f s", self.interval)
-            self._stop_event.wait(self.interval)
+    def step(self) -> None:
+        with db.read_only(self.engine).connect() as conn:
+            due = due_deliveries(conn, utc_now(), self.delays)
+        self.pool.submit(due)
+        self.pool.forget_results()

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -26,6 +25,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
 from service import metrics, witness_client
+from service.background import Loop
 from service.config import Settings
 from service.core import merkle
 from service.core.cosignature import check_cosignatures
@@ -405,9 +405,11 @@ def check_shortfall(engine: Engine, policy: Policy, size: int, *, wait: float) -
 # --- the embedded default's submitter ------------------------------------------------------------
 
 
-class WitnessThread(threading.Thread):
+class WitnessThread(Loop):
     """Asks the witnesses after every seal (``poke``) and every ``interval`` seconds (a witness that was down
     catches up); checks each new checkpoint for a shortfall once its wait ran out. Never dies of an error."""
+
+    what = "asking the witnesses"
 
     def __init__(
         self,
@@ -419,58 +421,37 @@ class WitnessThread(threading.Thread):
         interval: float = 5.0,
         post: Post = witness_client.post_add_checkpoint,
     ) -> None:
-        super().__init__(name="evidence-witnesses", daemon=True)
+        super().__init__("evidence-witnesses", interval)
         self.engine = engine
         self.policy = policy
         self.wait = wait
         self.timeout = timeout
-        self.interval = interval
         self.post = post
-        self.rounds = 0
-        self.errors = 0
         self._deadlines: dict[int, float] = {}
+        self._last_round = -MIN_ROUND_GAP
         self._pool = ThreadPoolExecutor(max_workers=max(1, len(policy.witnesses)), thread_name_prefix="witness")
-        self._stop_event = threading.Event()
-        self._wake = threading.Event()
 
-    def poke(self) -> None:
-        self._wake.set()
-
-    def stop(self, timeout: float = 10.0) -> None:
-        self._stop_event.set()
-        self._wake.set()
-        if self.is_alive():
-            self.join(timeout)
+    def after_stop(self) -> None:
         self._pool.shutdown(wait=False)
 
-    def run(self) -> None:
-        while not self._stop_event.is_set():
-            started = time.monotonic()
-            self.round()
-            next_deadline = min(self._deadlines.values(), default=time.monotonic() + self.interval)
-            self._wake.wait(max(0.0, min(self.interval, next_deadline - time.monotonic())))
-            self._wake.clear()
-            # Seals in quick succession are cosigned together: at most one round every MIN_ROUND_GAP seconds (the
-            # latest checkpoint covers the earlier ones), so witnesses never cost the sealer more than that.
-            self._stop_event.wait(max(0.0, MIN_ROUND_GAP - (time.monotonic() - started)))
+    def next_wait(self) -> float:
+        next_deadline = min(self._deadlines.values(), default=time.monotonic() + self.interval)
+        return min(self.interval, next_deadline - time.monotonic())
 
-    def round(self) -> Sequence[WitnessOutcome]:
+    def step(self) -> Sequence[WitnessOutcome]:
         """Submit the latest checkpoint; check the shortfall of those whose wait ran out."""
-        outcomes: Sequence[WitnessOutcome] = ()
-        try:
-            outcomes = cosign_checkpoint(
-                self.engine, self.policy, timeout=self.timeout, post=self.post, pool=self._pool
-            )
-            if outcomes and outcomes[0].size not in self._deadlines:
-                self._deadlines[outcomes[0].size] = time.monotonic() + self.wait
-            now = time.monotonic()
-            for size, deadline in sorted(self._deadlines.items()):
-                if deadline <= now:
-                    del self._deadlines[size]
-                    check_shortfall(self.engine, self.policy, size, wait=self.wait)
-        except Exception:
-            self.errors += 1
-            log.exception("asking the witnesses failed; retrying in %.1f s", self.interval)
-        finally:
-            self.rounds += 1
+        # Seals in quick succession are cosigned together: at most one round every MIN_ROUND_GAP seconds (the
+        # latest checkpoint covers the earlier ones), so witnesses never cost the sealer more than that.
+        self.pause(MIN_ROUND_GAP - (time.monotonic() - self._last_round))
+        if self.stopping:
+            return ()
+        self._last_round = time.monotonic()
+        outcomes = cosign_checkpoint(self.engine, self.policy, timeout=self.timeout, post=self.post, pool=self._pool)
+        if outcomes and outcomes[0].size not in self._deadlines:
+            self._deadlines[outcomes[0].size] = time.monotonic() + self.wait
+        now = time.monotonic()
+        for size, deadline in sorted(self._deadlines.items()):
+            if deadline <= now:
+                del self._deadlines[size]
+                check_shortfall(self.engine, self.policy, size, wait=self.wait)
         return outcomes
