@@ -4,12 +4,14 @@ Usage: python bench/bench_merkle.py [--sizes 10000,100000,1000000] [--quick] [--
 
 For each size n (leaves of 32 random bytes, so that every hash input is 33 or 65 bytes):
 - floor: 2n-1 bare ``hashlib.sha256(x).digest()`` calls (n on 33 bytes, n-1 on 65 bytes), timed in this run;
-- build: ``BatchTree.from_leaves`` (leaf hashes and all levels), ratio to the floor (target <= 1.3x at 10^6);
+- build: ``BatchTree.from_leaves`` (leaf hashes and all levels), ratio to the floor (issue 15 target <= 1.25x at 10^6);
 - proof: median time of one ``inclusion_proof`` over 1000 random indexes (target <= 20 us);
 - pymerkle: ``InmemoryTree.init_from_entries`` and ``prove_inclusion`` (targets: >= 10x build, >= 30x proof);
   skipped at 10^6 with --quick (it takes about half a minute there);
 - memory: bytes retained by our tree (tracemalloc) and the process's peak RSS.
-Floor and build are each the best of --repeat runs, interleaved, so that a busy machine hurts both alike.
+Floor and build are each the best of --repeat runs, interleaved, so that a busy machine hurts both alike, and
+timed in CPU seconds of this process (``time.process_time``: page faults included, time spent waiting for a
+core on a loaded machine excluded); the floor loop is timed the same way.
 Owns: nothing the service imports. Must not be imported by service code.
 """
 
@@ -36,19 +38,19 @@ from service.core.merkle import BatchTree  # noqa: E402
 def floor_time(n: int) -> float:
     sha256 = hashlib.sha256
     x33, x65 = b"\x00" * 33, b"\x01" * 65
-    t0 = time.perf_counter()
+    t0 = time.process_time()
     for _ in range(n):
         sha256(x33).digest()
     for _ in range(n - 1):
         sha256(x65).digest()
-    return time.perf_counter() - t0
+    return time.process_time() - t0
 
 
 def timed(fn: Callable[[], object]) -> tuple[float, object]:
     gc.collect()
-    t0 = time.perf_counter()
+    t0 = time.process_time()
     result = fn()
-    return time.perf_counter() - t0, result
+    return time.process_time() - t0, result
 
 
 def median_us(fn: Callable[[int], object], indexes: list[int]) -> float:
@@ -96,12 +98,12 @@ def run(n: int, quick: bool, repeat: int, proofs: int) -> None:
     mem = retained_bytes(leaves)
 
     print(f"\n== n = {n:,} leaves ==")
-    print(f"floor (2n-1 bare sha256)   {floor:9.3f} s")
+    print(f"floor (2n-1 bare sha256)   {floor:9.3f} s CPU")
     ratio = build / floor
-    target = "target <= 1.3x at 10^6" if n >= 1_000_000 else "(target applies at 10^6)"
+    target = "target <= 1.25x at 10^6" if n >= 1_000_000 else "(target applies at 10^6)"
     print(
-        f"BatchTree build            {build:9.3f} s   {ratio:5.2f}x floor   {target}"
-        + (f"  {verdict(ratio <= 1.3)}" if n >= 1_000_000 else "")
+        f"BatchTree build            {build:9.3f} s CPU   {ratio:5.2f}x floor   {target}"
+        + (f"  {verdict(ratio <= 1.25)}" if n >= 1_000_000 else "")
     )
     print(
         f"one inclusion proof        {proof_us:9.2f} us median of {proofs}   target <= 20 us  {verdict(proof_us <= 20)}"

@@ -105,7 +105,9 @@ def root_from_leaf_hashes(hashes: Sequence[bytes]) -> bytes:
 
 # Trees are built in aligned blocks of 2**_BLOCK_LEVELS leaves, every level of a block while its hashes are still
 # in the CPU cache, then the block roots upward. Aligned blocks pair nodes exactly as a whole-level pass would.
-_BLOCK_LEVELS = 8
+# 4096 leaves (about 300 KB of digest objects per level) measured best of 2**6..2**20 on a 1 MiB-L2 core
+# (bench/bench_merkle.py, CPU time: 2**8 1.41-1.44x the floor, 2**12 1.26-1.33x, 2**16 1.52x, no blocks 1.66x).
+_BLOCK_LEVELS = 12
 
 
 def _build_levels(n: int, leaf_block: Callable[[int, int], list[bytes]]) -> list[bytes]:
@@ -157,12 +159,16 @@ class BatchTree:
 
     @classmethod
     def from_leaves(cls, leaves: Iterable[bytes]) -> BatchTree:
-        """Build the tree from leaf bytes (hashing each as ``SHA-256(0x00 || leaf)``) in one fast pass."""
+        """Build the tree from leaf bytes (hashing each as ``SHA-256(0x00 || leaf)``) in one fast pass.
+
+        The hash inputs are made by ``b"".join`` of a ``zip`` tuple (which ``zip`` reuses): cheaper than
+        ``prefix.__add__``, which takes a buffer of both operands, and than slicing one joined buffer."""
         items = leaves if isinstance(leaves, list) else list(leaves)
         tree = cls.__new__(cls)
         tree._size = len(items)
         tree._levels = _build_levels(
-            len(items), lambda start, end: list(map(_digest, map(sha256, map(_LEAF_PREFIX.__add__, items[start:end]))))
+            len(items),
+            lambda start, end: list(map(_digest, map(sha256, map(_join, zip(repeat(_LEAF_PREFIX), items[start:end]))))),
         )
         tree._below_root = tuple(tree._levels[:-1])
         return tree
@@ -234,7 +240,7 @@ class BatchTree:
 
 def leaf_hashes(leaves: Iterable[bytes]) -> list[bytes]:
     """``[leaf_hash(x) for x in leaves]`` as a chain of C-level maps (no Python bytecode per leaf)."""
-    return list(map(_digest, map(sha256, map(_LEAF_PREFIX.__add__, leaves))))
+    return list(map(_digest, map(sha256, map(_join, zip(repeat(_LEAF_PREFIX), leaves)))))
 
 
 def tree_levels(leaf_hashes: Sequence[bytes]) -> list[list[bytes]]:

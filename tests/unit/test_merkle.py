@@ -192,6 +192,21 @@ def test_from_leaves_equals_build_from_leaf_hashes() -> None:
         assert BatchTree.from_leaves(BIG_LEAVES[:n]).root == BIG_TREES[n].root
 
 
+@pytest.mark.parametrize("n", [4095, 4096, 4097, 2 * 4096 + 1, 3 * 4096 + 77])
+def test_from_leaves_across_build_blocks(n: int) -> None:
+    """Trees are built in aligned blocks of 4096 leaves: sizes around and across block ends give the RFC's
+    root, its audit paths, and every node of the whole-level construction."""
+    leaves = [i.to_bytes(4, "big") + b"block" for i in range(n)]
+    tree = BatchTree.from_leaves(leaves)
+    assert tree.root == REF.mth(leaves)
+    for index in sorted({0, 4094, min(4096, n - 1), n // 2, n - 2, n - 1}):
+        assert tree.inclusion_proof(index) == REF.path(index, leaves)
+    levels = tree_levels([leaf_hash(x) for x in leaves])
+    assert tree.depth == len(levels) - 1
+    for level, nodes in enumerate(levels):
+        assert [tree.node(level, j) for j in range(len(nodes))] == nodes
+
+
 # --- every single mutation fails ---------------------------------------------------------------
 
 
