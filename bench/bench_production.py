@@ -357,6 +357,11 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--bulk-rounds", type=int, default=10)
     parser.add_argument("--bulk-size", type=int, default=10_000)
+    parser.add_argument(
+        "--parts",
+        default="abc",
+        help="which parts to run (default abc): 'b' alone runs only the interleaved max-rate rounds of (a)/(b)",
+    )
     args = parser.parse_args()
     if args.quick:
         args.rate_seconds, args.rounds, args.seconds, args.bulk_rounds = 10.0, 2, 5.0, 3
@@ -479,9 +484,12 @@ def main() -> None:
             wait_drained(dsn, watcher)
 
             # (a) fixed rate
-            console.print(f"(a) {args.rate:g} submissions/s for {args.rate_seconds:g} s ...")
-            results, elapsed, fixed_errors = fixed_rate(port, api_key, args.rate, args.rate_seconds)
-            wait_drained(dsn, watcher)
+            results: list[tuple[str, float, float]] = []
+            elapsed, fixed_errors = 1.0, 0
+            if "a" in args.parts:
+                console.print(f"(a) {args.rate:g} submissions/s for {args.rate_seconds:g} s ...")
+                results, elapsed, fixed_errors = fixed_rate(port, api_key, args.rate, args.rate_seconds)
+                wait_drained(dsn, watcher)
             ids = [r[0] for r in results]
             rows = {r[0]: r for r in sealed_rows(dsn, "e.id = ANY(%s)", (ids,))}
             fixed_visible = [watcher.visible[rows[i][2]] - sched for i, sched, _ in results if i in rows]
@@ -510,9 +518,10 @@ def main() -> None:
                 max_batches += len({seq for _, _, seq, _ in round_rows})
 
             # (c) bulk vs COPY, interleaved
-            console.print(f"(c) {args.bulk_rounds} rounds of {args.bulk_size:,} digests ...")
+            if "c" in args.parts:
+                console.print(f"(c) {args.bulk_rounds} rounds of {args.bulk_size:,} digests ...")
             t_bulk = t_copy = 0.0
-            for _ in range(args.bulk_rounds):
+            for _ in range(args.bulk_rounds if "c" in args.parts else 0):
                 t_bulk += post_bulk(port, api_key, bulk_body(args.bulk_size))
                 t_copy += copy_rows(dsn, tenant_id, args.bulk_size)
             wait_drained(dsn, watcher)
@@ -541,15 +550,16 @@ def main() -> None:
             "batches",
         ):
             table.add_column(col, justify="right")
-        table.add_row(
-            f"{args.rate:g}/s for {args.rate_seconds:g} s",
-            f"{len(results) / elapsed:,.0f}",
-            str(fixed_errors),
-            ms_stats(fixed_response),
-            f"[bold]{ms_stats(fixed_visible)}[/bold]",
-            ms_stats(fixed_stored),
-            str(fixed_batches),
-        )
+        if "a" in args.parts:
+            table.add_row(
+                f"{args.rate:g}/s for {args.rate_seconds:g} s",
+                f"{len(results) / elapsed:,.0f}",
+                str(fixed_errors),
+                ms_stats(fixed_response),
+                f"[bold]{ms_stats(fixed_visible)}[/bold]",
+                ms_stats(fixed_stored),
+                str(fixed_batches),
+            )
         total_max = sum(r.requests for r in svc)
         table.add_row(
             f"max (wrk -c{args.connections}, {args.rounds} x {args.seconds:g} s)",
@@ -601,12 +611,13 @@ def main() -> None:
         )
         console.print(table)
 
-        n = args.bulk_rounds * args.bulk_size
-        table = Table(title=f"(c) bulk ingest, {args.bulk_rounds} x {args.bulk_size:,} digests, interleaved")
-        for col in ("POST /v1/evidence/batch digests/s", "COPY FROM STDIN digests/s", "ratio (target ≥ 0.3)"):
-            table.add_column(col, justify="right")
-        table.add_row(f"{n / t_bulk:,.0f}", f"{n / t_copy:,.0f}", f"[bold]{t_copy / t_bulk:.2f}[/bold]")
-        console.print(table)
+        if "c" in args.parts:
+            n = args.bulk_rounds * args.bulk_size
+            table = Table(title=f"(c) bulk ingest, {args.bulk_rounds} x {args.bulk_size:,} digests, interleaved")
+            for col in ("POST /v1/evidence/batch digests/s", "COPY FROM STDIN digests/s", "ratio (target ≥ 0.3)"):
+                table.add_column(col, justify="right")
+            table.add_row(f"{n / t_bulk:,.0f}", f"{n / t_copy:,.0f}", f"[bold]{t_copy / t_bulk:.2f}[/bold]")
+            console.print(table)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

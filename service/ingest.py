@@ -28,7 +28,7 @@ from sqlalchemy.engine import Engine
 
 from service.core.errors import Pushback
 from service.core.formats import utc_now
-from service.sealing import Deposit, record_deposits
+from service.sealing import Deposit, record_deposits_committed
 
 __all__ = ["GroupCommitter", "GroupStats"]
 
@@ -251,11 +251,10 @@ class GroupCommitter:
 
     def _commit(self, group: list[_Request]) -> None:
         try:
-            with self.engine.begin() as conn:
-                deposits = record_deposits(
-                    conn, [(r.tenant_id, r.sha256, r.label) for r in group], utc_now(), sm3=[r.sm3 for r in group]
-                )
-            # Leaving the block committed the transaction: only now is anything acknowledged.
+            deposits = record_deposits_committed(
+                self.engine, [(r.tenant_id, r.sha256, r.label) for r in group], utc_now(), sm3=[r.sm3 for r in group]
+            )
+            # It returned: the group's transaction committed. Only now is anything acknowledged.
         except BaseException as exc:  # noqa: BLE001 - every request of the group gets the error; the writer goes on
             log.warning("group commit of %d deposits failed: %s", len(group), exc.__class__.__name__, exc_info=exc)
             with self._lock:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
 
 from service.core import merkle
 from service.core.errors import InvalidInput, NotFound
@@ -95,24 +95,8 @@ def record_deposits(
     files' SM3 digests item by item (None where a deposit has none): a deposit with one gets a v2 leaf whose
     ``sm3`` digest line binds it (SPEC §2.1).
     """
-    received_us = to_us(now)
-    received = from_us(received_us)
-    sm3s = list(sm3) if sm3 is not None else [None] * len(items)
-    if len(sm3s) != len(items):
-        raise ValueError("record_deposits: one sm3 value (or None) per item")
-    if any(v is not None and len(v) != 32 for v in sm3s):
-        raise InvalidInput("an SM3 digest is 32 bytes (64 hex digits)")
-    deposits = [
-        Deposit(new_evidence_id(), digest, received, label, value)
-        for (_, digest, label), value in zip(items, sm3s, strict=True)
-    ]
-    pks = ledger.insert_evidence(
-        conn,
-        [
-            {"id": d.id, "tenant_id": tenant_id, "sha256": d.sha256, "label": d.label, "received_us": received_us}
-            for d, (tenant_id, _, _) in zip(deposits, items, strict=True)
-        ],
-    )
+    deposits, rows = _new_deposits(items, now, sm3)
+    pks = ledger.insert_evidence(conn, rows)
     # A labelled deposit, or one with an SM3 digest, has a v2 leaf, so that the ledger binds its label and SM3
     # (SPEC §2.1); others keep the v1 leaf.
     ledger.insert_evidence_v2(
@@ -132,6 +116,49 @@ def record_deposits(
         ],
     )
     return deposits
+
+
+def _new_deposits(
+    items: Sequence[tuple[int, bytes, str | None]], now: datetime, sm3: Sequence[bytes | None] | None
+) -> tuple[list[Deposit], list[ledger.EvidenceRow]]:
+    """The deposits of ``items`` (new random ids, one received time) and their evidence rows."""
+    received_us = to_us(now)
+    received = from_us(received_us)
+    sm3s = list(sm3) if sm3 is not None else [None] * len(items)
+    if len(sm3s) != len(items):
+        raise ValueError("record_deposits: one sm3 value (or None) per item")
+    if any(v is not None and len(v) != 32 for v in sm3s):
+        raise InvalidInput("an SM3 digest is 32 bytes (64 hex digits)")
+    deposits = [
+        Deposit(new_evidence_id(), digest, received, label, value)
+        for (_, digest, label), value in zip(items, sm3s, strict=True)
+    ]
+    rows: list[ledger.EvidenceRow] = [
+        {"id": d.id, "tenant_id": tenant_id, "sha256": d.sha256, "label": d.label, "received_us": received_us}
+        for d, (tenant_id, _, _) in zip(deposits, items, strict=True)
+    ]
+    return deposits, rows
+
+
+def record_deposits_committed(
+    engine: Engine,
+    items: Sequence[tuple[int, bytes, str | None]],
+    now: datetime,
+    *,
+    sm3: Sequence[bytes | None] | None = None,
+) -> list[Deposit]:
+    """``record_deposits`` in a transaction of its own, COMMITTED when this returns (the group committer's call).
+
+    PostgreSQL with psycopg2: one prepared statement in autocommit mode, one round trip for the whole group
+    (``ledger.insert_deposits_committed_pg``; BEGIN, INSERT, COMMIT were three). Elsewhere (SQLite):
+    ``record_deposits`` inside ``engine.begin()``. Either way a failure stores nothing of ``items``.
+    """
+    if engine.dialect.name == "postgresql" and engine.dialect.driver == "psycopg2":
+        deposits, rows = _new_deposits(items, now, sm3)
+        ledger.insert_deposits_committed_pg(engine, rows, [d.sm3 for d in deposits])
+        return deposits
+    with engine.begin() as conn:
+        return record_deposits(conn, items, now, sm3=sm3)
 
 
 def leaf_of_evidence(ev: Evidence) -> Leaf | LeafV2:

@@ -78,8 +78,10 @@ def init_rate_limit(app: Flask) -> None:
     Bearer key. ``create_app`` calls this after storing the ``ApiState``."""
     state = app.extensions[EXTENSION_KEY]
     assert isinstance(state, ApiState)
-    app.extensions[LIMITER_KEY] = make_limiter(state.runtime.settings, on_fail_open=record_ratelimit_fail_open)
-    app.before_request(_rate_limit)
+    limiter = make_limiter(state.runtime.settings, on_fail_open=record_ratelimit_fail_open)
+    app.extensions[LIMITER_KEY] = limiter
+    if limiter is not None:  # no limit (rate_limit 0): no hook, nothing to do per request
+        app.before_request(_rate_limit)
 
 
 def limiter_of(app: Flask) -> RateLimiter | None:

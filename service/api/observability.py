@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Any
 
 from flask import Flask, Response, g, request
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -18,6 +19,8 @@ from service.runtime import Runtime
 __all__ = ["init_access_log", "init_logging", "init_metrics"]
 
 access_log = logging.getLogger("evidence.access")
+# WSGI's name of the X-Request-ID header (read straight from the environ: no header-map lookup per request).
+_REQUEST_ID_ENVIRON = "HTTP_" + logs.REQUEST_ID_HEADER.upper().replace("-", "_")
 
 
 def init_logging(app: Flask) -> None:
@@ -25,7 +28,7 @@ def init_logging(app: Flask) -> None:
 
     @app.before_request
     def _set_request_id() -> None:
-        request_id = logs.sane_request_id(request.headers.get(logs.REQUEST_ID_HEADER, ""))
+        request_id = logs.sane_request_id(request.environ.get(_REQUEST_ID_ENVIRON, ""))
         g.request_id = request_id
         g.request_id_token = logs.bind_request_id(request_id)
 
@@ -70,15 +73,22 @@ def init_access_log(app: Flask) -> None:
 def init_metrics(app: Flask, runtime: Runtime) -> None:
     """Add ``GET /metrics`` (Prometheus text format) and per-request counters to ``app``."""
     engine = runtime.engine
+    # The counter of each (method, endpoint, status class) seen, resolved once: ``labels()`` validates and looks
+    # the label values up under a lock on every call. Bounded like the metric's own children (methods, endpoints).
+    counters: dict[tuple[str, str | None, int], Any] = {}
 
     @app.after_request
     def _count_request(response: Response) -> Response:
-        endpoint = request.endpoint or "unmatched"
-        metrics.HTTP_REQUESTS.labels(request.method, endpoint, f"{response.status_code // 100}xx").inc()
-        if response.status_code >= 500:
-            metrics.record_error("http_5xx")
-        elif response.status_code >= 400:
-            metrics.record_error("http_4xx")
+        status = response.status_code
+        key = (request.method, request.endpoint, status // 100)
+        counter = counters.get(key)
+        if counter is None:
+            counter = counters.setdefault(
+                key, metrics.HTTP_REQUESTS.labels(key[0], key[1] or "unmatched", f"{key[2]}xx")
+            )
+        counter.inc()
+        if status >= 400:
+            metrics.record_error("http_5xx" if status >= 500 else "http_4xx")
         return response
 
     def metrics_view() -> Response:

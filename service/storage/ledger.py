@@ -47,6 +47,7 @@ from sqlalchemy import (
     tuple_,
     update,
 )
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql import Select
 
 from service.core.errors import InvalidInput
@@ -525,6 +526,89 @@ def _insert_evidence_pg(conn: Connection, rows: Sequence[EvidenceRow]) -> list[i
     }
     # RETURNING order is not promised by PostgreSQL: map by the unique id instead.
     by_id = {str(i): int(pk) for i, pk in conn.execute(_INSERT_EVIDENCE_PG, params)}
+    return [by_id[r["id"]] for r in rows]
+
+
+# Single deposits on PostgreSQL (``insert_deposits_committed_pg``): the evidence, pending and (for a label or an
+# SM3 digest) evidence_v2 rows of a whole group in ONE statement, prepared once per connection and run in
+# autocommit mode. One statement is one transaction: when it returns, every row of it is committed (durable as
+# any COMMIT under the server's synchronous_commit), and a failure stores none of it. The v2 part repeats what
+# ``sealing.record_deposits`` inserts through ``insert_evidence_v2`` (only ``sm3`` set, the rest NULL).
+DEPOSIT_STATEMENT = "evidence_single_deposits"
+_PREPARE_DEPOSITS_PG = f"""
+PREPARE {DEPOSIT_STATEMENT} (text[], integer[], bytea[], text[], bigint[], bytea[]) AS
+WITH t AS (
+    SELECT * FROM unnest($1, $2, $3, $4, $5, $6) AS t(id, tenant_id, sha256, label, received_us, sm3)
+), new AS (
+    INSERT INTO evidence (id, tenant_id, sha256, label, received_us)
+    SELECT id, tenant_id, sha256, label, received_us FROM t
+    RETURNING pk, id, received_us
+), queued AS (
+    INSERT INTO pending (evidence_pk, received_us) SELECT pk, received_us FROM new
+), v2 AS (
+    INSERT INTO evidence_v2 (evidence_pk, sm3)
+    SELECT new.pk, t.sm3 FROM new JOIN t ON t.id = new.id
+    WHERE t.label IS NOT NULL OR t.sm3 IS NOT NULL
+)
+SELECT id, pk FROM new
+"""
+_EXECUTE_DEPOSITS_PG = (
+    f"EXECUTE {DEPOSIT_STATEMENT} (%s::text[], %s::integer[], %s::bytea[], %s::text[], %s::bigint[], %s::bytea[])"
+)
+_PREPARED_ON = "evidence_single_deposits_prepared_on"  # pool entry info: the DBAPI connection it was prepared on
+
+
+def insert_deposits_committed_pg(engine: Engine, rows: Sequence[EvidenceRow], sm3: Sequence[bytes | None]) -> list[int]:
+    """Insert and COMMIT single deposits on PostgreSQL (psycopg2) in one round trip; return their pks in order.
+
+    The statement is prepared the first time a pooled connection runs it (one more round trip, once). Errors are
+    raised as SQLAlchemy's ``DBAPIError`` subclasses (``OperationalError`` for a lost server or a lock timeout),
+    as a ``Connection.execute`` would raise them, and the connection is discarded from the pool.
+    """
+    if not rows:
+        return []
+    params = (
+        [r["id"] for r in rows],
+        [r["tenant_id"] for r in rows],
+        [r["sha256"] for r in rows],
+        [r["label"] for r in rows],
+        [r["received_us"] for r in rows],
+        list(sm3),
+    )
+    pooled = engine.raw_connection()
+    try:
+        dbapi: Any = pooled.driver_connection  # a psycopg2 connection
+        cursor = None
+        statement = _EXECUTE_DEPOSITS_PG
+        try:
+            dbapi.autocommit = True  # no BEGIN and no COMMIT round trip: the one statement commits itself
+            cursor = dbapi.cursor()
+            if pooled.info.get(_PREPARED_ON) is not dbapi:
+                statement = _PREPARE_DEPOSITS_PG
+                cursor.execute(statement)
+                pooled.info[_PREPARED_ON] = dbapi
+                statement = _EXECUTE_DEPOSITS_PG
+            cursor.execute(statement, params)
+            by_id = {str(i): int(pk) for i, pk in cursor.fetchall()}
+            cursor.close()
+            dbapi.autocommit = False  # back to the pool as SQLAlchemy expects it
+        except engine.dialect.loaded_dbapi.Error as exc:
+            invalidated = engine.dialect.is_disconnect(exc, dbapi, cursor)
+            pooled.invalidate(exc)  # never reuse it: its session state (autocommit, prepared) is unknown
+            raise DBAPIError.instance(
+                statement,
+                params,
+                exc,
+                engine.dialect.loaded_dbapi.Error,
+                hide_parameters=engine.hide_parameters,
+                connection_invalidated=invalidated,
+                dialect=engine.dialect,
+            ) from exc
+        except BaseException as exc:
+            pooled.invalidate(exc)
+            raise
+    finally:
+        pooled.close()
     return [by_id[r["id"]] for r in rows]
 
 

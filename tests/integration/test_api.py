@@ -730,3 +730,34 @@ def test_a_revoked_tenant_is_refused_once_the_accepted_key_cache_expires(
         assert ledger.revoke_tenant(conn, "acme", 0)
     time.sleep(0.4)
     assert_problem(client.post("/v1/evidence", json=body, headers=auth(key)), 401, "not valid")
+
+
+@pytest.mark.parametrize("script_root", ["", "/ledger"])
+def test_the_deposit_answer_is_what_jsonify_and_url_for_would_make(
+    runtime: Runtime, key: str, script_root: str
+) -> None:
+    """The deposit view builds its 202 without ``jsonify``/``url_for`` (the hot path): same bytes, same Location,
+    also when the app is mounted under a prefix (SCRIPT_NAME) and the label is not ASCII."""
+    from flask import jsonify, url_for
+
+    app, client = make_client(runtime)
+    try:
+        response = client.post(
+            "/v1/evidence",
+            json={"sha256": "ab" * 32, "label": "合同 v2.pdf"},
+            headers=auth(key),
+            environ_overrides={"SCRIPT_NAME": script_root},
+        )
+        assert response.status_code == 202, response.get_data(as_text=True)
+        body = response.get_json()
+        assert body["label"] == "合同 v2.pdf"
+        with app.test_request_context("/v1/evidence", environ_overrides={"SCRIPT_NAME": script_root}):
+            expected_location = url_for("evidence.status", evidence_id=body["id"])
+            expected_body = jsonify(body).get_data()
+        assert response.headers["Location"] == expected_location
+        assert expected_location.startswith(f"{script_root}/v1/evidence/")
+        assert response.get_data() == expected_body
+        assert response.mimetype == "application/json"
+        assert client.get(response.headers["Location"].removeprefix(script_root), headers=auth(key)).status_code == 200
+    finally:
+        stop_sealer(app)

@@ -16,7 +16,10 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
+import psycopg2
+import psycopg2.extensions
 import pytest
 from sqlalchemy import Engine, create_engine, func, select, text
 from sqlalchemy.exc import OperationalError
@@ -368,3 +371,91 @@ def test_the_deposit_view_commits_through_the_apps_committer(tmp_path: Path, mig
     finally:
         stop_sealer(app)
         runtime.engine.dispose()
+
+
+# --- PostgreSQL: one round trip per group ---------------------------------------------------------------------
+
+
+class _CountingConnection(psycopg2.extensions.connection):  # type: ignore[misc]
+    """psycopg2 connection that notes every statement sent (with whether it ran in autocommit) and every commit."""
+
+    log: list[tuple[str, bool]]
+
+    def cursor(self, *args: Any, **kwargs: Any) -> Any:
+        kwargs.setdefault("cursor_factory", _CountingCursor)
+        return super().cursor(*args, **kwargs)
+
+    def commit(self) -> None:
+        self.log.append(("COMMIT", self.autocommit))
+        super().commit()
+
+
+class _CountingCursor(psycopg2.extensions.cursor):  # type: ignore[misc]
+    def execute(self, query: Any, vars: Any = None) -> Any:  # noqa: A002 - psycopg2's own parameter name
+        self.connection.log.append((str(query).split()[0].upper(), self.connection.autocommit))
+        return super().execute(query, vars)
+
+
+@pytest.mark.postgres
+def test_a_group_on_postgres_is_one_autocommit_statement(pg_migrated_url: str) -> None:
+    """BEGIN, INSERT, COMMIT were three round trips per group (psycopg2 sends BEGIN before the first statement of
+    a transaction); one prepared statement in autocommit mode is one, and it commits the whole group."""
+    log: list[tuple[str, bool]] = []
+
+    def connect(*args: Any, **kwargs: Any) -> _CountingConnection:
+        conn = _CountingConnection(*args, **kwargs)
+        conn.log = log
+        return conn
+
+    counting = create_engine(pg_migrated_url, connect_args={"connection_factory": connect}, pool_size=1)
+    (tenant,) = make_tenants(counting, "acme")
+    committer = GroupCommitter(counting)
+    try:
+        log.clear()
+        first = committer.submit(tenant, digest("first"), None, timeout=30)
+        assert log == [("PREPARE", True), ("EXECUTE", True)]  # prepared once per connection
+        log.clear()
+        labelled = committer.submit(tenant, digest("second"), "a.pdf", timeout=30, sm3=b"\x07" * 32)
+        assert log == [("EXECUTE", True)]  # no BEGIN (autocommit), no COMMIT: one round trip
+        rows = stored(counting)
+        assert rows[first.id][1:3] == (digest("first"), None) and rows[first.id][4]
+        assert rows[labelled.id][1:3] == (digest("second"), "a.pdf") and rows[labelled.id][4]
+        # The pooled connection went back in transaction mode, as SQLAlchemy's other users expect it.
+        with counting.connect() as conn:
+            assert conn.connection.driver_connection.autocommit is False
+            # The v2 row that binds the label and the SM3 digest (SPEC §2.1), only where there is one.
+            v2 = dict(
+                conn.execute(
+                    select(ledger.evidence.c.id, ledger.evidence_v2.c.sm3).join(
+                        ledger.evidence_v2, ledger.evidence_v2.c.evidence_pk == ledger.evidence.c.pk
+                    )
+                ).all()
+            )
+        assert v2 == {labelled.id: b"\x07" * 32}
+    finally:
+        committer.stop()
+        counting.dispose()
+
+
+@pytest.mark.postgres
+def test_a_lost_postgres_connection_fails_its_group_as_a_database_error_and_is_replaced(pg_migrated_url: str) -> None:
+    engine = create_engine(pg_migrated_url, pool_size=1)
+    (tenant,) = make_tenants(engine, "acme")
+    committer = GroupCommitter(engine)
+    try:
+        committer.submit(tenant, digest("before"), None, timeout=30)
+        with engine.connect() as conn:  # the one pooled connection: the committer's
+            pid = conn.exec_driver_sql("SELECT pg_backend_pid()").scalar_one()
+        admin = create_engine(pg_migrated_url)
+        with admin.connect() as conn:
+            assert conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid}).scalar_one()
+        admin.dispose()
+        with pytest.raises(OperationalError) as failed:  # the API answers it 503 with Retry-After
+            committer.submit(tenant, digest("lost"), None, timeout=30)
+        assert failed.value.connection_invalidated
+        after = committer.submit(tenant, digest("after"), None, timeout=30)  # a new connection, prepared again
+        rows = stored(engine)
+        assert after.id in rows and digest("lost") not in {r[1] for r in rows.values()}
+    finally:
+        committer.stop()
+        engine.dispose()
