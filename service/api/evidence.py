@@ -51,7 +51,7 @@ def deposit() -> Response:
     """Hash the upload (or take the given digest) and record it as pending evidence: 202 with its id."""
     tenant_id = require_tenant()
     mimetype, options = parse_options_header(request.headers.get("Content-Type", ""))
-    label = query_label(request.args)
+    label = query_label(request.args) if request.environ.get("QUERY_STRING") else None  # no query: skip parsing
     sm3: bytes | None
     if mimetype == "multipart/form-data":
         digest, sm3, form_label = _hash_multipart(options.get("boundary"))

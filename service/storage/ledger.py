@@ -594,7 +594,10 @@ def insert_deposits_committed_pg(engine: Engine, rows: Sequence[EvidenceRow], sm
             dbapi.autocommit = False  # back to the pool as SQLAlchemy expects it
         except engine.dialect.loaded_dbapi.Error as exc:
             invalidated = engine.dialect.is_disconnect(exc, dbapi, cursor)
-            pooled.invalidate(exc)  # never reuse it: its session state (autocommit, prepared) is unknown
+            if invalidated:  # as Connection.execute does: every pooled connection older than this one goes too
+                engine.pool._invalidate(pooled, exc)
+            else:  # never reuse it: its session state (autocommit, prepared) is unknown
+                pooled.invalidate(exc)
             raise DBAPIError.instance(
                 statement,
                 params,
