@@ -4,9 +4,9 @@ Owns: ``GroupCommitter``. Each request thread ``submit``s one digest and blocks 
 its row has COMMITTED (it then gets its ``Deposit``) or has failed (it then gets the transaction's error):
 "acknowledged = committed" holds for every row. A per-process writer thread takes the first waiting request,
 drains whatever else is queued at that moment (no artificial wait) up to ``max_rows``, and inserts them all in
-ONE transaction (``ledger.insert_evidence`` takes rows of several tenants) with one received time, like
-``sealing.record_evidence``. A failed transaction fails every request of its group; nothing is retried and the
-writer goes on with the next group.
+ONE transaction (``sealing.record_deposits_committed``: rows of several tenants, one received time; on
+PostgreSQL one prepared statement in autocommit, a single round trip). A failed transaction fails every
+request of its group; nothing is retried and the writer goes on with the next group.
 
 Fork safety: the writer thread is started lazily by the first ``submit`` of a process (keyed by
 ``os.getpid()``); a forked child (gunicorn with preload) starts its own, with a fresh queue.
