@@ -15,7 +15,7 @@ import binascii
 import hashlib
 import re
 import secrets
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -300,6 +300,17 @@ def leaf_bytes_columns(ids: Iterable[str], digests: Iterable[bytes], received: I
     path of ``evidence audit``. It checks nothing: the caller has checked the ids and digest lengths.
     """
     return list(map(str.encode, map(_LEAF_TEMPLATE.format, ids, map(bytes.hex, digests), received)))
+
+
+_LEAF_HASH_INPUT = b"\x00" + _LEAF_TEMPLATE.replace("{}", "%s").encode()
+
+
+def leaf_hash_inputs(ids: Iterable[bytes], digests: Iterable[bytes], received: Iterable[bytes]) -> Iterator[bytes]:
+    """``0x00 || leaf bytes`` (the RFC 9162 leaf-hash input) of many rows, from ids and ``<time>`` texts already
+    encoded (ASCII) and 32-byte digests: ``b"\\x00" + leaf_bytes_columns(...)[i]`` for each row, built by one bytes
+    ``%`` per row (no str step, no copy to prepend the prefix). It checks nothing: the caller has checked the ids
+    and digest lengths."""
+    return map(_LEAF_HASH_INPUT.__mod__, zip(ids, map(binascii.hexlify, digests), received, strict=True))
 
 
 # A fast path for well-formed bytes: it accepts only a subset of what the line-by-line parser accepts (and the

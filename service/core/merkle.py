@@ -30,6 +30,7 @@ __all__ = [
     "audit_paths_match",
     "consistency_ranges",
     "hash_range",
+    "hashes",
     "inclusion_ranges",
     "leaf_hash",
     "leaf_hashes",
@@ -241,6 +242,12 @@ class BatchTree:
 def leaf_hashes(leaves: Iterable[bytes]) -> list[bytes]:
     """``[leaf_hash(x) for x in leaves]`` as a chain of C-level maps (no Python bytecode per leaf)."""
     return list(map(_digest, map(sha256, map(_join, zip(repeat(_LEAF_PREFIX), leaves)))))
+
+
+def hashes(inputs: Iterable[bytes]) -> list[bytes]:
+    """``[sha256(x).digest() for x in inputs]`` as C-level maps: leaf hashes of inputs already prefixed with 0x00
+    (``formats.leaf_hash_inputs``)."""
+    return list(map(_digest, map(sha256, inputs)))
 
 
 def tree_levels(leaf_hashes: Sequence[bytes]) -> list[list[bytes]]:

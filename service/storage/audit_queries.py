@@ -4,21 +4,26 @@ Owns: opening one consistent, read-only view of the database (``snapshot``; Post
 processes through ``export_snapshot`` / ``import_snapshot``), and every query the audit runs, streamed in the
 order the audit checks them. The audit checks what is *stored*, so these functions return the stored forms
 (microsecond integers, blobs, raw ids) untouched: decoding them is part of what the audit verifies. The leaf rows
-of the hot loop come as plain DBAPI tuples grouped by batch (``leaf_groups``), with no per-row Python object
-beyond the tuple.
+of the hot loop come column by column, one ``LeafBatch`` per batch (``leaf_batches``): on PostgreSQL by binary
+COPY parsed without Python code per row, on SQLite as plain DBAPI tuples transposed.
 
 Must not import: Flask, Celery, the API, trust, workers.
 """
 
 from __future__ import annotations
 
+import io
+import re
+import struct
+from bisect import bisect_right
 from collections.abc import Iterator
 from contextlib import contextmanager
-from itertools import groupby
+from dataclasses import dataclass
+from itertools import groupby, islice
 from operator import itemgetter
 from typing import Any
 
-from sqlalchemy import BigInteger, and_, cast, exists, func, literal, select
+from sqlalchemy import BigInteger, and_, cast, exists, func, literal, select, true
 from sqlalchemy.engine import Connection, Engine
 
 from service.storage import ledger
@@ -26,6 +31,9 @@ from service.storage.ledger import AnyRow
 
 __all__ = [
     "FETCH_ROWS",
+    "ROWS_PER_COPY",
+    "V2_PART",
+    "LeafBatch",
     "batch_rows",
     "batch_rows_between",
     "batches_without_token",
@@ -37,9 +45,11 @@ __all__ = [
     "first_sealed_and_pending",
     "import_snapshot",
     "is_in_memory",
-    "leaf_groups",
+    "leaf_batches",
     "leaf_seq_span",
     "node_rows",
+    "parse_bytea_copy",
+    "parse_leaf_copy",
     "sealed_leaf_count",
     "signing_key_rows",
     "snapshot",
@@ -48,10 +58,24 @@ __all__ = [
 
 FETCH_ROWS = 10_000  # rows per round trip of a streaming cursor
 
-LeafRow = tuple[Any, ...]
-"""``(batch_seq, leaf_index, evidence_pk, proof, id, sha256, received_us, label, v2_pk, attestation, case_id,
-phase, phase_name, cosigns)``; the evidence columns are None when the ``batch_leaves`` row points to no evidence
-row, the last seven (from ``v2_pk``) when the deposit has no v2 part (a v1 leaf)."""
+ROWS_PER_COPY = 50_000  # leaf rows per binary COPY (PostgreSQL), in whole batches: bounds the memory of a read
+
+
+@dataclass(slots=True)
+class LeafBatch:
+    """The stored leaf rows of one ``batch_seq``, column by column in ``leaf_index`` order, as stored (the audit
+    decodes and checks them): ``ids``, ``digests`` and ``received`` (microseconds) are None where the
+    ``batch_leaves`` row points to no evidence row; ``v2`` maps the ``evidence_pk`` of each leaf that has a v2
+    part to its (label, attestation, case_id, phase, phase_name, cosigns, sm3)."""
+
+    seq: int
+    indexes: list[Any]
+    pks: list[Any]
+    ids: list[Any]
+    digests: list[Any]
+    received: list[Any]
+    proofs: list[Any]
+    v2: dict[Any, tuple[Any, ...]]
 
 
 @contextmanager
@@ -63,6 +87,10 @@ def snapshot(engine: Engine) -> Iterator[Connection]:
         else:
             conn = conn.execution_options(sqlite_begin="DEFERRED")
         with conn.begin():
+            if conn.dialect.name == "postgresql":
+                # index lookups whose estimated cost (in the millions for a range of leaves) would have them
+                # JIT-compiled: 7-100 ms of compiling per range for nothing
+                conn.exec_driver_sql("SET LOCAL jit = off")
             yield conn
 
 
@@ -90,31 +118,6 @@ def _stream(conn: Connection, stmt: Any) -> Iterator[AnyRow]:
     result = conn.execution_options(stream_results=True, yield_per=FETCH_ROWS).execute(stmt)
     for partition in result.partitions():
         yield from partition
-
-
-def _raw_groups(conn: Connection, stmt: Any, name: str) -> Iterator[tuple[int, list[LeafRow]]]:
-    """``(batch_seq, rows)`` groups of a parameterless SELECT whose first column is ``batch_seq``, read through
-    a DBAPI cursor (PostgreSQL: a named, server-side cursor) in the connection's transaction: plain tuples, no
-    per-row Python objects beyond them (this is the audit's hot loop)."""
-    sql = str(stmt.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True}))  # integer bounds only
-    raw = conn.connection.driver_connection
-    assert raw is not None
-    if conn.dialect.name == "postgresql":
-        cursor = raw.cursor(name=name)
-        cursor.itersize = FETCH_ROWS
-    else:
-        cursor = raw.cursor()
-    try:
-        cursor.execute(sql)
-
-        def rows() -> Iterator[LeafRow]:
-            while chunk := cursor.fetchmany(FETCH_ROWS):
-                yield from chunk
-
-        for seq, group in groupby(rows(), key=itemgetter(0)):
-            yield int(seq), list(group)
-    finally:
-        cursor.close()
 
 
 def signing_key_rows(conn: Connection) -> list[AnyRow]:
@@ -148,29 +151,233 @@ def batch_rows_between(conn: Connection, low: int, high: int) -> Iterator[AnyRow
     )
 
 
-def leaf_groups(
-    conn: Connection, low: int | None = None, high: int | None = None
-) -> Iterator[tuple[int, list[LeafRow]]]:
-    """``(batch_seq, rows)`` for every batch's evidence leaves (``batch_leaves`` outer-joined to ``evidence``), in
-    ``(batch_seq, leaf_index)`` order; with ``low``/``high``, only ``low <= batch_seq <= high``. Rows are
-    ``LeafRow`` tuples."""
+def leaf_batches(conn: Connection, low: int | None = None, high: int | None = None) -> Iterator[LeafBatch]:
+    """Every batch's evidence leaves (``batch_leaves`` outer-joined to ``evidence``) as one ``LeafBatch`` per
+    ``batch_seq``, in ``(batch_seq, leaf_index)`` order; with ``low``/``high``, only ``low <= batch_seq <= high``.
+
+    PostgreSQL reads ranges of about ``ROWS_PER_COPY`` rows (cut at batch boundaries) with binary ``COPY``, parsed
+    column-wise (``parse_leaf_copy``): bytea travels as raw bytes rather than hex text, and no Python object is made
+    per row beyond the values. A range whose bytes are not the strict well-formed shape (a missing evidence row, an
+    id that is no valid evidence id, a digest of another length...) is read again through a cursor, so the values
+    handed over are always those the cursor would give. SQLite streams the rows through one cursor.
+    """
+    span = (low, high) if low is not None and high is not None else leaf_seq_span(conn)
+    if span is None:
+        return
+    if conn.dialect.name != "postgresql":
+        yield from _cursor_batches(conn, *span)
+        return
+    for lo, hi in _copy_ranges(conn, *span):
+        batches = _copy_batches(conn, lo, hi)
+        yield from batches if batches is not None else _cursor_batches(conn, lo, hi)
+
+
+def _leaf_select(conn: Connection, low: int, high: int) -> Any:
+    """(batch_seq, leaf_index, evidence_pk, id, sha256, received_us) of the leaves of ``low..high``, in order.
+
+    PostgreSQL: the evidence row of each leaf is looked up through its primary key (a LATERAL subquery that
+    ``OFFSET 0`` keeps from being flattened), in the order of the ``(batch_seq, leaf_index)`` index, so a range
+    costs its own rows; a plain join is planned as a hash join over the whole evidence table for every range."""
+    e, bl = ledger.evidence, ledger.batch_leaves
+    if conn.dialect.name == "postgresql":
+        ev = select(e.c.id, e.c.sha256, e.c.received_us).where(e.c.pk == bl.c.evidence_pk).offset(0).lateral("ev")
+        joined: Any = bl.outerjoin(ev, true())
+        columns: tuple[Any, ...] = (ev.c.id, ev.c.sha256, ev.c.received_us)
+    else:
+        joined = bl.outerjoin(e, e.c.pk == bl.c.evidence_pk)
+        columns = (e.c.id, e.c.sha256, e.c.received_us)
+    return (
+        select(bl.c.batch_seq, bl.c.leaf_index, bl.c.evidence_pk, *columns)
+        .select_from(joined)
+        .where(bl.c.batch_seq.between(low, high))
+        .order_by(bl.c.batch_seq, bl.c.leaf_index)
+    )
+
+
+def _proof_select(low: int, high: int) -> Any:
+    bl = ledger.batch_leaves
+    return select(bl.c.proof).where(bl.c.batch_seq.between(low, high)).order_by(bl.c.batch_seq, bl.c.leaf_index)
+
+
+def _v2_select(low: int, high: int) -> Any:
+    """The leaves of ``low..high`` that have a v2 part: (batch_seq, evidence_pk, label, the v2 columns)."""
     e, bl, v2 = ledger.evidence, ledger.batch_leaves, ledger.evidence_v2
-    stmt = select(
-        bl.c.batch_seq,
-        bl.c.leaf_index,
-        bl.c.evidence_pk,
-        bl.c.proof,
-        e.c.id,
-        e.c.sha256,
-        e.c.received_us,
-        e.c.label,
-        *ledger.V2_COLUMNS,
-    ).select_from(bl.outerjoin(e, e.c.pk == bl.c.evidence_pk).outerjoin(v2, v2.c.evidence_pk == bl.c.evidence_pk))
-    name = "audit_leaves"
-    if low is not None and high is not None:
-        stmt = stmt.where(bl.c.batch_seq.between(low, high))
-        name = "audit_leaf_range"
-    return _raw_groups(conn, stmt.order_by(bl.c.batch_seq, bl.c.leaf_index), name)
+    return (
+        select(bl.c.batch_seq, bl.c.evidence_pk, e.c.label, *V2_PART)
+        .select_from(bl.join(v2, v2.c.evidence_pk == bl.c.evidence_pk).outerjoin(e, e.c.pk == bl.c.evidence_pk))
+        .where(bl.c.batch_seq.between(low, high))
+        .order_by(bl.c.batch_seq, bl.c.leaf_index)
+    )
+
+
+V2_PART = tuple(c for c in ledger.V2_COLUMNS if c.name != "v2_pk")
+"""The v2 columns of ``LeafBatch.v2`` values, after the label: attestation, case_id, phase, phase_name, cosigns,
+sm3."""
+
+
+def _sql(conn: Connection, stmt: Any) -> str:
+    return str(stmt.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True}))  # integer bounds only
+
+
+def _raw(conn: Connection) -> Any:
+    raw = conn.connection.driver_connection
+    assert raw is not None
+    return raw
+
+
+def _raw_rows(conn: Connection, stmt: Any, name: str) -> Iterator[tuple[Any, ...]]:
+    """The rows of a parameterless SELECT through a DBAPI cursor in the connection's transaction (PostgreSQL: a
+    named, server-side cursor): plain tuples, no per-row Python objects beyond them."""
+    raw = _raw(conn)
+    if conn.dialect.name == "postgresql":
+        cursor = raw.cursor(name=name)
+        cursor.itersize = FETCH_ROWS
+    else:
+        cursor = raw.cursor()
+    try:
+        cursor.execute(_sql(conn, stmt))
+        while chunk := cursor.fetchmany(FETCH_ROWS):
+            yield from chunk
+    finally:
+        cursor.close()
+
+
+def _cursor_batches(conn: Connection, low: int, high: int) -> Iterator[LeafBatch]:
+    """``leaf_batches`` through cursors: the leaf rows, their proofs and the v2 parts, streamed side by side."""
+    proofs = _raw_rows(conn, _proof_select(low, high), "audit_proofs")
+    v2_rows = _raw_rows(conn, _v2_select(low, high), "audit_v2")
+    v2_head = next(v2_rows, None)
+    for seq, group in groupby(_raw_rows(conn, _leaf_select(conn, low, high), "audit_leaves"), key=itemgetter(0)):
+        rows = list(group)
+        _, indexes, pks, ids, digests, received = (list(col) for col in zip(*rows, strict=True))
+        v2: dict[Any, tuple[Any, ...]] = {}
+        while v2_head is not None and v2_head[0] <= seq:
+            if v2_head[0] == seq:
+                v2[v2_head[1]] = v2_head[2:]
+            v2_head = next(v2_rows, None)
+        batch_proofs = [row[0] for row in islice(proofs, len(rows))]
+        yield LeafBatch(int(seq), indexes, pks, ids, digests, received, batch_proofs, v2)
+
+
+def _copy_ranges(conn: Connection, low: int, high: int) -> Iterator[tuple[int, int]]:
+    """``low..high`` cut into ranges of whole batches of about ``ROWS_PER_COPY`` leaves (by the stored batch sizes:
+    they only plan the reads, every leaf row of the span is read whatever they say)."""
+    b = ledger.batches
+    start, rows = low, 0
+    for seq, size in _stream(conn, select(b.c.seq, b.c.size).where(b.c.seq.between(low, high)).order_by(b.c.seq)):
+        rows += max(int(size), 1)
+        if rows >= ROWS_PER_COPY and seq < high:
+            yield start, int(seq)
+            start, rows = int(seq) + 1, 0
+    yield start, high
+
+
+def _copy(conn: Connection, stmt: Any) -> bytes:
+    buffer = io.BytesIO()
+    cursor = _raw(conn).cursor()
+    try:
+        cursor.copy_expert(f"COPY ({_sql(conn, stmt)}) TO STDOUT (FORMAT binary)", buffer)
+    finally:
+        cursor.close()
+    return buffer.getvalue()
+
+
+def _copy_batches(conn: Connection, low: int, high: int) -> list[LeafBatch] | None:
+    """``leaf_batches`` of ``low..high`` by binary COPY (PostgreSQL), or None when the rows are not all of the
+    well-formed shape ``parse_leaf_copy`` accepts."""
+    columns = parse_leaf_copy(_copy(conn, _leaf_select(conn, low, high)))
+    if columns is None:
+        return None
+    proofs = parse_bytea_copy(_copy(conn, _proof_select(low, high)))
+    seqs, indexes, pks, ids, digests, received = columns
+    if proofs is None or len(proofs) != len(seqs):
+        return None
+    v2: dict[int, dict[Any, tuple[Any, ...]]] = {}
+    for row in _raw_rows(conn, _v2_select(low, high), "audit_v2"):
+        v2.setdefault(int(row[0]), {})[row[1]] = row[2:]
+    batches = []
+    end = 0
+    for seq in dict.fromkeys(seqs):  # distinct, in order (seqs is sorted)
+        start, end = end, bisect_right(seqs, seq, end)
+        batches.append(
+            LeafBatch(
+                seq,
+                indexes[start:end],
+                pks[start:end],
+                ids[start:end],
+                digests[start:end],
+                received[start:end],
+                proofs[start:end],
+                v2.get(seq, {}),
+            )
+        )
+    return batches
+
+
+# PostgreSQL's binary COPY format: an 11-byte signature, flags and header-extension length (both 0 here), then per
+# row a 16-bit field count and each field as a 32-bit length (-1: NULL) and its bytes, big-endian; -1 ends it.
+_COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + bytes(8)
+_COPY_TRAILER = b"\xff\xff"
+_LEAF_ROW = re.compile(
+    rb"\x00\x06"
+    rb"\x00\x00\x00\x08(.{8})"  # batch_seq, int8
+    rb"\x00\x00\x00\x04(.{4})"  # leaf_index, int4
+    rb"\x00\x00\x00\x08(.{8})"  # evidence_pk, int8
+    rb"\x00\x00\x00([\x01-\x40])([A-Za-z0-9_-]+)"  # id, text: 1-64 bytes of a valid evidence id
+    rb"\x00\x00\x00\x20(.{32})"  # sha256, bytea of 32 bytes
+    rb"\x00\x00\x00\x08(.{8})",  # received_us, int8
+    re.DOTALL,
+)
+_LEAF_ROW_FIXED = 2 + 12 + 8 + 12 + 4 + 36 + 12  # the bytes of a _LEAF_ROW besides its id
+
+
+def parse_leaf_copy(data: bytes) -> tuple[list[int], list[int], list[int], list[str], list[bytes], list[int]] | None:
+    """The columns (batch_seq, leaf_index, evidence_pk, id, sha256, received_us) of the binary COPY of
+    ``_leaf_select``, or None unless every row is well-formed: no NULL, an id of 1-64 ``[A-Za-z0-9_-]``, a 32-byte
+    digest (anything else is for the cursor path, whose values the audit then reports).
+
+    One C-level ``findall`` does the parsing; it is exact because the matches must tile the body: they do not
+    overlap, their lengths (from the ids' lengths) add up to the body's, and each id's length field equals its
+    length, so every match starts where the previous row ended and reads each field at its length."""
+    body = len(data) - len(_COPY_TRAILER)
+    if not data.startswith(_COPY_HEADER) or not data.endswith(_COPY_TRAILER) or body < len(_COPY_HEADER):
+        return None
+    found = _LEAF_ROW.findall(data, len(_COPY_HEADER), body)
+    if not found:
+        return ([], [], [], [], [], []) if body == len(_COPY_HEADER) else None
+    seqs, indexes, pks, id_lengths, ids, digests, received = zip(*found, strict=True)
+    n = len(found)
+    if _LEAF_ROW_FIXED * n + sum(map(len, ids)) != body - len(_COPY_HEADER):
+        return None
+    if b"".join(id_lengths) != bytes(map(len, ids)):
+        return None
+    return (
+        list(struct.unpack(f">{n}q", b"".join(seqs))),
+        list(struct.unpack(f">{n}i", b"".join(indexes))),
+        list(struct.unpack(f">{n}q", b"".join(pks))),
+        b"\n".join(ids).decode("ascii").split("\n"),
+        list(digests),
+        list(struct.unpack(f">{n}q", b"".join(received))),
+    )
+
+
+_FIELD_LENGTH = struct.Struct(">i")
+
+
+def parse_bytea_copy(data: bytes) -> list[bytes] | None:
+    """The values of the binary COPY of a one-column query of non-NULL bytea, or None if it is not that."""
+    if not data.startswith(_COPY_HEADER):
+        return None
+    values = []
+    pos = len(_COPY_HEADER)
+    unpack = _FIELD_LENGTH.unpack_from
+    while data[pos : pos + 2] == b"\x00\x01":
+        (n,) = unpack(data, pos + 2)
+        if n < 0:
+            return None
+        values.append(data[pos + 6 : pos + 6 + n])
+        pos += 6 + n
+    return values if pos + 2 == len(data) and data[pos:] == _COPY_TRAILER else None
 
 
 def leaf_seq_span(conn: Connection) -> tuple[int, int] | None:

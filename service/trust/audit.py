@@ -1,7 +1,8 @@
 """Re-verify the whole ledger from the database (SPEC §8 ``evidence audit``): trust nothing that is stored.
 
 Owns: ``audit_ledger``, which reads every ledger table in one read-only snapshot, streaming (server-side
-cursors, one batch's leaves in memory at a time), and checks, in this order:
+cursors; the evidence leaves column by column, on PostgreSQL by binary COPY of about 50,000 leaves at a time:
+``audit_queries.leaf_batches``), and checks, in this order:
 
 1. ``signing_keys``: every published vkey parses and matches its key hash and origin.
 2. ``batches``, in ``seq`` order: ``seq`` has no gaps; the entry bytes parse (SPEC §3) and agree with the row;
@@ -47,7 +48,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from service.core import merkle
 from service.core.errors import FormatError, NoteError, ProofError, TimestampInvalid
-from service.core.formats import Checkpoint, LedgerEntry, format_time, leaf_bytes_columns, leaf_of_columns
+from service.core.formats import Checkpoint, LedgerEntry, format_time, leaf_hash_inputs, leaf_of_columns
 from service.core.note import Verifier, open_note
 from service.storage import audit_queries as q
 from service.storage import db
@@ -122,14 +123,16 @@ def _time_text(us: int) -> str:
     return format_time(from_us(us))
 
 
-def _v2_leaf_hashes(report: AuditReport, seq: int, rows: list[Any], hashes: list[bytes]) -> bool:
+def _v2_leaf_hashes(report: AuditReport, batch: q.LeafBatch, hashes: list[bytes]) -> bool:
     """Replace the hashes of v2 deposits (SPEC §2.1: the label, SM3, case, phase name and attestation are bound by the
     leaf, so changing one of them in the database makes the leaf miss its batch root). False if one cannot be
     built at all (reported)."""
-    for i, r in enumerate(rows):
-        if r[8] is None:
+    for i, pk in enumerate(batch.pks):
+        part = batch.v2.get(pk)
+        if part is None:
             continue
-        _, _, pk, _, eid, digest, received, label, _, attestation, case_id, phase, phase_name, cosigns, sm3 = r
+        label, attestation, case_id, phase, phase_name, cosigns, sm3 = part
+        eid, digest, received = batch.ids[i], batch.digests[i], batch.received[i]
         try:
             leaf = leaf_of_columns(
                 eid,
@@ -146,16 +149,25 @@ def _v2_leaf_hashes(report: AuditReport, seq: int, rows: list[Any], hashes: list
             )
         except FormatError as exc:
             report.add(
-                "evidence_v2", f"evidence_pk={pk} (id {eid})", f"leaf {i} of batch {seq} cannot be built: {exc.reason}"
+                "evidence_v2",
+                f"evidence_pk={pk} (id {eid})",
+                f"leaf {i} of batch {batch.seq} cannot be built: {exc.reason}",
             )
             return False
         hashes[i] = merkle.leaf_hash(leaf.to_bytes())
     return True
 
 
+@lru_cache(maxsize=65_536)
+def _time_bytes(us: int) -> bytes:
+    return _time_text(us).encode()
+
+
 def _leaf_hashes(ids: list[str], digests: list[bytes], received: list[int]) -> list[bytes]:
-    """The RFC 9162 leaf hashes of a batch's evidence columns (ids and digests already checked)."""
-    return merkle.leaf_hashes(leaf_bytes_columns(ids, digests, map(_time_text, received)))
+    """The RFC 9162 leaf hashes of a batch's evidence columns (ids and digests already checked: valid ids hold no
+    newline, so the ids are encoded in one pass)."""
+    id_bytes = "\n".join(ids).encode("ascii").split(b"\n") if ids else []
+    return merkle.hashes(leaf_hash_inputs(id_bytes, digests, map(_time_bytes, received)))
 
 
 # --- the audit ---------------------------------------------------------------------------------------
@@ -279,7 +291,7 @@ def _check_batches_and_log(
     batch_rows = q.batch_rows(conn)
     # Step 3 per batch, either here (rows: the batch's leaf rows) or in worker processes (a _LeafResult each).
     parallel = jobs > 1 and not q.is_in_memory(conn)  # another process cannot open an in-memory SQLite database
-    leaves = _Peek(_parallel_leaf_results(conn, jobs) if parallel else q.leaf_groups(conn))
+    leaves = _Peek(_parallel_leaf_results(conn, jobs) if parallel else _leaf_batches(conn))
     nodes = _Peek(q.node_rows(conn))
     checkpoints = _Peek(q.checkpoint_rows(conn))
     log = _Log(report, keys)
@@ -295,7 +307,7 @@ def _check_batches_and_log(
                 f"evidence_pk={_first_pk(orphans)}",
                 f"belongs to batch {orphan_seq}, which is not in the ledger",
             )
-        group: Any = leaves.pop()[1] if leaves.head is not None and leaves.head[0] == seq else []
+        group: Any = leaves.pop()[1] if leaves.head is not None and leaves.head[0] == seq else None
         entry = _check_entry(report, row, previous_sealed)
         sealed_us = int(row.sealed_us)
         previous_sealed = max(previous_sealed, sealed_us)
@@ -317,7 +329,7 @@ def _check_batches_and_log(
             rows = group.rows
         else:
             _check_leaves(report, row, entry, group)
-            rows = len(group)
+            rows = 0 if group is None else len(group.pks)
         if progress is not None:
             progress.advance(rows)
         log.append(row, nodes)
@@ -344,7 +356,12 @@ def _check_batches_and_log(
 
 
 def _first_pk(group: Any) -> Any:
-    return group.first_pk if isinstance(group, _LeafResult) else group[0][2]
+    return group.first_pk if isinstance(group, _LeafResult) else group.pks[0]
+
+
+def _leaf_batches(conn: Connection) -> Iterator[tuple[int, q.LeafBatch]]:
+    for batch in q.leaf_batches(conn):
+        yield batch.seq, batch
 
 
 # --- step 3 in worker processes (--jobs > 1) ---------------------------------------------------------
@@ -401,11 +418,12 @@ def _audit_leaf_range(url: str, snapshot: str | None, low: int, high: int) -> li
             q.import_snapshot(conn, snapshot)
             batches = _Peek(q.batch_rows_between(conn, low, high))
             results: list[_LeafResult] = []
-            for seq, rows in q.leaf_groups(conn, low, high):
+            for leaves in q.leaf_batches(conn, low, high):
+                seq = leaves.seq
                 while batches.head is not None and int(batches.head.seq) < seq:
                     batches.pop()
                 if batches.head is None or int(batches.head.seq) != seq:
-                    results.append(_LeafResult(seq, len(rows), rows[0][2], None, (), ()))
+                    results.append(_LeafResult(seq, len(leaves.pks), leaves.pks[0], None, (), ()))
                     continue
                 row = batches.pop()
                 try:
@@ -413,10 +431,12 @@ def _audit_leaf_range(url: str, snapshot: str | None, low: int, high: int) -> li
                 except FormatError:
                     entry = None  # named by _check_entry in the main process
                 part = AuditReport()
-                _check_leaves(part, row, entry, rows)
+                _check_leaves(part, row, entry, leaves)
                 batch = (int(row.size), bytes(row.root), bytes(row.entry))
                 results.append(
-                    _LeafResult(seq, len(rows), rows[0][2], batch, tuple(part.findings), tuple(part.checked.items()))
+                    _LeafResult(
+                        seq, len(leaves.pks), leaves.pks[0], batch, tuple(part.findings), tuple(part.checked.items())
+                    )
                 )
             return results
     finally:
@@ -449,14 +469,21 @@ def _check_entry(report: AuditReport, row: Any, previous_sealed: int) -> LedgerE
     return entry
 
 
-def _check_leaves(report: AuditReport, row: Any, entry: LedgerEntry | None, rows: list[Any]) -> None:
+def _check_leaves(report: AuditReport, row: Any, entry: LedgerEntry | None, batch: q.LeafBatch | None) -> None:
     seq, size = int(row.seq), int(row.size)
     root = entry.root if entry is not None else bytes(row.root)
-    count = len(rows)
-    if count == 0:
+    if batch is None or not batch.pks:
         report.add("batches", f"seq={seq}", f"has no evidence leaves (size {size})")
         return
-    _, indexes, pks, proofs, ids, digests, received, *_ = (list(col) for col in zip(*rows, strict=True))
+    indexes, pks, proofs, ids, digests, received = (
+        batch.indexes,
+        batch.pks,
+        batch.proofs,
+        batch.ids,
+        batch.digests,
+        batch.received,
+    )
+    count = len(pks)
     if indexes != list(range(count)) or count != size:
         expected = set(range(size))
         missing = sorted(expected - set(indexes))
@@ -502,7 +529,7 @@ def _check_leaves(report: AuditReport, row: Any, entry: LedgerEntry | None, rows
                 f"received {_time_text(late)} after its batch {seq} was sealed {_time_text(sealed_us)}",
             )
     hashes = _leaf_hashes(ids, digests, received)
-    if any(r[8] is not None for r in rows) and not _v2_leaf_hashes(report, seq, rows, hashes):
+    if batch.v2 and not _v2_leaf_hashes(report, batch, hashes):
         return
     levels = merkle.tree_levels(hashes)
     if hmac.compare_digest(levels[-1][0], root) and merkle.audit_paths_match(levels, proofs):
