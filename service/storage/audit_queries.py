@@ -19,7 +19,6 @@ from bisect import bisect_right
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from itertools import groupby, islice
 from operator import itemgetter
 from typing import Any
 
@@ -155,21 +154,17 @@ def leaf_batches(conn: Connection, low: int | None = None, high: int | None = No
     """Every batch's evidence leaves (``batch_leaves`` outer-joined to ``evidence``) as one ``LeafBatch`` per
     ``batch_seq``, in ``(batch_seq, leaf_index)`` order; with ``low``/``high``, only ``low <= batch_seq <= high``.
 
-    PostgreSQL reads ranges of about ``ROWS_PER_COPY`` rows (cut at batch boundaries) with binary ``COPY``, parsed
-    column-wise (``parse_leaf_copy``): bytea travels as raw bytes rather than hex text, and no Python object is made
-    per row beyond the values. A range whose bytes are not the strict well-formed shape (a missing evidence row, an
-    id that is no valid evidence id, a digest of another length...) is read again through a cursor, so the values
-    handed over are always those the cursor would give. SQLite streams the rows through one cursor.
+    Read in ranges of whole batches of about ``ROWS_PER_COPY`` leaves, each range column by column, with no Python
+    code per row: PostgreSQL by binary ``COPY`` parsed in one regex pass (``parse_leaf_copy``; bytea travels as
+    raw bytes rather than hex text), SQLite (and a PostgreSQL range whose bytes are not the strict well-formed shape:
+    a missing evidence row, an id that is no valid evidence id...) by a cursor's rows transposed. Either way the
+    values handed over are the ones the cursor gives.
     """
     span = (low, high) if low is not None and high is not None else leaf_seq_span(conn)
     if span is None:
         return
-    if conn.dialect.name != "postgresql":
-        yield from _cursor_batches(conn, *span)
-        return
-    for lo, hi in _copy_ranges(conn, *span):
-        batches = _copy_batches(conn, lo, hi)
-        yield from batches if batches is not None else _cursor_batches(conn, lo, hi)
+    for lo, hi in _read_ranges(conn, *span):
+        yield from _range_batches(conn, lo, hi)
 
 
 def _leaf_select(conn: Connection, low: int, high: int) -> Any:
@@ -225,41 +220,17 @@ def _raw(conn: Connection) -> Any:
     return raw
 
 
-def _raw_rows(conn: Connection, stmt: Any, name: str) -> Iterator[tuple[Any, ...]]:
-    """The rows of a parameterless SELECT through a DBAPI cursor in the connection's transaction (PostgreSQL: a
-    named, server-side cursor): plain tuples, no per-row Python objects beyond them."""
-    raw = _raw(conn)
-    if conn.dialect.name == "postgresql":
-        cursor = raw.cursor(name=name)
-        cursor.itersize = FETCH_ROWS
-    else:
-        cursor = raw.cursor()
+def _fetchall(conn: Connection, stmt: Any) -> list[tuple[Any, ...]]:
+    """The rows of a parameterless SELECT, as the DBAPI cursor gives them, in the connection's transaction."""
+    cursor = _raw(conn).cursor()
     try:
         cursor.execute(_sql(conn, stmt))
-        while chunk := cursor.fetchmany(FETCH_ROWS):
-            yield from chunk
+        return list(cursor.fetchall())
     finally:
         cursor.close()
 
 
-def _cursor_batches(conn: Connection, low: int, high: int) -> Iterator[LeafBatch]:
-    """``leaf_batches`` through cursors: the leaf rows, their proofs and the v2 parts, streamed side by side."""
-    proofs = _raw_rows(conn, _proof_select(low, high), "audit_proofs")
-    v2_rows = _raw_rows(conn, _v2_select(low, high), "audit_v2")
-    v2_head = next(v2_rows, None)
-    for seq, group in groupby(_raw_rows(conn, _leaf_select(conn, low, high), "audit_leaves"), key=itemgetter(0)):
-        rows = list(group)
-        _, indexes, pks, ids, digests, received = (list(col) for col in zip(*rows, strict=True))
-        v2: dict[Any, tuple[Any, ...]] = {}
-        while v2_head is not None and v2_head[0] <= seq:
-            if v2_head[0] == seq:
-                v2[v2_head[1]] = v2_head[2:]
-            v2_head = next(v2_rows, None)
-        batch_proofs = [row[0] for row in islice(proofs, len(rows))]
-        yield LeafBatch(int(seq), indexes, pks, ids, digests, received, batch_proofs, v2)
-
-
-def _copy_ranges(conn: Connection, low: int, high: int) -> Iterator[tuple[int, int]]:
+def _read_ranges(conn: Connection, low: int, high: int) -> Iterator[tuple[int, int]]:
     """``low..high`` cut into ranges of whole batches of about ``ROWS_PER_COPY`` leaves (by the stored batch sizes:
     they only plan the reads, every leaf row of the span is read whatever they say)."""
     b = ledger.batches
@@ -282,19 +253,23 @@ def _copy(conn: Connection, stmt: Any) -> bytes:
     return buffer.getvalue()
 
 
-def _copy_batches(conn: Connection, low: int, high: int) -> list[LeafBatch] | None:
-    """``leaf_batches`` of ``low..high`` by binary COPY (PostgreSQL), or None when the rows are not all of the
-    well-formed shape ``parse_leaf_copy`` accepts."""
-    columns = parse_leaf_copy(_copy(conn, _leaf_select(conn, low, high)))
+def _range_batches(conn: Connection, low: int, high: int, *, copy: bool = True) -> list[LeafBatch]:
+    """``leaf_batches`` of ``low..high``; ``copy``: by binary COPY where the database is PostgreSQL and the bytes
+    are of the shape the parsers accept (``copy=False``: always through the cursor)."""
+    columns: Any = None
+    proofs: list[Any] | None = None
+    if copy and conn.dialect.name == "postgresql":
+        columns = parse_leaf_copy(_copy(conn, _leaf_select(conn, low, high)))
+        proofs = parse_bytea_copy(_copy(conn, _proof_select(low, high)))
     if columns is None:
-        return None
-    proofs = parse_bytea_copy(_copy(conn, _proof_select(low, high)))
+        rows = _fetchall(conn, _leaf_select(conn, low, high))
+        columns = [list(column) for column in zip(*rows, strict=True)] if rows else [[]] * 6
     seqs, indexes, pks, ids, digests, received = columns
     if proofs is None or len(proofs) != len(seqs):
-        return None
-    v2: dict[int, dict[Any, tuple[Any, ...]]] = {}
-    for row in _raw_rows(conn, _v2_select(low, high), "audit_v2"):
-        v2.setdefault(int(row[0]), {})[row[1]] = row[2:]
+        proofs = list(map(itemgetter(0), _fetchall(conn, _proof_select(low, high))))
+    v2: dict[Any, dict[Any, tuple[Any, ...]]] = {}
+    for row in _fetchall(conn, _v2_select(low, high)):
+        v2.setdefault(row[0], {})[row[1]] = row[2:]
     batches = []
     end = 0
     for seq in dict.fromkeys(seqs):  # distinct, in order (seqs is sorted)

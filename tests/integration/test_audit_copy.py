@@ -70,13 +70,16 @@ def flat(batches: list[q.LeafBatch]) -> list[tuple[Any, ...]]:
 
 
 def copy_read(rt: Runtime) -> tuple[list[q.LeafBatch] | None, list[q.LeafBatch]]:
-    """The leaves read by COPY (None if a range was refused) and by the cursor, in one snapshot."""
+    """The leaves read by COPY (None if the parse refused a range: the audit reads it through the cursor) and
+    through the cursor, in one snapshot."""
     with q.snapshot(rt.engine) as conn:
         span = q.leaf_seq_span(conn)
         assert span is not None
-        parts = [q._copy_batches(conn, lo, hi) for lo, hi in q._copy_ranges(conn, *span)]
-        copied = None if None in parts else [b for part in parts if part is not None for b in part]
-        return copied, list(q._cursor_batches(conn, *span))
+        ranges = list(q._read_ranges(conn, *span))
+        accepted = all(q.parse_leaf_copy(q._copy(conn, q._leaf_select(conn, lo, hi))) is not None for lo, hi in ranges)
+        copied = [b for lo, hi in ranges for b in q._range_batches(conn, lo, hi)]
+        via_cursor = [b for lo, hi in ranges for b in q._range_batches(conn, lo, hi, copy=False)]
+        return copied if accepted else None, via_cursor
 
 
 def tamper(rt: Runtime, sql: str, **params: Any) -> None:
@@ -102,8 +105,11 @@ def test_copy_read_equals_the_stored_rows(
     runtime: Runtime, monkeypatch: pytest.MonkeyPatch, rows_per_copy: int
 ) -> None:
     """Every value the binary parse returns is the stored one, in ledger order, one LeafBatch per batch, also when
-    the span is cut into several COPY ranges (4: a range per batch; 1: likewise, sizes above the limit)."""
+    the span is cut into several COPY ranges (of whole batches of 5, 3 and 4 leaves)."""
     monkeypatch.setattr(q, "ROWS_PER_COPY", rows_per_copy)
+    with q.snapshot(runtime.engine) as conn:
+        ranges = list(q._read_ranges(conn, 0, 2))
+    assert ranges == {50_000: [(0, 2)], 4: [(0, 0), (1, 2)], 1: [(0, 0), (1, 1), (2, 2)]}[rows_per_copy]
     copied, via_cursor = copy_read(runtime)
     assert copied is not None, "the COPY parse refused a well-formed ledger"
     assert [b.seq for b in copied] == [0, 1, 2]
