@@ -339,20 +339,28 @@ def parse_leaf_copy(data: bytes) -> tuple[list[int], list[int], list[int], list[
 _FIELD_LENGTH = struct.Struct(">i")
 
 
-def parse_bytea_copy(data: bytes) -> list[bytes] | None:
-    """The values of the binary COPY of a one-column query of non-NULL bytea, or None if it is not that."""
-    if not data.startswith(_COPY_HEADER):
+_NULL_FIELD = b"\x00\x01\xff\xff\xff\xff"  # a row of one NULL field
+
+
+def parse_bytea_copy(data: bytes) -> list[bytes | None] | None:
+    """The values of the binary COPY of a one-column bytea query (None for NULL), or None if it is not that."""
+    if not data.startswith(_COPY_HEADER) or not data.endswith(_COPY_TRAILER):
         return None
-    values = []
+    body = len(data) - len(_COPY_HEADER) - len(_COPY_TRAILER)
+    if body % len(_NULL_FIELD) == 0 and data == _COPY_HEADER + _NULL_FIELD * (body // 6) + _COPY_TRAILER:
+        return [None] * (body // 6)  # every value NULL, compared in one pass
+    values: list[bytes | None] = []
     pos = len(_COPY_HEADER)
     unpack = _FIELD_LENGTH.unpack_from
     while data[pos : pos + 2] == b"\x00\x01":
         (n,) = unpack(data, pos + 2)
         if n < 0:
-            return None
+            values.append(None)
+            pos += 6
+            continue
         values.append(data[pos + 6 : pos + 6 + n])
         pos += 6 + n
-    return values if pos + 2 == len(data) and data[pos:] == _COPY_TRAILER else None
+    return values if pos + 2 == len(data) else None
 
 
 def leaf_seq_span(conn: Connection) -> tuple[int, int] | None:
@@ -406,13 +414,12 @@ def first_dangling_pending(conn: Connection) -> AnyRow | None:
     ).first()
 
 
-def evidence_counts(conn: Connection) -> tuple[int, int, int]:
-    """``(evidence rows, sealed evidence rows, pending rows)``."""
-    e, bl, p = ledger.evidence, ledger.batch_leaves, ledger.pending
+def evidence_counts(conn: Connection) -> tuple[int, int]:
+    """``(evidence rows, pending rows)`` (the sealed ones are counted by the audit as it reads the leaves)."""
+    e, p = ledger.evidence, ledger.pending
     total = int(conn.execute(select(func.count()).select_from(e)).scalar_one())
-    sealed = int(conn.execute(select(func.count()).select_from(bl.join(e, e.c.pk == bl.c.evidence_pk))).scalar_one())
     pending = int(conn.execute(select(func.count()).select_from(p)).scalar_one())
-    return total, sealed, pending
+    return total, pending
 
 
 def first_dropped_evidence(conn: Connection) -> AnyRow | None:

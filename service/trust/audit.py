@@ -247,8 +247,8 @@ def _audit(
         keys = _check_signing_keys(conn, report)
         if progress is not None:
             progress.start(q.sealed_leaf_count(conn))
-        _check_batches_and_log(conn, report, keys, progress, jobs)
-        _check_evidence_accounting(conn, report)
+        sealed_rows = _check_batches_and_log(conn, report, keys, progress, jobs)
+        _check_evidence_accounting(conn, report, sealed_rows)
         _check_timestamps(conn, report, tsa_names, tsa_roots, now_us - int(token_grace * 1_000_000))
 
 
@@ -280,6 +280,7 @@ class _LeafResult:
     seq: int
     rows: int
     first_pk: Any  # the group's first evidence_pk, to name orphans
+    sealed: int  # rows whose evidence row exists
     batch: tuple[int, bytes, bytes] | None  # the (size, root, entry) checked against; None: no such batch
     findings: tuple[Finding, ...]
     checked: tuple[tuple[str, int], ...]
@@ -287,11 +288,14 @@ class _LeafResult:
 
 def _check_batches_and_log(
     conn: Connection, report: AuditReport, keys: list[_Key], progress: Progress | None, jobs: int = 1
-) -> None:
+) -> int:
+    """Steps 2-4; returns the number of ``batch_leaves`` rows whose evidence row exists (every leaf row is read
+    here, so step 5 needs no join of its own to count the sealed evidence)."""
     batch_rows = q.batch_rows(conn)
     # Step 3 per batch, either here (rows: the batch's leaf rows) or in worker processes (a _LeafResult each).
     parallel = jobs > 1 and not q.is_in_memory(conn)  # another process cannot open an in-memory SQLite database
-    leaves = _Peek(_parallel_leaf_results(conn, jobs) if parallel else _leaf_batches(conn))
+    sealed = [0]
+    leaves = _Peek(_parallel_leaf_results(conn, jobs, sealed) if parallel else _leaf_batches(conn, sealed))
     nodes = _Peek(q.node_rows(conn))
     checkpoints = _Peek(q.checkpoint_rows(conn))
     log = _Log(report, keys)
@@ -353,21 +357,28 @@ def _check_batches_and_log(
         extra = checkpoints.pop()
         report.add("checkpoints", f"size={extra.size}", f"is beyond the ledger size {log.size}")
     report.ledger_size = log.size
+    return sealed[0]
 
 
 def _first_pk(group: Any) -> Any:
     return group.first_pk if isinstance(group, _LeafResult) else group.pks[0]
 
 
-def _leaf_batches(conn: Connection) -> Iterator[tuple[int, q.LeafBatch]]:
+def _with_evidence(batch: q.LeafBatch) -> int:
+    return len(batch.ids) - batch.ids.count(None)
+
+
+def _leaf_batches(conn: Connection, sealed: list[int]) -> Iterator[tuple[int, q.LeafBatch]]:
+    """``(batch_seq, leaves)`` of every batch; adds to ``sealed[0]`` the rows whose evidence row exists."""
     for batch in q.leaf_batches(conn):
+        sealed[0] += _with_evidence(batch)
         yield batch.seq, batch
 
 
 # --- step 3 in worker processes (--jobs > 1) ---------------------------------------------------------
 
 
-def _parallel_leaf_results(conn: Connection, jobs: int) -> Iterator[tuple[int, _LeafResult]]:
+def _parallel_leaf_results(conn: Connection, jobs: int, sealed: list[int]) -> Iterator[tuple[int, _LeafResult]]:
     """``(batch_seq, result)`` for every group of leaf rows, in ``batch_seq`` order, checked by ``jobs`` processes.
 
     The ``batch_seq`` span of ``batch_leaves`` (read in this snapshot) is cut into ranges, each audited by a worker
@@ -401,6 +412,7 @@ def _parallel_leaf_results(conn: Connection, jobs: int) -> Iterator[tuple[int, _
         try:
             for future in futures:
                 for result in future.result():
+                    sealed[0] += result.sealed
                     yield result.seq, result
         finally:
             for future in futures:
@@ -423,7 +435,9 @@ def _audit_leaf_range(url: str, snapshot: str | None, low: int, high: int) -> li
                 while batches.head is not None and int(batches.head.seq) < seq:
                     batches.pop()
                 if batches.head is None or int(batches.head.seq) != seq:
-                    results.append(_LeafResult(seq, len(leaves.pks), leaves.pks[0], None, (), ()))
+                    results.append(
+                        _LeafResult(seq, len(leaves.pks), leaves.pks[0], _with_evidence(leaves), None, (), ())
+                    )
                     continue
                 row = batches.pop()
                 try:
@@ -435,7 +449,13 @@ def _audit_leaf_range(url: str, snapshot: str | None, low: int, high: int) -> li
                 batch = (int(row.size), bytes(row.root), bytes(row.entry))
                 results.append(
                     _LeafResult(
-                        seq, len(leaves.pks), leaves.pks[0], batch, tuple(part.findings), tuple(part.checked.items())
+                        seq,
+                        len(leaves.pks),
+                        leaves.pks[0],
+                        _with_evidence(leaves),
+                        batch,
+                        tuple(part.findings),
+                        tuple(part.checked.items()),
                     )
                 )
             return results
@@ -721,10 +741,11 @@ class _Log:
         self.report.add("checkpoints", where, "the signature does not verify with any published signing key")
 
 
-def _check_evidence_accounting(conn: Connection, report: AuditReport) -> None:
+def _check_evidence_accounting(conn: Connection, report: AuditReport, sealed_rows: int) -> None:
     """Every evidence row is sealed (one ``batch_leaves`` row: its primary key) or pending, never both or neither.
 
-    Counts decide (``evidence = sealed + pending`` once nothing is both and no queue row points nowhere); only
+    Counts decide (``evidence = sealed + pending`` once nothing is both and no queue row points nowhere;
+    ``sealed_rows``: the ``batch_leaves`` rows whose evidence row exists, counted while step 3 read them); only
     when they disagree is the evidence table scanned for the first row that is neither.
     """
     both = q.first_sealed_and_pending(conn)
@@ -733,7 +754,7 @@ def _check_evidence_accounting(conn: Connection, report: AuditReport) -> None:
     dangling = q.first_dangling_pending(conn)
     if dangling is not None:
         report.add("pending", f"evidence_pk={dangling.evidence_pk}", "points to no evidence row")
-    total, sealed_rows, pending_rows = q.evidence_counts(conn)
+    total, pending_rows = q.evidence_counts(conn)
     if both is not None or dangling is not None or total != sealed_rows + pending_rows:
         row = q.first_dropped_evidence(conn)
         if row is not None:

@@ -241,9 +241,11 @@ def test_parse_leaf_copy_refuses_what_it_cannot_read_exactly(data: bytes) -> Non
 
 
 def test_parse_bytea_copy() -> None:
-    values = [b"", b"\x00\x01" * 40, os.urandom(448)]
+    values = [b"", b"\x00\x01" * 40, None, os.urandom(448)]
     data = HEADER + b"".join(struct.pack(">h", 1) + field(v) for v in values) + b"\xff\xff"
     assert q.parse_bytea_copy(data) == values
+    assert q.parse_bytea_copy(HEADER + (struct.pack(">h", 1) + field(None)) * 3 + b"\xff\xff") == [None] * 3
+    assert q.parse_bytea_copy(HEADER + b"\xff\xff") == []
     assert q.parse_bytea_copy(data[:-1]) is None
-    assert q.parse_bytea_copy(data[:-3] + b"\xff\xff") is None
-    assert q.parse_bytea_copy(HEADER + struct.pack(">h", 1) + field(None) + b"\xff\xff") is None
+    assert q.parse_bytea_copy(data[:-3] + b"\xff\xff") is None  # the last value cut short
+    assert q.parse_bytea_copy(HEADER + struct.pack(">h", 2) + field(b"a") + field(b"b") + b"\xff\xff") is None
