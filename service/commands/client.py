@@ -251,22 +251,43 @@ def write_atomically(path: Path, data: bytes) -> None:
 # --- walking and hashing -------------------------------------------------------------------------------
 
 
-def walk(paths: Iterable[Path]) -> Iterator[tuple[Path, str]]:
-    """(absolute file path, path relative to its root) of every regular file, sorted, skipping receipts and state."""
+def walk(paths: Iterable[Path]) -> Iterator[tuple[str, str]]:
+    """(absolute file path, path relative to its root with POSIX separators) of every regular file (or symlink to
+    one), sorted: a folder's files by name, then its subfolders by name, not following symlinked folders (as
+    ``os.walk``); receipts, certificates and the state are skipped, and so are folders that cannot be listed.
+
+    Strings and ``os.scandir`` entries, not ``Path`` objects: the entry's type comes with the listing, so a file
+    costs no ``stat`` here (it was a third of the client's CPU outside hashing for 10,000 files).
+    """
     for root in paths:
         root = root.absolute()
         if root.is_file():
             if not _skipped(root.name):
-                yield root, root.name
+                yield str(root), root.name
             continue
         if not root.is_dir():
             raise click.UsageError(f"{root} is neither a file nor a folder")
-        for dirpath, dirnames, filenames in os.walk(root):
-            dirnames.sort()
-            for name in sorted(filenames):
-                p = Path(dirpath) / name
-                if not _skipped(name) and p.is_file():
-                    yield p, p.relative_to(root).as_posix()
+        yield from _walk_folder(str(root), "")
+
+
+def _walk_folder(folder: str, rel: str) -> Iterator[tuple[str, str]]:
+    try:
+        with os.scandir(folder) as it:
+            entries = sorted(it, key=lambda e: e.name)
+    except OSError:
+        return
+    subfolders = []
+    for entry in entries:
+        try:
+            if entry.is_dir():
+                if not entry.is_symlink():
+                    subfolders.append(entry)
+            elif entry.is_file() and not _skipped(entry.name):
+                yield entry.path, rel + entry.name
+        except OSError:
+            continue
+    for entry in subfolders:
+        yield from _walk_folder(entry.path, f"{rel}{entry.name}/")
 
 
 def _skipped(name: str) -> bool:
@@ -282,22 +303,24 @@ def _skipped(name: str) -> bool:
     )
 
 
-def hash_file(path: Path) -> str:
+def hash_file(path: str) -> tuple[str, os.stat_result]:
+    """(SHA-256 hex, the open file's ``fstat``): one open, no separate ``stat`` of the path."""
     with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
+        st = os.fstat(f.fileno())
+        return hashlib.file_digest(f, "sha256").hexdigest(), st
 
 
-def hash_file_sm3(path: Path) -> tuple[str, str]:
+def hash_file_sm3(path: str) -> tuple[str, str]:
     """(SHA-256 hex, SM3 hex) of the file, read once."""
     d = file_digests(path, sm3=True)
     assert d.sm3 is not None
     return d.sha256.hex(), d.sm3.hex()
 
 
-def make_label(mode: str | None, path: Path, rel: str) -> str | None:
+def make_label(mode: str | None, path: str, rel: str) -> str | None:
     if mode is None:
         return None
-    return sanitize_label(path.name if mode == "name" else rel)
+    return sanitize_label(os.path.basename(path) if mode == "name" else rel)
 
 
 # --- HTTP ---------------------------------------------------------------------------------------------
@@ -430,11 +453,11 @@ def submit_all(
         if any(state.files[p].id is None for p in chunk_paths):
             send_chunk(state, client, n)
     found = list(walk(paths))
-    new = [(p, rel) for p, rel in found if str(p) not in state.files]
+    new = [(p, rel) for p, rel in found if p not in state.files]
     for p, _rel in found:
-        e = state.files.get(str(p))
+        e = state.files.get(p)
         if e is not None and e.id is not None:
-            st = p.stat()
+            st = os.stat(p)
             if (st.st_size, st.st_mtime_ns) != (e.size, e.mtime_ns):
                 click.echo(
                     f"warning: {p} changed after it was submitted; its receipt is for the earlier content", err=True
@@ -442,25 +465,25 @@ def submit_all(
     hashed = progress.task("hashing", len(new))
     sent = progress.task("submitting", len(new))
 
-    def one(item: tuple[Path, str]) -> FileEntry | None:
+    def one(item: tuple[str, str]) -> FileEntry | None:
         p, rel = item
         try:
-            st = p.stat()
             sm3_hex: str | None = None
             if sm3:
+                st = os.stat(p)
                 digest, sm3_hex = hash_file_sm3(p)
             else:
-                digest = hash_file(p)
+                digest, st = hash_file(p)
         except OSError as exc:
             click.echo(f"error: cannot read {p}: {exc.strerror}", err=True)
             return None
         label = make_label(label_from, p, rel)
-        entry = FileEntry(str(p), rel, digest, st.st_size, st.st_mtime_ns, label, -1, sm3=sm3_hex)
+        entry = FileEntry(p, rel, digest, st.st_size, st.st_mtime_ns, label, -1, sm3=sm3_hex)
         if signer is not None:
             entry.attestation = signer.attest(digest, label, sm3_hex)
         return entry
 
-    def several(items: list[tuple[Path, str]]) -> list[FileEntry | None]:
+    def several(items: list[tuple[str, str]]) -> list[FileEntry | None]:
         # A task per HASH_GROUP files: a future (and its Condition) per file cost more than hashing a small file.
         try:
             return [one(item) for item in items]
@@ -631,14 +654,21 @@ def write_files(files: list[tuple[Path, bytes]]) -> None:
     if not files:
         return
     dirs: set[Path] = set()
+    pid = os.getpid()
     for path, data in files:
         parent = path.parent
         if parent not in dirs:
             parent.mkdir(parents=True, exist_ok=True)
             dirs.add(parent)
-        tmp = parent / f".{path.name}.{os.getpid()}.tmp"
-        with open(tmp, "wb") as f:
-            f.write(data)
+        tmp = f"{parent}/.{path.name}.{pid}.tmp"
+        # os.open/os.write, not open(): no buffer object, no fstat and isatty per file (10,000 files a run).
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+        finally:
+            os.close(fd)
         os.replace(tmp, path)
     for d in dirs:
         _fsync_dir(d)
