@@ -43,8 +43,77 @@ def load_json(raw: bytes | str) -> Any:
 
 
 def dump_json(document: JSONObject) -> bytes:
-    """Serialise a receipt the way the service emits it: UTF-8, two-space indent, trailing newline."""
-    return (json.dumps(document, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+    """Serialise a receipt the way the service emits it: UTF-8, two-space indent, trailing newline.
+
+    The bytes are exactly ``json.dumps(document, indent=2, ensure_ascii=False) + "\\n"``; with an indent,
+    ``json`` runs its pure-Python encoder (generators per container), so documents made only of dicts with
+    string keys, lists, strings, ints, finite floats, booleans and null are written by ``_emit`` instead, about
+    3x faster (the client writes 10,000 receipts per run); anything else goes to ``json.dumps``.
+    """
+    parts: list[str] = []
+    try:
+        _emit(document, 0, parts.append)
+    except (_Unusual, IndexError, RecursionError):  # IndexError: nested deeper than _NEWLINES
+        return (json.dumps(document, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+    parts.append("\n")
+    return "".join(parts).encode("utf-8")
+
+
+class _Unusual(Exception):
+    """A value ``_emit`` leaves to ``json.dumps`` (a non-string key, a tuple, a subclass, NaN, ...)."""
+
+
+_encode_str = json.encoder.encode_basestring  # the C encoder of json.dumps(ensure_ascii=False)
+_NEWLINES = ["\n" + "  " * level for level in range(64)]
+
+
+def _emit(value: Any, level: int, out: Any) -> None:
+    kind = type(value)
+    if kind is str:
+        out(_encode_str(value))
+    elif kind is dict:
+        if not value:
+            out("{}")
+            return
+        inner = _NEWLINES[level + 1]
+        out("{" + inner)
+        first = True
+        for key, item in value.items():
+            if type(key) is not str:
+                raise _Unusual
+            if first:
+                first = False
+            else:
+                out("," + inner)
+            out(_encode_str(key) + ": ")
+            _emit(item, level + 1, out)
+        out(_NEWLINES[level] + "}")
+    elif kind is list:
+        if not value:
+            out("[]")
+            return
+        inner = _NEWLINES[level + 1]
+        out("[" + inner)
+        first = True
+        for item in value:
+            if first:
+                first = False
+            else:
+                out("," + inner)
+            _emit(item, level + 1, out)
+        out(_NEWLINES[level] + "]")
+    elif value is None:
+        out("null")
+    elif value is True:
+        out("true")
+    elif value is False:
+        out("false")
+    elif kind is int:
+        out(int.__repr__(value))
+    elif kind is float and value - value == 0.0:  # finite (NaN and infinities go to json.dumps)
+        out(float.__repr__(value))
+    else:
+        raise _Unusual
 
 
 # --- building -----------------------------------------------------------------------------------
