@@ -142,6 +142,14 @@ def parse_sha256_hex(s: str) -> bytes:
 
     :raise FormatError: a non-hex character, a wrong number of digits, or upper-case hex.
     """
+    if len(s) == 2 * _SHA256_SIZE:  # the usual case, checked in C: 64 characters that are lowercase hex
+        try:
+            raw = bytes.fromhex(s)  # also takes spaces and upper case: the round trip below refuses those
+        except ValueError:
+            pass
+        else:
+            if raw.hex() == s:
+                return raw
     for i, c in enumerate(s):
         if c not in _HEX_DIGITS:
             raise FormatError(f"SHA-256 hex contains {c!r} at position {i}: not a hex digit")

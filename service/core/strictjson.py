@@ -38,7 +38,10 @@ def loads(raw: bytes | str, *, subject: str = "the JSON") -> Any:
         raise StrictJSONError(f"{subject} starts with a byte order mark; strict JSON has none")
 
     def reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-        obj: dict[str, Any] = {}
+        obj = dict(pairs)  # in C; a duplicate key shows as a shorter dict, and is then looked for
+        if len(obj) == len(pairs):
+            return obj
+        obj = {}
         for key, value in pairs:
             if key in obj:
                 raise StrictJSONError(f"{subject} has the key {key!r} twice in one object")
