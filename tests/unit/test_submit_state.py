@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from service.commands.client import JOURNAL_NAME, STATE_NAME, FileEntry, State
@@ -37,3 +38,41 @@ def test_journal_records_are_replayed_over_the_snapshot_and_a_torn_tail_is_ignor
     again = State.load(tmp_path / STATE_NAME)
     assert again.chunks == loaded.chunks
     assert {p: vars(e) for p, e in again.files.items()} == {p: vars(e) for p, e in loaded.files.items()}
+
+
+def test_walk_order_skips_and_symlinks(tmp_path: Path) -> None:
+    """``walk``: a folder's files sorted by name before its subfolders (sorted), receipts, certificates, the state
+    and their temp files skipped, a symlink to a file taken, a symlinked folder and a broken link not followed."""
+    from service.commands.client import walk
+
+    root = tmp_path / "in"
+    for rel in ("b.bin", "a.bin", "z/2.bin", "z/1.bin", "m/x/deep.bin", "m/top.bin"):
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_bytes(rel.encode())
+    for skipped in (
+        "a.bin.receipt.json",
+        "a.bin.certificate.pdf",
+        ".evidence-submit.json",
+        ".evidence-submit.json.log",
+        ".a.bin.receipt.json.123.tmp",
+    ):
+        (root / skipped).write_bytes(b"")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "o.bin").write_bytes(b"o")
+    (root / "c-link.bin").symlink_to(root / "a.bin")
+    (root / "d-broken").symlink_to(tmp_path / "missing")
+    (root / "linked-folder").symlink_to(outside, target_is_directory=True)
+    found = list(walk([root, root / "b.bin"]))
+    assert [rel for _, rel in found] == [
+        "a.bin",
+        "b.bin",
+        "c-link.bin",
+        "m/top.bin",
+        "m/x/deep.bin",
+        "z/1.bin",
+        "z/2.bin",
+        "b.bin",
+    ]
+    assert [p for p, _ in found][:2] == [str(root / "a.bin"), str(root / "b.bin")]
+    assert all(isinstance(p, str) and os.path.isabs(p) for p, _ in found)
