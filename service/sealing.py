@@ -157,7 +157,7 @@ def record_deposits_committed(
         deposits, rows = _new_deposits(items, now, sm3)
         ledger.insert_deposits_committed_pg(engine, rows, [d.sm3 for d in deposits])
         return deposits
-    with engine.begin() as conn:
+    with db.write_lock(engine), engine.begin() as conn:  # SQLite: queue behind the other serve processes' writers
         return record_deposits(conn, items, now, sm3=sm3)
 
 
@@ -495,7 +495,7 @@ def seal_pending(
             )
         if not due:
             return sealed
-        with engine.begin() as conn:
+        with db.write_lock(engine), engine.begin() as conn:  # SQLite: in line with the group committers
             result = seal_batch(conn, signer, now_fn(), max_leaves, cosigners=cosigners)
             if result is not None:
                 # Webhook events are queued in the sealing transaction: a sealed batch and its events commit

@@ -10,14 +10,23 @@ write lock from its first statement and two sealers can never both read the same
 (SQLAlchemy's documented pysqlite recipe). Read-only work may ask for a plain deferred ``BEGIN`` with
 ``engine.execution_options(sqlite_begin="DEFERRED")``.
 
+SQLite's write lock has no queue: a writer that finds it taken sleeps in SQLite's busy handler (1, 2, 5, ... up to
+100 ms per try) and finds it taken again whenever another process's writer re-took it in the meantime. The
+background writers of ``evidence serve`` (each worker's group committer, the sealer) therefore queue first on
+``write_lock(engine)``: an exclusive ``flock`` on ``<database>-writelock``, where a waiter blocks in the kernel
+and is woken when the holder releases it.
+
 Must not import: Flask, Celery, the API or workers.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import stat
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -42,6 +51,7 @@ __all__ = [
     "private_database_file",
     "read_only",
     "upgrade",
+    "write_lock",
 ]
 
 # Top-level migrations/ beside the service package (not inside it: the image ships both).
@@ -122,6 +132,57 @@ def _sqlite_engine(raw: str, busy_timeout: float) -> Engine:
         conn.exec_driver_sql(f"BEGIN {mode}")
 
     return engine
+
+
+WRITE_LOCK_SUFFIX = "-writelock"
+_write_lock_files = threading.local()  # per thread: {(pid, path): fd}, each thread its own open file description
+
+
+def write_lock_path(engine: Engine) -> Path | None:
+    """The lock file that queues the writers of ``engine``'s SQLite database file (None: PostgreSQL, in-memory)."""
+    url = engine.url
+    if url.get_backend_name() != "sqlite":
+        return None
+    database = url.database or ""
+    if database in ("", ":memory:") or database.startswith("file:"):
+        return None
+    path = Path(database).expanduser().absolute()
+    return path.with_name(path.name + WRITE_LOCK_SUFFIX)
+
+
+@contextlib.contextmanager
+def write_lock(engine: Engine) -> Iterator[None]:
+    """Wait in line for the SQLite database of ``engine`` before a write transaction, and hold the place until it
+    ends: ``with db.write_lock(engine), engine.begin() as conn:``. The line is an exclusive ``flock`` (a waiter
+    sleeps in the kernel and is woken when it is released), one open file per thread and process.
+
+    Only writers that take it queue with each other; any other writer still meets them at SQLite's write lock
+    (busy timeout) as before, so it never waits longer than it did. The holder must not wait for another holder
+    (one write transaction per holder, no nesting): a waiter blocks until the holder's transaction ends, which
+    SQLite's busy timeout bounds. A no-op on PostgreSQL and on in-memory or URI databases, and where ``flock``
+    does not exist.
+    """
+    path = write_lock_path(engine)
+    if path is None:
+        yield
+        return
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: SQLite's busy handler alone
+        yield
+        return
+    files: dict[tuple[int, Path], int] | None = getattr(_write_lock_files, "fds", None)
+    if files is None:
+        files = _write_lock_files.fds = {}
+    key = (os.getpid(), path)
+    fd = files.get(key)
+    if fd is None:
+        fd = files[key] = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
 
 
 def private_database_file(path: Path) -> None:
