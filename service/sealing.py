@@ -150,14 +150,20 @@ def record_deposits_committed(
     """``record_deposits`` in a transaction of its own, COMMITTED when this returns (the group committer's call).
 
     PostgreSQL with psycopg2: one prepared statement in autocommit mode, one round trip for the whole group
-    (``ledger.insert_deposits_committed_pg``; BEGIN, INSERT, COMMIT were three). Elsewhere (SQLite):
-    ``record_deposits`` inside ``engine.begin()``. Either way a failure stores nothing of ``items``.
+    (``ledger.insert_deposits_committed_pg``; BEGIN, INSERT, COMMIT were three). SQLite: in line on
+    ``db.write_lock``, then the same rows through the sqlite3 connection (``ledger.insert_deposits_committed_sqlite``).
+    Either way a failure stores nothing of ``items``.
     """
     if engine.dialect.name == "postgresql" and engine.dialect.driver == "psycopg2":
         deposits, rows = _new_deposits(items, now, sm3)
         ledger.insert_deposits_committed_pg(engine, rows, [d.sm3 for d in deposits])
         return deposits
-    with db.write_lock(engine), engine.begin() as conn:  # SQLite: queue behind the other serve processes' writers
+    if engine.dialect.name == "sqlite":
+        deposits, rows = _new_deposits(items, now, sm3)
+        with db.write_lock(engine):  # queue behind the other serve processes' writers (see db.write_lock)
+            ledger.insert_deposits_committed_sqlite(engine, rows, [d.sm3 for d in deposits])
+        return deposits
+    with engine.begin() as conn:
         return record_deposits(conn, items, now, sm3=sm3)
 
 

@@ -615,6 +615,71 @@ def insert_deposits_committed_pg(engine: Engine, rows: Sequence[EvidenceRow], sm
     return [by_id[r["id"]] for r in rows]
 
 
+_INSERT_EVIDENCE_SQLITE = "INSERT INTO evidence (id, tenant_id, sha256, label, received_us) VALUES (?, ?, ?, ?, ?)"
+_INSERT_PENDING_SQLITE = "INSERT INTO pending (evidence_pk, received_us) VALUES (?, ?)"
+_INSERT_V2_SQLITE = "INSERT INTO evidence_v2 (evidence_pk, sm3) VALUES (?, ?)"
+
+
+def insert_deposits_committed_sqlite(
+    engine: Engine, rows: Sequence[EvidenceRow], sm3: Sequence[bytes | None]
+) -> list[int]:
+    """Insert and COMMIT single deposits on SQLite through the sqlite3 connection itself: ``BEGIN IMMEDIATE``, one
+    INSERT per evidence row (its pk is the rowid), the ``pending`` and ``evidence_v2`` rows (as
+    ``sealing.record_deposits`` makes them) by ``executemany``, ``COMMIT``; return the pks in order.
+
+    The same rows and transaction as ``insert_evidence`` + ``insert_evidence_v2`` in ``engine.begin()``, without
+    SQLAlchemy's statement and result handling (a third of the group committer's CPU). Errors are raised as
+    SQLAlchemy's ``DBAPIError`` subclasses (``OperationalError`` for "database is locked"), after a ROLLBACK.
+    """
+    if not rows:
+        return []
+    pooled = engine.raw_connection()
+    try:
+        dbapi: Any = pooled.driver_connection  # a sqlite3 connection, isolation_level None (see db.make_engine)
+        cursor = dbapi.cursor()
+        statement = "BEGIN IMMEDIATE"
+        try:
+            cursor.execute(statement)
+            statement = _INSERT_EVIDENCE_SQLITE
+            pks: list[int] = []
+            for r in rows:
+                cursor.execute(statement, (r["id"], r["tenant_id"], r["sha256"], r["label"], r["received_us"]))
+                pks.append(int(cursor.lastrowid))
+            statement = _INSERT_PENDING_SQLITE
+            cursor.executemany(statement, [(pk, r["received_us"]) for pk, r in zip(pks, rows, strict=True)])
+            v2 = [
+                (pk, value)
+                for pk, r, value in zip(pks, rows, sm3, strict=True)
+                if r["label"] is not None or value is not None
+            ]
+            if v2:
+                statement = _INSERT_V2_SQLITE
+                cursor.executemany(statement, v2)
+            statement = "COMMIT"
+            cursor.execute(statement)
+        except engine.dialect.loaded_dbapi.Error as exc:
+            if dbapi.in_transaction:
+                dbapi.rollback()
+            raise DBAPIError.instance(
+                statement,
+                None,
+                exc,
+                engine.dialect.loaded_dbapi.Error,
+                hide_parameters=engine.hide_parameters,
+                connection_invalidated=engine.dialect.is_disconnect(exc, dbapi, cursor),
+                dialect=engine.dialect,
+            ) from exc
+        except BaseException:
+            if dbapi.in_transaction:
+                dbapi.rollback()
+            raise
+        finally:
+            cursor.close()
+    finally:
+        pooled.close()
+    return pks
+
+
 _EVIDENCE_COLUMNS = (
     evidence.c.pk,
     evidence.c.id,

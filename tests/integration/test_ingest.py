@@ -532,3 +532,35 @@ def test_the_write_lock_is_a_no_op_without_a_database_file(tmp_path: Path) -> No
         with db.write_lock(engine), db.write_lock(engine):  # nothing taken, so nesting cannot block
             pass
         engine.dispose()
+
+
+def test_a_group_stores_the_v2_row_of_each_labelled_or_sm3_deposit_and_no_other(engine: Engine) -> None:
+    """The group paths (PostgreSQL: one prepared statement; SQLite: the sqlite3 connection itself) store what
+    ``sealing.record_deposits`` stores: a v2 row, with the SM3 digest if any, for a label or an SM3 digest."""
+    (tenant,) = make_tenants(engine, "acme")
+    committer = GroupCommitter(engine)
+    plans = {0: (None, None), 1: ("a.pdf", None), 2: (None, b"\x05" * 32), 3: ("b.pdf", b"\x06" * 32)}
+    results: dict[int, Deposit] = {}
+    barrier = threading.Barrier(len(plans))
+
+    def work(k: int) -> None:
+        barrier.wait()
+        label, sm3 = plans[k]
+        results[k] = committer.submit(tenant, digest(k), label, timeout=30, sm3=sm3)
+
+    try:
+        join_all(run_threads(work, len(plans)))
+        rows = stored(engine)
+        for k, (label, _) in plans.items():
+            assert rows[results[k].id][1:3] == (digest(k), label) and rows[results[k].id][4]
+        with engine.connect() as conn:
+            v2 = dict(
+                conn.execute(
+                    select(ledger.evidence.c.id, ledger.evidence_v2.c.sm3).join(
+                        ledger.evidence_v2, ledger.evidence_v2.c.evidence_pk == ledger.evidence.c.pk
+                    )
+                ).all()
+            )
+        assert v2 == {results[k].id: plans[k][1] for k in (1, 2, 3)}
+    finally:
+        committer.stop()
