@@ -25,7 +25,6 @@ import contextlib
 import os
 import sqlite3
 import stat
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Protocol
@@ -135,7 +134,6 @@ def _sqlite_engine(raw: str, busy_timeout: float) -> Engine:
 
 
 WRITE_LOCK_SUFFIX = "-writelock"
-_write_lock_files = threading.local()  # per thread: {(pid, path): fd}, each thread its own open file description
 
 
 def write_lock_path(engine: Engine) -> Path | None:
@@ -154,7 +152,7 @@ def write_lock_path(engine: Engine) -> Path | None:
 def write_lock(engine: Engine) -> Iterator[None]:
     """Wait in line for the SQLite database of ``engine`` before a write transaction, and hold the place until it
     ends: ``with db.write_lock(engine), engine.begin() as conn:``. The line is an exclusive ``flock`` (a waiter
-    sleeps in the kernel and is woken when it is released), one open file per thread and process.
+    sleeps in the kernel and is woken when it is released) on a file opened for this use.
 
     Only writers that take it queue with each other; any other writer still meets them at SQLite's write lock
     (busy timeout) as before, so it never waits longer than it did. The holder must not wait for another holder
@@ -171,18 +169,14 @@ def write_lock(engine: Engine) -> Iterator[None]:
     except ImportError:  # not POSIX: SQLite's busy handler alone
         yield
         return
-    files: dict[tuple[int, Path], int] | None = getattr(_write_lock_files, "fds", None)
-    if files is None:
-        files = _write_lock_files.fds = {}
-    key = (os.getpid(), path)
-    fd = files.get(key)
-    if fd is None:
-        fd = files[key] = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    fcntl.flock(fd, fcntl.LOCK_EX)
+    # Opened for each use (microseconds beside a commit's fsync): an open file of its own per holder, none kept
+    # by threads or processes that come and go (one per database would pile up in a long-lived thread).
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
         yield
     finally:
-        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)  # releases the lock
 
 
 def private_database_file(path: Path) -> None:

@@ -564,3 +564,18 @@ def test_a_group_stores_the_v2_row_of_each_labelled_or_sm3_deposit_and_no_other(
         assert v2 == {results[k].id: plans[k][1] for k in (1, 2, 3)}
     finally:
         committer.stop()
+
+
+def test_the_write_lock_keeps_no_file_open(tmp_path: Path) -> None:
+    """Opened per use: a long-lived thread writing to many databases (a test run, a CLI) piles up no descriptors."""
+    fds = Path("/proc/self/fd")
+    if not fds.is_dir():
+        pytest.skip("needs /proc/self/fd")
+    engines = [create_engine(f"sqlite:///{tmp_path}/db{k}.db") for k in range(20)]
+    before = len(list(fds.iterdir()))
+    for engine in engines:
+        with db.write_lock(engine):
+            pass
+    assert len(list(fds.iterdir())) == before
+    for engine in engines:
+        engine.dispose()
