@@ -8,7 +8,9 @@ Must not import: Flask or Celery. Functions take a Connection and never commit: 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import threading
+from collections import OrderedDict
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -243,8 +245,9 @@ def seal_batch(
     """Seal up to ``max_leaves`` pending evidence into one batch; return it, or None when nothing is pending.
 
     In the caller's single transaction: take the ledger lock, pick the oldest pending leaves, build the batch
-    tree, append the ledger entry (with the perfect-subtree nodes it completes), store every leaf's proof, delete
-    the pending rows, and sign the checkpoint of the new ledger size. If anything fails, the transaction rolls
+    tree, append the ledger entry (with the perfect-subtree nodes it completes), store the leaves' places and the
+    tree's tiles (``merkle.batch_tiles``: receipts compute each leaf's proof from them), delete the pending rows,
+    and sign the checkpoint of the new ledger size. If anything fails, the transaction rolls
     back and every leaf stays pending: nothing is sealed twice or lost.
     """
     ledger.lock_ledger(conn)
@@ -276,12 +279,9 @@ def seal_batch(
     ledger.insert_batch(conn, seq, tree.size, tree.root, sealed_us, entry, b"".join(ledger_proof))
     ledger.insert_nodes(conn, new_nodes)
     ledger.insert_batch_leaves(
-        conn,
-        [
-            {"evidence_pk": r.pk, "batch_seq": seq, "leaf_index": i, "proof": b"".join(tree.inclusion_proof(i))}
-            for i, r in enumerate(rows)
-        ],
+        conn, [{"evidence_pk": r.pk, "batch_seq": seq, "leaf_index": i} for i, r in enumerate(rows)]
     )
+    ledger.insert_batch_tiles(conn, seq, tree.tiles())
     ledger.delete_pending(conn, [r.pk for r in rows])
     note = sign_note(Checkpoint(signer.name, seq + 1, new_root).to_bytes(), [signer, *cosigners])
     ledger.insert_checkpoint(conn, seq + 1, new_root, note, signer.key_hash, sealed_us)
@@ -343,11 +343,14 @@ def receipts_for(
     ``evidence_status``) while pending, or ``{"id": ..., "status": "not_found"}`` when this tenant has no such
     evidence: the same answer for an id never issued and for another tenant's id, so nothing leaks.
 
-    One query for the evidence rows, one for the time-stamp tokens, two per batch involved (row, checkpoint).
+    One query for the evidence rows, one for the time-stamp tokens, two per batch involved (row, checkpoint), and
+    for a batch sealed without stored proofs one for the tiles its proofs need (none when this process has them
+    cached).
     """
     rows = ledger.get_evidence_many(conn, tenant_id, evidence_ids)
     receipts = _Receipts(conn, keys)
     receipts.prefetch_timestamps({int(r.batch_seq) for r in rows.values() if r.batch_seq is not None})
+    receipts.prepare(rows.values())
     out: list[JSONObject] = []
     for evidence_id in evidence_ids:
         row = rows.get(evidence_id)
@@ -360,14 +363,49 @@ def receipts_for(
     return out
 
 
+class _TileCache:
+    """Trees of batch tiles by (batch root, batch size, k, t), shared by the threads of
+    a process, the least recently used dropped beyond ``limit``. Keyed by the root, not the seq: a sealed batch's
+    tiles never change, and the same root means the same tree whatever database it came from."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._trees: OrderedDict[tuple[bytes, int, int, int], merkle.BatchTree] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[bytes, int, int, int]) -> merkle.BatchTree | None:
+        with self._lock:
+            tree = self._trees.get(key)
+            if tree is not None:
+                self._trees.move_to_end(key)
+            return tree
+
+    def put(self, key: tuple[bytes, int, int, int], tree: merkle.BatchTree) -> None:
+        with self._lock:
+            self._trees[key] = tree
+            self._trees.move_to_end(key)
+            while len(self._trees) > self.limit:
+                self._trees.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._trees.clear()
+
+
+TILE_CACHE = _TileCache(1024)  # 1,024 trees of up to 256 hashes (16 KiB with their levels): about 17 MB per process
+
+
 class _Receipts:
-    """Builds the receipts of one transaction, reading each batch's row, checkpoint and tokens once."""
+    """Builds the receipts of one transaction, reading each batch's row, checkpoint and tokens once, and for
+    batches sealed without stored proofs the tiles their leaves need (one query per batch and call of ``prepare``,
+    none for tiles this process has cached)."""
 
     def __init__(self, conn: Connection, keys: Sequence[str]) -> None:
         self.conn = conn
         self.keys = list(keys)
         self._batches: dict[int, tuple[Batch, bytes, list[bytes]]] = {}
         self._tokens: dict[int, list[bytes]] = {}
+        self._trees: dict[tuple[bytes, int, int, int], merkle.BatchTree] = {}
 
     def prefetch_timestamps(self, seqs: set[int]) -> None:
         self._tokens.update(ledger.timestamps_for_batches(self.conn, seqs))
@@ -386,9 +424,57 @@ class _Receipts:
             self._batches[seq] = cached
         return cached
 
+    def prepare(self, rows: Iterable[Evidence]) -> None:
+        """Make the tiles every sealed row without a stored proof needs available: from this process's cache, else
+        read in one query per batch."""
+        wanted: dict[int, set[tuple[int, int, int]]] = {}
+        for row in rows:
+            if row.batch_seq is not None and row.leaf_index is not None and row.proof is None:
+                batch = self._batch(row.batch_seq)[0]
+                keys = wanted.setdefault(batch.seq, set())
+                keys.update((k, t, width) for k, t, width, _ in merkle.tile_path(row.leaf_index, batch.size))
+        for seq, keys in wanted.items():
+            batch = self._batch(seq)[0]
+            missing: dict[tuple[int, int], int] = {}
+            for k, t, width in keys:
+                key = (batch.root, batch.size, k, t)
+                if key in self._trees:
+                    continue
+                tree = TILE_CACHE.get(key)
+                if tree is None:
+                    missing[(k, t)] = width
+                else:
+                    self._trees[key] = tree
+            if missing:
+                self._load(batch, missing)
+
+    def _load(self, batch: Batch, missing: dict[tuple[int, int], int]) -> None:
+        tiles = ledger.get_batch_tiles(self.conn, batch.seq, missing)
+        for (k, t), width in missing.items():
+            data = tiles.get((k, t))
+            if data is None or len(data) != width * merkle.HASH_SIZE:
+                raise RuntimeError(f"batch {batch.seq} has no tile ({k}, {t}) of {width} hashes")
+            key = (batch.root, batch.size, k, t)
+            tree = merkle.BatchTree(merkle.split_tile(data))
+            self._trees[key] = tree
+            TILE_CACHE.put(key, tree)
+
+    def _proof(self, batch: Batch, index: int) -> list[bytes]:
+        """Leaf ``index``'s audit path from the trees of its tiles (``prepare`` loaded them)."""
+        proof: list[bytes] = []
+        for k, t, _, position in merkle.tile_path(index, batch.size):
+            proof += self._trees[(batch.root, batch.size, k, t)].inclusion_proof(position)
+        return proof
+
     def build(self, row: Evidence) -> JSONObject:
         assert row.batch_seq is not None and row.leaf_index is not None, "build receipts of sealed evidence only"
         batch, note, tokens = self._batch(row.batch_seq)
+        batch_proof: list[bytes]
+        if row.proof is not None:  # sealed by a release before migration 0007: served from its stored proof
+            batch_proof = list(row.proof)
+        else:
+            self.prepare((row,))
+            batch_proof = self._proof(batch, row.leaf_index)
         return build_receipt(
             leaf=leaf_of_evidence(row),
             label=row.label,
@@ -398,7 +484,7 @@ class _Receipts:
             batch_size=batch.size,
             leaf_index=row.leaf_index,
             batch_root=batch.root,
-            batch_proof=list(row.proof),
+            batch_proof=batch_proof,
             entry=batch.entry,
             ledger_proof=list(batch.ledger_proof),
             checkpoint=note,

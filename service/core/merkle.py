@@ -28,9 +28,11 @@ __all__ = [
     "append_nodes",
     "audit_paths",
     "audit_paths_match",
+    "batch_tiles",
     "consistency_ranges",
     "hash_range",
     "hashes",
+    "inclusion_proof_from_tiles",
     "inclusion_ranges",
     "leaf_hash",
     "leaf_hashes",
@@ -41,6 +43,8 @@ __all__ = [
     "perfect_subtrees",
     "root_from_inclusion_proof",
     "root_from_leaf_hashes",
+    "split_tile",
+    "tile_path",
     "tree_levels",
     "verify_consistency",
     "verify_inclusion",
@@ -223,6 +227,10 @@ class BatchTree:
             index >>= 1
         return proof
 
+    def tiles(self) -> list[tuple[int, int, bytes]]:
+        """The stored form of this tree's upper levels: :func:`batch_tiles` of its levels."""
+        return batch_tiles(self._levels)
+
     def consistency_proof(self, old_size: int) -> list[bytes]:
         """Return the RFC 9162 §2.1.4.1 consistency proof from ``old_size`` to this tree (empty if equal).
 
@@ -234,6 +242,89 @@ class BatchTree:
             level = (end - start - 1).bit_length()
             proof.append(self.node(level, start >> level))
         return proof
+
+
+# --- batch trees kept as tiles: proofs on demand from tiles of every 8th level ---------------------------------
+#
+# A sealed batch keeps, instead of every leaf's audit path, the nodes of its tree at levels 0, 8, 16, ... (level 0:
+# the leaf hashes; up to the last level with more than one node: the root is kept elsewhere; a batch of one leaf
+# keeps its leaf hash), cut into tiles of up to 256 consecutive nodes. Tile (k, t) holds nodes [256 t, 256 t + 256)
+# of level 8 k, the last tile of a level only what exists (the right edge's last node is the MTH of what is below
+# it, as in ``BatchTree``). Tiles are aligned like the tree's own blocks, so the ``BatchTree`` of one tile's nodes
+# has exactly the tree's nodes of the 8 levels above them: leaf i's audit path is the concatenation, over k, of
+# node (i >> 8 k) & 255's path in the tree of tile (k, i >> 8 (k + 1)). About 32.1 bytes per leaf in all.
+
+TILE_HEIGHT = 8
+TILE_WIDTH = 1 << TILE_HEIGHT
+_TILE_BYTES = TILE_WIDTH * HASH_SIZE
+
+
+def batch_tiles(levels: Sequence[bytes | Sequence[bytes]]) -> list[tuple[int, int, bytes]]:
+    """The tiles ``(k, t, hashes)`` of a batch tree given its levels (leaves first: each level as one ``bytes`` as
+    ``BatchTree`` keeps them, or as a list of hashes as ``tree_levels`` returns), in ``(k, t)`` order; none for an
+    empty tree."""
+    out: list[tuple[int, int, bytes]] = []
+    level = 0
+    while level < len(levels):
+        nodes = levels[level]
+        data = nodes if isinstance(nodes, bytes) else b"".join(nodes)
+        if not data or (level and len(data) <= HASH_SIZE):  # the root (kept in the batch's row)
+            break
+        k = level // TILE_HEIGHT
+        out.extend(
+            (k, t, data[start : start + _TILE_BYTES]) for t, start in enumerate(range(0, len(data), _TILE_BYTES))
+        )
+        level += TILE_HEIGHT
+    return out
+
+
+def tile_path(index: int, size: int) -> list[tuple[int, int, int, int]]:
+    """``(k, t, width, position)`` for each tile leaf ``index`` of a batch of ``size`` needs, leaves first: tile
+    (k, t) holds ``width`` nodes of level 8 k, of which the one on the leaf's path is at ``position``.
+
+    :raise ProofError: ``index`` is not below ``size``.
+    """
+    if type(index) is not int or type(size) is not int or not 0 <= index < size:
+        _check_index(index, size)
+    out = []
+    k, count = 0, size  # count: the number of nodes at level 8 k
+    while True:
+        shift = TILE_HEIGHT * k
+        t = index >> (shift + TILE_HEIGHT)
+        out.append((k, t, min(TILE_WIDTH, count - t * TILE_WIDTH), (index >> shift) & (TILE_WIDTH - 1)))
+        count = -(-count // TILE_WIDTH)
+        if count <= 1:
+            return out
+        k += 1
+
+
+def split_tile(data: bytes) -> list[bytes]:
+    """The hashes of a tile (or block) stored as their concatenation.
+
+    :raise ProofError: its length is not a multiple of 32 or more than 256 hashes.
+    """
+    if len(data) % HASH_SIZE or len(data) > _TILE_BYTES:
+        raise ProofError(f"a tile of {len(data)} bytes is not 1 to {TILE_WIDTH} hashes of {HASH_SIZE} bytes")
+    return [data[i : i + HASH_SIZE] for i in range(0, len(data), HASH_SIZE)]
+
+
+def inclusion_proof_from_tiles(index: int, size: int, tiles: Mapping[tuple[int, int], bytes]) -> list[bytes]:
+    """Leaf ``index``'s RFC 9162 audit path in a batch of ``size``, from the tiles :func:`tile_path` names (as
+    :func:`batch_tiles` gives them): equal to ``BatchTree(...).inclusion_proof(index)``.
+
+    :raise ProofError: bad index or size, or a tile is missing or has the wrong width.
+    """
+    proof: list[bytes] = []
+    for k, t, width, position in tile_path(index, size):
+        data = tiles.get((k, t))
+        if data is None:
+            raise ProofError(f"tile ({k}, {t}) of a batch of {size} is missing")
+        if len(data) != width * HASH_SIZE:
+            raise ProofError(
+                f"tile ({k}, {t}) of a batch of {size} has {len(data)} bytes, expected {width * HASH_SIZE}"
+            )
+        proof += BatchTree(split_tile(data)).inclusion_proof(position)
+    return proof
 
 
 # --- whole trees as lists, every leaf's audit path at once (the bulk path of ``evidence audit``) -------------

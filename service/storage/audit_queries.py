@@ -19,6 +19,7 @@ from bisect import bisect_right
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from itertools import groupby
 from operator import itemgetter
 from typing import Any
 
@@ -52,6 +53,7 @@ __all__ = [
     "sealed_leaf_count",
     "signing_key_rows",
     "snapshot",
+    "tile_groups",
     "timestamp_rows",
 ]
 
@@ -361,6 +363,21 @@ def parse_bytea_copy(data: bytes) -> list[bytes | None] | None:
         values.append(data[pos + 6 : pos + 6 + n])
         pos += 6 + n
     return values if pos + 2 == len(data) else None
+
+
+def tile_groups(
+    conn: Connection, low: int | None = None, high: int | None = None, *, hashes: bool = True
+) -> Iterator[tuple[int, list[tuple[Any, ...]]]]:
+    """``(batch_seq, rows)`` for every batch's ``batch_tiles`` rows ``(batch_seq, level, idx, hashes)``, in
+    ``(batch_seq, level, idx)`` order; with ``low``/``high``, only ``low <= batch_seq <= high``; without
+    ``hashes``, rows ``(batch_seq, level, idx)`` only."""
+    t = ledger.batch_tiles
+    stmt = select(t.c.batch_seq, t.c.level, t.c.idx, *([t.c.hashes] if hashes else []))
+    if low is not None and high is not None:
+        stmt = stmt.where(t.c.batch_seq.between(low, high))
+    rows = _stream(conn, stmt.order_by(t.c.batch_seq, t.c.level, t.c.idx))  # one row per 256 leaves
+    for seq, group in groupby(rows, key=itemgetter(0)):
+        yield int(seq), [tuple(r) for r in group]
 
 
 def leaf_seq_span(conn: Connection) -> tuple[int, int] | None:

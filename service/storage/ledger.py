@@ -200,8 +200,24 @@ batch_leaves = Table(
     Column("evidence_pk", BigKey, ForeignKey("evidence.pk"), primary_key=True, autoincrement=False),
     Column("batch_seq", BigInteger, ForeignKey("batches.seq"), nullable=False),
     Column("leaf_index", Integer, nullable=False),
-    Column("proof", LargeBinary, nullable=False),
+    Column(
+        "proof",
+        LargeBinary,
+        nullable=True,
+        comment="the leaf's audit path, stored by releases before 0007; NULL: computed from batch_tiles",
+    ),
     UniqueConstraint("batch_seq", "leaf_index"),
+)
+
+batch_tiles = Table(
+    "batch_tiles",
+    metadata,
+    Column("batch_seq", BigInteger, ForeignKey("batches.seq"), nullable=False),
+    Column("level", Integer, nullable=False, comment="k: the tile holds nodes of tree level 8k (0: leaf hashes)"),
+    Column("idx", Integer, nullable=False),
+    Column("hashes", LargeBinary, nullable=False, comment="up to 256 node hashes, concatenated"),
+    PrimaryKeyConstraint("batch_seq", "level", "idx"),
+    CheckConstraint("level >= 0", name="level_not_negative"),
 )
 
 ledger_nodes = Table(
@@ -255,6 +271,7 @@ idempotency_keys = Table(
     Column("key", Text, nullable=False),
     Column("request_hash", LargeBinary, nullable=False),
     Column("response", Text, nullable=False, comment="JSON answer replayed for the same request"),
+    Column("body_zlib", LargeBinary, nullable=True, comment="the answer's body, zlib; response then holds its status"),
     Column("created_us", BigInteger, nullable=False),
     Column("expires_us", BigInteger, nullable=False, index=True),
     PrimaryKeyConstraint("tenant_id", "key"),
@@ -303,6 +320,7 @@ APPEND_ONLY_TABLES: tuple[str, ...] = (
     "evidence_v2",
     "batches",
     "batch_leaves",
+    "batch_tiles",
     "ledger_nodes",
     "checkpoints",
     "timestamps",
@@ -339,6 +357,10 @@ def _hashes(blob: bytes | None) -> tuple[TreeHash, ...]:
     return () if blob is None else tuple(map(TreeHash, split_hashes(bytes(blob))))
 
 
+def _maybe_hashes(blob: bytes | None) -> tuple[TreeHash, ...] | None:
+    return None if blob is None else _hashes(blob)
+
+
 def _tenant(row: AnyRow) -> Tenant:
     return Tenant(int(row.id), str(row.name), from_us(int(row.created_at)), _maybe_time(row.revoked_at))
 
@@ -364,7 +386,7 @@ def _evidence(row: AnyRow) -> Evidence:
         from_us(int(row.received_us)),
         None if row.batch_seq is None else int(row.batch_seq),
         None if row.leaf_index is None else int(row.leaf_index),
-        _hashes(row.proof),
+        _maybe_hashes(row.proof),
         row.v2_pk is not None,
         None if row.attestation is None else bytes(row.attestation),
         row.case_id,
@@ -839,36 +861,59 @@ def insert_batch(
 
 
 def insert_batch_leaves(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
-    """Insert rows of (evidence_pk, batch_seq, leaf_index, proof); one round trip on PostgreSQL."""
+    """Insert rows of (evidence_pk, batch_seq, leaf_index, and optionally proof: the concatenated audit path, which
+    the sealer no longer stores (NULL: computed from ``batch_tiles``)); one round trip on PostgreSQL."""
     if not rows:
         return
+    with_proofs = any(r.get("proof") is not None for r in rows)
     if _is_postgres(conn):
-        conn.execute(
-            text(
-                "INSERT INTO batch_leaves (evidence_pk, batch_seq, leaf_index, proof) "
-                "SELECT * FROM unnest(CAST(:pks AS bigint[]), CAST(:seqs AS bigint[]), "
-                "CAST(:indexes AS integer[]), CAST(:proofs AS bytea[]))"
-            ),
-            {
-                "pks": [r["evidence_pk"] for r in rows],
-                "seqs": [r["batch_seq"] for r in rows],
-                "indexes": [r["leaf_index"] for r in rows],
-                "proofs": [r["proof"] for r in rows],
-            },
-        )
+        params = {
+            "pks": [r["evidence_pk"] for r in rows],
+            "seqs": [r["batch_seq"] for r in rows],
+            "indexes": [r["leaf_index"] for r in rows],
+        }
+        if with_proofs:
+            params["proofs"] = [r.get("proof") for r in rows]
+            conn.execute(_INSERT_LEAVES_WITH_PROOFS_PG, params)
+        else:
+            conn.execute(_INSERT_LEAVES_PG, params)
         return
-    conn.execute(
-        insert(batch_leaves),
-        [
-            {
-                "evidence_pk": r["evidence_pk"],
-                "batch_seq": r["batch_seq"],
-                "leaf_index": r["leaf_index"],
-                "proof": r["proof"],
-            }
-            for r in rows
-        ],
+    columns = (
+        ("evidence_pk", "batch_seq", "leaf_index", "proof")
+        if with_proofs
+        else ("evidence_pk", "batch_seq", "leaf_index")
     )
+    conn.execute(insert(batch_leaves), [{c: r.get(c) for c in columns} for r in rows])
+
+
+_INSERT_LEAVES_PG = text(
+    "INSERT INTO batch_leaves (evidence_pk, batch_seq, leaf_index) "
+    "SELECT * FROM unnest(CAST(:pks AS bigint[]), CAST(:seqs AS bigint[]), CAST(:indexes AS integer[]))"
+)
+_INSERT_LEAVES_WITH_PROOFS_PG = text(
+    "INSERT INTO batch_leaves (evidence_pk, batch_seq, leaf_index, proof) "
+    "SELECT * FROM unnest(CAST(:pks AS bigint[]), CAST(:seqs AS bigint[]), "
+    "CAST(:indexes AS integer[]), CAST(:proofs AS bytea[]))"
+)
+
+
+def insert_batch_tiles(conn: Connection, batch_seq: int, tiles: Sequence[tuple[int, int, bytes]]) -> None:
+    """Store the tiles ``(level, idx, hashes)`` of batch ``batch_seq``'s tree (``merkle.batch_tiles``)."""
+    if tiles:
+        conn.execute(
+            insert(batch_tiles), [{"batch_seq": batch_seq, "level": k, "idx": t, "hashes": h} for k, t, h in tiles]
+        )
+
+
+def get_batch_tiles(conn: Connection, batch_seq: int, keys: Iterable[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
+    """The stored tiles of batch ``batch_seq`` among ``keys`` (level, idx), in one query; missing keys absent."""
+    wanted = list(dict.fromkeys(keys))
+    if not wanted:
+        return {}
+    stmt = select(batch_tiles.c.level, batch_tiles.c.idx, batch_tiles.c.hashes).where(
+        batch_tiles.c.batch_seq == batch_seq, tuple_(batch_tiles.c.level, batch_tiles.c.idx).in_(wanted)
+    )
+    return {(int(k), int(t)): bytes(h) for k, t, h in conn.execute(stmt)}
 
 
 def ledger_size(conn: Connection) -> int:
@@ -1065,7 +1110,7 @@ def batches_without_timestamp(conn: Connection, tsa: str, limit: int) -> list[in
 
 
 def get_idempotency(conn: Connection, tenant_id: int, key: str, now_us: int) -> AnyRow | None:
-    """The unexpired stored answer (request_hash, response, created_us, expires_us) for this key."""
+    """The unexpired stored answer (request_hash, response, body_zlib, created_us, expires_us) for this key."""
     stmt = select(idempotency_keys).where(
         idempotency_keys.c.tenant_id == tenant_id,
         idempotency_keys.c.key == key,
@@ -1082,8 +1127,10 @@ def insert_idempotency(
     response: str,
     created_us: int,
     expires_us: int,
+    body_zlib: bytes | None = None,
 ) -> None:
-    """Remember the answer to an idempotent request (an expired row of the same key is replaced)."""
+    """Remember the answer to an idempotent request (an expired row of the same key is replaced): ``response`` its
+    JSON, and ``body_zlib`` its body compressed when ``response`` holds only the status (``bulk.Answer``)."""
     conn.execute(
         delete(idempotency_keys).where(
             idempotency_keys.c.tenant_id == tenant_id,
@@ -1097,6 +1144,7 @@ def insert_idempotency(
             key=key,
             request_hash=request_hash,
             response=response,
+            body_zlib=body_zlib,
             created_us=created_us,
             expires_us=expires_us,
         )

@@ -38,7 +38,8 @@ TreeHash = NewType("TreeHash", bytes)
 
 @dataclass(frozen=True, slots=True)
 class Evidence:
-    """One deposit of a tenant; ``batch_seq``, ``leaf_index`` and ``proof`` are None / empty while it is pending.
+    """One deposit of a tenant; ``batch_seq`` and ``leaf_index`` are None while it is pending. ``proof``: the audit
+    path stored by releases before migration 0007, else None (sealing then computes it from the batch's tiles).
     ``v2``: it has a SPEC §2.1 v2 leaf, with the ``attestation``, ``case_id``, ``phase``, ``phase_name``,
     ``cosigns`` and ``sm3`` (the file's SM3, 32 bytes) it binds (all None for a v1 deposit)."""
 
@@ -50,7 +51,7 @@ class Evidence:
     received: datetime
     batch_seq: int | None
     leaf_index: int | None
-    proof: tuple[TreeHash, ...]
+    proof: tuple[TreeHash, ...] | None
     v2: bool = False
     attestation: bytes | None = None
     case_id: str | None = None

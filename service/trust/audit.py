@@ -10,7 +10,8 @@ cursors; the evidence leaves column by column, on PostgreSQL by binary COPY of a
 3. ``batch_leaves`` + ``evidence`` of each batch, in ``leaf_index`` order: indexes are ``0..size-1``, every
    evidence row exists and makes a valid SPEC §2 leaf, the batch root recomputes from the leaves and every
    stored leaf proof is the RFC 9162 audit path to it (equal to the recomputed path: with SHA-256 that is the
-   same as verifying, and it is checked for all leaves in a few C-level passes).
+   same as verifying, and it is checked for all leaves in a few C-level passes); a batch sealed without stored
+   proofs (since migration 0007) instead has exactly the ``batch_tiles`` its recomputed tree gives.
 4. The ledger log, recomputed entry by entry from a compact range: every ``ledger_nodes`` row equals the
    recomputed perfect subtree, every ``batches.ledger_proof`` is the entry's inclusion proof, every
    ``checkpoints`` row (one per size) carries the recomputed root, parses, and is signed by a published key whose
@@ -296,6 +297,9 @@ def _check_batches_and_log(
     parallel = jobs > 1 and not q.is_in_memory(conn)  # another process cannot open an in-memory SQLite database
     sealed = [0]
     leaves = _Peek(_parallel_leaf_results(conn, jobs, sealed) if parallel else _leaf_batches(conn, sealed))
+    # Serially the tiles come with their hashes, for step 3; with workers (which read their own) only their keys,
+    # so that tiles of batches not in the ledger are named here, at the same point either way.
+    tiles = _Peek(q.tile_groups(conn, hashes=not parallel))
     nodes = _Peek(q.node_rows(conn))
     checkpoints = _Peek(q.checkpoint_rows(conn))
     log = _Log(report, keys)
@@ -312,6 +316,7 @@ def _check_batches_and_log(
                 f"belongs to batch {orphan_seq}, which is not in the ledger",
             )
         group: Any = leaves.pop()[1] if leaves.head is not None and leaves.head[0] == seq else None
+        batch_tiles = _tiles_of(report, tiles, seq)
         entry = _check_entry(report, row, previous_sealed)
         sealed_us = int(row.sealed_us)
         previous_sealed = max(previous_sealed, sealed_us)
@@ -332,7 +337,7 @@ def _check_batches_and_log(
                     report.count(check, count)
             rows = group.rows
         else:
-            _check_leaves(report, row, entry, group)
+            _check_leaves(report, row, entry, group, batch_tiles)
             rows = 0 if group is None else len(group.pks)
         if progress is not None:
             progress.advance(rows)
@@ -346,6 +351,7 @@ def _check_batches_and_log(
             f"evidence_pk={_first_pk(orphans)}",
             f"belongs to batch {orphan_seq}, beyond the last ledger entry",
         )
+    _tiles_of(report, tiles, log.size)
     while nodes.head is not None:
         extra = nodes.pop()
         report.add(
@@ -358,6 +364,21 @@ def _check_batches_and_log(
         report.add("checkpoints", f"size={extra.size}", f"is beyond the ledger size {log.size}")
     report.ledger_size = log.size
     return sealed[0]
+
+
+def _tiles_of(report: AuditReport | None, tiles: _Peek, seq: int) -> list[Any]:
+    """The ``batch_tiles`` rows of batch ``seq`` (empty if none); tiles of batches before it that were not taken
+    belong to no ledger entry and are named (unless ``report`` is None: a worker, whose caller names them)."""
+    while tiles.head is not None and tiles.head[0] < seq:
+        orphan_seq, rows = tiles.pop()
+        if report is None:
+            continue
+        report.add(
+            "batch_tiles",
+            f"batch_seq={orphan_seq}, level={rows[0][1]}, idx={rows[0][2]}",
+            f"belongs to batch {orphan_seq}, which is not in the ledger",
+        )
+    return tiles.pop()[1] if tiles.head is not None and tiles.head[0] == seq else []
 
 
 def _first_pk(group: Any) -> Any:
@@ -429,6 +450,7 @@ def _audit_leaf_range(url: str, snapshot: str | None, low: int, high: int) -> li
         with q.snapshot(engine) as conn:
             q.import_snapshot(conn, snapshot)
             batches = _Peek(q.batch_rows_between(conn, low, high))
+            tiles = _Peek(q.tile_groups(conn, low, high))
             results: list[_LeafResult] = []
             for leaves in q.leaf_batches(conn, low, high):
                 seq = leaves.seq
@@ -445,7 +467,7 @@ def _audit_leaf_range(url: str, snapshot: str | None, low: int, high: int) -> li
                 except FormatError:
                     entry = None  # named by _check_entry in the main process
                 part = AuditReport()
-                _check_leaves(part, row, entry, leaves)
+                _check_leaves(part, row, entry, leaves, _tiles_of(None, tiles, seq))
                 batch = (int(row.size), bytes(row.root), bytes(row.entry))
                 results.append(
                     _LeafResult(
@@ -489,7 +511,9 @@ def _check_entry(report: AuditReport, row: Any, previous_sealed: int) -> LedgerE
     return entry
 
 
-def _check_leaves(report: AuditReport, row: Any, entry: LedgerEntry | None, batch: q.LeafBatch | None) -> None:
+def _check_leaves(
+    report: AuditReport, row: Any, entry: LedgerEntry | None, batch: q.LeafBatch | None, tiles: list[Any]
+) -> None:
     seq, size = int(row.seq), int(row.size)
     root = entry.root if entry is not None else bytes(row.root)
     if batch is None or not batch.pks:
@@ -533,7 +557,7 @@ def _check_leaves(report: AuditReport, row: Any, entry: LedgerEntry | None, batc
         return
     if digests and not isinstance(digests[0], bytes):
         digests = list(map(bytes, digests))
-        proofs = list(map(bytes, proofs))
+        proofs = [None if p is None else bytes(p) for p in proofs]
     if set(map(len, digests)) != {32}:
         i = next(j for j, d in enumerate(digests) if len(d) != 32)
         report.add("evidence", f"pk={pks[i]} (id {ids[i]})", f"sha256 has {len(digests[i])} bytes, expected 32")
@@ -552,6 +576,15 @@ def _check_leaves(report: AuditReport, row: Any, entry: LedgerEntry | None, batc
     if batch.v2 and not _v2_leaf_hashes(report, batch, hashes):
         return
     levels = merkle.tree_levels(hashes)
+    if None in proofs:  # sealed since migration 0007: the tree's tiles instead of a proof per leaf
+        _check_tiles(report, seq, root, levels, pks, ids, proofs, tiles)
+        return
+    if tiles:
+        report.add(
+            "batch_tiles",
+            f"batch_seq={seq}, level={tiles[0][1]}, idx={tiles[0][2]}",
+            f"is a tile of batch {seq}, whose leaves have stored proofs: such a batch has no tiles",
+        )
     if hmac.compare_digest(levels[-1][0], root) and merkle.audit_paths_match(levels, proofs):
         report.count("evidence leaves recompute to their batch root", count)
         report.count("stored leaf proofs verify", count)
@@ -583,6 +616,70 @@ def _check_leaves(report: AuditReport, row: Any, entry: LedgerEntry | None, batc
     report.add(
         "batch_leaves", f"evidence_pk={pks[i]}", f"leaf {i} of batch {seq}: the stored proof is not its audit path"
     )
+
+
+def _check_tiles(
+    report: AuditReport,
+    seq: int,
+    root: bytes,
+    levels: list[list[bytes]],
+    pks: list[Any],
+    ids: list[str],
+    proofs: list[bytes | None],
+    tiles: list[Any],
+) -> None:
+    """A batch sealed without stored proofs: its tiles must be exactly ``merkle.batch_tiles`` of the tree the
+    evidence rows recompute, and that tree's root the entry's. Names the first leaf whose evidence row no longer
+    hashes to the leaf hash sealed in the tiles, else the first tile that differs."""
+    count = len(proofs)
+    if any(p is not None for p in proofs):
+        i = next(j for j, p in enumerate(proofs) if p is not None)
+        report.add(
+            "batch_leaves",
+            f"evidence_pk={pks[i]}",
+            f"leaf {i} of batch {seq} has a stored proof, other leaves of its batch have none",
+        )
+        return
+    stored = {(int(k), int(t)): bytes(h) for _, k, t, h in tiles}
+    expected = {(k, t): h for k, t, h in merkle.batch_tiles(levels)}
+    root_ok = hmac.compare_digest(levels[-1][0], root)
+    if root_ok and stored == expected:
+        report.count("evidence leaves recompute to their batch root", count)
+        report.count("batch roots recompute")
+        report.count("batch tiles verify", len(expected))
+        return
+    if not root_ok:
+        sealed = b"".join(stored.get((0, t), b"") for t in range(-(-count // merkle.TILE_WIDTH)))
+        if len(sealed) == count * merkle.HASH_SIZE:
+            recomputed = b"".join(levels[0])
+            if sealed != recomputed:
+                i = next(j for j in range(count) if sealed[32 * j : 32 * j + 32] != levels[0][j])
+                report.add(
+                    "evidence",
+                    f"pk={pks[i]} (id {ids[i]})",
+                    f"leaf {i} of batch {seq} does not hash to the leaf hash sealed in its batch's tiles: the evidence "
+                    "row (id, sha256, received time, or for a v2 leaf the label, case, phase name or attestation) "
+                    "was altered",
+                )
+                return
+        report.add(
+            "batches",
+            f"seq={seq}",
+            f"the root recomputed from its {count} evidence leaves is "
+            f"{levels[-1][0].hex()}, the entry records {root.hex()}",
+        )
+        return
+    k, t = next(key for key in sorted(stored.keys() | expected.keys()) if stored.get(key) != expected.get(key))
+    where = f"batch_seq={seq}, level={k}, idx={t}"
+    got, want = stored.get((k, t)), expected.get((k, t))
+    if got is None:
+        report.add("batch_tiles", where, f"is missing: batch {seq} of {count} leaves needs it for its proofs")
+    elif want is None:
+        report.add("batch_tiles", where, f"is not a tile of batch {seq} of {count} leaves")
+    else:
+        j = next((j for j in range(0, min(len(got), len(want)), 32) if got[j : j + 32] != want[j : j + 32]), None)
+        detail = f"hash {j // 32} differs" if j is not None else f"{len(got)} bytes, expected {len(want)}"
+        report.add("batch_tiles", where, f"does not hold the recomputed hashes of tree level {8 * k}: {detail}")
 
 
 class _Log:

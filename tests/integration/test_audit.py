@@ -33,7 +33,7 @@ from service.tenants import create_tenant, hash_api_key
 from service.timestamping import load_tsa_roots, timestamp_pending
 from service.trust import audit as audit_module
 from service.trust.audit import AuditReport, _leaf_hashes, audit_ledger
-from tests.factories import make_runtime
+from tests.factories import make_runtime, seal_as_before_0007
 from tests.support.local_tsa import LocalTSA
 
 needs_openssl = pytest.mark.skipif(shutil.which("openssl") is None, reason="the openssl binary is not installed")
@@ -152,7 +152,8 @@ def test_a_sound_ledger_passes_every_check(runtime: Runtime, jobs: int) -> None:
     assert report.ledger_size == 3
     checked = report.checked
     assert checked["evidence leaves recompute to their batch root"] == sum(BATCHES)
-    assert checked["stored leaf proofs verify"] == sum(BATCHES)
+    assert checked["batch tiles verify"] == len(BATCHES)  # one tile of leaf hashes each: no stored proofs since 0007
+    assert "stored leaf proofs verify" not in checked
     assert checked["batch roots recompute"] == 3
     assert checked["checkpoint roots recompute"] == 4  # sizes 0..3
     assert checked["checkpoint signatures verify"] == 4
@@ -180,7 +181,9 @@ def test_changed_digest_is_named(runtime: Runtime, jobs: int) -> None:
         params={"d": hashlib.sha256(b"forged").digest(), "pk": victim.pk},
     )
     report = run_audit(runtime, jobs=jobs)
-    assert_first(report, "evidence", f"pk={victim.pk} (id {victim.id})", "leaf 2 of batch 1", "stored proof")
+    assert_first(
+        report, "evidence", f"pk={victim.pk} (id {victim.id})", "leaf 2 of batch 1", "sealed in its batch's tiles"
+    )
     assert report.finding_count == 1
 
 
@@ -198,7 +201,55 @@ def test_v2_part_of_a_labelled_deposit_removed_is_named(runtime: Runtime, jobs: 
     victim = sealed_evidence(runtime, 1, 0)
     tamper(runtime.engine, "DELETE FROM evidence_v2 WHERE evidence_pk = :pk", params={"pk": victim.pk})
     report = run_audit(runtime, jobs=jobs)
-    assert_first(report, "evidence", f"pk={victim.pk} (id {victim.id})", "leaf 0 of batch 1", "stored proof")
+    assert_first(
+        report, "evidence", f"pk={victim.pk} (id {victim.id})", "leaf 0 of batch 1", "sealed in its batch's tiles"
+    )
+
+
+def test_changed_tile_is_named(runtime: Runtime, jobs: int) -> None:
+    """Issue 15: batches keep tiles instead of a proof per leaf; a changed leaf hash in them is named."""
+    with runtime.engine.connect() as conn:
+        tile = ledger.get_batch_tiles(conn, 2, [(0, 0)])[(0, 0)]
+    forged = tile[:64] + hashlib.sha256(b"forged").digest() + tile[96:]
+    tamper(runtime.engine, "UPDATE batch_tiles SET hashes = :h WHERE batch_seq = 2 AND level = 0", params={"h": forged})
+    report = run_audit(runtime, jobs=jobs)
+    assert_first(report, "batch_tiles", "batch_seq=2, level=0, idx=0", "tree level 0", "hash 2 differs")
+    assert report.finding_count == 1
+
+
+def test_deleted_tile_is_named(runtime: Runtime, jobs: int) -> None:
+    tamper(runtime.engine, "DELETE FROM batch_tiles WHERE batch_seq = 0")
+    report = run_audit(runtime, jobs=jobs)
+    assert_first(report, "batch_tiles", "batch_seq=0, level=0, idx=0", "is missing")
+    assert report.finding_count == 1
+
+
+def test_changed_stored_proof_of_a_batch_sealed_before_0007_is_named(
+    tmp_path: Path, db_url: str, jobs: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Batches sealed with a stored proof per leaf (before migration 0007) are still checked leaf by leaf."""
+    rt = make_runtime(tmp_path, db_url)
+    try:
+        with rt.engine.begin() as conn:
+            tenant_id = ledger.insert_tenant(conn, "acme", 0)
+            digests = [hashlib.sha256(bytes([i])).digest() for i in range(6)]
+            sealing.record_evidence(conn, tenant_id, [(d, None) for d in digests], utc_now())
+        seal_as_before_0007(rt, monkeypatch, 6)
+        report = audit_ledger(rt.engine, jobs=jobs)
+        assert report.ok, [str(f) for f in report.findings]
+        assert report.checked["stored leaf proofs verify"] == 6
+        assert "batch tiles verify" not in report.checked
+        victim = sealed_evidence(rt, 0, 3)
+        tamper(
+            rt.engine,
+            "UPDATE batch_leaves SET proof = :p WHERE evidence_pk = :pk",
+            params={"p": hashlib.sha256(b"x").digest() * 3, "pk": victim.pk},
+        )
+        report = audit_ledger(rt.engine, jobs=jobs)
+        assert_first(report, "evidence", f"pk={victim.pk}", "leaf 3 of batch 0", "stored proof")
+        assert report.finding_count == 1
+    finally:
+        rt.engine.dispose()
 
 
 def test_deleted_evidence_row_is_named(runtime: Runtime, jobs: int) -> None:
@@ -262,9 +313,11 @@ def test_rewritten_entry_is_caught_by_the_log(runtime: Runtime, jobs: int) -> No
         runtime.engine, "UPDATE batches SET root = :r, entry = :e WHERE seq = 1", params={"r": forged_root, "e": entry}
     )
     report = run_audit(runtime, jobs=jobs)
-    assert_first(report, "evidence", "(id ", "leaf 0 of batch 1")
+    # The leaves still hash to what its tiles sealed: the entry's root is what changed (before 0007, with a proof
+    # per leaf, leaf 0 was named: its stored proof no longer reached the root).
+    assert_first(report, "batches", "seq=1", "root recomputed from its 3 evidence leaves")
     tables = {f.table for f in report.findings}
-    assert {"evidence", "ledger_nodes", "checkpoints"} <= tables
+    assert {"batches", "ledger_nodes", "checkpoints"} <= tables
 
 
 def test_forged_checkpoint_is_named(runtime: Runtime, jobs: int) -> None:

@@ -9,6 +9,7 @@ import hashlib
 import json
 import threading
 import time
+import zlib
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -167,6 +168,41 @@ def test_same_key_and_body_replays_the_same_answer_and_stores_once(runtime: Runt
     theirs = post_batch(client, other, body, "chunk-0001")
     assert theirs.status_code == 202 and theirs.get_data() != first.get_data()
     assert evidence_count(runtime) == 6
+
+
+def test_answers_are_stored_compressed_and_replayed_byte_for_byte(runtime: Runtime, client: FlaskClient) -> None:
+    """Issue 15: the stored answer of a bulk request was its JSON body quoted inside more JSON (187 bytes per item);
+    now the status as JSON and the body zlib-compressed. Answers stored before (body in ``response``) replay too."""
+    key = new_key(runtime)
+    items = [{"sha256": digest(i, "z"), "label": f"合同 {i} ✓.pdf"} for i in range(500)]
+    body = json.dumps({"items": items}).encode()
+    first = post_batch(client, key, body, "compressed")
+    assert first.status_code == 202
+    with runtime.engine.connect() as conn:
+        row = conn.execute(select(ledger.idempotency_keys).where(ledger.idempotency_keys.c.key == "compressed")).one()
+    assert json.loads(row.response) == {"status": 202}
+    assert zlib.decompress(bytes(row.body_zlib)) == first.get_data()
+    assert len(row.body_zlib) < len(first.get_data()) / 2
+    again = post_batch(client, key, body, "compressed")
+    assert (again.status_code, again.get_data()) == (202, first.get_data())
+    assert again.headers.get("Idempotent-Replayed") == "true"
+
+    # an answer stored by a release before migration 0007: the body as a JSON string in ``response``
+    old_body = '{"items":[{"id":"x","label":"合同"}]}'
+    tenant = int(row.tenant_id)
+    with runtime.engine.begin() as conn:
+        ledger.insert_idempotency(
+            conn,
+            tenant,
+            "old-row",
+            bulk.request_hash("POST", "/v1/evidence/batch", body_of(1)),
+            json.dumps({"status": 202, "body": old_body}),
+            0,
+            2**62,
+        )
+    replayed = post_batch(client, key, body_of(1), "old-row")
+    assert (replayed.status_code, replayed.get_data()) == (202, old_body.encode())
+    assert evidence_count(runtime) == 500
 
 
 def test_same_key_with_another_body_is_409_and_stores_nothing(runtime: Runtime, client: FlaskClient) -> None:

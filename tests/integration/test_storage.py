@@ -50,6 +50,7 @@ def seal_one_batch(conn: Connection, tenant_id: int) -> tuple[list[int], bytes]:
             {"evidence_pk": pks[1], "batch_seq": 0, "leaf_index": 1, "proof": h("p1")},
         ],
     )
+    ledger.insert_batch_tiles(conn, 0, [(1, 0, h("t0") + h("t1"))])
     ledger.delete_pending(conn, pks)
     ledger.insert_nodes(conn, [((0, 0), h("leaf-entry-0"))])
     ledger.insert_checkpoint(conn, 1, h("log-root-1"), b"note 1\n\n- sig\n", 0x01020304, T0 + 11)
@@ -192,7 +193,7 @@ def test_evidence_pending_round_trip(conn: Connection) -> None:
         "label 2",
         from_us(T0 + 2),
     )
-    assert (got.batch_seq, got.leaf_index, got.proof, got.sealed) == (None, None, (), False)
+    assert (got.batch_seq, got.leaf_index, got.proof, got.sealed) == (None, None, None, False)
     assert ledger.get_evidence(conn, other, "ev000002") is None  # other tenants see nothing
     assert ledger.get_evidence(conn, acme, "missing") is None
 
@@ -215,6 +216,19 @@ def test_evidence_pending_round_trip(conn: Connection) -> None:
     assert ledger.delete_pending(conn, []) == 0
     assert ledger.pending_count(conn) == 3
     assert ledger.oldest_pending_us(conn) == T0 + 3
+
+
+def test_tiles_and_leaves_without_stored_proofs(conn: Connection) -> None:
+    acme = make_tenant(conn)
+    seal_one_batch(conn, acme)
+    assert ledger.get_batch_tiles(conn, 0, [(1, 0), (1, 1), (2, 0)]) == {(1, 0): h("t0") + h("t1")}
+    assert ledger.get_batch_tiles(conn, 1, [(1, 0)]) == {}
+    # a leaf sealed without a stored proof (the sealer since migration 0007)
+    [pk] = ledger.insert_evidence(conn, evidence_rows(acme, 1, prefix="tiled"))
+    ledger.insert_batch(conn, 1, 1, h("root1"), T0 + 20, b"entry 1\n", h("lp1"))
+    ledger.insert_batch_leaves(conn, [{"evidence_pk": pk, "batch_seq": 1, "leaf_index": 0}])
+    tiled = ledger.get_evidence(conn, acme, "tiled000000")
+    assert tiled is not None and (tiled.batch_seq, tiled.leaf_index, tiled.proof) == (1, 0, None)
 
 
 def test_evidence_id_is_unique(conn: Connection) -> None:
@@ -378,6 +392,7 @@ APPEND_ONLY_UPDATES = {
     "evidence": "UPDATE evidence SET label = 'x'",
     "batches": "UPDATE batches SET sealed_us = sealed_us + 1",
     "batch_leaves": "UPDATE batch_leaves SET leaf_index = leaf_index + 100",
+    "batch_tiles": "UPDATE batch_tiles SET idx = idx + 100",
     "ledger_nodes": "UPDATE ledger_nodes SET idx = idx + 100",
     "checkpoints": "UPDATE checkpoints SET created_us = 0",
     "timestamps": "UPDATE timestamps SET tsa = 'x'",
@@ -452,6 +467,7 @@ REWRITES: dict[str, tuple[str, tuple[tuple[str, ...], ...]]] = {
     "evidence": ("sha256", (("pk",), ("id",))),
     "batches": ("root", (("seq",),)),
     "batch_leaves": ("proof", (("evidence_pk",), ("batch_seq", "leaf_index"))),
+    "batch_tiles": ("hashes", (("batch_seq", "level", "idx"),)),
     "ledger_nodes": ("hash", (("level", "idx"),)),
     "checkpoints": ("root", (("size",),)),
     "timestamps": ("token", (("id",), ("batch_seq", "tsa"))),

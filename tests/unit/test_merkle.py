@@ -28,8 +28,10 @@ from service.core.merkle import (
     append_nodes,
     audit_paths,
     audit_paths_match,
+    batch_tiles,
     consistency_ranges,
     hash_range,
+    inclusion_proof_from_tiles,
     inclusion_ranges,
     leaf_hash,
     leaf_hashes,
@@ -40,6 +42,8 @@ from service.core.merkle import (
     perfect_subtrees,
     root_from_inclusion_proof,
     root_from_leaf_hashes,
+    split_tile,
+    tile_path,
     tree_levels,
     verify_consistency,
     verify_inclusion,
@@ -531,3 +535,50 @@ def test_tree_levels_and_audit_paths_equal_batch_tree(n: int) -> None:
     if flipped is not None:
         assert not audit_paths_match(levels, flipped)
     assert not audit_paths_match(levels, [*proofs[:-1], proofs[-1] + b"x" * 32])
+
+
+# --- batch trees kept as tiles (issue 15) ------------------------------------------------------------------
+
+
+def _random_hashes(n: int, seed: int) -> list[bytes]:
+    rng = random.Random(seed)
+    return [rng.randbytes(32) for _ in range(n)]
+
+
+@pytest.mark.parametrize("n", [*range(1, 600), 1023, 1024, 1025, 65_535, 65_536, 65_537, 70_000, 196_613])
+def test_proofs_from_tiles_equal_batch_tree_proofs(n: int) -> None:
+    """Every size 1..599 and both sides of the tile edges of levels 8 and 16: the proof computed from the tiles
+    a leaf needs is the batch tree's own, for every leaf of small trees and a sample of large ones."""
+    hashes = _random_hashes(n, n)
+    tree = BatchTree(hashes)
+    tiles = {(k, t): data for k, t, data in tree.tiles()}
+    assert tiles == {(k, t): data for k, t, data in batch_tiles(tree_levels(hashes))}
+    assert b"".join(tiles[(0, t)] for t in range(-(-n // 256))) == b"".join(hashes)  # level 0: the leaf hashes
+    assert all(len(data) in range(32, 256 * 32 + 1, 32) for data in tiles.values())
+    indexes = (
+        range(n) if n < 2000 else [0, 255, 256, n // 2, n - 257, n - 256, n - 1, *random.Random(n).sample(range(n), 50)]
+    )
+    for i in indexes:
+        needed = {(k, t) for k, t, _, _ in tile_path(i, n)}
+        assert needed <= set(tiles)
+        assert inclusion_proof_from_tiles(i, n, {key: tiles[key] for key in needed}) == tree.inclusion_proof(i), i
+
+
+def test_tiles_of_edge_trees_and_bad_input() -> None:
+    assert batch_tiles(tree_levels([])) == []
+    one = _random_hashes(1, 1)
+    assert BatchTree(one).tiles() == [(0, 0, one[0])]
+    assert inclusion_proof_from_tiles(0, 1, {(0, 0): one[0]}) == []
+    # 257 leaves: two tiles of leaf hashes, one of 2 nodes at level 8 (the root is not a tile)
+    assert [(k, t, len(d)) for k, t, d in BatchTree(_random_hashes(257, 2)).tiles()] == [
+        (0, 0, 8192),
+        (0, 1, 32),
+        (1, 0, 64),
+    ]
+    assert tile_path(300, 70_000) == [(0, 1, 256, 44), (1, 0, 256, 1), (2, 0, 2, 0)]
+    tiles = {(k, t): d for k, t, d in BatchTree(_random_hashes(300, 3)).tiles()}
+    assert raises_proof_error(lambda: inclusion_proof_from_tiles(300, 300, tiles))
+    assert raises_proof_error(lambda: inclusion_proof_from_tiles(5, 300, {(0, 0): tiles[(0, 0)]}))
+    assert raises_proof_error(lambda: inclusion_proof_from_tiles(5, 300, {**tiles, (1, 0): tiles[(1, 0)][:32]}))
+    assert raises_proof_error(lambda: split_tile(b"x" * 33))
+    assert raises_proof_error(lambda: split_tile(b"x" * 32 * 257))
