@@ -26,13 +26,14 @@ from service.storage import ledger
 from service.storage.codec import from_us
 from service.tenants import create_tenant, hash_api_key
 from service.trust.audit import audit_ledger
-from tests.factories import make_runtime
+from tests.factories import make_runtime, seal_as_before_0007
 
 BATCHES = (5, 3, 4)  # batch 1 is labelled: v2 leaves
 
 
 @pytest.fixture
-def runtime(tmp_path: Path, pg_url: str) -> Iterator[Runtime]:
+def runtime(tmp_path: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Runtime]:
+    """Batch 0 sealed as before migration 0007 (a stored proof per leaf), the others with NULL proofs and tiles."""
     rt = make_runtime(tmp_path, pg_url)
     with rt.engine.begin() as conn:
         tenant_id = ledger.tenant_for_key_hash(conn, hash_api_key(create_tenant(conn, "acme", utc_now())))
@@ -42,7 +43,10 @@ def runtime(tmp_path: Path, pg_url: str) -> Iterator[Runtime]:
             digests = [hashlib.sha256(os.urandom(16)).digest() for _ in range(n)]
             labels = [f"合同 {i}.pdf" if n == BATCHES[1] else None for i in range(n)]
             sealing.record_evidence(conn, tenant_id, list(zip(digests, labels, strict=True)), utc_now())
-        sealing.seal_pending(rt.engine, rt.signer, max_leaves=100, max_age=1, force=True)
+        if n == BATCHES[0]:
+            seal_as_before_0007(rt, monkeypatch, n)
+        else:
+            sealing.seal_pending(rt.engine, rt.signer, max_leaves=100, max_age=1, force=True)
     yield rt
     rt.engine.dispose()
 
@@ -56,7 +60,7 @@ def stored(rt: Runtime) -> list[tuple[Any, ...]]:
                 "FROM batch_leaves b JOIN evidence e ON e.pk = b.evidence_pk ORDER BY b.batch_seq, b.leaf_index"
             )
         ).all()
-    return [(*row[:4], bytes(row[4]), row[5], bytes(row[6])) for row in rows]
+    return [(*row[:4], bytes(row[4]), row[5], None if row[6] is None else bytes(row[6])) for row in rows]
 
 
 def flat(batches: list[q.LeafBatch]) -> list[tuple[Any, ...]]:
@@ -64,7 +68,15 @@ def flat(batches: list[q.LeafBatch]) -> list[tuple[Any, ...]]:
     for b in batches:
         for i in range(len(b.pks)):
             out.append(
-                (b.seq, b.indexes[i], b.pks[i], b.ids[i], bytes(b.digests[i]), b.received[i], bytes(b.proofs[i]))
+                (
+                    b.seq,
+                    b.indexes[i],
+                    b.pks[i],
+                    b.ids[i],
+                    bytes(b.digests[i]),
+                    b.received[i],
+                    None if b.proofs[i] is None else bytes(b.proofs[i]),
+                )
             )
     return out
 
