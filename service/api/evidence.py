@@ -20,6 +20,7 @@ from werkzeug.http import parse_options_header
 
 from service import deposits, metrics, sealing, witnessing
 from service.api.auth import require_tenant
+from service.api.body import raw_body_stream
 from service.api.parsing import (
     MultipartUpload,
     check_label,
@@ -119,7 +120,7 @@ def _hash_raw_body() -> tuple[bytes, bytes | None]:
     limit = _max_upload()
     if request.content_length is not None and request.content_length > limit:
         raise PayloadTooLarge(f"the upload is {request.content_length} bytes, larger than the limit of {limit}")
-    d = digest_stream(cast(BinaryIO, request.stream), limit=limit, sm3=_upload_sm3())
+    d = digest_stream(raw_body_stream(), limit=limit, sm3=_upload_sm3())
     if d.size == 0:
         raise InvalidInput(EMPTY_UPLOAD)
     return d.sha256, d.sm3
