@@ -49,6 +49,8 @@ __all__ = [
     "leaf_seq_span",
     "node_rows",
     "parse_bytea_copy",
+    "parse_evidence_copy",
+    "parse_key_copy",
     "parse_leaf_copy",
     "sealed_leaf_count",
     "signing_key_rows",
@@ -60,6 +62,7 @@ __all__ = [
 FETCH_ROWS = 10_000  # rows per round trip of a streaming cursor
 
 ROWS_PER_COPY = 50_000  # leaf rows per binary COPY (PostgreSQL), in whole batches: bounds the memory of a read
+SPAN_PER_LEAF = 2  # evidence pks read per leaf at most when joining on the client (``_copy_columns``)
 
 
 @dataclass(slots=True)
@@ -191,6 +194,20 @@ def _leaf_select(conn: Connection, low: int, high: int) -> Any:
     )
 
 
+def _key_select(low: int, high: int) -> Any:
+    bl = ledger.batch_leaves
+    return (
+        select(bl.c.batch_seq, bl.c.leaf_index, bl.c.evidence_pk)
+        .where(bl.c.batch_seq.between(low, high))
+        .order_by(bl.c.batch_seq, bl.c.leaf_index)
+    )
+
+
+def _evidence_select(low: int, high: int) -> Any:
+    e = ledger.evidence
+    return select(e.c.pk, e.c.id, e.c.sha256, e.c.received_us).where(e.c.pk.between(low, high)).order_by(e.c.pk)
+
+
 def _proof_select(low: int, high: int) -> Any:
     bl = ledger.batch_leaves
     return select(bl.c.proof).where(bl.c.batch_seq.between(low, high)).order_by(bl.c.batch_seq, bl.c.leaf_index)
@@ -255,13 +272,44 @@ def _copy(conn: Connection, stmt: Any) -> bytes:
     return buffer.getvalue()
 
 
+def _copy_columns(conn: Connection, low: int, high: int) -> Any:
+    """The columns of ``_leaf_select`` by binary COPY, or None if a row is not of the shape the parsers accept.
+
+    The join is done here rather than on the server: the leaf keys (batch_seq, leaf_index, evidence_pk) of the range
+    in index order, then the evidence rows of their ``pk`` span in ``pk`` order, matched by ``pk`` in C-level
+    passes (two index range scans on the server instead of one index lookup per leaf). A span much wider than the
+    range's leaves (evidence sealed far apart) is joined on the server instead.
+    """
+    keys = parse_key_copy(_copy(conn, _key_select(low, high)))
+    if keys is None:
+        return None
+    seqs, indexes, pks = keys
+    if not pks or max(pks) - min(pks) >= SPAN_PER_LEAF * len(pks):
+        return parse_leaf_copy(_copy(conn, _leaf_select(conn, low, high)))
+    found = parse_evidence_copy(_copy(conn, _evidence_select(min(pks), max(pks))))
+    if found is None:
+        return None
+    evidence_pks, ids, digests, received = found
+    at: list[Any] = list(map(dict(zip(evidence_pks, range(len(evidence_pks)), strict=True)).get, pks))
+    if None in at:  # a leaf whose evidence row is missing: the cursor path hands over its NULLs
+        return None
+    return (
+        seqs,
+        indexes,
+        pks,
+        list(map(ids.__getitem__, at)),
+        list(map(digests.__getitem__, at)),
+        list(map(received.__getitem__, at)),
+    )
+
+
 def _range_batches(conn: Connection, low: int, high: int, *, copy: bool = True) -> list[LeafBatch]:
     """``leaf_batches`` of ``low..high``; ``copy``: by binary COPY where the database is PostgreSQL and the bytes
     are of the shape the parsers accept (``copy=False``: always through the cursor)."""
     columns: Any = None
     proofs: list[Any] | None = None
     if copy and conn.dialect.name == "postgresql":
-        columns = parse_leaf_copy(_copy(conn, _leaf_select(conn, low, high)))
+        columns = _copy_columns(conn, low, high)
         proofs = parse_bytea_copy(_copy(conn, _proof_select(low, high)))
     if columns is None:
         rows = _fetchall(conn, _leaf_select(conn, low, high))
@@ -269,6 +317,8 @@ def _range_batches(conn: Connection, low: int, high: int, *, copy: bool = True) 
     seqs, indexes, pks, ids, digests, received = columns
     if proofs is None or len(proofs) != len(seqs):
         proofs = list(map(itemgetter(0), _fetchall(conn, _proof_select(low, high))))
+        if proofs and not isinstance(proofs[0], bytes | None):  # psycopg2's memoryview: bytes, as COPY gives
+            proofs = [None if p is None else bytes(p) for p in proofs]
     v2: dict[Any, dict[Any, tuple[Any, ...]]] = {}
     for row in _fetchall(conn, _v2_select(low, high)):
         v2.setdefault(row[0], {})[row[1]] = row[2:]
@@ -338,31 +388,96 @@ def parse_leaf_copy(data: bytes) -> tuple[list[int], list[int], list[int], list[
     )
 
 
+_EVIDENCE_ROW = re.compile(
+    rb"\x00\x04"
+    rb"\x00\x00\x00\x08(.{8})"  # pk, int8
+    rb"\x00\x00\x00([\x01-\x40])([A-Za-z0-9_-]+)"  # id, text: 1-64 bytes of a valid evidence id
+    rb"\x00\x00\x00\x20(.{32})"  # sha256, bytea of 32 bytes
+    rb"\x00\x00\x00\x08(.{8})",  # received_us, int8
+    re.DOTALL,
+)
+_EVIDENCE_ROW_FIXED = 2 + 12 + 4 + 36 + 12  # the bytes of an _EVIDENCE_ROW besides its id
+
+
+def parse_evidence_copy(data: bytes) -> tuple[list[int], list[str], list[bytes], list[int]] | None:
+    """The columns (pk, id, sha256, received_us) of the binary COPY of ``_evidence_select``, or None unless every
+    row is well-formed (as ``parse_leaf_copy``, which explains why the one ``findall`` is exact)."""
+    body = len(data) - len(_COPY_TRAILER)
+    if not data.startswith(_COPY_HEADER) or not data.endswith(_COPY_TRAILER) or body < len(_COPY_HEADER):
+        return None
+    found = _EVIDENCE_ROW.findall(data, len(_COPY_HEADER), body)
+    if not found:
+        return ([], [], [], []) if body == len(_COPY_HEADER) else None
+    pks, id_lengths, ids, digests, received = zip(*found, strict=True)
+    n = len(found)
+    if _EVIDENCE_ROW_FIXED * n + sum(map(len, ids)) != body - len(_COPY_HEADER):
+        return None
+    if b"".join(id_lengths) != bytes(map(len, ids)):
+        return None
+    return (
+        list(struct.unpack(f">{n}q", b"".join(pks))),
+        b"\n".join(ids).decode("ascii").split("\n"),
+        list(digests),
+        list(struct.unpack(f">{n}q", b"".join(received))),
+    )
+
+
+_KEY_ROW = struct.Struct(">hiqiiiq")  # 3 fields: batch_seq int8, leaf_index int4, evidence_pk int8
+
+
+def parse_key_copy(data: bytes) -> tuple[list[int], list[int], list[int]] | None:
+    """The columns (batch_seq, leaf_index, evidence_pk) of the binary COPY of ``_key_select`` (rows of one fixed
+    layout, unpacked by ``struct.iter_unpack``), or None if any row's field count or lengths are not that layout."""
+    body = memoryview(data)[len(_COPY_HEADER) : len(data) - len(_COPY_TRAILER)]
+    if not data.startswith(_COPY_HEADER) or not data.endswith(_COPY_TRAILER) or len(body) % _KEY_ROW.size:
+        return None
+    if not body:
+        return [], [], []
+    count, seq_len, seqs, index_len, indexes, pk_len, pks = zip(*_KEY_ROW.iter_unpack(body), strict=True)
+    if {*count} != {3} or {*seq_len} != {8} or {*index_len} != {4} or {*pk_len} != {8}:
+        return None
+    return list(seqs), list(indexes), list(pks)
+
+
 _FIELD_LENGTH = struct.Struct(">i")
 
 
-_NULL_FIELD = b"\x00\x01\xff\xff\xff\xff"  # a row of one NULL field
+_PROBE_ROWS = 4096  # rows whose headers one pass of parse_bytea_copy compares at most
 
 
 def parse_bytea_copy(data: bytes) -> list[bytes | None] | None:
-    """The values of the binary COPY of a one-column bytea query (None for NULL), or None if it is not that."""
-    if not data.startswith(_COPY_HEADER) or not data.endswith(_COPY_TRAILER):
+    """The values of the binary COPY of a one-column bytea query (None for NULL), or None if it is not that.
+
+    Read run by run: consecutive values of one length (the audit paths of a batch have at most a few lengths, in
+    runs) sit at a fixed stride, so the six header bytes of up to ``_PROBE_ROWS`` rows are compared as six strided
+    slices and the values cut out by C-level maps. Exact: row ``j + 1`` starts at the stride only if row ``j``'s
+    header said that length, so the run is the longest prefix whose every header matches the first."""
+    end = len(data) - len(_COPY_TRAILER)
+    if not data.startswith(_COPY_HEADER) or not data.endswith(_COPY_TRAILER) or end < len(_COPY_HEADER):
         return None
-    body = len(data) - len(_COPY_HEADER) - len(_COPY_TRAILER)
-    if body % len(_NULL_FIELD) == 0 and data == _COPY_HEADER + _NULL_FIELD * (body // 6) + _COPY_TRAILER:
-        return [None] * (body // 6)  # every value NULL, compared in one pass
     values: list[bytes | None] = []
     pos = len(_COPY_HEADER)
-    unpack = _FIELD_LENGTH.unpack_from
-    while data[pos : pos + 2] == b"\x00\x01":
-        (n,) = unpack(data, pos + 2)
+    while pos < end:
+        header = data[pos : pos + 6]
+        if header[:2] != b"\x00\x01" or len(header) < 6:
+            return None
+        (n,) = _FIELD_LENGTH.unpack_from(header, 2)
+        stride = 6 + max(n, 0)
+        rows = min((end - pos) // stride, _PROBE_ROWS)
+        if rows == 0:
+            return None
+        stop = pos + rows * stride
+        for j in range(6):
+            column = data[pos + j : stop : stride]
+            rows = min(rows, len(column) - len(column.lstrip(header[j : j + 1])))
+        stop = pos + rows * stride
         if n < 0:
-            values.append(None)
-            pos += 6
-            continue
-        values.append(data[pos + 6 : pos + 6 + n])
-        pos += 6 + n
-    return values if pos + 2 == len(data) else None
+            values.extend([None] * rows)
+        else:
+            starts = range(pos + 6, stop + 6, stride)  # exactly ``rows`` values each
+            values.extend(map(data.__getitem__, map(slice, starts, range(pos + stride, stop + stride, stride))))
+        pos = stop
+    return values if pos == end else None
 
 
 def tile_groups(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import random
 import struct
 from collections.abc import Iterator
 from pathlib import Path
@@ -88,7 +89,11 @@ def copy_read(rt: Runtime) -> tuple[list[q.LeafBatch] | None, list[q.LeafBatch]]
         span = q.leaf_seq_span(conn)
         assert span is not None
         ranges = list(q._read_ranges(conn, *span))
-        accepted = all(q.parse_leaf_copy(q._copy(conn, q._leaf_select(conn, lo, hi))) is not None for lo, hi in ranges)
+        accepted = True
+        for lo, hi in ranges:
+            columns = q._copy_columns(conn, lo, hi)
+            proofs = q.parse_bytea_copy(q._copy(conn, q._proof_select(lo, hi)))
+            accepted &= columns is not None and proofs is not None and len(proofs) == len(columns[0])
         copied = [b for lo, hi in ranges for b in q._range_batches(conn, lo, hi)]
         via_cursor = [b for lo, hi in ranges for b in q._range_batches(conn, lo, hi, copy=False)]
         return copied if accepted else None, via_cursor
@@ -112,13 +117,15 @@ def victim(rt: Runtime, seq: int, index: int) -> Any:
 
 
 @pytest.mark.postgres
+@pytest.mark.parametrize("span_per_leaf", [2, 0], ids=["join-here", "join-on-server"])
 @pytest.mark.parametrize("rows_per_copy", [50_000, 4, 1])
 def test_copy_read_equals_the_stored_rows(
-    runtime: Runtime, monkeypatch: pytest.MonkeyPatch, rows_per_copy: int
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch, rows_per_copy: int, span_per_leaf: int
 ) -> None:
     """Every value the binary parse returns is the stored one, in ledger order, one LeafBatch per batch, also when
     the span is cut into several COPY ranges (of whole batches of 5, 3 and 4 leaves)."""
     monkeypatch.setattr(q, "ROWS_PER_COPY", rows_per_copy)
+    monkeypatch.setattr(q, "SPAN_PER_LEAF", span_per_leaf)
     with q.snapshot(runtime.engine) as conn:
         ranges = list(q._read_ranges(conn, 0, 2))
     assert ranges == {50_000: [(0, 2)], 4: [(0, 0), (1, 2)], 1: [(0, 0), (1, 1), (2, 2)]}[rows_per_copy]
@@ -261,3 +268,37 @@ def test_parse_bytea_copy() -> None:
     assert q.parse_bytea_copy(data[:-1]) is None
     assert q.parse_bytea_copy(data[:-3] + b"\xff\xff") is None  # the last value cut short
     assert q.parse_bytea_copy(HEADER + struct.pack(">h", 2) + field(b"a") + field(b"b") + b"\xff\xff") is None
+
+
+def test_parse_bytea_copy_runs_of_lengths() -> None:
+    """Runs of one length are read at a stride (up to 4,096 rows a pass): every run boundary, NULL runs, empty
+    values and runs longer than a pass come out as the row-by-row reading gives them."""
+    rng = random.Random(15)
+    for _ in range(60):
+        values: list[bytes | None] = []
+        for _ in range(rng.randrange(0, 6)):
+            length = rng.choice([None, 0, 5, 32, 64, 448])
+            count = rng.choice([1, 2, 3, 4096, 5000])
+            values += [None if length is None else rng.randbytes(length) for _ in range(count)]
+        data = HEADER + b"".join(struct.pack(">h", 1) + field(v) for v in values) + b"\xff\xff"
+        assert q.parse_bytea_copy(data) == values
+        if values:
+            assert q.parse_bytea_copy(data[:-3] + b"\xff\xff") is None
+
+
+def test_parse_key_and_evidence_copy() -> None:
+    keys = [(3, 0, 17), (3, 1, 2**40), (4, 0, 1)]
+    data = HEADER + b"".join(struct.pack(">hiqiiiq", 3, 8, s, 4, i, 8, pk) for s, i, pk in keys) + b"\xff\xff"
+    assert q.parse_key_copy(data) == ([3, 3, 4], [0, 1, 0], [17, 2**40, 1])
+    assert q.parse_key_copy(HEADER + b"\xff\xff") == ([], [], [])
+    assert q.parse_key_copy(data[:-3] + b"\xff\xff") is None
+    null_pk = HEADER + struct.pack(">hiqii", 3, 8, 3, 4, 0) + struct.pack(">i", -1) + bytes(8) + b"\xff\xff"
+    assert q.parse_key_copy(null_pk) is None
+    rows = [(41, b"a" * 64, D, -5), (2**40, b"B-_9", D[::-1], 2**62)]
+    data = HEADER + b"".join(
+        struct.pack(">h", 4) + field(struct.pack(">q", pk)) + field(eid) + field(d) + field(struct.pack(">q", r))
+        for pk, eid, d, r in rows
+    )
+    assert q.parse_evidence_copy(data + b"\xff\xff") == ([41, 2**40], ["a" * 64, "B-_9"], [D, D[::-1]], [-5, 2**62])
+    assert q.parse_evidence_copy(data) is None
+    assert q.parse_evidence_copy(data.replace(b"\x00\x00\x00\x04B-_9", b"\x00\x00\x00\x05B-_9") + b"\xff\xff") is None
