@@ -290,6 +290,8 @@ def _copy_columns(conn: Connection, low: int, high: int) -> Any:
     if found is None:
         return None
     evidence_pks, ids, digests, received = found
+    if evidence_pks == pks:  # the usual case: the range's leaves are its span's evidence rows, in pk order
+        return seqs, indexes, pks, ids, digests, received
     at: list[Any] = list(map(dict(zip(evidence_pks, range(len(evidence_pks)), strict=True)).get, pks))
     if None in at:  # a leaf whose evidence row is missing: the cursor path hands over its NULLs
         return None

@@ -302,3 +302,23 @@ def test_parse_key_and_evidence_copy() -> None:
     assert q.parse_evidence_copy(data + b"\xff\xff") == ([41, 2**40], ["a" * 64, "B-_9"], [D, D[::-1]], [-5, 2**62])
     assert q.parse_evidence_copy(data) is None
     assert q.parse_evidence_copy(data.replace(b"\x00\x00\x00\x04B-_9", b"\x00\x00\x00\x05B-_9") + b"\xff\xff") is None
+
+
+@pytest.mark.postgres
+def test_leaves_out_of_pk_order_are_matched_by_pk(runtime: Runtime) -> None:
+    """Two leaves whose evidence rows were swapped (so the leaf order is not the pk order): the client-side join
+    matches each leaf to its own evidence row, as the server's join does, and the audit names the batch."""
+    first, second = victim(runtime, 2, 0), victim(runtime, 2, 1)
+    with runtime.engine.begin() as conn:
+        conn.execute(text("SET LOCAL session_replication_role = replica"))
+        for old, new in ((first.pk, -1), (second.pk, first.pk), (-1, second.pk)):
+            conn.execute(
+                text("UPDATE batch_leaves SET evidence_pk = :new WHERE evidence_pk = :old"), {"old": old, "new": new}
+            )
+    copied, via_cursor = copy_read(runtime)
+    assert copied is not None
+    assert copied[2].pks[:2] == [second.pk, first.pk]
+    assert flat(copied) == flat(via_cursor)
+    assert copied[2].ids[:2] == [second.id, first.id]
+    first_finding = audit_ledger(runtime.engine, jobs=1).first
+    assert first_finding is not None and "leaf 0 of batch 2" in first_finding.problem, str(first_finding)
