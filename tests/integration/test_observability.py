@@ -122,3 +122,29 @@ def test_request_id_is_echoed_generated_or_replaced_and_logged(
         root = logging.getLogger()
         for h in [h for h in root.handlers if getattr(h, "_evidence", False)]:
             root.removeHandler(h)
+
+
+def test_http_requests_are_counted_per_method_endpoint_and_status_class(runtime: Runtime) -> None:
+    """The counter of each (method, endpoint, status class) is resolved once and then reused: every request still
+    counts in its own series, and a path no route matches counts as endpoint ``unmatched``."""
+    app = Flask(__name__)
+    observability.init_metrics(app, runtime)
+
+    @app.get("/hello")
+    def hello() -> str:
+        return "hi"
+
+    before = scrape(app)
+    for _ in range(3):
+        app.test_client().get("/hello")
+    app.test_client().post("/hello")  # 405: no POST route, counted under the endpoint werkzeug matched for GET
+    app.test_client().get("/nowhere")
+    after = scrape(app)
+
+    def delta(key: str) -> float:
+        return after.get(key, 0.0) - before.get(key, 0.0)
+
+    assert delta("evidence_http_requests_total{endpoint=hello,method=GET,status=2xx}") == 3
+    assert delta("evidence_http_requests_total{endpoint=unmatched,method=GET,status=4xx}") == 1
+    assert delta("evidence_http_requests_total{endpoint=unmatched,method=POST,status=4xx}") == 1
+    assert delta("evidence_errors_total{kind=http_4xx}") == 2
