@@ -71,6 +71,18 @@ def test_keep_alive_and_pipelined_requests_after_uploads(server: Server, env: di
             assert json.loads(answer)["sha256"] == hashlib.sha256(body).hexdigest()
         status, _, answer = read_response(f)
         assert status == 200, answer
+        # a chunked upload (no Content-Length) takes werkzeug's stream; the connection goes on after it
+        chunked = b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in (big[:40_000], big[40_000:100_000])) + b"0\r\n\r\n"
+        sock.sendall(
+            f"POST /v1/evidence HTTP/1.1\r\nHost: test\r\nAuthorization: Bearer {key}\r\n"
+            "Content-Type: application/octet-stream\r\nTransfer-Encoding: chunked\r\n\r\n".encode()
+            + chunked
+            + upload_request(key, small + b"2")
+        )
+        for body in (big[:100_000], small + b"2"):
+            status, _, answer = read_response(f)
+            assert status == 202, answer
+            assert json.loads(answer)["sha256"] == hashlib.sha256(body).hexdigest()
         # an empty upload is refused, and the connection still serves the next request
         sock.sendall(upload_request(key, b"") + upload_request(key, small))
         status, _, answer = read_response(f)
