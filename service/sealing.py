@@ -3,7 +3,8 @@
 Owns: the one sealing function every deployment runs (in-process on the embedded default, as a Celery task in
 production), and assembling receipts from stored rows.
 Must not import: Flask or Celery. Functions take a Connection and never commit: the caller owns the transaction
-(``with engine.begin() as conn:``). Keys and clocks are passed in.
+(``with engine.begin() as conn:``); ``record_deposits_committed`` (the group committer's) and ``seal_pending`` take
+the engine and commit themselves. Keys and clocks are passed in.
 """
 
 from __future__ import annotations

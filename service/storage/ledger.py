@@ -2,7 +2,9 @@
 
 Owns: ``metadata`` (with a naming convention, so constraint names are the same on every database), the
 ``Table`` objects of docs/design.md, and named query functions. Each function takes a ``Connection`` and
-never commits: the caller owns the transaction (``with engine.begin() as conn:``). PostgreSQL-only
+never commits: the caller owns the transaction (``with engine.begin() as conn:``). The two exceptions are the
+group committer's hot path, ``insert_deposits_committed_pg`` / ``_sqlite``: they take the engine and commit one
+group of single deposits themselves (one round trip on PostgreSQL, the sqlite3 connection on SQLite). PostgreSQL-only
 statements (advisory lock, ``unnest`` bulk inserts, ``FOR UPDATE SKIP LOCKED``) live here behind those
 functions, never inline elsewhere.
 
