@@ -828,12 +828,20 @@ def pending_count(conn: Connection) -> int:
 
 
 def delete_pending(conn: Connection, evidence_pks: Iterable[int]) -> int:
-    """Remove sealed evidence from the queue; returns the number of rows deleted."""
+    """Remove sealed evidence from the queue; returns the number of rows deleted.
+
+    SQLite: in statements of at most ``SQLITE_IN_CHUNK`` values (it allows 250,000 variables per statement, fewer
+    than the leaves of a batch may be)."""
     pks = list(evidence_pks)
-    if not pks:
-        return 0
-    result = conn.execute(delete(pending).where(pending.c.evidence_pk.in_(pks)))
-    return int(result.rowcount)
+    step = SQLITE_IN_CHUNK if conn.dialect.name == "sqlite" else max(len(pks), 1)
+    deleted = 0
+    for start in range(0, len(pks), step):
+        result = conn.execute(delete(pending).where(pending.c.evidence_pk.in_(pks[start : start + step])))
+        deleted += int(result.rowcount)
+    return deleted
+
+
+SQLITE_IN_CHUNK = 100_000
 
 
 # --- batches (ledger entries) and their leaves ----------------------------------------------------

@@ -231,6 +231,14 @@ def test_tiles_and_leaves_without_stored_proofs(conn: Connection) -> None:
     assert tiled is not None and (tiled.batch_seq, tiled.leaf_index, tiled.proof) == (1, 0, None)
 
 
+def test_delete_pending_of_more_rows_than_sqlite_has_variables(conn: Connection) -> None:
+    """Sealing a batch above 250,000 leaves failed on SQLite ("too many SQL variables" in delete_pending)."""
+    acme = make_tenant(conn)
+    pks = ledger.insert_evidence(conn, evidence_rows(acme, 250_002, prefix="many"))
+    assert ledger.delete_pending(conn, pks[:-1]) == 250_001
+    assert ledger.pending_count(conn) == 1
+
+
 def test_evidence_id_is_unique(conn: Connection) -> None:
     acme = make_tenant(conn)
     ledger.insert_evidence(conn, evidence_rows(acme, 1))
