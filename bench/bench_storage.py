@@ -97,9 +97,19 @@ def pg_sizes(url: str) -> tuple[int, dict[str, int]]:
                     "AND relnamespace = 'public'::regnamespace"
                 )
             ).all()
+            # each index and each table's heap (+ TOAST) on its own, as "table/index" and "table/heap"
+            parts = conn.execute(
+                text(
+                    "SELECT t.relname || '/' || i.relname, pg_relation_size(i.oid) FROM pg_index x "
+                    "JOIN pg_class i ON i.oid = x.indexrelid JOIN pg_class t ON t.oid = x.indrelid "
+                    "WHERE t.relnamespace = 'public'::regnamespace UNION ALL "
+                    "SELECT relname || '/heap', pg_table_size(oid) FROM pg_class WHERE relkind = 'r' "
+                    "AND relnamespace = 'public'::regnamespace"
+                )
+            ).all()
     finally:
         engine.dispose()
-    return int(total), {str(name): int(size) for name, size in rows}
+    return int(total), {str(name): int(size) for name, size in [*rows, *parts]}
 
 
 def run(kind: str, url: str, data_dir: Path, rows: int, fetches: int, console: Console) -> dict[str, Any]:
@@ -166,7 +176,8 @@ def run(kind: str, url: str, data_dir: Path, rows: int, fetches: int, console: C
     total, tables = sizes(url)
     result["bytes"] = (total - empty_total) / rows
     grown = {t: (b - empty_tables.get(t, 0)) / rows for t, b in tables.items()}
-    result["tables"] = {t: v for t, v in sorted(grown.items(), key=lambda kv: -kv[1]) if v >= 0.5}
+    result["tables"] = {t: v for t, v in sorted(grown.items(), key=lambda kv: -kv[1]) if v >= 0.5 and "/" not in t}
+    result["parts"] = {t: round(v, 1) for t, v in sorted(grown.items()) if v >= 0.5 and "/" in t}
     result["load"] = os.getloadavg()[0]
     console.print(result)
     return result
