@@ -47,6 +47,7 @@ from sqlalchemy import (
     select,
     text,
     tuple_,
+    union_all,
     update,
 )
 from sqlalchemy.exc import DBAPIError
@@ -916,14 +917,21 @@ def insert_batch_tiles(conn: Connection, batch_seq: int, tiles: Sequence[tuple[i
 
 
 def get_batch_tiles(conn: Connection, batch_seq: int, keys: Iterable[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
-    """The stored tiles of batch ``batch_seq`` among ``keys`` (level, idx), in one query; missing keys absent."""
-    wanted = list(dict.fromkeys(keys))
-    if not wanted:
+    """The stored tiles of batch ``batch_seq`` among ``keys`` (level, idx), in one query (one primary-key lookup per
+    key: a ``UNION ALL`` of one ``idx IN (...)`` per level, as a row-value IN made SQLite scan the batch's tiles);
+    missing keys absent."""
+    by_level: dict[int, list[int]] = {}
+    for level, idx in dict.fromkeys(keys):
+        by_level.setdefault(level, []).append(idx)
+    if not by_level:
         return {}
-    stmt = select(batch_tiles.c.level, batch_tiles.c.idx, batch_tiles.c.hashes).where(
-        batch_tiles.c.batch_seq == batch_seq, tuple_(batch_tiles.c.level, batch_tiles.c.idx).in_(wanted)
-    )
-    return {(int(k), int(t)): bytes(h) for k, t, h in conn.execute(stmt)}
+    t = batch_tiles
+    parts = [
+        select(t.c.level, t.c.idx, t.c.hashes).where(t.c.batch_seq == batch_seq, t.c.level == level, t.c.idx.in_(idxs))
+        for level, idxs in sorted(by_level.items())
+    ]
+    stmt = parts[0] if len(parts) == 1 else union_all(*parts)
+    return {(int(k), int(i)): bytes(h) for k, i, h in conn.execute(stmt)}
 
 
 def ledger_size(conn: Connection) -> int:
