@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy.engine import Connection, Engine
 
 from service.core import merkle
-from service.core.errors import InvalidInput, NotFound
+from service.core.errors import InvalidInput, NotFound, ProofError
 from service.core.formats import Checkpoint, Leaf, LeafV2, LedgerEntry, format_time, leaf_of_columns, new_evidence_id
 from service.core.note import Signer, Sm2Signer, Sm2Verifier, Verifier, sign_note
 from service.core.receipt import JSONObject, build_receipt
@@ -470,14 +470,27 @@ class _Receipts:
     def build(self, row: Evidence) -> JSONObject:
         assert row.batch_seq is not None and row.leaf_index is not None, "build receipts of sealed evidence only"
         batch, note, tokens = self._batch(row.batch_seq)
+        leaf = leaf_of_evidence(row)
         batch_proof: list[bytes]
         if row.proof is not None:  # sealed by a release before migration 0007: served from its stored proof
             batch_proof = list(row.proof)
         else:
             self.prepare((row,))
             batch_proof = self._proof(batch, row.leaf_index)
+            # A proof computed from stored tiles is checked against the sealed root before it is served (about
+            # 20 hashes): a damaged or changed tile or evidence row fails here as a server error, named in the
+            # log, and never reaches anyone as a receipt that does not verify (`evidence audit` names the row).
+            try:
+                merkle.verify_inclusion(
+                    merkle.leaf_hash(leaf.to_bytes()), row.leaf_index, batch.size, batch_proof, batch.root
+                )
+            except ProofError as exc:
+                raise RuntimeError(
+                    f"the stored tiles of batch {batch.seq} do not prove evidence {row.id} at index "
+                    f"{row.leaf_index}: {exc}; run `evidence audit`"
+                ) from exc
         return build_receipt(
-            leaf=leaf_of_evidence(row),
+            leaf=leaf,
             label=row.label,
             phase_name=row.phase_name,
             attestation=row.attestation,

@@ -124,3 +124,29 @@ def test_a_missing_tile_is_an_error_not_a_wrong_receipt(runtime: Runtime, monkey
     sealing.TILE_CACHE.clear()
     with runtime.engine.connect() as conn, pytest.raises(RuntimeError, match=r"no tile \(1, 0\)"):
         sealing.receipt_for(conn, tenant, ids[0])
+
+
+def test_a_changed_tile_is_an_error_not_a_receipt_that_does_not_verify(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tenant = _tenant(runtime)
+    with runtime.engine.begin() as conn:
+        ids = _deposit(conn, tenant, 40, "forged")
+    insert_tiles = ledger.insert_batch_tiles
+
+    def forge(conn: Connection, seq: int, tiles: list[tuple[int, int, bytes]]) -> None:
+        (k, t, hashes), *rest = tiles  # leaf 1's hash, the first sibling on leaf 0's path, changed
+        insert_tiles(conn, seq, [(k, t, hashes[:32] + bytes(32) + hashes[64:]), *rest])
+
+    with monkeypatch.context() as m:
+        m.setattr(ledger, "insert_batch_tiles", forge)
+        result = _seal(runtime, 40)
+    sealing.TILE_CACHE.clear()
+    with runtime.engine.connect() as conn:
+        with pytest.raises(RuntimeError, match=rf"tiles of batch {result.seq} do not prove evidence {ids[0]}"):
+            sealing.receipt_for(conn, tenant, ids[0])
+        with pytest.raises(RuntimeError, match="do not prove"):
+            sealing.receipts_for(conn, tenant, ids[:3])
+        # Leaf 1's own proof does not contain its (changed) stored hash: it is still served, and verifies.
+        receipt = sealing.receipt_for(conn, tenant, ids[1])
+    assert verify_receipt(receipt, trusted_keys=[runtime.signer.verifier]).valid
