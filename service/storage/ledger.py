@@ -50,7 +50,7 @@ from sqlalchemy import (
     union_all,
     update,
 )
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, StatementError
 from sqlalchemy.sql import Select
 
 from service.core.errors import InvalidInput
@@ -583,6 +583,19 @@ _EXECUTE_DEPOSITS_PG = (
 _PREPARED_ON = "evidence_single_deposits_prepared_on"  # pool entry info: the DBAPI connection it was prepared on
 
 
+def _dbapi_error(engine: Engine, statement: str, params: Any, exc: Exception, invalidated: bool) -> StatementError:
+    """``exc`` of the DBAPI as SQLAlchemy's ``DBAPIError`` subclass, as ``Connection.execute`` would raise it."""
+    return DBAPIError.instance(
+        statement,
+        params,
+        exc,
+        engine.dialect.loaded_dbapi.Error,
+        hide_parameters=engine.hide_parameters,
+        connection_invalidated=invalidated,
+        dialect=engine.dialect,
+    )
+
+
 def insert_deposits_committed_pg(engine: Engine, rows: Sequence[EvidenceRow], sm3: Sequence[bytes | None]) -> list[int]:
     """Insert and COMMIT single deposits on PostgreSQL (psycopg2) in one round trip; return their pks in order.
 
@@ -623,15 +636,7 @@ def insert_deposits_committed_pg(engine: Engine, rows: Sequence[EvidenceRow], sm
                 engine.pool._invalidate(pooled, exc)
             else:  # never reuse it: its session state (autocommit, prepared) is unknown
                 pooled.invalidate(exc)
-            raise DBAPIError.instance(
-                statement,
-                params,
-                exc,
-                engine.dialect.loaded_dbapi.Error,
-                hide_parameters=engine.hide_parameters,
-                connection_invalidated=invalidated,
-                dialect=engine.dialect,
-            ) from exc
+            raise _dbapi_error(engine, statement, params, exc, invalidated) from exc
         except BaseException as exc:
             pooled.invalidate(exc)
             raise
@@ -685,15 +690,7 @@ def insert_deposits_committed_sqlite(
         except engine.dialect.loaded_dbapi.Error as exc:
             if dbapi.in_transaction:
                 dbapi.rollback()
-            raise DBAPIError.instance(
-                statement,
-                None,
-                exc,
-                engine.dialect.loaded_dbapi.Error,
-                hide_parameters=engine.hide_parameters,
-                connection_invalidated=engine.dialect.is_disconnect(exc, dbapi, cursor),
-                dialect=engine.dialect,
-            ) from exc
+            raise _dbapi_error(engine, statement, None, exc, engine.dialect.is_disconnect(exc, dbapi, cursor)) from exc
         except BaseException:
             if dbapi.in_transaction:
                 dbapi.rollback()

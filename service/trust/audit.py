@@ -604,17 +604,22 @@ def _check_leaves(
             )
             return
     if not hmac.compare_digest(levels[-1][0], root):
-        report.add(
-            "batches",
-            f"seq={seq}",
-            f"the root recomputed from its {count} evidence leaves is "
-            f"{levels[-1][0].hex()}, the entry records {root.hex()}",
-        )
+        _root_differs(report, seq, count, levels, root)
         return
     paths = merkle.audit_paths(levels)
     i = next(j for j in range(count) if paths[j] != proofs[j])
     report.add(
         "batch_leaves", f"evidence_pk={pks[i]}", f"leaf {i} of batch {seq}: the stored proof is not its audit path"
+    )
+
+
+def _root_differs(report: AuditReport, seq: int, count: int, levels: list[list[bytes]], root: bytes) -> None:
+    """The finding of a batch whose evidence leaves recompute to another root than its entry records."""
+    report.add(
+        "batches",
+        f"seq={seq}",
+        f"the root recomputed from its {count} evidence leaves is {levels[-1][0].hex()}, "
+        f"the entry records {root.hex()}",
     )
 
 
@@ -662,12 +667,7 @@ def _check_tiles(
                     "was altered",
                 )
                 return
-        report.add(
-            "batches",
-            f"seq={seq}",
-            f"the root recomputed from its {count} evidence leaves is "
-            f"{levels[-1][0].hex()}, the entry records {root.hex()}",
-        )
+        _root_differs(report, seq, count, levels, root)
         return
     k, t = next(key for key in sorted(stored.keys() | expected.keys()) if stored.get(key) != expected.get(key))
     where = f"batch_seq={seq}, level={k}, idx={t}"
