@@ -32,6 +32,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -56,6 +57,25 @@ CHUNK = 10_000
 def pct(values: list[float], q: float) -> float:
     s = sorted(values)
     return s[min(len(s) - 1, max(0, round(q / 100 * len(s)) - 1))]
+
+
+def deposit_random(client: Any, headers: dict[str, str], count: int) -> list[str]:
+    """Deposit ``count`` random digests through ``POST /v1/evidence/batch`` (Flask test client), ``CHUNK`` per
+    request, each with its own Idempotency-Key as a client would send; return the evidence ids in order."""
+    ids: list[str] = []
+    while len(ids) < count:
+        n = min(CHUNK, count - len(ids))
+        body = json.dumps({"items": [{"sha256": os.urandom(32).hex()} for _ in range(n)]})
+        r = client.post(
+            "/v1/evidence/batch",
+            data=body,
+            headers={**headers, "Idempotency-Key": secrets.token_hex(8)},
+            content_type="application/json",
+        )
+        if r.status_code != 202:
+            raise SystemExit(f"batch: {r.status_code} {r.get_data(as_text=True)[:300]}")
+        ids.extend(item["id"] for item in r.get_json()["items"])
+    return ids
 
 
 def main() -> None:
@@ -91,20 +111,8 @@ def main() -> None:
         try:
             for size in sizes:
                 t0 = time.perf_counter()
-                grown = 0
-                while len(ids) < size:
-                    n = min(CHUNK, size - len(ids))
-                    body = json.dumps({"items": [{"sha256": os.urandom(32).hex()} for _ in range(n)]})
-                    r = client.post(
-                        "/v1/evidence/batch",
-                        data=body,
-                        headers={**headers, "Idempotency-Key": secrets.token_hex(8)},
-                        content_type="application/json",
-                    )
-                    if r.status_code != 202:
-                        raise SystemExit(f"batch: {r.status_code} {r.get_data(as_text=True)[:300]}")
-                    ids.extend(item["id"] for item in r.get_json()["items"])
-                    grown += n
+                grown = size - len(ids)
+                ids.extend(deposit_random(client, headers, grown))
                 deposit_rate = grown / (time.perf_counter() - t0)
                 while True:  # let the sealer finish
                     with runtime.engine.connect() as conn:

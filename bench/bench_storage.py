@@ -21,15 +21,14 @@ in the same process, so CPU per fetch includes the test client's share.
     .venv/bin/python bench/bench_storage.py --db sqlite --rows 1000000
 
 Baseline (the release before batch tiles, stored proofs): run this file from a checkout of that commit, e.g.
-``git worktree add /tmp/old 66c82d4 && cp bench/bench_storage.py /tmp/old/bench/ &&
-.venv/bin/python /tmp/old/bench/bench_storage.py --db postgresql --rows 200000`` (its own code comes first on
-``sys.path``; SQLite there cannot seal a batch above 250,000 leaves).
+``git worktree add /tmp/old 66c82d4 && cp bench/bench_storage.py bench/bench_scale.py /tmp/old/bench/ &&
+.venv/bin/python /tmp/old/bench/bench_storage.py --db postgresql --rows 200000`` (``bench_scale.py`` brings the
+bulk fill; their own code comes first on ``sys.path``; SQLite there cannot seal a batch above 250,000 leaves).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import random
 import secrets
@@ -44,6 +43,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench_scale import deposit_random, pct  # noqa: E402  (same directory: the bulk fill and percentile)
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 from sqlalchemy import create_engine, text  # noqa: E402
@@ -58,13 +58,7 @@ from service.storage import db  # noqa: E402
 from service.tenants import create_tenant  # noqa: E402
 
 PG_ADMIN_URL = os.environ.get("EVIDENCE_TEST_PG_ADMIN_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
-CHUNK = 10_000
 CACHE = getattr(sealing, "TILE_CACHE", None)  # None: a release before the tiles (run from its tree, as a baseline)
-
-
-def pct(values: list[float], q: float) -> float:
-    s = sorted(values)
-    return s[min(len(s) - 1, max(0, round(q / 100 * len(s)) - 1))]
 
 
 def sqlite_sizes(url: str) -> tuple[int, dict[str, int]]:
@@ -126,20 +120,8 @@ def run(kind: str, url: str, data_dir: Path, rows: int, fetches: int, console: C
             durability = str(conn.exec_driver_sql(setting).scalar_one())
         client = create_app(runtime=runtime, start_sealer=False).test_client()
         headers = {"Authorization": f"Bearer {key}"}
-        ids: list[str] = []
         t0 = time.perf_counter()
-        while len(ids) < rows:
-            n = min(CHUNK, rows - len(ids))
-            body = json.dumps({"items": [{"sha256": os.urandom(32).hex()} for _ in range(n)]})
-            r = client.post(
-                "/v1/evidence/batch",
-                data=body,
-                headers={**headers, "Idempotency-Key": secrets.token_hex(8)},
-                content_type="application/json",
-            )
-            if r.status_code != 202:
-                raise SystemExit(f"batch: {r.status_code} {r.get_data(as_text=True)[:300]}")
-            ids.extend(item["id"] for item in r.get_json()["items"])
+        ids = deposit_random(client, headers, rows)
         console.print(f"{kind}: {rows:,} deposits in {time.perf_counter() - t0:.1f} s (load {os.getloadavg()[0]:.1f})")
         c0, t0 = time.process_time(), time.perf_counter()
         sealed = sealing.seal_pending(runtime.engine, runtime.signer, max_leaves=rows, max_age=3600.0, force=True)
